@@ -1,0 +1,17 @@
+"""Custom ops with one semantics on every device: selective scan (Mamba-1), SSD scan (Mamba-2), causal
+depthwise conv1d and softmax attention.
+
+Each is a ``torch.library`` custom op (``torch.ops.zoo.*``): one node in a trace, a fake implementation
+for the meta device, a FLOP formula for ``torch.utils.flop_counter.FlopCounterMode`` and opaque to
+``torch.compile``. Each picks its backend by device at call time: the ``[cuda]`` extra's kernels on a GPU
+when they import, our own CPU implementations otherwise; ``backends.last_used()`` says which ran.
+"""
+
+from .attention import attention
+from .conv import causal_conv1d
+from .selective_scan import selective_scan
+from .ssd import ssd_scan
+
+from . import flops  # noqa: E402, F401, I001  (registers FLOP formulas; needs the ops defined above)
+
+__all__ = ["attention", "causal_conv1d", "selective_scan", "ssd_scan"]

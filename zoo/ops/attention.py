@@ -1,0 +1,72 @@
+"""Softmax attention as a custom op, so FLOP counters see its quadratic term and backends can differ.
+
+``attention(q, k, v, key_mask=None)``: q (batch, heads, Lq, head_dim), k and v (batch, heads, Lk,
+head_dim), ``key_mask`` (batch, Lk) bool, True = attend. Scale 1/sqrt(head_dim), no dropout, not causal.
+
+Backends: on CUDA, flash-attn for fp16/bf16 inputs without a mask when it imports, else PyTorch's
+``scaled_dot_product_attention``; on CPU, SDPA, whose CPU flash kernel keeps memory O(L) (the L x L score
+matrix is never materialised).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _cuda, backends
+from ._recompute import grads_by_recompute
+
+
+def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _attention_flash(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    out = _cuda.flash_attn_func()(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+def _implementation(q: Tensor, key_mask: Tensor | None):
+    if (
+        q.is_cuda
+        and key_mask is None
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and _cuda.flash_attn_func() is not None
+    ):
+        return "flash_attn", _attention_flash
+    return "sdpa", attention_sdpa
+
+
+@torch.library.custom_op("zoo::attention", mutates_args=())
+def _attention_op(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> Tensor:
+    name, fn = _implementation(q, key_mask)
+    backends.record("attention", name)
+    with torch.no_grad():
+        return fn(q, k, v, key_mask).contiguous()
+
+
+@_attention_op.register_fake
+def _(q, k, v, key_mask):
+    return q.new_empty(*q.shape[:-1], v.shape[-1])
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad):
+    args = ctx.saved_tensors
+    _, fn = _implementation(args[0], args[3])
+    return tuple(grads_by_recompute(fn, args, [*ctx.needs_input_grad[:3], False], grad))
+
+
+_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    """Softmax attention (see module doc)."""
+    if key_mask is not None and key_mask.dtype != torch.bool:
+        raise TypeError(f"attention: key_mask must be bool (True = attend), got {key_mask.dtype}")
+    return _attention_op(q, k, v, key_mask)

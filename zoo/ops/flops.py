@@ -1,0 +1,71 @@
+"""FLOP formulas of the custom ops, registered with ``torch.utils.flop_counter``.
+
+Convention: FLOPs = 2 x multiply-accumulates for matmul-like work (FlopCounterMode's convention; DiT's
+"GFLOPs" are MACs, i.e. half of these). The formulas take shapes only, so counting works on the meta
+device. Each returns the cost of the forward pass.
+
+- attention: QK^T and AV, 2 * (2 * B * H * Lq * Lk * Dh), the same as torch's SDPA formula.
+- selective_scan: 9 * B * D * L * N, A. Gu's estimate for the Mamba-1 scan (state-spaces/mamba issue
+  #110: discretisation, state update and output contraction), plus the D skip and z gate terms.
+- ssd_scan: the matmuls of the chunked SSD algorithm with chunk length T (here T = 256, mamba_ssm's
+  default): per token 2 * (T * G * N [C.B] + T * H * P [intra-chunk] + 2 * H * P * N [chunk states and
+  state read-out]), which is what both the Triton kernel and the CPU path execute.
+- causal_conv1d: 2 * B * D * L * W.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+SSD_FLOP_CHUNK = 256
+
+
+def attention_flops(q_shape, k_shape, v_shape) -> int:
+    b, h, lq, dh = q_shape
+    lk, dv = k_shape[2], v_shape[3]
+    return 2 * b * h * lq * lk * dh + 2 * b * h * lq * lk * dv
+
+
+def selective_scan_flops(u_shape, A_shape, has_D: bool, has_z: bool) -> int:
+    b, d, length = u_shape
+    n = A_shape[1]
+    extra = (2 if has_D else 0) + (5 if has_z else 0)  # D*u + y; z*sigmoid(z)*y counted as 5
+    return 9 * b * d * length * n + extra * b * d * length
+
+
+def ssd_scan_flops(x_shape, B_shape, has_D: bool, has_z: bool) -> int:
+    b, length, h, p = x_shape
+    g, n = B_shape[2], B_shape[3]
+    t = min(SSD_FLOP_CHUNK, length)
+    per_token = 2 * (t * g * n + t * h * p + 2 * h * p * n)
+    extra = (2 if has_D else 0) * h * p + (5 if has_z else 0) * h * p
+    return b * length * (per_token + extra)
+
+
+def causal_conv1d_flops(x_shape, w_shape) -> int:
+    return 2 * math.prod(x_shape) * w_shape[1]
+
+
+@register_flop_formula(torch.ops.zoo.attention)
+def _attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+    return attention_flops(q_shape, k_shape, v_shape)
+
+
+@register_flop_formula(torch.ops.zoo.selective_scan)
+def _selective_scan(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None,
+                    **kwargs) -> int:  # fmt: skip
+    return selective_scan_flops(u_shape, A_shape, D_shape is not None, z_shape is not None)
+
+
+@register_flop_formula(torch.ops.zoo.ssd_scan)
+def _ssd_scan(x_shape, dt_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None,
+              **kwargs) -> int:  # fmt: skip
+    return ssd_scan_flops(x_shape, B_shape, D_shape is not None, z_shape is not None)
+
+
+@register_flop_formula(torch.ops.zoo.causal_conv1d)
+def _causal_conv1d(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return causal_conv1d_flops(x_shape, w_shape)

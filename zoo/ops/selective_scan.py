@@ -1,0 +1,210 @@
+"""Mamba-1 selective scan as a ``torch.library`` custom op with mamba_ssm's ``selective_scan_fn`` semantics.
+
+``selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False)``
+
+- ``u``, ``delta``: (batch, dim, L); ``A``: (dim, N), real; ``B``, ``C``: (batch, N, L) or grouped
+  (batch, G, N, L) with ``dim`` divisible by ``G`` (channel ``d`` uses group ``d // (dim // G)``);
+  ``D``, ``delta_bias``: (dim,); ``z``: (batch, dim, L).
+- dt = softplus(delta + delta_bias) (softplus only if ``delta_softplus``; threshold 20 as in mamba_ssm),
+  h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, y_t = C_t . h_t + D u_t, out = y * silu(z) when z is given.
+  Computed in float32, returned in ``u``'s dtype (as mamba_ssm does).
+
+Not supported (mamba_ssm supports them, no model here uses them): complex A, time-invariant 2-D B/C,
+``return_last_state``. Each is rejected with an error rather than computed differently.
+
+Backends: CUDA tensors use mamba_ssm's kernel when the ``[cuda]`` extra imports; CPU tensors use our
+compiled C++ kernel (forward and backward, see ``csrc/selective_scan_cpu.cpp``), or a PyTorch loop with a
+one-time warning when it cannot be built.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _cuda, backends
+from ._extension import load_selective_scan_cpu
+from ._recompute import grads_by_recompute
+
+
+def selective_scan_loop(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Step-by-step PyTorch implementation (grouped 4-D B/C); differentiable; the fallback backend."""
+    dtype = u.dtype
+    u, delta, A = u.float(), delta.float(), A.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, dim, length = u.shape
+    per_group = dim // B.shape[1]
+    h = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for t in range(length):
+        Bt = B[..., t].float().repeat_interleave(per_group, dim=1)
+        Ct = C[..., t].float().repeat_interleave(per_group, dim=1)
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * Bt
+        ys.append((h * Ct).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+_warned_cuda_fallback = False
+
+
+def _cuda_fallback_warning() -> None:
+    global _warned_cuda_fallback
+    if not _warned_cuda_fallback:
+        warnings.warn(
+            "mambabench: mamba_ssm is not importable; the selective scan on CUDA runs as a slow PyTorch "
+            "loop. Install the [cuda] extra (see README) for the real kernel.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        _warned_cuda_fallback = True
+
+
+def _f32(t: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0, dtype=torch.float32) if t is None else t.float().contiguous()
+
+
+@torch.library.custom_op("zoo::selective_scan", mutates_args=())
+def _selective_scan_op(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> Tensor:
+    if u.is_cuda:
+        fn = _cuda.selective_scan_fn()
+        if fn is not None:
+            backends.record("selective_scan", "mamba_ssm")
+            return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
+        _cuda_fallback_warning()
+        backends.record("selective_scan", "torch-loop")
+        return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    ext = load_selective_scan_cpu()
+    if ext is None:
+        backends.record("selective_scan", "torch-loop")
+        return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    backends.record("selective_scan", "cpu-cpp")
+    out = ext.fwd(
+        _f32(u, u), _f32(delta, u), _f32(A, u),
+        B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
+        _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus,
+    )  # fmt: skip
+    return out.to(u.dtype)
+
+
+@_selective_scan_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return torch.empty_like(u)
+
+
+@torch.library.custom_op("zoo::selective_scan_backward", mutates_args=())
+def _selective_scan_backward_op(
+    dout: Tensor,
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> list[Tensor]:
+    """Returns [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias]; absent inputs get empty tensors."""
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    ext = None if u.is_cuda else load_selective_scan_cpu()
+    if ext is None:
+        # CUDA (mamba_ssm's autograd function) or the loop fallback: differentiate a recomputation.
+        fn = _cuda.selective_scan_fn() if u.is_cuda else None
+        fn = fn or selective_scan_loop
+        grads = grads_by_recompute(fn, args, [isinstance(a, Tensor) for a in args], dout)
+        return [g if g is not None else u.new_empty(0) for g in grads[:8]]
+    du, ddelta, dA, dB, dC, dD, dz, dbias = ext.bwd(
+        _f32(dout, u), _f32(u, u), _f32(delta, u), _f32(A, u),
+        B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
+        _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus,
+    )  # fmt: skip
+    return [
+        du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype),
+        dB.transpose(-1, -2).to(B.dtype), dC.transpose(-1, -2).to(C.dtype),
+        dD.to(D.dtype) if D is not None else u.new_empty(0),
+        dz.to(z.dtype) if z is not None else u.new_empty(0),
+        dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),
+    ]  # fmt: skip
+
+
+@_selective_scan_backward_op.register_fake
+def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def like(t: Tensor | None) -> Tensor:
+        return u.new_empty(0) if t is None else torch.empty_like(t)
+
+    return [like(u), like(delta), like(A), like(B), like(C), like(D), like(z), like(delta_bias)]
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:8])
+    ctx.delta_softplus = inputs[8]
+
+
+def _backward(ctx, dout):
+    u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+    grads = _selective_scan_backward_op(dout.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
+    present = (u, delta, A, B, C, D, z, delta_bias)
+    out = [g if (t is not None and need) else None for g, t, need in zip(grads, present, ctx.needs_input_grad[:8])]
+    return (*out, None)
+
+
+_selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Selective scan with mamba_ssm ``selective_scan_fn``'s arguments and semantics (see module doc)."""
+    if A.is_complex():
+        raise ValueError("selective_scan: complex A is not supported (the models here use real A)")
+    if B.dim() == 2 or C.dim() == 2:
+        raise ValueError("selective_scan: B and C must be time-varying, (batch, N, L) or (batch, G, N, L)")
+    if B.dim() == 3:
+        B = B.unsqueeze(1)
+    if C.dim() == 3:
+        C = C.unsqueeze(1)
+    if B.shape[1] != C.shape[1] or u.shape[1] % B.shape[1]:
+        raise ValueError(
+            f"selective_scan: B and C need the same number of groups dividing dim={u.shape[1]}, "
+            f"got {B.shape[1]} and {C.shape[1]}"
+        )
+    return _selective_scan_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

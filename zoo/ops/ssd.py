@@ -1,0 +1,183 @@
+"""Mamba-2 SSD scan as a ``torch.library`` custom op with mamba_ssm's ``mamba_chunk_scan_combined`` semantics.
+
+``ssd_scan(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplus=False)``
+
+- ``x``: (batch, L, heads, headdim); ``dt``: (batch, L, heads); ``A``: (heads,), negative;
+  ``B``, ``C``: (batch, L, groups, N) with heads divisible by groups (head ``h`` uses group
+  ``h // (heads // groups)``); ``D``: (heads, headdim) or (heads,); ``z``: (batch, L, heads, headdim);
+  ``dt_bias``: (heads,).
+- dt = softplus?(dt + dt_bias); per head: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T (state N x headdim);
+  y_t = C_t^T h_t + D x_t; out = y * silu(z) when z is given. Returned in ``x``'s dtype.
+
+``chunk_size`` is part of mamba_ssm's signature; the result does not depend on it. The CPU path runs the
+state-space-duality algorithm with its own chunk length (64 measured fastest on CPU) in blocks of
+``_BLOCK_CHUNKS`` chunks, so memory stays O(L) at any resolution. ``dt_limit``, ``initial_states``,
+``seq_idx`` and varlen inputs of mamba_ssm are not supported.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _cuda, backends
+from ._recompute import grads_by_recompute
+
+_CPU_CHUNK = 64
+_BLOCK_CHUNKS = 8
+
+
+def _block(x, dt, A, B, C, state):
+    """SSD over one block of K chunks of T steps, all chunks at once; returns (y, state after the block).
+
+    x: (b, K, T, G, Hg, P), dt: (b, K, T, G, Hg) (effective), A: (G, Hg), B, C: (b, K, T, G, N),
+    state: (b, G, N, Hg*P) entering the block. Laid out so every contraction is one batched matmul.
+    """
+    b, K, T, G, Hg, P = x.shape
+    acum = torch.cumsum(dt * A, dim=2).permute(0, 1, 3, 4, 2)  # (b, K, G, Hg, T) cumulative log-decay
+    xdt = (x * dt.unsqueeze(-1)).permute(0, 1, 3, 4, 2, 5)  # (b, K, G, Hg, T, P)
+    Bg = B.permute(0, 1, 3, 2, 4)  # (b, K, G, T, N)
+    Cg = C.permute(0, 1, 3, 2, 4)
+    # 1. within a chunk: y_t = sum_{s<=t} (C_t.B_s) exp(acum_t - acum_s) dt_s x_s
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+    seg = (acum.unsqueeze(-1) - acum.unsqueeze(-2)).masked_fill_(~causal, float("-inf"))
+    scores = (Cg @ Bg.transpose(-1, -2)).unsqueeze(3) * torch.exp(seg)  # (b, K, G, Hg, T, T)
+    y = scores @ xdt  # (b, K, G, Hg, T, P)
+    # 2-4. sequential pass over the K chunks: read out the state entering chunk k
+    # (y_t += exp(acum_t) C_t . state), then carry it past the chunk, adding what the chunk contributes
+    # as seen at its end: state <- exp(acum_end) state + B^T (exp(acum_end - acum_s) dt_s x_s)
+    to_end = torch.exp(acum[..., -1:] - acum).unsqueeze(-1)  # (b, K, G, Hg, T, 1)
+    weighted = (xdt * to_end).permute(0, 1, 2, 4, 3, 5).reshape(b * K, G, T, Hg * P)
+    Bt = Bg.transpose(-1, -2).reshape(b * K, G, -1, T)  # (b*K, G, N, T)
+    chunk_decay = torch.exp(acum[..., -1]).repeat_interleave(P, dim=-1).unsqueeze(-2)  # (b, K, G, 1, Hg*P)
+    y_off = []
+    for k in range(K):
+        y_off.append(Cg[:, k] @ state)  # (b, G, T, Hg*P)
+        rows = slice(k, b * K, K)  # chunk k of every batch element
+        state = torch.baddbmm(
+            (state * chunk_decay[:, k]).flatten(0, 1), Bt[rows].flatten(0, 1), weighted[rows].flatten(0, 1)
+        ).view_as(state)
+    y_off = torch.stack(y_off, dim=1).reshape(b, K, G, T, Hg, P).permute(0, 1, 2, 4, 3, 5)
+    y = y + y_off * torch.exp(acum).unsqueeze(-1)
+    return y.permute(0, 1, 4, 2, 3, 5), state  # (b, K, T, G, Hg, P)
+
+
+def ssd_scan_chunked(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+) -> Tensor:
+    """Differentiable PyTorch SSD (chunked, blockwise); float32 inside; the CPU backend."""
+    dtype = x.dtype
+    batch, length, heads, headdim = x.shape
+    groups, nstate = B.shape[2], B.shape[3]
+    hg = heads // groups
+    x32, dt32 = x.float(), dt.float()
+    if dt_bias is not None:
+        dt32 = dt32 + dt_bias.float()
+    if dt_softplus:
+        dt32 = F.softplus(dt32)
+    T = _CPU_CHUNK
+    pad = (-length) % T
+    if pad:  # dt = 0 on padding: no decay and no input, so the real steps are unaffected
+        x32 = F.pad(x32, (0, 0, 0, 0, 0, pad))
+        dt32 = F.pad(dt32, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+    nchunks = (length + pad) // T
+    xs = x32.reshape(batch, nchunks, T, groups, hg, headdim)
+    dts = dt32.reshape(batch, nchunks, T, groups, hg)
+    Bs = B.float().reshape(batch, nchunks, T, groups, nstate)
+    Cs = C.float().reshape(batch, nchunks, T, groups, nstate)
+    Ag = A.float().reshape(groups, hg)
+    state = x32.new_zeros(batch, groups, nstate, hg * headdim)
+    ys = []
+    for k0 in range(0, nchunks, _BLOCK_CHUNKS):
+        k1 = min(nchunks, k0 + _BLOCK_CHUNKS)
+        y, state = _block(xs[:, k0:k1], dts[:, k0:k1], Ag, Bs[:, k0:k1], Cs[:, k0:k1], state)
+        ys.append(y)
+    y = torch.cat(ys, dim=1).reshape(batch, nchunks * T, heads, headdim)[:, :length]
+    if D is not None:
+        Df = D.float()
+        y = y + x.float() * (Df[:, None] if Df.dim() == 1 else Df)
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
+    fn = _cuda.mamba_chunk_scan_combined()
+    return fn(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
+
+
+def _implementation(x: Tensor):
+    if x.is_cuda and _cuda.mamba_chunk_scan_combined() is not None:
+        return "mamba_ssm", _cuda_ssd
+    return "torch-ssd", ssd_scan_chunked
+
+
+@torch.library.custom_op("zoo::ssd_scan", mutates_args=())
+def _ssd_scan_op(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    dt_bias: Tensor | None,
+    dt_softplus: bool,
+) -> Tensor:
+    name, fn = _implementation(x)
+    backends.record("ssd_scan", name)
+    with torch.no_grad():
+        return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus).contiguous()
+
+
+@_ssd_scan_op.register_fake
+def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:8])
+    ctx.dt_softplus = inputs[8]
+
+
+def _backward(ctx, grad):
+    args = (*ctx.saved_tensors, ctx.dt_softplus)
+    _, fn = _implementation(args[0])
+    grads = grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False], grad)
+    return tuple(grads)
+
+
+_ssd_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def ssd_scan(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    chunk_size: int = 256,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+) -> Tensor:
+    """SSD scan with ``mamba_chunk_scan_combined``'s arguments and semantics (see module doc)."""
+    del chunk_size  # the result does not depend on it; each backend picks its own
+    if x.shape[2] % B.shape[2] or B.shape != C.shape:
+        raise ValueError(
+            f"ssd_scan: B and C must have equal shapes with a group count dividing heads={x.shape[2]}; "
+            f"got B {tuple(B.shape)}, C {tuple(C.shape)}"
+        )
+    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus)
