@@ -7,11 +7,10 @@ for the meta device, a FLOP formula for ``torch.utils.flop_counter.FlopCounterMo
 when they import, our own CPU implementations otherwise; ``backends.last_used()`` says which ran.
 """
 
+from . import flops  # noqa: F401  (registers the FLOP formulas)
 from .attention import attention
 from .conv import causal_conv1d
 from .selective_scan import selective_scan
 from .ssd import ssd_scan
-
-from . import flops  # noqa: E402, F401, I001  (registers FLOP formulas; needs the ops defined above)
 
 __all__ = ["attention", "causal_conv1d", "selective_scan", "ssd_scan"]

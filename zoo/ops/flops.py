@@ -20,6 +20,8 @@ import math
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
+from . import attention, conv, selective_scan, ssd  # noqa: F401  (define torch.ops.zoo.*)
+
 SSD_FLOP_CHUNK = 256
 
 

@@ -175,7 +175,10 @@ def _backward(ctx, dout):
     u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
     grads = _selective_scan_backward_op(dout.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
     present = (u, delta, A, B, C, D, z, delta_bias)
-    out = [g if (t is not None and need) else None for g, t, need in zip(grads, present, ctx.needs_input_grad[:8])]
+    out = [
+        g if (t is not None and need) else None
+        for g, t, need in zip(grads, present, ctx.needs_input_grad[:8], strict=True)
+    ]
     return (*out, None)
 
 

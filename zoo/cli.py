@@ -1,0 +1,78 @@
+"""``zoo``: the model registry from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zoo.registry import get_entry
+from zoo.summary import count_parameters, registry_rows
+
+app = typer.Typer(help="The model registry: every backbone configuration of the papers, by name.", no_args_is_help=True)
+console = Console(width=max(Console().width, 110))
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+@app.command("list")
+def list_command(
+    family: str = typer.Option(None, help="Only this family (dit, uvit, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line instead of a table."),
+) -> None:
+    """Every registry entry with its parameter count (counted on the meta device) beside the paper's."""
+    rows = registry_rows(family)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title="Model registry: parameters in millions, counted exactly on the meta device")
+    for col in ("name", "family", "params (M)", "paper (M)", "Δ %", "source"):
+        table.add_column(col, justify="right" if col in ("params (M)", "paper (M)", "Δ %") else "left")
+    for r in rows:
+        delta = r["params_delta_pct"]
+        shown = "-" if delta is None else f"[{'green' if abs(delta) <= 1 else 'red'}]{delta:+.2f}[/]"
+        table.add_row(r["name"], r["family"], f"{r['params_m']:.2f}", _fmt(r["params_reported_m"]), shown, r["source"])
+    console.print(table)
+
+
+@app.command("show")
+def show_command(
+    name: str = typer.Argument(..., help="Registry name, e.g. dit-xl/2."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The configuration, inputs and paper metadata of one entry."""
+    try:
+        entry = get_entry(name)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(2) from exc
+    info = {
+        "name": entry.name,
+        "family": entry.family,
+        "class": f"{entry.builder.__module__}.{entry.builder.__name__}",
+        "config": entry.config,
+        "inputs": dataclasses.asdict(entry.inputs),
+        "paper": dataclasses.asdict(entry.paper) if entry.paper else None,
+        "params": count_parameters(entry.name),
+    }
+    if as_json:
+        print(json.dumps(info))
+        return
+    table = Table(title=entry.name, show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in info.items():
+        table.add_row(
+            key, json.dumps(value) if isinstance(value, dict) else f"{value:,}" if key == "params" else str(value)
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

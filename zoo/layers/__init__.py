@@ -1,0 +1,1 @@
+"""Building blocks shared by the models in ``zoo.models``; each module holds one kind of layer."""

@@ -1,0 +1,173 @@
+"""Mamba token mixers with mamba_ssm's parameter names and shapes, so a state dict moves between our
+CPU kernels and the CUDA ones (the ops in ``zoo.ops`` pick the backend by device).
+
+- ``Mamba``: Mamba-1 (``mamba_ssm.modules.mamba_simple.Mamba``): in_proj, conv1d, x_proj, dt_proj,
+  A_log, D, out_proj. ``bimamba=True`` is Vim's "v2" bidirectional form (hustvl/Vim): shared in_proj and
+  out_proj; a second conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b scan the flipped sequence; the two
+  directions are summed, or averaged with ``divide_out=True`` (as the published Vim models do).
+- ``Mamba2``: ``mamba_ssm.modules.mamba2.Mamba2`` without its MLP split: in_proj, conv1d, dt_bias, A_log,
+  D, norm (gated RMSNorm, gate applied before normalising), out_proj.
+
+Both take and return (batch, L, d_model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo import ops
+
+
+def _inverse_softplus_dt(size: int, dt_min: float, dt_max: float, floor: float) -> Tensor:
+    """Bias whose softplus is log-uniform in [dt_min, dt_max] (the Mamba dt initialisation)."""
+    dt = torch.exp(torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def _direction_params(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_bias: bool, dt_min: float,
+                      dt_max: float, dt_scale: float, dt_init_floor: float):  # fmt: skip
+    """conv1d, x_proj, dt_proj, A_log, D of one scan direction, initialised as mamba_ssm does (S4D-real A,
+    log-uniform dt through the dt_proj bias, D = 1)."""
+    conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=conv_bias)
+    x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+    dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+    std = dt_rank**-0.5 * dt_scale
+    nn.init.uniform_(dt_proj.weight, -std, std)
+    with torch.no_grad():
+        dt_proj.bias.copy_(_inverse_softplus_dt(d_inner, dt_min, dt_max, dt_init_floor))
+    A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
+    D = nn.Parameter(torch.ones(d_inner))
+    return conv1d, x_proj, dt_proj, A_log, D
+
+
+class Mamba(nn.Module):
+    """Mamba-1 mixer (optionally Vim-v2 bidirectional); the module-level doc lists the layout."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        bimamba: bool = False,
+        divide_out: bool = False,
+    ):
+        super().__init__()
+        self.d_inner = expand * d_model
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.bimamba = bimamba
+        self.divide_out = divide_out
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        args = (self.d_inner, d_state, d_conv, self.dt_rank, conv_bias, dt_min, dt_max, dt_scale, dt_init_floor)
+        self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _direction_params(*args)
+        if bimamba:
+            self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b = _direction_params(*args)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def _scan(self, x: Tensor, z: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear,
+              A_log: Tensor, D: Tensor) -> Tensor:  # fmt: skip
+        """One direction: x, z (batch, d_inner, L) -> (batch, d_inner, L)."""
+        b, _, L = x.shape
+        x = ops.causal_conv1d(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
+        x_dbl = x_proj(x.transpose(1, 2).reshape(b * L, -1))
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ dt_proj.weight.t()).reshape(b, L, -1).transpose(1, 2)
+        B = B.reshape(b, L, self.d_state).transpose(1, 2)
+        C = C.reshape(b, L, self.d_state).transpose(1, 2)
+        A = -torch.exp(A_log.float())
+        return ops.selective_scan(x, dt, A, B, C, D.float(), z, dt_proj.bias.float(), True)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2*d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        y = self._scan(x.contiguous(), z.contiguous(), self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        if self.bimamba:
+            xb, zb = x.flip(-1).contiguous(), z.flip(-1).contiguous()
+            yb = self._scan(xb, zb, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+            y = (y + yb.flip(-1)) / 2 if self.divide_out else y + yb.flip(-1)
+        return self.out_proj(y.transpose(1, 2))
+
+
+class RMSNormGated(nn.Module):
+    """mamba_ssm's gated RMSNorm with ``norm_before_gate=False``: rmsnorm(x * silu(z)) * weight, the norm
+    taken over groups of ``group_size`` channels."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, group_size: int | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+        self.group_size = group_size or dim
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        dtype = x.dtype
+        x = x.float() * F.silu(z.float())
+        groups = x.unflatten(-1, (-1, self.group_size))
+        groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (groups.flatten(-2) * self.weight.float()).to(dtype)
+
+
+class Mamba2(nn.Module):
+    """Mamba-2 mixer (SSD); the module-level doc lists the layout."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 128,
+        d_conv: int = 4,
+        expand: int = 2,
+        headdim: int = 64,
+        ngroups: int = 1,
+        A_init_range: tuple[float, float] = (1.0, 16.0),
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        chunk_size: int = 256,
+    ):
+        super().__init__()
+        self.d_inner = expand * d_model
+        if self.d_inner % headdim:
+            raise ValueError(f"d_inner {self.d_inner} is not divisible by headdim {headdim}")
+        self.d_state, self.headdim, self.ngroups, self.chunk_size = d_state, headdim, ngroups, chunk_size
+        self.nheads = self.d_inner // headdim
+        conv_dim = self.d_inner + 2 * ngroups * d_state
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=bias)
+        self.conv1d = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1, bias=conv_bias)
+        self.dt_bias = nn.Parameter(_inverse_softplus_dt(self.nheads, dt_min, dt_max, dt_init_floor))
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.nheads).uniform_(*A_init_range)))
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = RMSNormGated(self.d_inner, eps=1e-5, group_size=self.d_inner // ngroups)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def forward(self, u: Tensor) -> Tensor:
+        b, L, _ = u.shape
+        gs = self.ngroups * self.d_state
+        z, xBC, dt = torch.split(self.in_proj(u), [self.d_inner, self.d_inner + 2 * gs, self.nheads], dim=-1)
+        xBC = ops.causal_conv1d(xBC.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias,
+                                activation="silu").transpose(1, 2)  # fmt: skip
+        x, B, C = torch.split(xBC, [self.d_inner, gs, gs], dim=-1)
+        y = ops.ssd_scan(
+            x.reshape(b, L, self.nheads, self.headdim),
+            dt,
+            -torch.exp(self.A_log.float()),
+            B.reshape(b, L, self.ngroups, self.d_state),
+            C.reshape(b, L, self.ngroups, self.d_state),
+            self.chunk_size,
+            D=self.D,
+            dt_bias=self.dt_bias,
+            dt_softplus=True,
+        )
+        return self.out_proj(self.norm(y.reshape(b, L, self.d_inner), z))

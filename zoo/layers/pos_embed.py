@@ -1,0 +1,52 @@
+"""Fixed 2-D sin-cos positional embeddings for any token grid h x w.
+
+Channel convention of DiT/MAE/PixArt (their meshgrid is built (w, h)): the first half of the channels
+encodes the x (column) coordinate, the second half the y (row) coordinate; each half is [sin | cos] with
+frequencies 10000^(-k / (dim/4)). Tokens are in row-major order (index = row * w + col).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sincos_1d(dim: int, positions: Tensor) -> Tensor:
+    """(len(positions), dim) embedding [sin | cos] of float positions; dim must be even."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding needs an even dimension, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
+    args = positions.double()[:, None] * omega[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+def _grid_embedding(dim: int, ys: Tensor, xs: Tensor) -> Tensor:
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos embedding needs a dimension divisible by 4, got {dim}")
+    h, w = len(ys), len(xs)
+    emb_x = sincos_1d(dim // 2, xs.repeat(h))  # column coordinate of token r*w + c
+    emb_y = sincos_1d(dim // 2, ys.repeat_interleave(w))  # row coordinate
+    return torch.cat([emb_x, emb_y], dim=1).float()
+
+
+def sincos_2d(dim: int, h: int, w: int, scale: float = 1.0) -> Tensor:
+    """DiT/PixArt embedding of an h x w grid: coordinates are token indices divided by ``scale``
+    (PixArt's ``(n / base_size) * lewei_scale``; 1 for DiT). Returns (h * w, dim)."""
+    ys = torch.arange(h, dtype=torch.float64) / scale
+    xs = torch.arange(w, dtype=torch.float64) / scale
+    return _grid_embedding(dim, ys, xs)
+
+
+def sincos_2d_centered(dim: int, h: int, w: int, base: float) -> Tensor:
+    """Centered sin-cos embedding normalised by the long edge (T2MD's model adaptation, Sec. 3.4.3).
+
+    y_i = (i - (h-1)/2) * base / max(h, w) and x_j = (j - (w-1)/2) * base / max(h, w): the spacing is the
+    same along both axes and the long edge always spans ``base`` units, so a larger or non-square grid
+    interpolates between positions seen in training instead of extrapolating. The paper gives only the
+    idea; ``base`` is our choice (the training grid's long edge keeps one unit per token at the training
+    resolution). Returns (h * w, dim).
+    """
+    long_edge = max(h, w)
+    ys = (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) * base / long_edge
+    xs = (torch.arange(w, dtype=torch.float64) - (w - 1) / 2) * base / long_edge
+    return _grid_embedding(dim, ys, xs)

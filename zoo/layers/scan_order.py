@@ -1,0 +1,43 @@
+"""2-D <-> 1-D token orders on an h x w grid (any aspect ratio).
+
+Tokens are stored row-major (index = row * w + col). A scan order is a permutation ``perm`` of those
+indices: the sequence a mixer sees is ``x[:, perm]`` and ``x_seq[:, inverse(perm)]`` puts it back.
+
+- ``row``: row-major (width-first, T2MD's "W" scan);
+- ``col``: column-major (height-first, T2MD's "H" scan);
+- ``row_reversed`` and ``col_reversed``: the same sequences read backwards.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+SCAN_ORDERS = ("row", "row_reversed", "col", "col_reversed")
+
+
+@lru_cache(maxsize=256)
+def _permutation(h: int, w: int, order: str) -> Tensor:
+    if order not in SCAN_ORDERS:
+        raise ValueError(f"unknown scan order {order!r}; choose from {SCAN_ORDERS}")
+    grid = torch.arange(h * w).reshape(h, w)
+    seq = grid.t().reshape(-1) if order.startswith("col") else grid.reshape(-1)
+    return seq.flip(0) if order.endswith("reversed") else seq
+
+
+def scan_permutation(h: int, w: int, order: str) -> Tensor:
+    """Row-major token index at each position of the ``order`` sequence (a LongTensor of length h*w)."""
+    return _permutation(h, w, order)
+
+
+def to_scan_order(x: Tensor, h: int, w: int, order: str) -> Tensor:
+    """(B, h*w, C) row-major tokens -> the same tokens in ``order``."""
+    return x[:, scan_permutation(h, w, order).to(x.device)]
+
+
+def from_scan_order(x: Tensor, h: int, w: int, order: str) -> Tensor:
+    """Inverse of ``to_scan_order``: tokens in ``order`` -> row-major."""
+    inverse = torch.argsort(scan_permutation(h, w, order))
+    return x[:, inverse.to(x.device)]
