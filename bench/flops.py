@@ -1,0 +1,66 @@
+"""FLOPs of a registry entry at any resolution, counted on the meta device (no memory, no compute).
+
+``torch.utils.flop_counter.FlopCounterMode`` counts every aten matmul/conv, and our custom ops carry
+their own formulas (``zoo/ops/flops.py``): attention's QK^T and AV, the selective and SSD scans, the causal
+conv. Elementwise work (norms, activations, adds) is not counted, as in DiT's convention. Reported both
+as MACs (DiT's "GFLOPs") and FLOPs (= 2 x MACs), with a breakdown by category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.inputs import Resolution, example_inputs
+from zoo.registry import get_entry
+
+_CATEGORIES = {
+    "zoo.attention": "attention",
+    "zoo.selective_scan": "scan",
+    "zoo.ssd_scan": "scan",
+    "zoo.causal_conv1d": "conv",
+    "aten.convolution": "conv",
+    "aten._convolution": "conv",
+    "aten.mm": "linear",
+    "aten.addmm": "linear",
+    "aten.bmm": "linear",
+    "aten.baddbmm": "linear",
+}
+
+
+@dataclass
+class FlopCount:
+    model: str
+    resolution: str
+    input_shape: tuple[int, ...]
+    params: int
+    flops: int
+    by_category: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def macs(self) -> float:
+        return self.flops / 2
+
+
+def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> FlopCount:
+    """Forward FLOPs of ``name`` on one ``res`` image batch, counted on the meta device."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = entry.build(**overrides).eval()
+    x, t, y = example_inputs(entry, res, model.patch_size, batch)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, t, y)
+    by_category: dict[str, int] = {}
+    for op, count in counter.get_flop_counts()["Global"].items():
+        category = _CATEGORIES.get(str(op), "other")
+        by_category[category] = by_category.get(category, 0) + count
+    return FlopCount(
+        model=name,
+        resolution=str(res),
+        input_shape=tuple(x.shape),
+        params=sum(p.numel() for p in model.parameters()),
+        flops=counter.get_total_flops(),
+        by_category=by_category,
+    )

@@ -1,0 +1,174 @@
+"""Scan-kernel benchmark: a plain PyTorch step loop vs our CPU kernels, measured side by side in one run.
+
+Mamba-1 (selective scan; d_inner 2048, d_state 16) and Mamba-2 (SSD; 36 heads x 64, d_state 256, one
+group) at L = 1k, 4k, 16k, 32400 (batch 1), plus the Mamba-1 training shape (batch 64, L 366, d_inner
+1024). Reports the median seconds and state updates per second per core (L * channels * d_state / time /
+threads), forward and forward+backward. Loops with autograd keep every step's state, so they are only
+run where that fits in memory (``--loop-bwd-max``); the table says "skipped" elsewhere.
+
+    python scripts/bench_kernels.py                 # full table, one thread
+    python scripts/bench_kernels.py --quick         # L = 1k and 4k only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from zoo import ops
+
+
+def median_seconds(fn: Callable[[], object], min_time: float = 1.0, min_runs: int = 3, max_runs: int = 20) -> float:
+    """Median wall time of ``fn`` after one warm-up call, repeated until ``min_time`` and ``min_runs``."""
+    fn()
+    times: list[float] = []
+    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def mamba1_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """Mamba-1 recurrence one step at a time, time-major, one group: the plain PyTorch anchor."""
+    dt = delta + delta_bias[:, None]
+    dt = F.softplus(dt) if delta_softplus else dt
+    dt_t = dt.permute(2, 0, 1)[..., None]  # (L, b, d, 1)
+    du_t = (dt * u).permute(2, 0, 1)[..., None]
+    B_t, C_t = B[:, 0].permute(2, 0, 1)[:, :, None], C[:, 0].permute(2, 0, 1)[:, :, None]  # (L, b, 1, n)
+    state = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[2]):
+        state = torch.exp(dt_t[t] * A) * state + du_t[t] * B_t[t]
+        ys.append((state * C_t[t]).sum(-1))
+    return (torch.stack(ys, dim=-1) + D[:, None] * u) * F.silu(z)
+
+
+def ssd_loop(x, dt, A, B, C):
+    """Mamba-2 recurrence one step at a time (dt already effective, one group)."""
+    b, length, h, p = x.shape
+    state = x.new_zeros(b, h, p, B.shape[-1])
+    ys = []
+    for t in range(length):
+        decay = torch.exp(dt[:, t] * A)[..., None, None]
+        state = decay * state + (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, 0, None, None, :]
+        ys.append((state * C[:, t, 0, None, None, :]).sum(-1))
+    return torch.stack(ys, dim=1)
+
+
+def mamba1_inputs(batch: int, length: int, dim: int, n: int = 16, grad: bool = False) -> list[torch.Tensor]:
+    """u, delta, A, B, C, D, z, delta_bias of a realistic Mamba-1 layer (softplus applied in the op)."""
+    tensors = [
+        torch.randn(batch, dim, length),
+        0.5 * torch.randn(batch, dim, length) - 4.0,
+        -torch.arange(1, n + 1, dtype=torch.float32).repeat(dim, 1),
+        torch.randn(batch, 1, n, length),
+        torch.randn(batch, 1, n, length),
+        torch.ones(dim),
+        torch.randn(batch, dim, length),
+        torch.zeros(dim),
+    ]
+    return [t.requires_grad_(grad) for t in tensors]
+
+
+def mamba2_inputs(length: int, heads: int = 36, headdim: int = 64, n: int = 256, grad: bool = False):
+    """x, dt (effective), A, B, C of a T2MD-sized Mamba-2 layer."""
+    tensors = [
+        torch.randn(1, length, heads, headdim),
+        F.softplus(0.5 * torch.randn(1, length, heads) - 4.0),
+        -torch.rand(heads) * 15 - 1,
+        torch.randn(1, length, 1, n) / n**0.5,
+        torch.randn(1, length, 1, n) / n**0.5,
+    ]
+    return [t.requires_grad_(grad) for t in tensors]
+
+
+def forward_backward(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], *extra) -> Callable[[], None]:
+    def run() -> None:
+        for t in inputs:
+            t.grad = None
+        fn(*inputs, *extra).sum().backward()
+
+    return run
+
+
+def measure(kernel: str, shape: str, updates: float, ours, loop, threads: int, slow_loop: bool = False) -> dict:
+    """Time ``ours`` and (unless None) ``loop`` side by side; rates are state updates per second per core."""
+    ours_s = median_seconds(ours, min_runs=1 if slow_loop else 3)
+    loop_s = median_seconds(loop, min_runs=1, min_time=0) if loop else None
+    return {
+        "kernel": kernel,
+        "shape": shape,
+        "loop_s": loop_s,
+        "ours_s": ours_s,
+        "loop_rate": updates / loop_s / threads if loop_s else None,
+        "ours_rate": updates / ours_s / threads,
+        "speedup": loop_s / ours_s if loop_s else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="only L = 1024 and 4096")
+    parser.add_argument("--loop-bwd-max", type=int, default=1024, help="longest L for autograd through a loop")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lengths = [1024, 4096] if args.quick else [1024, 4096, 16384, 32400]
+    rows = []
+
+    for length in lengths:  # Mamba-1, d_inner 2048, N 16
+        shape, updates = f"b1 L{length} d2048 n16", length * 2048 * 16
+        inputs = mamba1_inputs(1, length, 2048)
+        ours = partial(ops.selective_scan, *inputs, True)
+        loop = partial(mamba1_loop, *inputs, True)
+        rows.append(measure("mamba1 fwd", shape, updates, ours, loop, args.threads))
+        inputs = mamba1_inputs(1, length, 2048, grad=True)
+        ours = forward_backward(ops.selective_scan, inputs, True)
+        loop = forward_backward(mamba1_loop, inputs, True) if length <= args.loop_bwd_max else None
+        rows.append(measure("mamba1 fwd+bwd", shape, updates, ours, loop, args.threads))
+
+    inputs = mamba1_inputs(64, 366, 1024, grad=True)  # DiM-style training shape
+    ours = forward_backward(ops.selective_scan, inputs, True)
+    loop = forward_backward(mamba1_loop, inputs, True)
+    rows.append(measure("mamba1 fwd+bwd", "b64 L366 d1024 n16", 64 * 366 * 1024 * 16, ours, loop, args.threads))
+
+    for length in lengths:  # Mamba-2, 36 heads x 64, N 256, one group
+        shape, updates = f"b1 L{length} h36x64 n256", length * 36 * 64 * 256
+        inputs = mamba2_inputs(length)
+        rows.append(
+            measure(
+                "mamba2 fwd",
+                shape,
+                updates,
+                partial(ops.ssd_scan, *inputs, 256),
+                partial(ssd_loop, *inputs),
+                args.threads,
+            )
+        )
+        inputs = mamba2_inputs(length, grad=True)
+        ours = forward_backward(ops.ssd_scan, inputs, 256)
+        # the loop keeps 2.4 MB of state per step for autograd: only short sequences fit
+        loop = forward_backward(ssd_loop, inputs) if length <= min(args.loop_bwd_max, 1024) else None
+        rows.append(measure("mamba2 fwd+bwd", shape, updates, ours, loop, args.threads, slow_loop=True))
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "skipped" if value is None else format(value, spec)
+
+    print(f"torch {torch.__version__}, {args.threads} thread(s), backends {ops.backends.last_used()}")
+    print("| kernel | shape | loop s | ours s | loop upd/s/core | ours upd/s/core | speedup |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [r["kernel"], r["shape"], fmt(r["loop_s"], ".3f"), fmt(r["ours_s"], ".3f")]
+        cells += [fmt(r["loop_rate"], ".2e"), fmt(r["ours_rate"], ".2e"), fmt(r["speedup"], ".1f")]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""bench flops: resolutions, size errors, and counts that agree with the paper and with each other."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.flops import count_flops
+from bench.inputs import Resolution, parse_resolution
+
+
+def test_parse_resolution():
+    assert parse_resolution("256") == Resolution(256, 256)
+    assert parse_resolution("3840x2160") == Resolution(3840, 2160)
+    for bad in ("", "0", "12x", "axb", "1x2x3"):
+        with pytest.raises(ValueError, match="expected a size"):
+            parse_resolution(bad)
+
+
+def test_dit_flops_match_paper_and_scale_with_tokens():
+    small = count_flops("dit-xl/2", Resolution(256, 256))
+    assert small.input_shape == (1, 4, 32, 32)
+    assert abs(small.macs / 1e9 - 118.64) < 0.1  # DiT Table 4, MACs
+    assert sum(small.by_category.values()) == small.flops
+    uhd = count_flops("dit-xl/2", Resolution(3840, 2160))
+    assert uhd.input_shape == (1, 4, 270, 480)  # width x height -> latent (h, w)
+    assert uhd.by_category["attention"] > uhd.by_category["linear"]  # quadratic term dominates at 4K
+
+
+def test_bad_resolution_names_working_sizes():
+    with pytest.raises(ValueError, match=r"multiples of 16 .* width 250 -> try \[224, 240, 256, 272\]"):
+        count_flops("dit-xl/2", Resolution(250, 256))
+    result = CliRunner().invoke(app, ["flops", "--model", "dit-xl/2", "--res", "250"])
+    assert result.exit_code == 2 and "try" in result.output
+
+
+def test_cli_json_rows():
+    result = CliRunner().invoke(app, ["flops", "-m", "uvit-tiny", "-r", "8", "-r", "16x8", "--json"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and '"input_shape": [1, 3, 8, 16]' in lines[1]
