@@ -36,7 +36,11 @@ def list_command(
         table.add_column(col, justify="right" if col in ("params (M)", "paper (M)", "Δ %") else "left")
     for r in rows:
         delta = r["params_delta_pct"]
-        shown = "-" if delta is None else f"[{'green' if abs(delta) <= 1 else 'red'}]{delta:+.2f}[/]"
+        shown = (
+            "-"
+            if delta is None
+            else f"[{'green' if abs(delta) <= r['params_tolerance_pct'] else 'red'}]{delta:+.2f}[/]"
+        )
         table.add_row(r["name"], r["family"], f"{r['params_m']:.2f}", _fmt(r["params_reported_m"]), shown, r["source"])
     console.print(table)
 

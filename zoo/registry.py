@@ -27,6 +27,7 @@ class PaperInfo:
     gflops: float | None = None
     gflops_image_size: int | None = None  # image pixels (square) the GFLOPs were reported at
     gflops_convention: Literal["MACs", "FLOPs"] = "MACs"  # DiT's "GFLOPs" count a multiply-add once
+    params_tolerance: float = 0.01  # relative; larger where the paper rounds coarsely (then say why in `note`)
     note: str = ""
 
 

@@ -27,6 +27,7 @@ def entry_row(entry: ModelEntry) -> dict[str, Any]:
         "params_m": round(counted, 2),
         "params_reported_m": reported,
         "params_delta_pct": round(100 * (counted - reported) / reported, 2) if reported else None,
+        "params_tolerance_pct": 100 * entry.paper.params_tolerance if entry.paper else None,
         "source": entry.paper.paper if entry.paper else "(harness config)",
     }
 

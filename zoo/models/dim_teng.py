@@ -1,0 +1,284 @@
+"""DiM: Diffusion Mamba for Efficient High-Resolution Image Synthesis (Teng et al., 2024).
+
+Read top to bottom: block -> model -> registry entries. The paper's Sec. 3.2 designs, each a constructor
+switch (the rows of its Tables 4 and 6):
+
+- ``scan_patterns``: the scan order of each block cycles through these (paper numbering, Fig. 2:
+  1 = row-major, 2 = reversed row-major, 3 = column-major, 4 = reversed column-major), block i using
+  ``scan_patterns[i % len]``, as Sec. 3.2 describes. ``"1234"`` is the full model, ``"12"`` and ``"1"``
+  Table 6's ablations.
+- ``pad_tokens``: learnable end-of-line tokens after every row and column (``zoo.layers.padding``).
+- ``local_conv``: a 3x3 depthwise conv after the patch embedding and one before the output layer.
+- ``long_skip``: U-Net style skips from the first half of the blocks to the second half (last in, first out).
+
+Choices taken from the official code (tyshiwo1/DiM-DiffusionMamba) where the paper is silent or vague:
+
+- Sequence: [time token, class token (conditional models), 3 learned "split" tokens, padded grid]. The time
+  token is the raw sinusoid of width d (U-ViT's convention, which the paper cites for its tokens; the paper
+  text says "fully-connected layers"), the class token a table of ``num_classes + 1`` rows (last row = null
+  class for CFG). Prefix tokens stay in front in every scan order.
+- A learned positional embedding (zeros at init) over prefix + grid; for another grid size its patch part
+  is bilinearly resized. Mamba-1 mixers with d_state 16, d_conv 3, expand 2, no in/out projection bias;
+  three padding tokens per line (= d_conv, so a line's first token never sees the previous line through
+  the conv).
+- Conditioning also through adaLN-single (PixArt): a global (shift, scale, gate) from the timestep MLP plus a
+  second class table, added to a per-block learned (3, d) table; RMSNorm; residual x + (1 + gate) * mixer.
+  No MLP in the blocks. The final layer: RMSNorm modulated by (shift, scale) from the time sinusoid plus the
+  class token, then Linear to patch pixels. Noise prediction only.
+- Skip merge at the entry of a decoder block: Linear(2d -> d) on the concatenation for d <= 512, two d x d
+  Linears summed for larger widths. Block 0 is outside the U: 1 + K encoder + K decoder blocks.
+
+Our own choice: the residual stream is always kept in row-major order on the padded grid; each block
+permutes its normalised input into the block's scan order and its mixer output back. Skips therefore merge
+token-wise for any schedule (the official code needs a special schedule for that), and the model's output
+does not depend on the internal order (tested). Parameter counts follow the code's configs: 50.6 / 386.1 /
+862.4 M for S / L / H against the paper's rounded 50 / 380 / 860 M (+1.2 / +1.6 / +0.3 %).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from torch import Tensor, nn
+
+from zoo.layers.embeddings import TimestepEmbedder, modulate, timestep_embedding
+from zoo.layers.mamba import Mamba
+from zoo.layers.padding import EndOfLinePadding
+from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.scan_order import scan_permutation
+from zoo.registry import InputSpec, PaperInfo, register
+
+SCAN_PATTERNS = {"1": "row", "2": "row_reversed", "3": "col", "4": "col_reversed"}  # paper Fig. 2 numbering
+NUM_SPLIT_TOKENS = 3
+
+
+class DiMBlock(nn.Module):
+    """RMSNorm -> adaLN-single modulation -> Mamba in this block's scan order -> gated residual."""
+
+    def __init__(self, dim: int, skip: bool, mamba_kwargs: dict):
+        super().__init__()
+        # long skip merge (code: concat + Linear for d <= 512, two Linears summed above)
+        self.skip_proj = nn.Linear(2 * dim, dim) if skip and dim <= 512 else None
+        self.skip_proj_x = nn.Linear(dim, dim) if skip and dim > 512 else None
+        self.skip_proj_skip = nn.Linear(dim, dim) if skip and dim > 512 else None
+        self.norm = nn.RMSNorm(dim, eps=1e-5)
+        self.mixer = Mamba(dim, **mamba_kwargs)
+        self.scale_shift_table = nn.Parameter(torch.randn(3, dim) / dim**0.5)  # per-block part of adaLN-single
+
+    def merge_skip(self, x: Tensor, skip: Tensor) -> Tensor:
+        if self.skip_proj is not None:
+            return self.skip_proj(torch.cat([x, skip], dim=-1))
+        return self.skip_proj_x(x) + self.skip_proj_skip(skip)
+
+    def forward(self, x: Tensor, cond: Tensor, prefix: int, perm: Tensor | None) -> Tensor:
+        """x: (B, prefix + L, d) in canonical order; cond: (B, 3d) global adaLN; perm: scan order of the grid."""
+        shift, scale, gate = (self.scale_shift_table[None] + cond.view(-1, 3, x.shape[-1])).unbind(1)
+        h = modulate(self.norm(x), shift, scale)
+        if perm is not None:  # prefix tokens stay in front in every order
+            h = torch.cat([h[:, :prefix], h[:, prefix:][:, perm]], dim=1)
+        out = self.mixer(h)
+        if perm is not None:
+            out = torch.cat([out[:, :prefix], out[:, prefix:][:, torch.argsort(perm)]], dim=1)
+        return x + (1 + gate.unsqueeze(1)) * out
+
+
+class DiMTeng(nn.Module):
+    """``model(x, t, y=None)`` -> noise prediction of x's shape (y only for class-conditional models)."""
+
+    def __init__(
+        self,
+        input_size: int = 32,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        hidden_size: int = 1536,
+        depth: int = 49,
+        num_classes: int = 1000,
+        scan_patterns: str = "1234",
+        pad_tokens: bool = True,
+        local_conv: bool = True,
+        long_skip: bool = True,
+        d_state: int = 16,
+        d_conv: int = 3,
+        expand: int = 2,
+    ):
+        super().__init__()
+        if depth % 2 == 0:
+            raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
+        unknown = set(scan_patterns) - set(SCAN_PATTERNS)
+        if not scan_patterns or unknown:
+            raise ValueError(f"scan_patterns is a string of pattern numbers 1-4 (e.g. '1234'), got {scan_patterns!r}")
+        d = hidden_size
+        self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
+        self.num_classes = num_classes
+        self.conditional = num_classes > 0
+        self.scan_patterns = [SCAN_PATTERNS[p] for p in scan_patterns]
+        self.grid = input_size // patch_size
+        self.prefix = 1 + int(self.conditional) + NUM_SPLIT_TOKENS
+
+        self.x_embedder = PatchEmbed(None, patch_size, in_channels, d, bias=True)
+        self.label_token = nn.Embedding(num_classes + 1, d) if self.conditional else None
+        self.split_tokens = nn.Parameter(torch.randn(NUM_SPLIT_TOKENS, d) * 0.02)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + int(self.conditional) + self.grid**2, d))
+        # Sec. 3.2 "lightweight local feature enhancement": 3x3 depthwise convs at input and output
+        self.first_conv = nn.Conv2d(d, d, 3, padding=1, groups=d) if local_conv else None
+        self.last_conv = nn.Conv2d(d, d, 3, padding=1, groups=d) if local_conv else None
+        # Sec. 3.2 "learnable padding token": end-of-line tokens, as many as the conv width
+        self.padding = EndOfLinePadding(d, num_tokens=d_conv) if pad_tokens else None
+
+        # adaLN-single (code): global (shift, scale, gate) from time MLP + a second class table
+        self.t_embedder = TimestepEmbedder(d)
+        self.label_adaln = nn.Embedding(num_classes + 1, d) if self.conditional else None
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 3 * d))
+
+        self.num_skips = (depth - 1) // 2 if long_skip else 0
+        mamba_kwargs = dict(d_state=d_state, d_conv=d_conv, expand=expand)
+        first_decoder = depth - self.num_skips
+        self.blocks = nn.ModuleList(DiMBlock(d, i >= first_decoder, mamba_kwargs) for i in range(depth))
+
+        self.norm_final = nn.RMSNorm(d, eps=1e-5)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.linear_out = nn.Linear(d, patch_size * patch_size * in_channels)
+        self._init_weights(depth)
+
+    def _init_weights(self, depth: int) -> None:
+        """The code's Mamba language-model init: zero Linear biases (except dt), N(0, 0.02) embeddings,
+        out_proj re-drawn Kaiming-uniform and scaled by 1/sqrt(depth)."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and module.bias is not None and not name.endswith("dt_proj"):
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+        for block in self.blocks:
+            weight = block.mixer.out_proj.weight
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+            with torch.no_grad():
+                weight /= math.sqrt(depth)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+
+    def block_orders(self) -> list[str]:
+        """Scan order of each block (Sec. 3.2: row, reversed row, column, reversed column, then again)."""
+        return [self.scan_patterns[i % len(self.scan_patterns)] for i in range(len(self.blocks))]
+
+    def _positions(self, h: int, w: int) -> Tensor:
+        extras = self.pos_embed.shape[1] - self.grid**2
+        if (h, w) == (self.grid, self.grid):
+            return self.pos_embed
+        grid = self.pos_embed[:, extras:].reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.cat([self.pos_embed[:, :extras], grid.flatten(2).transpose(1, 2)], dim=1)
+
+    def _depthwise(self, conv: nn.Conv2d | None, x: Tensor, h: int, w: int) -> Tensor:
+        if conv is None:
+            return x
+        grid = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+        return conv(grid).flatten(2).transpose(1, 2)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "input")
+        b, d = x.shape[0], self.pos_embed.shape[-1]
+        if self.conditional and y is None:
+            raise ValueError("this DiM is class-conditional: pass labels y (num_classes = null class)")
+        time_token = timestep_embedding(t, d).to(x.dtype)
+        tokens = [time_token[:, None]]
+        if self.conditional:
+            tokens.append(self.label_token(y)[:, None])
+        seq = torch.cat([*tokens, self.x_embedder(x)], dim=1) + self._positions(h, w)
+        n_cond = len(tokens)
+        prefix, grid = seq[:, :n_cond], seq[:, n_cond:]
+        grid = self._depthwise(self.first_conv, grid, h, w)
+        gh, gw = (h, w) if self.padding is None else self.padding.padded_size(h, w)
+        if self.padding is not None:
+            grid = self.padding.pad(grid, h, w)
+        split = self.split_tokens.to(x.dtype)[None].expand(b, -1, -1)
+        x_seq = torch.cat([prefix, split, grid], dim=1)
+
+        c = self.t_embedder(t)
+        if self.conditional:
+            c = c + self.label_adaln(y)
+        cond = self.t_block(c)
+
+        perms = {order: scan_permutation(gh, gw, order).to(x.device) for order in set(self.scan_patterns)}
+        skips: list[Tensor] = []
+        first_decoder = len(self.blocks) - self.num_skips
+        for i, (block, order) in enumerate(zip(self.blocks, self.block_orders(), strict=True)):
+            if i >= first_decoder:
+                x_seq = block.merge_skip(x_seq, skips.pop())
+            x_seq = block(x_seq, cond, self.prefix, None if order == "row" else perms[order])
+            if 1 <= i <= self.num_skips:  # block 0 is outside the U
+                skips.append(x_seq)
+
+        grid = x_seq[:, self.prefix :]
+        if self.padding is not None:
+            grid = self.padding.unpad(grid, h, w)
+        grid = self._depthwise(self.last_conv, grid, h, w)
+        shift, scale = self.final_modulation(time_token + (tokens[1][:, 0] if self.conditional else 0)).chunk(2, dim=1)
+        out = self.linear_out(modulate(self.norm_final(grid), shift, scale))
+        return unpatchify(out, h, w, self.patch_size, self.in_channels)
+
+    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
+        """CFG on a batch whose second half repeats the first with null labels (standard w; the DiM and
+        U-ViT code's ``scale`` is w - 1). Every output channel is guided (noise prediction only)."""
+        half = x[: len(x) // 2]
+        cond, uncond = self.forward(torch.cat([half, half]), t, y).chunk(2, dim=0)
+        guided = uncond + cfg_scale * (cond - uncond)
+        return torch.cat([guided, guided], dim=0)
+
+
+_PAPER = "Teng et al. 2024 (DiM)"
+_IMAGENET = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000)
+_TABLE1 = "Table 1 (GFLOPs at a 32x32 input, batch 1)"
+_ROUNDED = 0.02  # the paper rounds to 50 / 380 / 860 M; the official configs give 50.6 / 386.1 / 862.4 M
+_GFLOPS_NOTE = (
+    "our MAC count is 1.49x the paper's for S, L and H alike (18.3 / 140 / 312 G); without the padding "
+    "tokens 13.0 / 99.9 / 222.5 G: the paper's count seems to leave out the padding tokens and a little more"
+)
+register(
+    "dim-teng-s/2-cifar10",
+    family="dim-teng",
+    builder=DiMTeng,
+    config=dict(input_size=32, patch_size=2, in_channels=3, hidden_size=512, depth=25, num_classes=0),
+    inputs=InputSpec(in_channels=3, latent=False, image_size=32, conditioning="none"),
+    paper=PaperInfo(
+        _PAPER, _TABLE1, params_m=50, gflops=12, gflops_image_size=32, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
+    ),
+)
+register(
+    "dim-teng-l/2",
+    family="dim-teng",
+    builder=DiMTeng,
+    config=dict(hidden_size=1024, depth=49),
+    inputs=_IMAGENET,
+    paper=PaperInfo(
+        _PAPER, _TABLE1, params_m=380, gflops=94, gflops_image_size=256, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
+    ),
+)
+register(
+    "dim-teng-h/2",
+    family="dim-teng",
+    builder=DiMTeng,
+    config=dict(hidden_size=1536, depth=49),
+    inputs=_IMAGENET,
+    paper=PaperInfo(
+        _PAPER, _TABLE1, params_m=860, gflops=210, gflops_image_size=256, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
+    ),
+)
+register(
+    "dim-teng-h/2-512",
+    family="dim-teng",
+    builder=DiMTeng,
+    config=dict(input_size=64, hidden_size=1536, depth=49),
+    inputs=InputSpec(in_channels=4, latent=True, image_size=512, conditioning="class", num_classes=1000),
+    paper=PaperInfo(_PAPER, "Sec. 4.1 (fine-tuned at 512 px)", params_m=860, params_tolerance=_ROUNDED),
+)
+register(
+    "dim-teng-tiny",
+    family="dim-teng",
+    builder=DiMTeng,
+    config=dict(input_size=8, patch_size=2, in_channels=3, hidden_size=64, depth=5, num_classes=10),
+    inputs=InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10),
+    tags=("tiny",),
+)
