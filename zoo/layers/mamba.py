@@ -5,6 +5,9 @@ CPU kernels and the CUDA ones (the ops in ``zoo.ops`` pick the backend by device
   A_log, D, out_proj. ``bimamba=True`` is Vim's "v2" bidirectional form (hustvl/Vim): shared in_proj and
   out_proj; a second conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b scan the flipped sequence; the two
   directions are summed, or averaged with ``divide_out=True`` (as the published Vim models do).
+  ``share_dt_proj=True`` keeps one x_proj and dt_proj for both directions (the backward direction still has
+  its own conv1d_b, A_b_log and D_b): the smallest bidirectional form, used where a paper's parameter
+  counts rule out Vim's separate projections (DiM of Mo & Tian).
 - ``Mamba2``: ``mamba_ssm.modules.mamba2.Mamba2`` without its MLP split: in_proj, conv1d, dt_bias, A_log,
   D, norm (gated RMSNorm, gate applied before normalising), out_proj.
 
@@ -62,6 +65,7 @@ class Mamba(nn.Module):
         bias: bool = False,
         bimamba: bool = False,
         divide_out: bool = False,
+        share_dt_proj: bool = False,
     ):
         super().__init__()
         self.d_inner = expand * d_model
@@ -73,7 +77,11 @@ class Mamba(nn.Module):
         args = (self.d_inner, d_state, d_conv, self.dt_rank, conv_bias, dt_min, dt_max, dt_scale, dt_init_floor)
         self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _direction_params(*args)
         if bimamba:
-            self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b = _direction_params(*args)
+            conv1d_b, x_proj_b, dt_proj_b, self.A_b_log, self.D_b = _direction_params(*args)
+            self.conv1d_b = conv1d_b
+            if not share_dt_proj:
+                self.x_proj_b, self.dt_proj_b = x_proj_b, dt_proj_b
+        self.share_dt_proj = share_dt_proj
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def _scan(self, x: Tensor, z: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear,
@@ -95,7 +103,8 @@ class Mamba(nn.Module):
         y = self._scan(x.contiguous(), z.contiguous(), self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         if self.bimamba:
             xb, zb = x.flip(-1).contiguous(), z.flip(-1).contiguous()
-            yb = self._scan(xb, zb, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+            x_proj, dt_proj = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)
+            yb = self._scan(xb, zb, self.conv1d_b, x_proj, dt_proj, self.A_b_log, self.D_b)
             y = (y + yb.flip(-1)) / 2 if self.divide_out else y + yb.flip(-1)
         return self.out_proj(y.transpose(1, 2))
 

@@ -1,0 +1,40 @@
+"""DiM (Mo & Tian): the derived design's parameter residuals, bidirectionality, forward and CFG."""
+
+from __future__ import annotations
+
+import torch
+
+import zoo
+from zoo.summary import count_parameters
+
+
+def test_parameter_residuals_are_the_documented_ones():
+    residuals = {}
+    for name in ("dim-mo-s/4", "dim-mo-b/8", "dim-mo-b/4", "dim-mo-b/2", "dim-mo-l/4", "dim-mo-xl/4"):
+        reported = zoo.get_entry(name).paper.params_m
+        residuals[name] = 100 * (count_parameters(name) / 1e6 - reported) / reported
+    assert sum(abs(r) < 3 for r in residuals.values()) == 5, residuals
+    assert 4.5 < residuals["dim-mo-s/4"] < 5.0
+    # B/8 - B/4 - B/2 differ by DiT's patch-embedding + final-layer sizes, as in the paper
+    assert count_parameters("dim-mo-b/8") - count_parameters("dim-mo-b/4") == 768 * (4 * 48 + 8 * 48) + 8 * 48
+
+
+def test_every_token_sees_the_whole_sequence():
+    model = zoo.create_model("dim-mo-tiny").eval()
+    with torch.no_grad():
+        model.linear_out.weight.normal_(0, 0.1)  # zero-initialised like DiT's
+    x = torch.randn(1, 4, 8, 8)
+    t, y = torch.tensor([5]), torch.tensor([3])
+    base = model(x, t, y)
+    x2 = x.clone()
+    x2[..., -2:, -2:] += 1.0  # the last patch in raster order
+    assert (model(x2, t, y)[..., :2, :2] - base[..., :2, :2]).abs().max() > 1e-6  # reaches the first patch
+
+
+def test_forward_shapes_non_square_and_cfg():
+    model = zoo.create_model("dim-mo-tiny").eval()
+    out = model(torch.randn(2, 4, 8, 12), torch.tensor([1, 2]), torch.tensor([0, 10]))
+    assert out.shape == (2, 8, 8, 12)
+    x = torch.randn(1, 4, 8, 8).repeat(2, 1, 1, 1)
+    guided = model.forward_with_cfg(x, torch.tensor([3, 3]), torch.tensor([2, 10]), 1.5)
+    assert guided.shape == (2, 8, 8, 8)
