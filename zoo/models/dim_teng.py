@@ -10,6 +10,7 @@ switch (the rows of its Tables 4 and 6):
 - ``pad_tokens``: learnable end-of-line tokens after every row and column (``zoo.layers.padding``).
 - ``local_conv``: a 3x3 depthwise conv after the patch embedding and one before the output layer.
 - ``long_skip``: U-Net style skips from the first half of the blocks to the second half (last in, first out).
+- ``final_conv`` (off, as in DiM; WD-Mamba turns it on): a 3x3 conv on the unpatchified output.
 
 Choices taken from the official code (tyshiwo1/DiM-DiffusionMamba) where the paper is silent or vague:
 
@@ -100,13 +101,12 @@ class DiMTeng(nn.Module):
         pad_tokens: bool = True,
         local_conv: bool = True,
         long_skip: bool = True,
+        final_conv: bool = False,
         d_state: int = 16,
         d_conv: int = 3,
         expand: int = 2,
     ):
         super().__init__()
-        if depth % 2 == 0:
-            raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
         unknown = set(scan_patterns) - set(SCAN_PATTERNS)
         if not scan_patterns or unknown:
             raise ValueError(f"scan_patterns is a string of pattern numbers 1-4 (e.g. '1234'), got {scan_patterns!r}")
@@ -133,10 +133,11 @@ class DiMTeng(nn.Module):
         self.label_adaln = nn.Embedding(num_classes + 1, d) if self.conditional else None
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 3 * d))
 
-        self.num_skips = (depth - 1) // 2 if long_skip else 0
+        self.long_skip = long_skip
         mamba_kwargs = dict(d_state=d_state, d_conv=d_conv, expand=expand)
-        first_decoder = depth - self.num_skips
-        self.blocks = nn.ModuleList(DiMBlock(d, i >= first_decoder, mamba_kwargs) for i in range(depth))
+        merging = self.skip_merging_blocks(depth)
+        self.blocks = nn.ModuleList(DiMBlock(d, i in merging, mamba_kwargs) for i in range(depth))
+        self.final_conv = nn.Conv2d(in_channels, in_channels, 3, padding=1) if final_conv else None
 
         self.norm_final = nn.RMSNorm(d, eps=1e-5)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -158,6 +159,24 @@ class DiMTeng(nn.Module):
                 weight /= math.sqrt(depth)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+
+    def skip_merging_blocks(self, depth: int) -> set[int]:
+        """Blocks that merge a long skip: the decoder half. Block 0 is outside the U (1 + K + K blocks)."""
+        if depth % 2 == 0:
+            raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
+        return set(range(depth - (depth - 1) // 2, depth)) if self.long_skip else set()
+
+    def run_blocks(self, x: Tensor, cond: Tensor, perms: dict[str, Tensor]) -> Tensor:
+        """The U: blocks 1..K keep their outputs, blocks K+1..2K merge them last in, first out."""
+        skips: list[Tensor] = []
+        merging = self.skip_merging_blocks(len(self.blocks))
+        for i, (block, order) in enumerate(zip(self.blocks, self.block_orders(), strict=True)):
+            if i in merging:
+                x = block.merge_skip(x, skips.pop())
+            x = block(x, cond, self.prefix, None if order == "row" else perms[order])
+            if merging and 1 <= i < min(merging):
+                skips.append(x)
+        return x
 
     def block_orders(self) -> list[str]:
         """Scan order of each block (Sec. 3.2: row, reversed row, column, reversed column, then again)."""
@@ -202,14 +221,7 @@ class DiMTeng(nn.Module):
         cond = self.t_block(c)
 
         perms = {order: scan_permutation(gh, gw, order).to(x.device) for order in set(self.scan_patterns)}
-        skips: list[Tensor] = []
-        first_decoder = len(self.blocks) - self.num_skips
-        for i, (block, order) in enumerate(zip(self.blocks, self.block_orders(), strict=True)):
-            if i >= first_decoder:
-                x_seq = block.merge_skip(x_seq, skips.pop())
-            x_seq = block(x_seq, cond, self.prefix, None if order == "row" else perms[order])
-            if 1 <= i <= self.num_skips:  # block 0 is outside the U
-                skips.append(x_seq)
+        x_seq = self.run_blocks(x_seq, cond, perms)
 
         grid = x_seq[:, self.prefix :]
         if self.padding is not None:
@@ -217,7 +229,8 @@ class DiMTeng(nn.Module):
         grid = self._depthwise(self.last_conv, grid, h, w)
         shift, scale = self.final_modulation(time_token + (tokens[1][:, 0] if self.conditional else 0)).chunk(2, dim=1)
         out = self.linear_out(modulate(self.norm_final(grid), shift, scale))
-        return unpatchify(out, h, w, self.patch_size, self.in_channels)
+        out = unpatchify(out, h, w, self.patch_size, self.in_channels)
+        return out if self.final_conv is None else self.final_conv(out)
 
     def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
         """CFG on a batch whose second half repeats the first with null labels (standard w; the DiM and
