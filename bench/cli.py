@@ -51,7 +51,9 @@ def flops_command(
     table = Table(title=f"Forward cost, batch {batch}, counted on the meta device (MAC = multiply-add; FLOPs = 2 MACs)")
     for col in ("model", "image px (WxH)", "input", "params (M)", "GMACs", "GFLOPs", "attention", "scan", "linear",
                 "conv"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("model", "image px (WxH)", "input") else "right")
+        table.add_column(
+            col, justify="left" if col in ("model", "image px (WxH)", "input") else "right", no_wrap=col == "model"
+        )
     for c in rows:
         share = partial(_share, c)
         table.add_row(c.model, c.resolution, "x".join(map(str, c.input_shape[1:])), f"{c.params / 1e6:.2f}",

@@ -51,5 +51,10 @@ def example_inputs(entry: ModelEntry, res: Resolution, patch_size: int, batch: i
     h, w = input_grid(entry, res, patch_size)
     x = torch.empty(batch, entry.inputs.in_channels, h, w, device=device)
     t = torch.zeros(batch, device=device)
-    y = torch.zeros(batch, dtype=torch.long, device=device) if entry.inputs.conditioning == "class" else None
+    spec = entry.inputs
+    y = None
+    if spec.conditioning == "class":
+        y = torch.zeros(batch, dtype=torch.long, device=device)
+    elif spec.conditioning == "text":
+        y = torch.empty(batch, spec.caption_tokens, spec.caption_channels, device=device)
     return x, t, y

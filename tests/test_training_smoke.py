@@ -16,7 +16,12 @@ def test_tiny_model_loss_decreases(name):
     size = entry.inputs.image_size // entry.inputs.spatial_factor
     x = torch.randn(4, entry.inputs.in_channels, size, size)
     t = torch.randint(0, 1000, (4,))
-    y = torch.randint(0, entry.inputs.num_classes, (4,)) if entry.inputs.conditioning == "class" else None
+    spec = entry.inputs
+    y = {
+        "class": lambda: torch.randint(0, spec.num_classes, (4,)),
+        "text": lambda: torch.randn(4, spec.caption_tokens, spec.caption_channels),
+        "none": lambda: None,
+    }[spec.conditioning]()
     noise = torch.randn_like(x)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []

@@ -40,6 +40,8 @@ class InputSpec:
     image_size: int  # training resolution in image pixels (square)
     conditioning: Literal["class", "none", "text"]
     num_classes: int = 0
+    caption_tokens: int = 0  # text models: caption embeddings (B, caption_tokens, caption_channels)
+    caption_channels: int = 0
 
     @property
     def spatial_factor(self) -> int:

@@ -50,3 +50,12 @@ def sincos_2d_centered(dim: int, h: int, w: int, base: float) -> Tensor:
     ys = (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) * base / long_edge
     xs = (torch.arange(w, dtype=torch.float64) - (w - 1) / 2) * base / long_edge
     return _grid_embedding(dim, ys, xs)
+
+
+def sincos_2d_pixart(dim: int, h: int, w: int, base_size: int, lewei_scale: float = 1.0) -> Tensor:
+    """PixArt-alpha's embedding: each axis index divided by (n / base_size) and by ``lewei_scale``, so each
+    axis spans base_size / lewei_scale units whatever its length (anisotropic on non-square grids).
+    ``base_size`` is the training token grid (input_size // patch). Returns (h * w, dim)."""
+    ys = torch.arange(h, dtype=torch.float64) / (h / base_size) / lewei_scale
+    xs = torch.arange(w, dtype=torch.float64) / (w / base_size) / lewei_scale
+    return _grid_embedding(dim, ys, xs)

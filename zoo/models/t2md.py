@@ -1,0 +1,291 @@
+"""PixArt-alpha (Chen et al. 2023) and T2MD, its self-attention/Mamba-2 hybrid student (Yao et al. 2025).
+
+One class serves both, since T2MD keeps the teacher's skeleton (T2MD Sec. 3.3: "consistent with the
+teacher model, our entire model consists of 28 blocks"): each block is token mixer -> cross-attention to the
+caption -> MLP, conditioned by adaLN-single. ``layout`` says which mixer each block has: ``SA``
+self-attention, ``HM`` Mamba-2 scanning height-first (column-major), ``WM`` width-first (row-major). The
+teacher is ``"SAx28"``; T2MD is Sec. 4.1's ``"SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3"``
+(SA at blocks 0, 7, 14, 21).
+
+PixArt-alpha XL/2 as its public code builds it (PixArt-alpha/PixArt-alpha ``PixArt.py``; parameter names
+follow it so its checkpoints load): patch 2, width 1152, 16 heads, 4 latent channels in, 8 out (learned
+sigma); captions are T5 embeddings (120 tokens x 4096) through a caption MLP (4096 -> 1152 -> 1152, tanh
+GELU), with a fixed random null caption buffer for CFG (dropped with p = 0.1 in training); adaLN-single: the
+timestep MLP output goes through one shared SiLU -> Linear(d, 6d) (``t_block``), to which each block adds its
+own learned (6, d) table; x += g1 SA(LN(x)(1+s1)+b1); x += CrossAttn(x, caption); x += g2 MLP(LN(x)(1+s2)+b2);
+final LayerNorm modulated by a (2, d) table plus the raw timestep embedding, then Linear. Fixed 2-D sin-cos
+positional embedding with PixArt's per-axis normalisation (``pos_embed="pixart"``).
+
+Our reading of T2MD where the paper is brief (Sec. 3.3, 4.1):
+- A Mamba block scans its orientation forwards and backwards with one shared Mamba-2 (d_state 256,
+  expand 2, headdim 64, mamba_ssm's other defaults), and "their outputs are fused by a linear projection":
+  we sum the two outputs and apply Linear(d, d). Concatenation then Linear(2d, d) is the other natural
+  reading but gives 754 M, which does not round to the paper's "0.7B"; the sum gives 722 M.
+- ``bidirectional=False`` (Table 1's "Bi-dir -> Uni-dir") scans forwards only, without the fusion layer.
+- T2MD entries default to the centered, long-edge-normalised sin-cos embedding of the model-adaptation
+  stage (Sec. 3.4.3), which samples zero-shot at other resolutions and aspect ratios; pass
+  ``pos_embed="pixart"`` to reproduce the distillation stages, which inherit the teacher's.
+- Text: the backbone takes caption embeddings (B, tokens, 4096) and a (B, tokens) bool mask; the T5
+  encoder stays outside (encode prompts with a T5 encoder of width 4096 and pass its last hidden state).
+  For class-labelled data sets, ``zoo.layers.captions.class_captions`` maps labels to fixed caption
+  embeddings.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from timm.layers import Mlp, PatchEmbed
+from torch import Tensor, nn
+
+from zoo.layers.attention import SelfAttention
+from zoo.layers.cross_attention import CrossAttention
+from zoo.layers.embeddings import TimestepEmbedder, modulate
+from zoo.layers.mamba import Mamba2
+from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.pos_embed import sincos_2d_centered, sincos_2d_pixart
+from zoo.layers.scan_order import from_scan_order, to_scan_order
+from zoo.registry import InputSpec, PaperInfo, register
+
+T2MD_LAYOUT = "SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3"
+MIXERS = ("SA", "HM", "WM")
+
+
+def parse_layout(layout: str) -> list[str]:
+    """'SA-(HM-WM)x3' -> ['SA', 'HM', 'WM', 'HM', 'WM', 'HM', 'WM']; also 'SAx28' and comma lists."""
+    text = layout.replace(" ", "").replace(",", "-")
+    group = re.compile(r"\(([^()]*)\)x(\d+)")
+    while group.search(text):
+        text = group.sub(lambda m: "-".join([m.group(1)] * int(m.group(2))), text)
+    text = re.sub(r"([A-Z]+)x(\d+)", lambda m: "-".join([m.group(1)] * int(m.group(2))), text)
+    mixers = [t for t in text.split("-") if t]
+    bad = sorted(set(mixers) - set(MIXERS))
+    if bad or not mixers:
+        raise ValueError(f"layout {layout!r}: unknown mixer(s) {bad}; use SA, HM, WM, groups '(HM-WM)x3'")
+    return mixers
+
+
+def _gelu_tanh() -> nn.Module:
+    return nn.GELU(approximate="tanh")
+
+
+class BidirectionalMamba2(nn.Module):
+    """Mamba-2 over the grid in one orientation, forwards and backwards with shared weights (both passes
+    run as one batch), outputs summed and fused by a linear layer (T2MD Sec. 3.3)."""
+
+    def __init__(self, dim: int, order: str, bidirectional: bool = True, **mamba_kwargs):
+        super().__init__()
+        self.order = order
+        self.mamba = Mamba2(dim, **mamba_kwargs)
+        self.fuse = nn.Linear(dim, dim) if bidirectional else None
+
+    def forward(self, x: Tensor, h: int, w: int) -> Tensor:
+        seq = to_scan_order(x, h, w, self.order)
+        if self.fuse is None:
+            out = self.mamba(seq)
+        else:
+            both = self.mamba(torch.cat([seq, seq.flip(1)], dim=0))
+            forward, backward = both.chunk(2, dim=0)
+            out = self.fuse(forward + backward.flip(1))
+        return from_scan_order(out, h, w, self.order)
+
+
+class CaptionEmbedder(nn.Module):
+    """T5 caption embeddings -> model width (PixArt's ``y_proj``), with the null caption buffer for CFG."""
+
+    def __init__(self, in_channels: int, hidden_size: int, uncond_prob: float, token_num: int):
+        super().__init__()
+        self.y_proj = Mlp(in_channels, hidden_size, hidden_size, act_layer=_gelu_tanh)
+        self.register_buffer("y_embedding", torch.randn(token_num, in_channels) / in_channels**0.5)
+        self.uncond_prob = uncond_prob
+
+    def forward(self, caption: Tensor, train: bool, force_drop_ids: Tensor | None = None) -> Tensor:
+        if (train and self.uncond_prob > 0) or force_drop_ids is not None:
+            drop = (
+                torch.rand(caption.shape[0], device=caption.device) < self.uncond_prob
+                if force_drop_ids is None
+                else force_drop_ids == 1
+            )
+            caption = torch.where(drop[:, None, None], self.y_embedding.to(caption.dtype), caption)
+        return self.y_proj(caption)
+
+
+class T2IBlock(nn.Module):
+    """Token mixer (self-attention or bidirectional Mamba-2) -> cross-attention -> MLP, adaLN-single."""
+
+    def __init__(self, dim: int, num_heads: int, mixer: str, mlp_ratio: float, bidirectional: bool, mamba_kwargs):
+        super().__init__()
+        self.mixer_kind = mixer
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        if mixer == "SA":
+            self.attn = SelfAttention(dim, num_heads, qkv_bias=True)
+        else:
+            order = "col" if mixer == "HM" else "row"
+            self.mamba = BidirectionalMamba2(dim, order, bidirectional, **mamba_kwargs)
+        self.cross_attn = CrossAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=_gelu_tanh)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
+
+    @property
+    def token_mixer(self) -> nn.Module:
+        return self.attn if self.mixer_kind == "SA" else self.mamba
+
+    def forward(self, x: Tensor, t6: Tensor, caption: Tensor, mask: Tensor | None, h: int, w: int) -> Tensor:
+        table = self.scale_shift_table[None] + t6.view(x.shape[0], 6, -1)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = table.unbind(1)
+        mixer_in = modulate(self.norm1(x), shift_msa, scale_msa)
+        mixed = self.attn(mixer_in) if self.mixer_kind == "SA" else self.mamba(mixer_in, h, w)
+        x = x + gate_msa.unsqueeze(1) * mixed
+        x = x + self.cross_attn(x, caption, mask)
+        return x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class T2IFinalLayer(nn.Module):
+    """LayerNorm modulated by a learned (2, d) table plus the raw timestep embedding, then Linear."""
+
+    def __init__(self, dim: int, out_features: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(dim, out_features)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+
+    def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
+        shift, scale = (self.scale_shift_table[None] + t_emb[:, None]).unbind(1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class PixArtHybrid(nn.Module):
+    """``model(x, t, y, mask=None)``: latents, timesteps, caption embeddings (B, tokens, caption_channels)
+    and their bool mask -> noise and sigma (2 x in_channels)."""
+
+    def __init__(
+        self,
+        input_size: int = 64,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        hidden_size: int = 1152,
+        depth: int = 28,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        caption_channels: int = 4096,
+        caption_tokens: int = 120,
+        class_dropout_prob: float = 0.1,
+        learn_sigma: bool = True,
+        layout: str = "SAx28",
+        bidirectional: bool = True,
+        pos_embed: str = "pixart",
+        lewei_scale: float = 1.0,
+        d_state: int = 256,
+        expand: int = 2,
+        headdim: int = 64,
+    ):
+        super().__init__()
+        mixers = parse_layout(layout)
+        if len(mixers) != depth:
+            raise ValueError(f"layout {layout!r} has {len(mixers)} blocks, depth is {depth}")
+        if pos_embed not in ("pixart", "centered"):
+            raise ValueError(f"pos_embed must be 'pixart' or 'centered', got {pos_embed!r}")
+        self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.pos_embed_kind, self.lewei_scale = pos_embed, lewei_scale
+        self.base_size = input_size // patch_size
+        d = hidden_size
+        self.x_embedder = PatchEmbed(None, patch_size, in_channels, d, bias=True)
+        self.t_embedder = TimestepEmbedder(d)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.y_embedder = CaptionEmbedder(caption_channels, d, class_dropout_prob, caption_tokens)
+        mamba_kwargs = dict(d_state=d_state, expand=expand, headdim=headdim)
+        self.blocks = nn.ModuleList(T2IBlock(d, num_heads, m, mlp_ratio, bidirectional, mamba_kwargs) for m in mixers)
+        self.final_layer = T2IFinalLayer(d, patch_size * patch_size * self.out_channels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """PixArt's init: Xavier linears, N(0, 0.02) for the timestep, t_block and caption MLPs, zeroed
+        cross-attention output projections and final linear."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        for linear in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1]):
+            nn.init.normal_(linear.weight, std=0.02)
+        nn.init.normal_(self.y_embedder.y_proj.fc1.weight, std=0.02)
+        nn.init.normal_(self.y_embedder.y_proj.fc2.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.cross_attn.proj.weight)
+            nn.init.zeros_(block.cross_attn.proj.bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def positions(self, h: int, w: int) -> Tensor:
+        dim = self.x_embedder.proj.out_channels
+        if self.pos_embed_kind == "centered":  # T2MD Sec. 3.4.3
+            return sincos_2d_centered(dim, h, w, base=self.base_size)
+        return sincos_2d_pixart(dim, h, w, self.base_size, self.lewei_scale)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
+        x = self.x_embedder(x) + self.positions(h, w).to(x.device, x.dtype)
+        t_emb = self.t_embedder(t)
+        t6 = self.t_block(t_emb)
+        caption = self.y_embedder(y, self.training)
+        for block in self.blocks:
+            x = block(x, t6, caption, mask, h, w)
+        x = self.final_layer(x, t_emb)
+        return unpatchify(x, h, w, self.patch_size, self.out_channels)
+
+    def null_caption(self, batch: int) -> Tensor:
+        """The fixed null caption (for the unconditional half of a CFG batch)."""
+        return self.y_embedder.y_embedding[None].expand(batch, -1, -1)
+
+    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float, mask: Tensor | None = None):
+        """CFG on a batch whose second half repeats the first with null captions; all latent channels."""
+        half = x[: len(x) // 2]
+        out = self.forward(torch.cat([half, half], dim=0), t, y, mask)
+        eps, rest = out[:, : self.in_channels], out[:, self.in_channels :]
+        cond, uncond = eps.chunk(2, dim=0)
+        guided = uncond + cfg_scale * (cond - uncond)
+        return torch.cat([torch.cat([guided, guided], dim=0), rest], dim=1)
+
+
+_TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120,
+                      caption_channels=4096)  # fmt: skip
+register(
+    "pixart-alpha-xl/2",
+    family="pixart",
+    builder=PixArtHybrid,
+    config=dict(layout="SAx28"),
+    inputs=_TEXT_512,
+    paper=PaperInfo(
+        "Chen et al. 2023 (PixArt-alpha); T2MD's teacher",
+        "T2MD Sec. 3.3",
+        params_m=610.9,
+        note="610.9 M derived from the public XL/2 config; the papers say 0.6B",
+    ),  # fmt: skip
+)
+register(
+    "t2md",
+    family="t2md",
+    builder=PixArtHybrid,
+    config=dict(layout=T2MD_LAYOUT, pos_embed="centered"),
+    inputs=_TEXT_512,
+    paper=PaperInfo(
+        "Yao et al. 2025 (T2MD)",
+        "Sec. 4.1",
+        params_m=700,
+        params_tolerance=0.05,
+        note="the paper gives 0.7B (one significant digit); ours 722 M, see the module doc",
+    ),  # fmt: skip
+)
+_TINY = dict(input_size=8, hidden_size=64, num_heads=4, caption_channels=32, caption_tokens=6, d_state=16,
+             headdim=16)  # fmt: skip
+_TINY_TEXT = InputSpec(in_channels=4, latent=True, image_size=64, conditioning="text", caption_tokens=6,
+                       caption_channels=32)  # fmt: skip
+register("pixart-tiny", family="pixart", builder=PixArtHybrid, config=dict(_TINY, depth=3, layout="SAx3"),
+         inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
+register("t2md-tiny", family="t2md", builder=PixArtHybrid, config=dict(_TINY, depth=3, layout="SA-HM-WM"),
+         inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
