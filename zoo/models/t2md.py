@@ -287,5 +287,11 @@ _TINY_TEXT = InputSpec(in_channels=4, latent=True, image_size=64, conditioning="
                        caption_channels=32)  # fmt: skip
 register("pixart-tiny", family="pixart", builder=PixArtHybrid, config=dict(_TINY, depth=3, layout="SAx3"),
          inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
-register("t2md-tiny", family="t2md", builder=PixArtHybrid, config=dict(_TINY, depth=3, layout="SA-HM-WM", pos_embed="centered"),
-         inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
+register(
+    "t2md-tiny",
+    family="t2md",
+    builder=PixArtHybrid,
+    config=dict(_TINY, depth=3, layout="SA-HM-WM", pos_embed="centered"),
+    inputs=_TINY_TEXT,
+    tags=("tiny",),
+)
