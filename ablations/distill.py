@@ -15,8 +15,17 @@ input is the adaLN-modulated, normalised hidden state.
 
 Our choices where the paper is silent: each squared norm is a mean over elements (so losses do not scale
 with resolution or width) and Eq. 6 sums these over the Mamba layers; with learned sigma, only the noise
-channels enter L_mse and L_pseudo (the paper's equations are on the noise). Not done here: the
-"causal-to-causal" initialisation from attention weights (see the issue note).
+channels enter L_mse and L_pseudo (the paper's equations are on the noise).
+
+- ``init_mamba_from_attention``: Table 1's "causal-to-causal" initialisation, in the manner of "The Mamba in
+  the Llama" (Wang et al. 2024), who map attention's V, K, Q, O projections onto Mamba-2's x, B, C and
+  output projections (attention read as a linear recurrence: C ~ query, B ~ key, x ~ value). T2MD's Mamba-2
+  is wider than the attention it replaces (x: 2304 channels vs 1152; B, C: d_state 256 vs 1152), so our
+  mapping is: x rows [0, d) <- W_V and the other d_inner - d rows <- 0; B <- the first d_state rows of
+  W_K; C <- the first d_state rows of W_Q; out_proj columns [0, d) <- W_O and the rest <- 0; the causal
+  conv starts as the identity (last tap 1) so x, B, C reach the scan unchanged; attention's biases are
+  dropped (Mamba-2's projections have none); the gate z, dt and A keep their Mamba init; the fusion of
+  the two scan directions starts as their mean (0.5 I).
 """
 
 from __future__ import annotations
@@ -127,3 +136,36 @@ def distillation_losses(
     pseudo = F.mse_loss(eps, teacher_eps)
     mixer = torch.stack([F.mse_loss(s, t_) for s, t_ in zip(student_outputs, teacher_outputs, strict=True)]).mean()
     return {"mse": mse, "pseudo": pseudo, "mixer": mixer, "total": mse + lambda_pseudo * pseudo + lambda_mixer * mixer}
+
+
+def init_mamba_from_attention(teacher: nn.Module, student: nn.Module) -> list[int]:
+    """Initialise every student Mamba mixer from the teacher's self-attention at the same depth (module
+    doc); returns the block indices initialised."""
+    done = []
+    with torch.no_grad():
+        for n, block in enumerate(student.blocks):
+            if block.mixer_kind == "SA":
+                continue
+            attn, mixer = teacher.blocks[n].attn, block.mamba
+            mamba = mixer.mamba
+            d = attn.proj.out_features
+            d_inner, gn = mamba.d_inner, mamba.ngroups * mamba.d_state
+            q, k, v = attn.qkv.weight.split(d, dim=0)
+            x_rows = mamba.in_proj.weight[d_inner : 2 * d_inner]
+            x_rows.zero_()
+            x_rows[:d].copy_(v)
+            b_rows = mamba.in_proj.weight[2 * d_inner : 2 * d_inner + gn]
+            c_rows = mamba.in_proj.weight[2 * d_inner + gn : 2 * d_inner + 2 * gn]
+            for rows, source in ((b_rows, k), (c_rows, q)):
+                rows.zero_()
+                rows[: min(gn, d)].copy_(source[: min(gn, d)])
+            mamba.out_proj.weight.zero_()
+            mamba.out_proj.weight[:, :d].copy_(attn.proj.weight)
+            mamba.conv1d.weight.zero_()
+            mamba.conv1d.weight[:, 0, -1] = 1.0
+            mamba.conv1d.bias.zero_()
+            if mixer.fuse is not None:
+                mixer.fuse.weight.copy_(0.5 * torch.eye(d))
+                mixer.fuse.bias.zero_()
+            done.append(n)
+    return done

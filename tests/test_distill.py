@@ -7,6 +7,7 @@ import torch
 import zoo
 from ablations.distill import (
     distillation_losses,
+    init_mamba_from_attention,
     set_trainable,
     teacher_forcing_loss,
     teacher_mixer_io,
@@ -114,3 +115,21 @@ def test_distillation_trains_only_token_mixers_and_each_loss_decreases():
         for name, value in student.named_parameters():
             if name in frozen:
                 assert torch.equal(value, frozen[name]), name
+
+
+def test_causal_to_causal_init_maps_attention_projections():
+    teacher = _teacher()
+    student, _ = _student(teacher)
+    assert init_mamba_from_attention(teacher, student) == [1, 2]
+    attn, mamba = teacher.blocks[1].attn, student.blocks[1].mamba.mamba
+    d, d_inner, n = 64, mamba.d_inner, mamba.d_state
+    q, k, v = attn.qkv.weight.split(d)
+    w = mamba.in_proj.weight
+    assert torch.equal(w[d_inner : d_inner + d], v) and w[d_inner + d : 2 * d_inner].abs().sum() == 0
+    assert torch.equal(w[2 * d_inner : 2 * d_inner + n], k[:n]) and torch.equal(
+        w[2 * d_inner + n : 2 * d_inner + 2 * n], q[:n]
+    )
+    assert torch.equal(mamba.out_proj.weight[:, :d], attn.proj.weight)
+    seq = torch.randn(1, 5, mamba.conv1d.in_channels)
+    conv = mamba.conv1d(seq.transpose(1, 2))[..., :5].transpose(1, 2)
+    assert torch.equal(conv, seq)  # identity causal conv
