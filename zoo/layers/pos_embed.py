@@ -59,3 +59,13 @@ def sincos_2d_pixart(dim: int, h: int, w: int, base_size: int, lewei_scale: floa
     ys = torch.arange(h, dtype=torch.float64) / (h / base_size) / lewei_scale
     xs = torch.arange(w, dtype=torch.float64) / (w / base_size) / lewei_scale
     return _grid_embedding(dim, ys, xs)
+
+
+def resize_learned(pos_embed: Tensor, extras: int, grid: int, h: int, w: int) -> Tensor:
+    """A learned embedding (1, extras + grid*grid, d) for an h x w token grid: the ``extras`` leading
+    (non-patch) rows are kept, the patch rows bilinearly resized from grid x grid (U-ViT, DiM)."""
+    if (h, w) == (grid, grid):
+        return pos_embed
+    patches = pos_embed[:, extras:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+    patches = torch.nn.functional.interpolate(patches, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.cat([pos_embed[:, :extras], patches.flatten(2).transpose(1, 2)], dim=1)

@@ -39,6 +39,7 @@ from timm.layers import Mlp, PatchEmbed
 from torch import Tensor, nn
 
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder
+from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d
@@ -111,11 +112,7 @@ class DiMMo(nn.Module):
     def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
         """CFG as in DiT (second half of the batch = null labels); every latent channel is guided."""
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half], dim=0), t, y)
-        eps, rest = out[:, : self.in_channels], out[:, self.in_channels :]
-        cond, uncond = eps.chunk(2, dim=0)
-        guided = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([torch.cat([guided, guided], dim=0), rest], dim=1)
+        return combine_cfg(self.forward(torch.cat([half, half], dim=0), t, y), self.in_channels, cfg_scale)
 
 
 _PAPER = "Mo & Tian 2024 (DiM)"

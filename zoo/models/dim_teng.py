@@ -41,14 +41,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
 from zoo.layers.embeddings import TimestepEmbedder, modulate, timestep_embedding
+from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.padding import EndOfLinePadding
 from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.pos_embed import resize_learned
 from zoo.layers.scan_order import scan_permutation
 from zoo.registry import InputSpec, PaperInfo, register
 
@@ -182,14 +183,6 @@ class DiMTeng(nn.Module):
         """Scan order of each block (Sec. 3.2: row, reversed row, column, reversed column, then again)."""
         return [self.scan_patterns[i % len(self.scan_patterns)] for i in range(len(self.blocks))]
 
-    def _positions(self, h: int, w: int) -> Tensor:
-        extras = self.pos_embed.shape[1] - self.grid**2
-        if (h, w) == (self.grid, self.grid):
-            return self.pos_embed
-        grid = self.pos_embed[:, extras:].reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-        return torch.cat([self.pos_embed[:, :extras], grid.flatten(2).transpose(1, 2)], dim=1)
-
     def _depthwise(self, conv: nn.Conv2d | None, x: Tensor, h: int, w: int) -> Tensor:
         if conv is None:
             return x
@@ -205,7 +198,9 @@ class DiMTeng(nn.Module):
         tokens = [time_token[:, None]]
         if self.conditional:
             tokens.append(self.label_token(y)[:, None])
-        seq = torch.cat([*tokens, self.x_embedder(x)], dim=1) + self._positions(h, w)
+        seq = torch.cat([*tokens, self.x_embedder(x)], dim=1) + resize_learned(
+            self.pos_embed, len(tokens), self.grid, h, w
+        )
         n_cond = len(tokens)
         prefix, grid = seq[:, :n_cond], seq[:, n_cond:]
         grid = self._depthwise(self.first_conv, grid, h, w)
@@ -236,9 +231,7 @@ class DiMTeng(nn.Module):
         """CFG on a batch whose second half repeats the first with null labels (standard w; the DiM and
         U-ViT code's ``scale`` is w - 1). Every output channel is guided (noise prediction only)."""
         half = x[: len(x) // 2]
-        cond, uncond = self.forward(torch.cat([half, half]), t, y).chunk(2, dim=0)
-        guided = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([guided, guided], dim=0)
+        return combine_cfg(self.forward(torch.cat([half, half]), t, y), self.in_channels, cfg_scale)
 
 
 _PAPER = "Teng et al. 2024 (DiM)"

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, modulate
+from zoo.layers.guidance import combine_cfg
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d
 from zoo.registry import InputSpec, PaperInfo, register
@@ -137,11 +138,7 @@ class DiT(nn.Module):
         """Classifier-free guidance on a batch whose second half repeats the first with null labels:
         eps = eps_u + w (eps_c - eps_u) on every latent channel; the sigma channels pass through."""
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half], dim=0), t, y)
-        eps, rest = out[:, : self.in_channels], out[:, self.in_channels :]
-        cond, uncond = eps.chunk(2, dim=0)
-        guided = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([torch.cat([guided, guided], dim=0), rest], dim=1)
+        return combine_cfg(self.forward(torch.cat([half, half], dim=0), t, y), self.in_channels, cfg_scale)
 
 
 # Configurations of DiT Table 1 x patch sizes 2/4/8. Reported GFLOPs (forward MACs, 256 px) are Table 4's;

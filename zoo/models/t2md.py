@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from zoo.layers.attention import SelfAttention
 from zoo.layers.cross_attention import CrossAttention
 from zoo.layers.embeddings import TimestepEmbedder, modulate
+from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba2
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_centered, sincos_2d_pixart
@@ -246,10 +247,7 @@ class PixArtHybrid(nn.Module):
         """CFG on a batch whose second half repeats the first with null captions; all latent channels."""
         half = x[: len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y, mask)
-        eps, rest = out[:, : self.in_channels], out[:, self.in_channels :]
-        cond, uncond = eps.chunk(2, dim=0)
-        guided = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([torch.cat([guided, guided], dim=0), rest], dim=1)
+        return combine_cfg(out, self.in_channels, cfg_scale)
 
 
 _TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120,

@@ -17,13 +17,13 @@ Choices where the paper is silent:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from timm.layers import Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
 from zoo.layers.embeddings import timestep_embedding
 from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.pos_embed import resize_learned
 from zoo.registry import InputSpec, PaperInfo, register
 
 
@@ -96,14 +96,6 @@ class UViT(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def _positions(self, h: int, w: int) -> Tensor:
-        if (h, w) == (self.grid, self.grid):
-            return self.pos_embed
-        extra, grid = self.pos_embed[:, : self.extras], self.pos_embed[:, self.extras :]
-        grid = grid.reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-        return torch.cat([extra, grid.flatten(2).transpose(1, 2)], dim=1)
-
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size)
         x = self.patch_embed(x)
@@ -113,7 +105,7 @@ class UViT(nn.Module):
             if y is None:
                 raise ValueError("this U-ViT is class-conditional: pass labels y")
             x = torch.cat([self.label_emb(y).unsqueeze(1), x], dim=1)  # final order [label, time, patches]
-        x = x + self._positions(h, w)
+        x = x + resize_learned(self.pos_embed, self.extras, self.grid, h, w)
         skips = []
         for block in self.in_blocks:
             x = block(x)
