@@ -11,8 +11,9 @@ from rich.table import Table
 
 from bench.flops import FlopCount, count_flops
 from bench.inputs import parse_resolution
+from bench.latency import measure_latency
 
-app = typer.Typer(help="Cost of any registry entry at any resolution (FLOPs now; latency and memory to come).",
+app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs and latency (memory and sweeps to come).",
                   no_args_is_help=True)  # fmt: skip
 console = Console(width=max(Console().width, 110))
 
@@ -59,4 +60,45 @@ def flops_command(
         table.add_row(c.model, c.resolution, "x".join(map(str, c.input_shape[1:])), f"{c.params / 1e6:.2f}",
                       f"{c.macs / 1e9:.2f}", f"{c.flops / 1e9:.2f}", share("attention"), share("scan"), share("linear"),
                       share("conv"))  # fmt: skip
+    console.print(table)
+
+
+@app.command("latency")
+def latency_command(
+    model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
+    res: list[str] = typer.Option(["256"], "--res", "-r", help="Image size: 256 or WxH like 3840x2160."),
+    batch: int = typer.Option(1, help="Batch size."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    threads: int = typer.Option(1, help="torch intra-op threads (1 is the reliable choice on shared CPUs)."),
+    steps: int = typer.Option(None, help="Time a whole sampling loop of this many steps instead of one forward."),
+    cfg: bool = typer.Option(False, "--cfg", help="With --steps: classifier-free guidance (batch doubled)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time not counted)."),
+    min_time: float = typer.Option(1.0, help="Repeat until this many seconds (and at least 5 runs)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
+) -> None:
+    """Median latency (with IQR and minimum) and throughput, after warm-up, synchronised on GPUs."""
+    results = []
+    for name in model:
+        for r in res:
+            try:
+                results.append(
+                    measure_latency(name, parse_resolution(r), batch, device, dtype, threads, steps, cfg, compile,
+                                    min_time)
+                )  # fmt: skip
+            except (KeyError, ValueError) as exc:
+                console.print(f"[red]{exc.args[0]}[/]")
+                raise typer.Exit(2) from exc
+    if as_json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"Latency on {device} ({dtype}, {threads} thread(s)): median of repeated runs after warm-up")
+    for col in ("model", "image px (WxH)", "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs",
+                "backends"):  # fmt: skip
+        table.add_column(col, no_wrap=col == "model")
+    for r in results:
+        table.add_row(r.model, r.resolution, r.unit, str(r.batch), f"{1e3 * r.median_s:.1f}", f"{1e3 * r.iqr_s:.1f}",
+                      f"{1e3 * r.min_s:.1f}", f"{r.samples_per_s:.2f}", str(r.runs),
+                      ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-")  # fmt: skip
     console.print(table)

@@ -1,0 +1,122 @@
+"""Wall-clock latency of a registry entry: warm-up, device synchronisation, repeats until a minimum time
+and count, then median, inter-quartile range and minimum, and throughput in samples per second.
+
+The unit is one forward pass, or with ``steps`` a whole sampling loop of that many denoiser evaluations
+(T2MD's Table 3 unit), doubled in batch with ``cfg``. The loop's own arithmetic is a one-line Euler update
+(negligible next to a forward); the samplers proper live in ``ablations``. Weights are random: latency does
+not depend on their values.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from bench.inputs import Resolution, example_inputs
+from zoo.ops import backends
+from zoo.registry import get_entry
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LatencyResult:
+    model: str
+    resolution: str
+    device: str
+    dtype: str
+    batch: int
+    unit: str  # "forward" or "N-step sampling (CFG)"
+    threads: int
+    runs: int
+    median_s: float
+    iqr_s: float
+    min_s: float
+    samples_per_s: float
+    backends: dict[str, str] = field(default_factory=dict)
+    torch_version: str = torch.__version__
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _random_like(t: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    if t is None:
+        return None
+    if t.dtype == torch.long:
+        return torch.zeros(t.shape, dtype=torch.long, device=device)
+    return torch.randn(t.shape, device=device, dtype=dtype)
+
+
+def measure_latency(
+    name: str,
+    res: Resolution,
+    batch: int = 1,
+    device: str = "cpu",
+    dtype: str = "float32",
+    threads: int | None = None,
+    steps: int | None = None,
+    cfg: bool = False,
+    compile: bool = False,
+    min_time: float = 1.0,
+    min_runs: int = 5,
+    max_runs: int = 200,
+) -> LatencyResult:
+    """Time ``name`` at ``res`` (see module doc). ``threads`` sets torch's intra-op threads for the run."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    dev, torch_dtype = torch.device(device), DTYPES[dtype]
+    entry = get_entry(name)
+    with torch.device(dev):
+        model = entry.build().eval().to(torch_dtype)
+    eval_batch = 2 * batch if cfg else batch
+    x, t, y = (_random_like(v, dev, torch_dtype) for v in example_inputs(entry, res, model.patch_size, eval_batch))
+    t = torch.full_like(t, 500.0)
+    run_model = torch.compile(model) if compile else model
+
+    def unit() -> None:
+        with torch.inference_mode():
+            if steps is None:
+                run_model(x, t, y)
+                return
+            sample = x
+            for _ in range(steps):
+                eps = run_model(sample, t, y)[:, : sample.shape[1]]
+                sample = sample - 0.01 * eps
+
+    backends.reset()
+    unit()  # warm-up: kernel builds, compilation, allocator
+    _synchronise(dev)
+    times: list[float] = []
+    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
+        start = time.perf_counter()
+        unit()
+        _synchronise(dev)
+        times.append(time.perf_counter() - start)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    median = statistics.median(times)
+    return LatencyResult(
+        model=name,
+        resolution=str(res),
+        device=str(dev) if dev.type != "cpu" else "cpu",
+        dtype=dtype,
+        batch=batch,
+        unit="forward" if steps is None else f"{steps}-step sampling{' (CFG)' if cfg else ''}",
+        threads=torch.get_num_threads(),
+        runs=len(times),
+        median_s=median,
+        iqr_s=quartiles[2] - quartiles[0],
+        min_s=min(times),
+        samples_per_s=batch / median,
+        backends=backends.last_used(),
+    )

@@ -1,0 +1,40 @@
+"""bench latency: statistics are measured, the unit is what was asked, backends are recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.inputs import Resolution
+from bench.latency import measure_latency
+
+
+def test_forward_latency_records_statistics_and_backends():
+    result = measure_latency("dim-teng-tiny", Resolution(8, 8), min_time=0.0, min_runs=3, threads=1)
+    assert result.runs >= 3 and 0 < result.min_s <= result.median_s
+    assert result.iqr_s >= 0 and result.samples_per_s == pytest.approx(1 / result.median_s)
+    assert result.backends["selective_scan"] == "cpu-cpp" and result.unit == "forward"
+
+
+def test_sampling_loop_runs_steps_times_the_model(monkeypatch):
+    calls = []
+    original = torch.nn.Module.__call__
+
+    def counting(self, *args, **kwargs):
+        if type(self).__name__ == "DiT":
+            calls.append(args[0].shape[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", counting)
+    result = measure_latency("dit-tiny", Resolution(64, 64), steps=3, cfg=True, min_time=0.0, min_runs=2, max_runs=2)
+    assert result.unit == "3-step sampling (CFG)"
+    assert calls == [2] * 3 * (1 + 2)  # warm-up + 2 timed runs, 3 evaluations each, CFG doubles the batch
+
+
+def test_cli_json_and_errors():
+    ok = CliRunner().invoke(app, ["latency", "-m", "uvit-tiny", "-r", "8", "--min-time", "0", "--json"])
+    assert ok.exit_code == 0 and '"unit": "forward"' in ok.output and '"device": "cpu"' in ok.output
+    bad = CliRunner().invoke(app, ["latency", "-m", "uvit-tiny", "--dtype", "float8"])
+    assert bad.exit_code == 2 and "dtype" in bad.output
