@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.flops import FlopCount, count_flops
+from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
 
@@ -32,14 +33,20 @@ def flops_command(
     model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
     res: list[str] = typer.Option(["256"], "--res", "-r", help="Image size: 256 or WxH like 3840x2160."),
     batch: int = typer.Option(1, help="Batch size."),
+    counter: str = typer.Option("meta", help="meta (ours) or fvcore (also run fvcore on the CPU as a cross-check)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
 ) -> None:
     """Parameters, MACs and FLOPs of one forward pass, counted on the meta device (seconds, no memory)."""
-    rows = []
+    if counter not in ("meta", "fvcore"):
+        console.print(f"[red]--counter must be meta or fvcore, got {counter!r}[/]")
+        raise typer.Exit(2)
+    rows, fvcore = [], {}
     for name in model:
         for r in res:
             try:
                 rows.append(count_flops(name, parse_resolution(r), batch))
+                if counter == "fvcore":
+                    fvcore[len(rows) - 1] = fvcore_macs(name, parse_resolution(r), batch)[0]
             except (KeyError, ValueError) as exc:
                 console.print(f"[red]{exc.args[0]}[/]")
                 raise typer.Exit(2) from exc
@@ -47,7 +54,8 @@ def flops_command(
         for c in rows:
             print(json.dumps({"model": c.model, "resolution": c.resolution, "input_shape": c.input_shape,
                               "params": c.params, "macs": c.macs, "flops": c.flops, "by_category": c.by_category,
-                              "device": "meta (counted)", "batch": batch}))  # fmt: skip
+                              "device": "meta (counted)", "batch": batch,
+                              "fvcore_macs": fvcore.get(rows.index(c))}))  # fmt: skip
         return
     table = Table(title=f"Forward cost, batch {batch}, counted on the meta device (MAC = multiply-add; FLOPs = 2 MACs)")
     for col in ("model", "image px (WxH)", "input", "params (M)", "GMACs", "GFLOPs", "attention", "scan", "linear",
@@ -61,6 +69,11 @@ def flops_command(
                       f"{c.macs / 1e9:.2f}", f"{c.flops / 1e9:.2f}", share("attention"), share("scan"), share("linear"),
                       share("conv"))  # fmt: skip
     console.print(table)
+    for index, macs in fvcore.items():
+        c = rows[index]
+        delta = 100 * (macs - c.macs) / c.macs
+        console.print(f"fvcore cross-check {c.model} @ {c.resolution}: {macs / 1e9:.2f} GMACs ({delta:+.2f}% vs ours; "
+                      "fvcore also counts layer norms)")  # fmt: skip
 
 
 @app.command("latency")

@@ -40,3 +40,13 @@ def test_cli_json_rows():
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 2 and '"input_shape": [1, 3, 8, 16]' in lines[1]
+
+
+@pytest.mark.parametrize("name", ["dit-s/2", "dim-mo-s/2"])
+def test_fvcore_agrees_within_one_percent_at_256(name):
+    from bench.fvcore_counter import fvcore_macs
+
+    fv, by_op = fvcore_macs(name, Resolution(256, 256))
+    ours = count_flops(name, Resolution(256, 256)).macs
+    assert abs(fv - ours) / ours < 0.01
+    assert by_op["linear"] > 0 and (by_op.get("attention", 0) > 0 or by_op.get("selective_scan", 0) > 0)
