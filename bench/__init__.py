@@ -1,1 +1,1 @@
-"""Cost measurements of registry entries: FLOPs on the meta device (latency, memory and sweeps are to come)."""
+"""Cost measurements of registry entries: FLOPs (meta device), latency, sweeps to CSV and plots."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -13,8 +14,10 @@ from bench.flops import FlopCount, count_flops
 from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
+from bench.plots import plot_sweep
+from bench.sweep import SweepSettings, run_sweep
 
-app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs and latency (memory and sweeps to come).",
+app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency and sweeps (memory to come).",
                   no_args_is_help=True)  # fmt: skip
 console = Console(width=max(Console().width, 110))
 
@@ -115,3 +118,51 @@ def latency_command(
                       f"{1e3 * r.min_s:.1f}", f"{r.samples_per_s:.2f}", str(r.runs),
                       ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-")  # fmt: skip
     console.print(table)
+
+
+@app.command("sweep")
+def sweep_command(
+    model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
+    res: list[str] = typer.Option(..., "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
+    metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops and/or latency."),
+    out: Path = typer.Option(Path("bench-sweep.csv"), help="CSV to append rows to (and resume from)."),
+    plot_dir: Path = typer.Option(None, help="Write PNG plots here (default: next to the CSV)."),
+    pair: list[str] = typer.Option([], help="MAMBA:ATTENTION models whose latency crossover to mark."),
+    batch: int = typer.Option(1, help="Batch size."),
+    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    threads: int = typer.Option(1, help="torch intra-op threads per case."),
+    min_time: float = typer.Option(1.0, help="Latency: repeat until this many seconds."),
+    timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
+    force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
+) -> None:
+    """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable."""
+    bad = sorted(set(metric) - {"flops", "latency"})
+    pairs = [tuple(p.split(":", 1)) for p in pair]
+    if bad or any(len(p) != 2 for p in pairs):
+        console.print(f"[red]--metric takes flops/latency (got {bad}); --pair takes MAMBA:ATTENTION[/]")
+        raise typer.Exit(2)
+    try:
+        for r in res:
+            parse_resolution(r)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
+    total = len(model) * len(res) * len(metric)
+    from rich.progress import Progress
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("sweep", total=total)
+
+        def report(row: dict) -> None:
+            progress.advance(task)
+            colour = "green" if row["status"] == "ok" else "yellow"
+            progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
+                                   f" {row.get('detail', '')}")  # fmt: skip
+
+        new = run_sweep(model, res, metric, out, settings, force, on_row=report)
+        progress.update(task, completed=total)
+    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}")
+    for path in plot_sweep(out, plot_dir or out.parent, pairs):
+        console.print(f"plot: {path}")

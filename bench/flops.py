@@ -35,6 +35,7 @@ class FlopCount:
     model: str
     resolution: str
     input_shape: tuple[int, ...]
+    patch_size: int
     params: int
     flops: int
     by_category: dict[str, int] = field(default_factory=dict)
@@ -60,6 +61,7 @@ def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> Flop
         model=name,
         resolution=str(res),
         input_shape=tuple(x.shape),
+        patch_size=model.patch_size,
         params=sum(p.numel() for p in model.parameters()),
         flops=counter.get_total_flops(),
         by_category=by_category,

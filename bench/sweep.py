@@ -1,0 +1,117 @@
+"""Sweeps: models x resolutions x metrics, each case in its own subprocess with a time limit.
+
+A case that runs out of memory (a MemoryError, CUDA's out-of-memory error, or the process killed by the
+kernel) becomes an ``OOM`` row, one that runs too long a ``timeout`` row, any other failure an ``error`` row
+with the last line of its stderr; the larger resolutions of that model and metric are then recorded as
+``skipped`` without running. Rows are appended to the CSV as each case finishes, and a sweep run again
+skips every case the CSV already holds (``force`` to redo), so an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.inputs import parse_resolution
+
+KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
+COLUMNS = [*KEY, "pixels", "status", "detail", "tokens", "params_m", "gmacs", "gflops", "median_ms", "iqr_ms",
+           "min_ms", "samples_per_s", "runs", "backends"]  # fmt: skip
+_OOM_MARKERS = ("out of memory", "memoryerror", "cannot allocate memory", "defaultcpuallocator: can't allocate")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    batch: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1
+    min_time: float = 1.0
+    timeout_s: float = 600.0
+
+
+def _key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _append(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def classify_failure(returncode: int, stderr: str) -> tuple[str, str]:
+    """(status, detail) of a failed case."""
+    text = stderr.lower()
+    if returncode in (-9, 137) or any(marker in text for marker in _OOM_MARKERS):
+        return "OOM", "killed (out of memory)" if returncode in (-9, 137) else "out of memory"
+    last = [line for line in stderr.strip().splitlines() if line.strip()]
+    return "error", (last[-1] if last else f"exit code {returncode}")[:300]
+
+
+def run_case_subprocess(model: str, resolution: str, metric: str, settings: SweepSettings) -> tuple[str, str, dict]:
+    """Run one case in a fresh Python process: (status, detail, measured values)."""
+    command = [sys.executable, "-m", "bench.case", "--model", model, "--res", resolution, "--metric", metric,
+               "--batch", str(settings.batch), "--device", settings.device, "--dtype", settings.dtype,
+               "--threads", str(settings.threads), "--min-time", str(settings.min_time)]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=settings.timeout_s)
+    except subprocess.TimeoutExpired:
+        return "timeout", f"over {settings.timeout_s:g} s", {}
+    if done.returncode != 0:
+        status, detail = classify_failure(done.returncode, done.stderr)
+        return status, detail, {}
+    return "ok", "", json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_sweep(
+    models: Iterable[str],
+    resolutions: Iterable[str],
+    metrics: Iterable[str],
+    out_csv: Path,
+    settings: SweepSettings = SweepSettings(),
+    force: bool = False,
+    run_case: Callable[[str, str, str, SweepSettings], tuple[str, str, dict]] = run_case_subprocess,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run the missing cases (all with ``force``), smallest resolution first; returns the new rows."""
+    ordered = sorted(resolutions, key=lambda r: (p := parse_resolution(r)).width * p.height)
+    done = {_key(row) for row in read_rows(out_csv)} if not force else set()
+    new_rows = []
+    for model in models:
+        for metric in metrics:
+            failed_at = None
+            for resolution in ordered:
+                res = parse_resolution(resolution)
+                row = dict(model=model, resolution=str(res), metric=metric, batch=settings.batch,
+                           device=settings.device, dtype=settings.dtype, threads=settings.threads,
+                           pixels=res.width * res.height)  # fmt: skip
+                if _key(row) in done:
+                    continue
+                if failed_at is not None:
+                    row.update(status="skipped", detail=f"{failed_at} at a smaller resolution")
+                else:
+                    status, detail, values = run_case(model, str(res), metric, settings)
+                    row.update(values, status=status, detail=detail)
+                    if status in ("OOM", "timeout"):
+                        failed_at = status
+                _append(out_csv, row)
+                new_rows.append(row)
+                if on_row:
+                    on_row(row)
+    return new_rows
