@@ -15,7 +15,8 @@ from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
 from bench.plots import plot_sweep
-from bench.sweep import SweepSettings, run_sweep
+from bench.sweep import SweepSettings, row_measurements, run_sweep
+from results.store import ResultsStore
 
 app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency and sweeps (memory to come).",
                   no_args_is_help=True)  # fmt: skip
@@ -135,6 +136,7 @@ def sweep_command(
     min_time: float = typer.Option(1.0, help="Latency: repeat until this many seconds."),
     timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
     force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
+    store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
 ) -> None:
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable."""
     bad = sorted(set(metric) - {"flops", "latency"})
@@ -149,6 +151,8 @@ def sweep_command(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
+    results_store = ResultsStore(store)
+    run_id = results_store.start_run()
     total = len(model) * len(res) * len(metric)
     from rich.progress import Progress
 
@@ -156,6 +160,7 @@ def sweep_command(
         task = progress.add_task("sweep", total=total)
 
         def report(row: dict) -> None:
+            results_store.add(run_id, row_measurements(row))
             progress.advance(task)
             colour = "green" if row["status"] == "ok" else "yellow"
             progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
@@ -163,6 +168,7 @@ def sweep_command(
 
         new = run_sweep(model, res, metric, out, settings, force, on_row=report)
         progress.update(task, completed=total)
-    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}")
+    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}; store run {run_id} in "
+                  f"{results_store.path}")  # fmt: skip
     for path in plot_sweep(out, plot_dir or out.parent, pairs):
         console.print(f"plot: {path}")

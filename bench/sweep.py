@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inputs import parse_resolution
+from results.store import Measurement
 
 KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
 COLUMNS = [*KEY, "pixels", "status", "detail", "tokens", "params_m", "gmacs", "gflops", "median_ms", "iqr_ms",
@@ -115,3 +116,23 @@ def run_sweep(
                 if on_row:
                     on_row(row)
     return new_rows
+
+
+_VALUES = {  # sweep column -> (store metric, unit)
+    "flops": [("gmacs", "gmacs", "GMAC"), ("gflops", "gflops", "GFLOP"), ("params_m", "params_m", "M params")],
+    "latency": [("median_ms", "latency_median", "ms"), ("iqr_ms", "latency_iqr", "ms"),
+                ("samples_per_s", "throughput", "samples/s")],
+}  # fmt: skip
+
+
+def row_measurements(row: dict) -> list[Measurement]:
+    """A sweep row as store measurements (one per value; a failed case as one row with its status)."""
+    common = dict(model=row["model"], resolution=str(row["resolution"]), batch=int(row["batch"]),
+                  dtype=row["dtype"], device=row["device"] if row["metric"] == "latency" else "meta",
+                  backend=row.get("backends", "") or "", source="bench sweep",
+                  config={"threads": row["threads"], "tokens": row.get("tokens")})  # fmt: skip
+    if row["status"] != "ok":
+        return [Measurement(metric=row["metric"], value=None, unit="", status=row["status"], detail=row["detail"],
+                            **common)]  # fmt: skip
+    return [Measurement(metric=metric, value=float(row[column]), unit=unit, **common)
+            for column, metric, unit in _VALUES[row["metric"]] if row.get(column) not in (None, "")]  # fmt: skip

@@ -1,0 +1,1 @@
+"""One store for every measurement (bench and ablations), with exports, comparisons and regression gates."""
