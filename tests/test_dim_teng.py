@@ -126,3 +126,12 @@ def test_cfg_guides_every_channel():
     plain = model(x, t, y)
     guided = model.forward_with_cfg(x, t, y, 3.0)
     assert torch.allclose(guided[0], plain[1] + 3.0 * (plain[0] - plain[1]), atol=1e-5)
+
+
+def test_training_works_after_an_inference_mode_forward():
+    """Cached scan permutations built under inference_mode must not leak inference tensors into training."""
+    model = zoo.create_model("dim-teng-tiny")
+    x, t, y = torch.randn(1, 3, 8, 10), torch.tensor([5]), torch.tensor([2])
+    with torch.inference_mode():
+        model(x, t, y)
+    model(x, t, y).square().mean().backward()

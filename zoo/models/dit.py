@@ -28,7 +28,8 @@ from zoo.registry import InputSpec, PaperInfo, register
 
 @lru_cache(maxsize=32)
 def _pos_embed(dim: int, h: int, w: int) -> Tensor:
-    return sincos_2d(dim, h, w)
+    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
+        return sincos_2d(dim, h, w)
 
 
 def _gelu_tanh() -> nn.Module:
