@@ -65,3 +65,8 @@ class LabelEmbedder(nn.Module):
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """adaLN modulation x * (1 + scale) + shift, with (batch, dim) shift/scale broadcast over tokens."""
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def gelu_tanh() -> nn.Module:
+    """The tanh-approximated GELU of DiT's and PixArt's MLPs (a factory, as timm's ``act_layer`` wants)."""
+    return nn.GELU(approximate="tanh")

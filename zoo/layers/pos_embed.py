@@ -7,6 +7,8 @@ frequencies 10000^(-k / (dim/4)). Tokens are in row-major order (index = row * w
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -69,3 +71,10 @@ def resize_learned(pos_embed: Tensor, extras: int, grid: int, h: int, w: int) ->
     patches = pos_embed[:, extras:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
     patches = torch.nn.functional.interpolate(patches, size=(h, w), mode="bilinear", align_corners=False)
     return torch.cat([pos_embed[:, :extras], patches.flatten(2).transpose(1, 2)], dim=1)
+
+
+@lru_cache(maxsize=64)
+def sincos_2d_cached(dim: int, h: int, w: int) -> Tensor:
+    """``sincos_2d`` memoised per grid (DiT-style models call it every forward)."""
+    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
+        return sincos_2d(dim, h, w)

@@ -32,28 +32,16 @@ are mamba_ssm's defaults (d_state 16, d_conv 4, expand 2).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from timm.layers import Mlp, PatchEmbed
 from torch import Tensor, nn
 
-from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder
+from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.patch import token_grid, unpatchify
-from zoo.layers.pos_embed import sincos_2d
+from zoo.layers.pos_embed import sincos_2d_cached
 from zoo.registry import InputSpec, PaperInfo, register
-
-
-@lru_cache(maxsize=32)
-def _pos_embed(dim: int, h: int, w: int) -> Tensor:
-    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
-        return sincos_2d(dim, h, w)
-
-
-def _gelu_tanh() -> nn.Module:
-    return nn.GELU(approximate="tanh")
 
 
 class DiMMoBlock(nn.Module):
@@ -64,7 +52,7 @@ class DiMMoBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.mixer = Mamba(dim, bimamba=True, share_dt_proj=True)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=_gelu_tanh)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=gelu_tanh)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.mixer(self.norm1(x))
@@ -102,7 +90,7 @@ class DiMMo(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
-        patches = self.x_embedder(x) + _pos_embed(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
+        patches = self.x_embedder(x) + sincos_2d_cached(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
         tokens = [self.t_embedder(t)[:, None], self.y_embedder(y, self.training)[:, None]]
         seq = torch.cat([*tokens, patches], dim=1)
         for block in self.blocks:

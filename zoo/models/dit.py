@@ -12,28 +12,16 @@ Deliberate differences from the official code, each a choice the paper leaves op
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from timm.layers import Mlp, PatchEmbed
 from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
-from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, modulate
+from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.patch import token_grid, unpatchify
-from zoo.layers.pos_embed import sincos_2d
+from zoo.layers.pos_embed import sincos_2d_cached
 from zoo.registry import InputSpec, PaperInfo, register
-
-
-@lru_cache(maxsize=32)
-def _pos_embed(dim: int, h: int, w: int) -> Tensor:
-    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
-        return sincos_2d(dim, h, w)
-
-
-def _gelu_tanh() -> nn.Module:
-    return nn.GELU(approximate="tanh")
 
 
 class DiTBlock(nn.Module):
@@ -44,7 +32,7 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(hidden_size, num_heads, qkv_bias=True)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), act_layer=_gelu_tanh, drop=0)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), act_layer=gelu_tanh, drop=0)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
@@ -127,7 +115,7 @@ class DiT(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         """x (B, C, H, W) latents, t (B,) timesteps, y (B,) labels (``num_classes`` = null) -> (B, out, H, W)."""
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
-        pos = _pos_embed(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
+        pos = sincos_2d_cached(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
         x = self.x_embedder(x) + pos
         c = self.t_embedder(t) + self.y_embedder(y, self.training)
         for block in self.blocks:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
 from zoo.layers.cross_attention import CrossAttention
-from zoo.layers.embeddings import TimestepEmbedder, modulate
+from zoo.layers.embeddings import TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba2
 from zoo.layers.patch import token_grid, unpatchify
@@ -65,10 +65,6 @@ def parse_layout(layout: str) -> list[str]:
     if bad or not mixers:
         raise ValueError(f"layout {layout!r}: unknown mixer(s) {bad}; use SA, HM, WM, groups '(HM-WM)x3'")
     return mixers
-
-
-def _gelu_tanh() -> nn.Module:
-    return nn.GELU(approximate="tanh")
 
 
 class BidirectionalMamba2(nn.Module):
@@ -97,7 +93,7 @@ class CaptionEmbedder(nn.Module):
 
     def __init__(self, in_channels: int, hidden_size: int, uncond_prob: float, token_num: int):
         super().__init__()
-        self.y_proj = Mlp(in_channels, hidden_size, hidden_size, act_layer=_gelu_tanh)
+        self.y_proj = Mlp(in_channels, hidden_size, hidden_size, act_layer=gelu_tanh)
         self.register_buffer("y_embedding", torch.randn(token_num, in_channels) / in_channels**0.5)
         self.uncond_prob = uncond_prob
 
@@ -126,7 +122,7 @@ class T2IBlock(nn.Module):
             self.mamba = BidirectionalMamba2(dim, order, bidirectional, **mamba_kwargs)
         self.cross_attn = CrossAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=_gelu_tanh)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=gelu_tanh)
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
     @property
