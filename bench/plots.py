@@ -45,6 +45,20 @@ def _mark_crossovers(ax, series: dict, pairs, to_x, unit: str) -> None:
                             xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="bottom")  # fmt: skip
 
 
+def _log_log_plot(series: dict, to_x, pairs, unit: str, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for model, points in series.items():
+        ax.plot([to_x(x) for x, _ in points], [y for _, y in points], marker="o", label=model)
+    _mark_crossovers(ax, series, pairs, to_x, unit)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_sweep(csv_path: Path, out_dir: Path, pairs: list[tuple[str, str]] = ()) -> list[Path]:
     """Write cost_vs_tokens.png and latency_vs_resolution.png (those with data); returns their paths."""
     rows = read_rows(csv_path)
@@ -52,33 +66,13 @@ def plot_sweep(csv_path: Path, out_dir: Path, pairs: list[tuple[str, str]] = ())
     written = []
     cost = _series(rows, "flops", "tokens", "gmacs")
     if cost:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        for model, points in cost.items():
-            ax.plot(*zip(*points, strict=True), marker="o", label=model)
-        _mark_crossovers(ax, cost, pairs, lambda x: x, "tokens")
-        ax.set(xscale="log", yscale="log", xlabel="patch tokens (latent grid / patch²)",
-               ylabel="GMACs per forward (batch 1, counted)", title="Forward cost vs tokens")  # fmt: skip
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / "cost_vs_tokens.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_log_log_plot(cost, lambda x: x, pairs, "tokens", out_dir / "cost_vs_tokens.png",
+                                     "patch tokens (latent grid / patch²)", "GMACs per forward (batch 1, counted)",
+                                     "Forward cost vs tokens"))  # fmt: skip
     latency = _series(rows, "latency", "pixels", "median_ms")
     if latency:
         device = next((r["device"] for r in rows if r["metric"] == "latency"), "?")
-        fig, ax = plt.subplots(figsize=(7, 5))
-        for model, points in latency.items():
-            ax.plot([math.sqrt(p) for p, _ in points], [v for _, v in points], marker="o", label=model)
-        _mark_crossovers(ax, latency, pairs, math.sqrt, "px")
-        ax.set(xscale="log", yscale="log", xlabel="resolution (√(W·H) pixels)",
-               ylabel=f"median latency per forward (ms, {device})", title="Latency vs resolution")  # fmt: skip
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / "latency_vs_resolution.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_log_log_plot(latency, math.sqrt, pairs, "px", out_dir / "latency_vs_resolution.png",
+                                     "resolution (√(W·H) pixels)", f"median latency per forward (ms, {device})",
+                                     "Latency vs resolution"))  # fmt: skip
     return written
