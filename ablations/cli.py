@@ -1,0 +1,161 @@
+"""``ablations``: train, sample and score any registry model; run and report the papers' tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Train, sample, score; run and report the papers' ablation tables.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets: download where there is internet.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(width=max(Console().width, 110))
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(2)
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option(..., "--model", "-m", help="Registry name (`zoo list`)."),
+    sets: list[str] = typer.Option([], "--set", help="Model override key=value (repeatable), e.g. --set depth=4."),
+    data: str = typer.Option("builtin", "--data", help="builtin | cifar10 | celeba | imagenet | latents:DIR."),
+    data_root: Path = typer.Option(None, "--data-root", help="Where data sets live (default $MAMBABENCH_DATA or ./data)."),
+    res: int = typer.Option(None, "--res", help="Training image size in pixels (default: the entry's)."),
+    space: str = typer.Option("auto", "--space", help="auto | pixel (train a latent model on pixels) | latent."),
+    vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent models)."),
+    steps: int = typer.Option(1000, "--steps"),
+    batch: int = typer.Option(16, "--batch", help="Global batch (split over torchrun processes)."),
+    lr: float = typer.Option(1e-4, "--lr"),
+    ema: float = typer.Option(0.9999, "--ema", help="EMA decay."),
+    schedule: str = typer.Option("linear", "--schedule", help="linear | scaled_linear | quadratic."),
+    ckpt_every: int = typer.Option(500, "--ckpt-every"),
+    seed: int = typer.Option(0, "--seed"),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from another run's weights (any resolution)."),
+    out: Path = typer.Option(..., "--out", help="Run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (default: PyTorch's)."),
+) -> None:
+    """Train a registry model with the diffusion loss; checkpoints in OUT/checkpoints, log in OUT/log.jsonl."""
+    import torch
+
+    from ablations.experiment import RunConfig, parse_overrides
+    from ablations.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        config = RunConfig(model=model, overrides=parse_overrides(sets), data=data,
+                           data_root=str(data_root) if data_root else None, res=res, space=space,
+                           vae=str(vae) if vae else None, steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,
+                           ckpt_every=ckpt_every, seed=seed, init_from=str(init_from) if init_from else None)  # fmt: skip
+        summary = train(config, out, resume=resume, progress=True)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
+        _fail(error)
+    console.print(f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; "
+                  f"final loss {summary['final_loss']:.4f}; run folder {out}")  # fmt: skip
+
+
+@app.command("sample")
+def sample_command(
+    run: Path = typer.Option(..., "--run", help="Run folder from `ablations train`."),
+    sampler: str = typer.Option("ddim", "--sampler", help="ddpm | ddim | dpm-solver."),
+    steps: int = typer.Option(50, "--steps"),
+    n: int = typer.Option(64, "--n", help="How many images."),
+    cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance w (1 = off; DiM/U-ViT 'scale' = w - 1)."),
+    res: int = typer.Option(None, "--res", help="Image size in pixels (default: the training size)."),
+    upsample_guidance: bool = typer.Option(False, "--upsample-guidance", help="DiM's training-free higher res."),
+    batch: int = typer.Option(32, "--batch"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(None, "--out", help="Default: RUN/samples/<sampler>-<steps>steps-...."),
+) -> None:
+    """Sample a trained run (EMA weights): PNG files in OUT/images and a grid in OUT/grid.png."""
+    from ablations.generate import generate
+
+    try:
+        folder = generate(run, sampler, steps, n, cfg, res, batch, seed, upsample_guidance, device, out)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    console.print(f"{n} samples in {folder / 'images'}; grid {folder / 'grid.png'}")
+
+
+@app.command("fid")
+def fid_command(
+    run: Path = typer.Option(None, "--run", help="Score a run's newest sample folder."),
+    images: Path = typer.Option(None, "--images", help="Score a folder of PNG/JPEG images."),
+    ref: str = typer.Option(None, "--ref", help="Data set name or a mu/sigma .npz (default: the run's data set)."),
+    ref_n: int = typer.Option(None, "--ref-n", help="Reference images (default: as many as generated)."),
+    data_root: Path = typer.Option(None, "--data-root"),
+    inception: Path = typer.Option(None, "--inception", help="torch-fidelity Inception weights (.pth)."),
+    device: str = typer.Option("cpu", "--device"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """FID (+ KID, precision/recall) of generated images against a data set or precomputed statistics."""
+    from ablations.evaluate import score
+    from ablations.experiment import RunConfig, model_setup
+
+    size = None
+    if run is not None:
+        config = RunConfig.load(run)
+        ref = ref or config.data
+        size = model_setup(config).image_size
+        if images is None:
+            folders = sorted((run / "samples").glob("*/images"), key=lambda p: p.stat().st_mtime)
+            if not folders:
+                _fail(FileNotFoundError(f"{run} has no samples yet: run `ablations sample --run {run}` first"))
+            images = folders[-1]
+    if images is None or ref is None:
+        _fail(ValueError("give --run RUN, or --images DIR with --ref DATASET|STATS.npz"))
+    try:
+        result = score(images, ref, size, ref_n, data_root, device, str(inception) if inception else None)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    result["images"] = str(images)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"{images} vs {result['reference']} (Inception pool3, {device})")
+    for col in ("metric", "value", "note"):
+        table.add_column(col)
+    for key in ("fid", "kid", "precision", "recall", "is", "sfid"):
+        value = result.get(key)
+        table.add_row(key, "-" if value is None else f"{value:.4f}", result["unavailable"].get(key, ""))
+    table.add_row("images", f"{result['n_generated']} generated / {result['n_reference']} reference",
+                  "FID is biased at small counts: compare equal counts only")  # fmt: skip
+    console.print(table)
+
+
+@app.command("latents")
+def latents_command(
+    data: str = typer.Option(..., "--data", help="cifar10 | celeba | imagenet | builtin."),
+    vae: Path = typer.Option(..., "--vae", help="Local diffusers AutoencoderKL folder."),
+    res: int = typer.Option(256, "--res", help="Image size in pixels."),
+    out: Path = typer.Option(..., "--out"),
+    data_root: Path = typer.Option(None, "--data-root"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Encode a data set once into latent shards for `--data latents:OUT` (resumes if interrupted)."""
+    from ablations.data import open_dataset
+    from ablations.latents import load_vae, write_latent_shards
+
+    try:
+        folder = write_latent_shards(open_dataset(data, data_root, size=res), load_vae(vae, device), out)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    console.print(f"latents in {folder}")
+
+
+@data_app.command("download")
+def download_command(name: str, root: Path = typer.Option(None, "--root")) -> None:
+    """Download a data set that has a public direct link (cifar10)."""
+    from ablations.data import default_data_root, download_cifar10
+
+    if name != "cifar10":
+        _fail(ValueError(f"{name} has no direct download; `ablations list` says where to get it"))
+    console.print(f"CIFAR-10 in {download_cifar10(root or default_data_root())}")

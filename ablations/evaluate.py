@@ -1,0 +1,80 @@
+"""Scoring an image folder against a data set (or precomputed statistics): FID, KID, precision, recall, IS.
+
+Reference features of (data set, split, size, count, Inception weights) are computed once and cached in
+``$MAMBABENCH_CACHE/fid/``; a ``.npz`` of ``mu``/``sigma`` is accepted instead (then only FID is possible).
+Every score records how many images it used: FID is biased at small counts, so compare only equal counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from ablations.data import open_dataset
+from ablations.fid import (
+    FeatureStats,
+    InceptionFeatures,
+    _cache_dir,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    precision_recall,
+)
+from ablations.generate import load_image_folder
+
+UNAVAILABLE = {
+    "sfid": "needs Inception's mixed_6/conv spatial features, which torch-fidelity does not expose",
+    "is": "the offline FID Inception (fid-helper) has no logits layer; use torch-fidelity's own weights for IS",
+}
+
+
+def _batches(dataset, count: int, batch: int = 50):
+    for start in range(0, count, batch):
+        yield torch.stack([dataset[i][0] for i in range(start, min(count, start + batch))])
+
+
+def reference_features(data: str, size: int, count: int, extractor: InceptionFeatures, root=None,
+                       split: str = "train") -> torch.Tensor:  # fmt: skip
+    """Inception features of the first ``count`` images of a data set (cached)."""
+    weights_id = hashlib.sha1(str(extractor.weights.name).encode()).hexdigest()[:8]
+    path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}.pt"
+    if path.is_file():
+        return torch.load(path)
+    dataset = open_dataset(data, root, size=size, split=split)
+    if len(dataset) < count:
+        raise ValueError(f"{data} {split} has {len(dataset)} images; asked for {count} reference images")
+    features, _ = extractor(_batches(dataset, count))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    torch.save(features.float(), partial)
+    partial.replace(path)
+    return features.float()
+
+
+def score(images: str | Path, ref: str, size: int | None = None, ref_count: int | None = None, root=None,
+          device: str = "cpu", inception: str | None = None, limit: int | None = None) -> dict:  # fmt: skip
+    """Scores of the images in a folder against ``ref`` (a data set name or a stats ``.npz``)."""
+    generated = load_image_folder(images, limit)
+    extractor = InceptionFeatures(inception, device=device)
+    gen_features, logits = extractor([generated])
+    result = {"n_generated": len(generated), "inception": str(extractor.weights)}
+    if ref.endswith(".npz"):
+        ref_stats = FeatureStats.load(ref)
+        result.update(fid=frechet_distance(FeatureStats.of(gen_features), ref_stats), n_reference=ref_stats.count,
+                      reference=ref, kid=None, precision=None, recall=None)  # fmt: skip
+        result["unavailable"] = {"kid, precision, recall": "need reference features; a .npz holds only mu/sigma"}
+    else:
+        size = size or generated.shape[-1]
+        count = ref_count or len(generated)
+        ref_features = reference_features(ref, size, count, extractor, root)
+        result.update(fid=frechet_distance(FeatureStats.of(gen_features), FeatureStats.of(ref_features)),
+                      n_reference=count, reference=f"{ref} train {size}px")  # fmt: skip
+        result["kid"] = kernel_inception_distance(gen_features, ref_features)
+        result["precision"], result["recall"] = precision_recall(gen_features, ref_features.double())
+        result["unavailable"] = {}
+    result["is"] = inception_score(logits)
+    result["unavailable"] = {**result["unavailable"], **{k: v for k, v in UNAVAILABLE.items()
+                                                         if k != "is" or result["is"] is None}}  # fmt: skip
+    return result

