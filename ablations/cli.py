@@ -25,7 +25,9 @@ def train_command(
     model: str = typer.Option(..., "--model", "-m", help="Registry name (`zoo list`)."),
     sets: list[str] = typer.Option([], "--set", help="Model override key=value (repeatable), e.g. --set depth=4."),
     data: str = typer.Option("builtin", "--data", help="builtin | cifar10 | celeba | imagenet | latents:DIR."),
-    data_root: Path = typer.Option(None, "--data-root", help="Where data sets live (default $MAMBABENCH_DATA or ./data)."),
+    data_root: Path = typer.Option(
+        None, "--data-root", help="Where data sets live (default $MAMBABENCH_DATA or ./data)."
+    ),
     res: int = typer.Option(None, "--res", help="Training image size in pixels (default: the entry's)."),
     space: str = typer.Option("auto", "--space", help="auto | pixel (train a latent model on pixels) | latent."),
     vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent models)."),
@@ -50,15 +52,30 @@ def train_command(
     if threads:
         torch.set_num_threads(threads)
     try:
-        config = RunConfig(model=model, overrides=parse_overrides(sets), data=data,
-                           data_root=str(data_root) if data_root else None, res=res, space=space,
-                           vae=str(vae) if vae else None, steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,
-                           ckpt_every=ckpt_every, seed=seed, init_from=str(init_from) if init_from else None)  # fmt: skip
+        config = RunConfig(
+            model=model,
+            overrides=parse_overrides(sets),
+            data=data,
+            data_root=str(data_root) if data_root else None,
+            res=res,
+            space=space,
+            vae=str(vae) if vae else None,
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            ema=ema,
+            schedule=schedule,
+            ckpt_every=ckpt_every,
+            seed=seed,
+            init_from=str(init_from) if init_from else None,
+        )
         summary = train(config, out, resume=resume, progress=True)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
         _fail(error)
-    console.print(f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; "
-                  f"final loss {summary['final_loss']:.4f}; run folder {out}")  # fmt: skip
+    console.print(
+        f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; "
+        f"final loss {summary['final_loss']:.4f}; run folder {out}"
+    )
 
 
 @app.command("sample")
@@ -126,8 +143,11 @@ def fid_command(
     for key in ("fid", "kid", "precision", "recall", "is", "sfid"):
         value = result.get(key)
         table.add_row(key, "-" if value is None else f"{value:.4f}", result["unavailable"].get(key, ""))
-    table.add_row("images", f"{result['n_generated']} generated / {result['n_reference']} reference",
-                  "FID is biased at small counts: compare equal counts only")  # fmt: skip
+    table.add_row(
+        "images",
+        f"{result['n_generated']} generated / {result['n_reference']} reference",
+        "FID is biased at small counts: compare equal counts only",
+    )
     console.print(table)
 
 
@@ -159,3 +179,7 @@ def download_command(name: str, root: Path = typer.Option(None, "--root")) -> No
     if name != "cifar10":
         _fail(ValueError(f"{name} has no direct download; `ablations list` says where to get it"))
     console.print(f"CIFAR-10 in {download_cifar10(root or default_data_root())}")
+
+
+if __name__ == "__main__":  # `torchrun --nproc_per_node N -m ablations.cli train ...`
+    app()

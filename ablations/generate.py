@@ -76,8 +76,12 @@ def generate(
         raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
     m = res // setup.image_size
     if upsample_guidance and (res % setup.image_size or m < 2):
-        raise ValueError(f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}")
-    out = Path(out) if out else Path(run) / "samples" / sample_folder_name(sampler, steps, n, cfg, res, upsample_guidance)
+        raise ValueError(
+            f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}"
+        )
+    out = (
+        Path(out) if out else Path(run) / "samples" / sample_folder_name(sampler, steps, n, cfg, res, upsample_guidance)
+    )
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
@@ -99,7 +103,16 @@ def generate(
         for i, image in enumerate(images):
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(images_dir / f"{first + i:06d}.png")
     save_grid(load_image_folder(images_dir, limit=64), out / "grid.png")
-    meta = {"run": str(run), "sampler": sampler, "steps": steps, "n": n, "cfg": cfg, "res": res, "seed": seed,
-            "upsample_guidance": upsample_guidance, "model": config.model}  # fmt: skip
+    meta = {
+        "run": str(run),
+        "sampler": sampler,
+        "steps": steps,
+        "n": n,
+        "cfg": cfg,
+        "res": res,
+        "seed": seed,
+        "upsample_guidance": upsample_guidance,
+        "model": config.model,
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out

@@ -65,8 +65,9 @@ def decode(vae, latents: Tensor) -> Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
-def write_latent_shards(dataset: Dataset, vae, out: str | Path, flip: bool = True, shard_size: int = 1024,
-                        batch: int = 32) -> Path:  # fmt: skip
+def write_latent_shards(
+    dataset: Dataset, vae, out: str | Path, flip: bool = True, shard_size: int = 1024, batch: int = 32
+) -> Path:
     """Encode ``dataset`` into ``out/shard-NNNNN.pt`` ({"moments": float16, "labels": int64}); shards already
     written are kept, so an interrupted extraction resumes. ``out/manifest.json`` is written last."""
     out = Path(out)
@@ -88,8 +89,13 @@ def write_latent_shards(dataset: Dataset, vae, out: str | Path, flip: bool = Tru
         partial = path.with_suffix(".part")
         torch.save({"moments": torch.cat(moments), "labels": torch.tensor(labels)}, partial)
         partial.replace(path)
-    manifest = {"count": count, "shards": shards, "flip": flip, "scaling_factor": scaling_factor(vae),
-                "num_classes": int(getattr(dataset, "num_classes", 0))}  # fmt: skip
+    manifest = {
+        "count": count,
+        "shards": shards,
+        "flip": flip,
+        "scaling_factor": scaling_factor(vae),
+        "num_classes": int(getattr(dataset, "num_classes", 0)),
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 

@@ -127,7 +127,9 @@ class StepBatches(Sampler[list[int]]):
     def _index(self, position: int) -> int:
         epoch, offset = divmod(position, self.length)
         if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + epoch))}
+            self._perms = {
+                epoch: torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + epoch))
+            }
         return int(self._perms[epoch][offset])
 
     def __len__(self) -> int:
@@ -234,8 +236,7 @@ class Trainer:
 
     def _set_stage(self, step: int) -> str:
         spec = self.config.distill
-        stage = "diffusion" if spec is None else (
-            "teacher_forcing" if step < spec.teacher_forcing_steps else "distill")  # fmt: skip
+        stage = "diffusion" if spec is None else ("teacher_forcing" if step < spec.teacher_forcing_steps else "distill")
         if stage != self._stage:
             if stage == "diffusion":
                 self.model.requires_grad_(True)
@@ -258,8 +259,16 @@ class Trainer:
             loss = distill.teacher_forcing_loss(self.teacher, self.wrapped_module(), x_t, t, y)
             return {"teacher_forcing": loss, "loss": loss}
         spec = self.config.distill
-        terms = distill.distillation_losses(self.teacher, self.wrapped_module(), x_t, t, y, noise,
-                                            lambda_pseudo=spec.lambda_pseudo, lambda_mixer=spec.lambda_mixer)  # fmt: skip
+        terms = distill.distillation_losses(
+            self.teacher,
+            self.wrapped_module(),
+            x_t,
+            t,
+            y,
+            noise,
+            lambda_pseudo=spec.lambda_pseudo,
+            lambda_mixer=spec.lambda_mixer,
+        )
         terms["loss"] = terms.pop("total")
         return terms
 
@@ -275,23 +284,34 @@ class Trainer:
     def _checkpoint(self, step: int) -> Path:
         path = self.out / "checkpoints" / f"step-{step:07d}.pt"
         if self.rank == 0:
-            _save_atomic({"step": step, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                          "optimizer": self.optimizer.state_dict(), "config_hash": config_hash(self.config)}, path)  # fmt: skip
+            _save_atomic(
+                {
+                    "step": step,
+                    "model": self.model.state_dict(),
+                    "ema": self.ema.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "config_hash": config_hash(self.config),
+                },
+                path,
+            )
             for old in checkpoints(self.out)[:-2]:
                 old.unlink()
         if self.world > 1:
             dist.barrier()
         return path
 
-    def run(self) -> dict:
-        """Train from the start (or the resumed step) to ``config.steps``; returns the summary in done.json."""
+    def run(self, stop_after: int | None = None) -> dict:
+        """Train from the start (or the resumed step) to ``config.steps``; returns the summary in done.json.
+        ``stop_after`` ends the session early, as a kill would (no done.json), e.g. for a time-sliced job."""
         config = self.config
+        end = min(config.steps, stop_after) if stop_after is not None else config.steps
         share = config.batch // self.world
-        sampler = StepBatches(len(self.dataset), config.batch, self.start, config.steps, config.seed, self.rank, self.world)
+        sampler = StepBatches(len(self.dataset), config.batch, self.start, end, config.seed, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=_collate)
         shape = (self.setup.channels, self.setup.input_size, self.setup.input_size)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and self.device.type == "cuda"
-                    else nullcontext())  # fmt: skip
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and self.device.type == "cuda" else nullcontext()
+        )
         log = (self.out / "log.jsonl").open("a") if self.rank == 0 else None
         last_good = latest_checkpoint(self.out)
         started, losses = time.time(), []
@@ -313,7 +333,9 @@ class Trainer:
             if self.world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if finite.item() < 1:
-                raise NonFiniteLoss(f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}")
+                raise NonFiniteLoss(
+                    f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.world > 1 and stage != "diffusion":  # the hooks bypass DDP: average gradients by hand
@@ -328,8 +350,12 @@ class Trainer:
             losses.append(loss.item())
             done = step + 1
             if log is not None and (done % config.log_every == 0 or done == config.steps):
-                record = {"step": done, "stage": stage, **{k: round(v.item(), 6) for k, v in terms.items()},
-                          "sec_per_step": round((time.time() - started) / (done - self.start), 4)}  # fmt: skip
+                record = {
+                    "step": done,
+                    "stage": stage,
+                    **{k: round(v.item(), 6) for k, v in terms.items()},
+                    "sec_per_step": round((time.time() - started) / (done - self.start), 4),
+                }
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             if done % config.ckpt_every == 0 or done == config.steps:
@@ -338,9 +364,14 @@ class Trainer:
         if log is not None:
             log.close()
         bar(None, None)
-        summary = {"steps": config.steps, "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None,
-                   "seconds": round(time.time() - started, 2), "config_hash": config_hash(config), "world": self.world}  # fmt: skip
-        if self.rank == 0:
+        summary = {
+            "steps": config.steps,
+            "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None,
+            "seconds": round(time.time() - started, 2),
+            "config_hash": config_hash(config),
+            "world": self.world,
+        }
+        if self.rank == 0 and end == config.steps:
             (self.out / "done.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
@@ -364,8 +395,9 @@ def _progress(enabled: bool, total: int, start: int):
         return lambda *_: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeRemainingColumn())  # fmt: skip
+    progress = Progress(
+        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
+    )
     progress.start()
     task = progress.add_task("train", total=total, completed=start, info="")
     t0, s0 = time.time(), start

