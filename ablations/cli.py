@@ -16,7 +16,7 @@ console = Console(width=max(Console().width, 110))
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}")
+    console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -179,6 +179,154 @@ def download_command(name: str, root: Path = typer.Option(None, "--root")) -> No
     if name != "cifar10":
         _fail(ValueError(f"{name} has no direct download; `ablations list` says where to get it"))
     console.print(f"CIFAR-10 in {download_cifar10(root or default_data_root())}")
+
+
+RUNS = typer.Option(None, "--runs", help="Where table runs live (default $MAMBABENCH_RUNS or ./mambabench-runs).")
+
+
+@app.command("list")
+def list_command(
+    data_root: Path = typer.Option(None, "--data-root"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The papers' tables: variants, presets, data each preset needs and whether it is present here."""
+    from ablations.data import dataset_present
+    from ablations.tables import TABLES
+
+    rows = []
+    for table in TABLES.values():
+        for preset in table.presets.values():
+            present = dataset_present(preset.data, data_root)
+            rows.append(
+                {
+                    "table": table.id,
+                    "aliases": list(table.aliases),
+                    "paper": table.paper,
+                    "variants": [v.key for v in table.variants],
+                    "preset": preset.name,
+                    "data": preset.data,
+                    "res": preset.res,
+                    "data_present": present,
+                    "needs_vae": preset.needs_vae,
+                    "cost": preset.cost,
+                }
+            )
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title="Tables (`ablations run TABLE --preset P`)")
+    for col in ("table", "variants", "preset", "data", "present", "expected cost"):
+        table.add_column(col)
+    for r in rows:
+        name = r["table"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
+        data = f"{r['data']} {r['res']}px" + (" + VAE" if r["needs_vae"] else "")
+        present = "[green]yes[/green]" if r["data_present"] else "[red]no[/red]"
+        table.add_row(name, " ".join(r["variants"]), r["preset"], data, present, r["cost"] or "-")
+    console.print(table)
+    console.print(
+        "Missing data: `ablations data download cifar10`; CelebA and ImageNet need a manual download "
+        "(the error of `ablations run` says where to put them)."
+    )
+
+
+@app.command("run")
+def run_command(
+    table_name: str = typer.Argument(..., metavar="TABLE", help="Table id or alias (`ablations list`)."),
+    preset: str = typer.Option("smoke", "--preset", help="smoke | cpu | paper."),
+    variants: list[str] = typer.Option([], "--variants", help="Only these variant keys (repeatable)."),
+    data_root: Path = typer.Option(None, "--data-root"),
+    vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent presets)."),
+    runs: Path = RUNS,
+    device: str = typer.Option("cpu", "--device"),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (default: PyTorch's)."),
+    store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
+) -> None:
+    """Train and score every variant of a table (finished variants are reused), then print the report."""
+    import torch
+
+    from ablations.tables import get_table
+    from ablations.tables.runner import run_table
+    from results.store import ResultsStore
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        table = get_table(table_name)
+        run_table(
+            table,
+            preset,
+            variants or None,
+            str(data_root) if data_root else None,
+            str(vae) if vae else None,
+            runs,
+            device,
+            ResultsStore(store),
+            log=lambda line: console.print(line, highlight=False),
+        )
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        _fail(error)
+    _print_report(table, preset, runs, as_json=False)
+
+
+@app.command("report")
+def report_command(
+    table_name: str = typer.Argument(..., metavar="TABLE"),
+    preset: str = typer.Option("smoke", "--preset"),
+    runs: Path = RUNS,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ours beside the paper's (CSV, Markdown and a bar plot next to the runs), with effect directions."""
+    from ablations.tables import get_table
+
+    try:
+        table = get_table(table_name)
+        if preset not in table.presets:
+            raise KeyError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
+    except KeyError as error:
+        _fail(error)
+    _print_report(table, preset, runs, as_json)
+
+
+def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
+    from ablations.tables.report import header, write_report
+
+    rows, folder = write_report(table, preset, runs)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    out = Table(title="\n".join(header(table, preset, rows)), title_justify="left")
+    primary = table.paper_metrics[0]
+    out.add_column("variant", min_width=30)
+    for col in (
+        "ckpt",
+        "our FID",
+        "KID",
+        "prec.",
+        "recall",
+        "ours vs ref",
+        f"paper {primary}",
+        "paper vs ref",
+        "agrees",
+    ):
+        out.add_column(col)
+    for r in rows:
+        fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+        out.add_row(
+            r["label"],
+            r["checkpoint"],
+            fmt(r["ours_fid"]),
+            fmt(r["ours_kid"]),
+            fmt(r["ours_precision"]),
+            fmt(r["ours_recall"]),
+            r["ours_effect"],
+            fmt(r[f"paper_{primary}"]),
+            r["paper_effect"],
+            r["agrees"],
+        )
+    console.print(out)
+    console.print(f"report: {folder / 'report.md'}, {folder / 'report.csv'}, {folder / 'report.png'}")
 
 
 if __name__ == "__main__":  # `torchrun --nproc_per_node N -m ablations.cli train ...`

@@ -170,8 +170,10 @@ def model_setup(config: RunConfig) -> ModelSetup:
         latent = False
         key = "in_chans" if "in_chans" in options else "in_channels"
         overrides.setdefault(key, 3)
-    elif config.space == "latent" and not latent:
-        raise ValueError(f"{entry.name} is a pixel-space model; drop --space latent")
+    elif config.space == "latent" and not latent:  # a pixel model run on VAE latents (4 channels)
+        latent = True
+        image_size = config.res or entry.inputs.image_size * 8
+        overrides.setdefault("in_chans" if "in_chans" in options else "in_channels", 4)
     elif config.space not in ("auto", "pixel", "latent"):
         raise ValueError(f"--space must be auto, pixel or latent, got {config.space!r}")
     if latent and config.vae is None and not config.data.startswith("latents:"):

@@ -66,9 +66,10 @@ def generate(
     upsample_guidance: bool = False,
     device: str = "cpu",
     out: str | Path | None = None,
+    step: int | None = None,
 ) -> Path:
     """Write ``n`` samples of a run's EMA model to ``out/images/*.png`` and ``out/grid.png``; returns ``out``."""
-    config, setup, model = load_run_model(run, ema=True, device=device)
+    config, setup, model = load_run_model(run, ema=True, device=device, step=step)
     diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
     res = res or setup.image_size
     factor = 8 if setup.latent else 1
@@ -86,13 +87,17 @@ def generate(
     images_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
     size = res // factor
+    data_info = Path(run) / "data.json"
+    classes = json.loads(data_info.read_text())["num_classes"] if data_info.is_file() else setup.num_classes
+    if setup.conditioning == "class":
+        classes = min(classes or setup.num_classes, setup.num_classes)
     for first in range(0, n, batch):
         count = min(batch, n - first)
         if all((images_dir / f"{first + i:06d}.png").exists() for i in range(count)):
             continue
         g = torch.Generator().manual_seed(seed * 1_000_003 + first)
         noise = torch.randn(count, setup.channels, size, size, generator=g).to(device)
-        labels = torch.arange(first, first + count, device=device) % max(setup.num_classes, 1)
+        labels = torch.arange(first, first + count, device=device) % max(classes, 1)
         y = setup.condition(model, labels)
         null = setup.null_condition(model, count, torch.device(device))
         fn = guided(model, y, null, cfg, setup.channels)

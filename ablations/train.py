@@ -59,13 +59,14 @@ def is_finished(folder: str | Path) -> bool:
     return (Path(folder) / "done.json").is_file()
 
 
-def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """(config, setup, model) of a run from its latest checkpoint, EMA weights by default, in eval mode."""
+def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu", step: int | None = None):
+    """(config, setup, model) of a run from its latest checkpoint (or the one of ``step``), EMA weights by
+    default, in eval mode."""
     config = RunConfig.load(folder)
     setup = model_setup(config)
-    path = latest_checkpoint(folder)
-    if path is None:
-        raise FileNotFoundError(f"{folder} has no checkpoint yet (checkpoints/step-*.pt)")
+    path = latest_checkpoint(folder) if step is None else Path(folder) / "checkpoints" / f"step-{step:07d}.pt"
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{folder} has no checkpoint {'yet' if step is None else f'of step {step}'}")
     state = torch.load(path, map_location="cpu")
     model = setup.build()
     model.load_state_dict(state["ema" if ema else "model"])
@@ -150,8 +151,10 @@ def _collate(items):
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False):
+    def __init__(self, config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False,
+                 keep_steps: tuple[int, ...] = ()):  # fmt: skip
         self.config, self.out, self.progress = config, Path(out), progress
+        self.keep_steps = set(keep_steps)  # checkpoints never pruned (evaluated later)
         self.world, self.rank, self.device = _distributed()
         self.setup: ModelSetup = model_setup(config)
         self.diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
@@ -176,6 +179,9 @@ class Trainer:
             self.start = int(state["step"])
         self.vae = load_vae(config.vae, self.device) if config.vae else None
         self.dataset = self._dataset()
+        if self.rank == 0:  # what sampling needs to know about the data (class count for balanced labels)
+            info = {"num_classes": int(getattr(self.dataset, "num_classes", 0)), "length": len(self.dataset)}
+            (self.out / "data.json").write_text(json.dumps(info) + "\n")
         self._stage = None
         self.wrapped: nn.Module = self.model
 
@@ -295,7 +301,8 @@ class Trainer:
                 path,
             )
             for old in checkpoints(self.out)[:-2]:
-                old.unlink()
+                if int(old.stem.split("-")[1]) not in self.keep_steps:
+                    old.unlink()
         if self.world > 1:
             dist.barrier()
         return path
@@ -358,7 +365,7 @@ class Trainer:
                 }
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-            if done % config.ckpt_every == 0 or done == config.steps:
+            if done % config.ckpt_every == 0 or done == end:
                 last_good = self._checkpoint(done)
             bar(done, loss.item())
         if log is not None:
@@ -415,3 +422,9 @@ def _progress(enabled: bool, total: int, start: int):
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False) -> dict:
     """Train (or resume) the run ``config`` in folder ``out``; returns the done.json summary."""
     return Trainer(config, out, resume=resume, progress=progress).run()
+
+
+def checkpoint_step(folder: str | Path) -> int:
+    """The step of a run's newest checkpoint (0 when there is none)."""
+    path = latest_checkpoint(folder)
+    return int(path.stem.split("-")[1]) if path else 0

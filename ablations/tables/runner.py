@@ -1,0 +1,237 @@
+"""Running a table: for each variant, train (or resume, or skip when finished), sample, score, store.
+
+Runs live in ``<root>/runs/<model>-<config hash>``: two rows with the same training configuration (the
+CFG rows of Mo & Tian's Table 7, Teng's full model in Tables 4 and 6) share one run, and a finished run is
+never retrained. Scores are files in the run folder named by (step, sampler, steps, CFG, sample and
+reference counts), so an interrupted ``ablations run`` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from ablations.data import open_dataset
+from ablations.experiment import DistillConfig, RunConfig, config_hash, model_setup
+from ablations.tables.spec import Preset, TableSpec, Variant
+
+
+def runs_root(path: str | Path | None = None) -> Path:
+    """``path``, else ``$MAMBABENCH_RUNS``, else ``./mambabench-runs``."""
+    return Path(path or os.environ.get("MAMBABENCH_RUNS") or "mambabench-runs")
+
+
+def variant_config(
+    table: TableSpec,
+    variant: Variant,
+    preset: Preset,
+    data_root: str | None = None,
+    vae: str | None = None,
+    teacher: str | None = None,
+) -> RunConfig:
+    """The training configuration of one row at one preset."""
+    overrides = {
+        **preset.model_overrides.get(variant.model, {}),
+        **variant.overrides,
+        **variant.preset_overrides.get(preset.name, {}),
+    }
+    steps = preset.teacher_steps if variant.teacher and preset.teacher_steps else preset.steps
+    distill = None
+    if variant.distill is not None:
+        if teacher is None:
+            raise ValueError(f"{table.id}/{variant.key} distils from the table's teacher, which has not been trained")
+        spec = dict(variant.distill)
+        spec["teacher_forcing_steps"] = round(spec.pop("teacher_forcing", 0.0) * steps)
+        distill = DistillConfig(teacher=teacher, **spec)
+    return RunConfig(
+        model=variant.model,
+        overrides=overrides,
+        data=preset.data,
+        data_root=data_root,
+        res=preset.res,
+        space=preset.space,
+        vae=vae,
+        batch=preset.batch,
+        steps=steps,
+        lr=preset.lr,
+        ema=preset.ema,
+        adam_betas=preset.adam_betas,
+        weight_decay=preset.weight_decay,
+        schedule=preset.schedule,
+        cfg_dropout=preset.cfg_dropout,
+        ckpt_every=max(1, steps // 10),
+        distill=distill,
+    )
+
+
+def run_folder(root: Path, config: RunConfig) -> Path:
+    return root / "runs" / f"{re.sub(r'[^a-z0-9.]+', '-', config.model)}-{config_hash(config)}"
+
+
+def checkpoint_steps(preset: Preset, steps: int) -> dict[str, int]:
+    return {label: max(1, round(fraction * steps)) for label, fraction in preset.checkpoints.items()}
+
+
+def score_file(folder: Path, step: int, preset: Preset, cfg: float) -> Path:
+    name = f"step{step}-{preset.sampler}{preset.sample_steps}-cfg{cfg:g}-n{preset.n_samples}-ref{preset.ref_n}.json"
+    return folder / "scores" / name
+
+
+def _ordered(table: TableSpec, keys: list[str] | None) -> list[Variant]:
+    chosen = [table.variant(k) for k in keys] if keys else list(table.variants)
+    if any(v.distill for v in chosen) and table.teacher is not None and table.teacher not in chosen:
+        chosen.insert(0, table.teacher)  # the students need it
+    return sorted(chosen, key=lambda v: not v.teacher)
+
+
+def run_table(
+    table: TableSpec,
+    preset_name: str,
+    variants: list[str] | None = None,
+    data_root: str | None = None,
+    vae: str | None = None,
+    root: str | Path | None = None,
+    device: str = "cpu",
+    store=None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Train and score every chosen variant at a preset; returns one result per (variant, checkpoint)."""
+    from ablations.evaluate import score
+    from ablations.generate import generate
+    from ablations.train import Trainer, checkpoint_step, is_finished
+
+    if preset_name not in table.presets:
+        raise KeyError(f"{table.id} has no preset {preset_name!r}; presets: {', '.join(table.presets)}")
+    preset = table.presets[preset_name]
+    if preset.needs_vae and vae is None:
+        raise ValueError(
+            f"{table.id} --preset {preset_name} trains on VAE latents: pass --vae DIR (a local "
+            "diffusers AutoencoderKL folder, e.g. stabilityai/sd-vae-ft-ema)"
+        )
+    open_dataset(preset.data, data_root, size=preset.res)  # fails early, naming what is missing and how to get it
+    root = runs_root(root)
+    results, teacher_folder = [], None
+    store_run = store.start_run() if store is not None else None
+    for variant in _ordered(table, variants):
+        config = variant_config(table, variant, preset, data_root, vae, teacher_folder)
+        folder = run_folder(root, config)
+        steps = checkpoint_steps(preset, config.steps)
+        cfg = variant.cfg if variant.cfg is not None else preset.cfg
+        for label, step in steps.items():
+            path = score_file(folder, step, preset, cfg)
+            if path.is_file():
+                log(f"{table.id}/{variant.key} @{label}: scored already ({path.name})")
+                results.append(json.loads(path.read_text()))
+                _write_index(root, table, preset, results)
+                continue
+            if checkpoint_step(folder) < step and not is_finished(folder):
+                log(f"{table.id}/{variant.key}: training {config.model} to step {step} of {config.steps} in {folder}")
+                Trainer(config, folder, resume=True, keep_steps=tuple(steps.values())).run(stop_after=step)
+            log(f"{table.id}/{variant.key} @{label}: sampling {preset.n_samples} images, scoring")
+            images = generate(
+                folder,
+                preset.sampler,
+                preset.sample_steps,
+                preset.n_samples,
+                cfg,
+                device=device,
+                step=step,
+                out=folder / "samples" / path.stem,
+            )
+            scores = score(
+                images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device
+            )
+            result = {
+                "table": table.id,
+                "variant": variant.key,
+                "label": variant.label,
+                "checkpoint": label,
+                "step": step,
+                "preset": preset.name,
+                "model": config.model,
+                "run": str(folder),
+                "cfg": cfg,
+                "sampler": preset.sampler,
+                "sample_steps": preset.sample_steps,
+                "params_m": _params_m(config),
+                "res": preset.res,
+                "device": device,
+                **scores,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            if store is not None:
+                _store(store, store_run, result)
+            results.append(result)
+            _write_index(root, table, preset, results)
+        if variant.teacher:
+            teacher_folder = str(folder)
+    return results
+
+
+def index_file(root: Path, table: TableSpec, preset: Preset) -> Path:
+    """Where a table's results at a preset are listed (what ``ablations report`` reads)."""
+    return root / "tables" / f"{table.id}-{preset.name}" / "results.json"
+
+
+def _write_index(root: Path, table: TableSpec, preset: Preset, results: list[dict]) -> None:
+    path = index_file(root, table, preset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text()) if path.is_file() else []
+    merged = {(r["variant"], r["checkpoint"]): r for r in [*known, *results]}
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(list(merged.values()), indent=2) + "\n")
+    partial.replace(path)
+
+
+def _params_m(config: RunConfig) -> float:
+    import torch
+
+    with torch.device("meta"):
+        model = model_setup(config).build()
+    return round(sum(p.numel() for p in model.parameters()) / 1e6, 4)
+
+
+_UNITS = {"fid": "FID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS"}
+
+
+def _store(store, run_id: int, result: dict) -> None:
+    from results.store import Measurement
+
+    context = {
+        k: result[k]
+        for k in (
+            "table",
+            "variant",
+            "checkpoint",
+            "step",
+            "preset",
+            "cfg",
+            "sampler",
+            "sample_steps",
+            "n_generated",
+            "n_reference",
+            "params_m",
+            "run",
+        )
+    }
+    rows = [
+        Measurement(
+            model=result["model"],
+            metric=metric,
+            value=result[metric],
+            unit=unit,
+            resolution=str(result["res"]),
+            batch=result["n_generated"],
+            device=result["device"],
+            source="ablations",
+            config=context,
+            detail=f"{result['n_generated']} samples vs {result['n_reference']} reference images",
+        )
+        for metric, unit in _UNITS.items()
+        if result.get(metric) is not None
+    ]
+    store.add(run_id, rows)

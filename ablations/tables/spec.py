@@ -1,0 +1,86 @@
+"""What a paper table is, as data: variants (registry names + overrides), presets (the same variants at
+another scale), checkpoints, and the paper's own numbers. Running and reporting are generic
+(``ablations.tables.runner``, ``ablations.tables.report``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a table.
+
+    ``overrides`` are the variant's own changes at paper scale (e.g. ``scan_patterns="1"``);
+    ``preset_overrides[preset]`` restates them where a preset's smaller model needs another value (a layout
+    string for fewer blocks). ``paper[checkpoint][metric]`` holds the paper's numbers. ``distill`` holds
+    ``DistillConfig`` fields, with ``teacher_forcing`` a fraction of the steps; its teacher is the table's
+    ``teacher`` variant. Variants with equal training configurations share one run (e.g. CFG rows)."""
+
+    key: str
+    label: str
+    model: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    preset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    cfg: float | None = None  # sampling guidance for this row (default: the preset's)
+    distill: dict[str, Any] | None = None
+    teacher: bool = False  # trained first; the distillation rows learn from it
+    reference: bool = False  # the full model: every other row's effect is measured against it
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A scale at which every variant of a table is trained and scored."""
+
+    name: str
+    data: str
+    res: int  # training image size, pixels
+    steps: int
+    batch: int
+    lr: float
+    ema: float
+    n_samples: int  # generated images per score
+    ref_n: int  # reference images for FID statistics
+    sampler: str = "dpm-solver"
+    sample_steps: int = 25
+    cfg: float = 1.0
+    space: str = "auto"  # "pixel": latent models trained on pixels (no VAE); the report says so
+    schedule: str = "linear"
+    teacher_steps: int | None = None
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per registry name: shrink
+    checkpoints: dict[str, float] = field(default_factory=lambda: {"final": 1.0})  # label -> fraction of steps
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    cfg_dropout: float = 0.1
+    needs_vae: bool = False
+    deviations: str = ""  # how this preset departs from the paper's protocol (shown in the report header)
+    cost: str = ""  # expected cost (CPU wall time measured here, or GPU-hours by the paper's account)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    id: str
+    paper: str
+    title: str
+    variants: tuple[Variant, ...]
+    presets: dict[str, Preset]
+    paper_metrics: tuple[str, ...]  # columns of the paper's numbers, first = the one effects are judged on
+    paper_higher_is_better: bool = False
+    note: str = ""  # shown in every report header (e.g. metric substitutions)
+    aliases: tuple[str, ...] = ()
+
+    def variant(self, key: str) -> Variant:
+        for v in self.variants:
+            if v.key == key:
+                return v
+        raise KeyError(f"{self.id} has no variant {key!r}; variants: {', '.join(v.key for v in self.variants)}")
+
+    @property
+    def reference(self) -> Variant:
+        return next(v for v in self.variants if v.reference)
+
+    @property
+    def teacher(self) -> Variant | None:
+        return next((v for v in self.variants if v.teacher), None)

@@ -1,0 +1,99 @@
+"""DiM of Teng et al. (2024): Table 4 (architecture ablations) and Table 6 (scan patterns), CIFAR-10,
+unconditional, DiM-S/2 (Sec. 4.5)."""
+
+from __future__ import annotations
+
+from ablations.tables.spec import Preset, TableSpec, Variant
+
+_PAPER = "Teng et al. 2024 (DiM)"
+_MODEL = "dim-teng-s/2-cifar10"
+_CPU_COST = {"teng-table4": "", "teng-table6": ""}  # filled from scripts/estimate_presets.py
+
+
+def _presets(table: str) -> dict[str, Preset]:
+    return {
+        "smoke": Preset(
+            "smoke",
+            data="builtin",
+            res=16,
+            steps=30,
+            batch=8,
+            lr=2e-3,
+            ema=0.9,
+            n_samples=16,
+            ref_n=16,
+            sample_steps=10,
+            model_overrides={_MODEL: {"hidden_size": 64, "depth": 5}},
+            deviations="built-in shapes at 16 px instead of CIFAR-10; width 64, 5 blocks; 30 steps; FID of 16 images",
+            cost="about 1 minute on 2 CPU cores",
+        ),
+        "cpu": Preset(
+            "cpu",
+            data="cifar10",
+            res=32,
+            steps=6000,
+            batch=64,
+            lr=5e-4,
+            ema=0.999,
+            n_samples=1000,
+            ref_n=5000,
+            sample_steps=25,
+            model_overrides={_MODEL: {"hidden_size": 192, "depth": 9}},
+            deviations="width 192, 9 blocks (paper: 512, 25); 6K steps of batch 64 (paper: 500K of 128); "
+            "FID of 1K samples against 5K training images (paper: 50K)",
+            cost=_CPU_COST[table],
+        ),
+        "paper": Preset(
+            "paper",
+            data="cifar10",
+            res=32,
+            steps=500_000,
+            batch=128,
+            lr=2e-4,
+            ema=0.9999,
+            n_samples=50_000,
+            ref_n=50_000,
+            sample_steps=50,
+            adam_betas=(0.99, 0.999),
+            weight_decay=0.03,
+            deviations="DPM-Solver++(2M) 50 steps for sampling (U-ViT's CIFAR code integrates the SDE); "
+            "discrete linear-beta DDPM schedule for the paper's VP SDE",
+            cost="GPU-hours not reported by the paper (it trained on 8 A100-80G)",
+        ),
+    }
+
+
+_NOTE = "FID of the EMA model against the training set of the preset (unconditional; lower is better)"
+TEACHERLESS = dict(paper_metrics=("fid",), note=_NOTE)
+
+TABLE4 = TableSpec(
+    id="teng-table4",
+    paper=_PAPER,
+    title="Table 4: architecture ablations (MS scan patterns, LSC long skips, PT padding tokens, LFE local convs)",
+    variants=(
+        Variant("full", "MS + LSC + PT + LFE", _MODEL, paper={"final": {"fid": 2.92}}, reference=True),
+        Variant("no-lfe", "without LFE", _MODEL, {"local_conv": False}, paper={"final": {"fid": 3.07}}),
+        Variant("no-pt", "without PT", _MODEL, {"pad_tokens": False}, paper={"final": {"fid": 2.94}}),
+        Variant("no-lsc", "without LSC", _MODEL, {"long_skip": False}, paper={"final": {"fid": 6.23}}),
+        Variant(
+            "no-ms", "without MS (row-major scan only)", _MODEL, {"scan_patterns": "1"}, paper={"final": {"fid": 17.60}}
+        ),
+    ),
+    presets=_presets("teng-table4"),
+    **TEACHERLESS,
+)
+
+TABLE6 = TableSpec(
+    id="teng-table6",
+    paper=_PAPER,
+    title="Table 6: scan patterns",
+    variants=(
+        Variant("1234", "patterns 1 2 3 4", _MODEL, paper={"final": {"fid": 2.92}}, reference=True),
+        Variant("12", "patterns 1 2", _MODEL, {"scan_patterns": "12"}, paper={"final": {"fid": 2.91}}),
+        Variant("1", "pattern 1", _MODEL, {"scan_patterns": "1"}, paper={"final": {"fid": 17.60}}),
+    ),
+    presets=_presets("teng-table6"),
+    **TEACHERLESS,
+)
+
+TABLES = (TABLE4, TABLE6)

@@ -1,0 +1,144 @@
+"""The papers' tables as data: every variant builds at every preset; `ablations run` end to end in the smoke
+preset for Teng's Table 6 and T2MD's Table 1 (CI's two tables), reuse of finished runs, and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import zoo
+from ablations.cli import app
+from ablations.experiment import model_setup
+from ablations.tables import TABLES, get_table
+from ablations.tables.report import build_rows
+from ablations.tables.runner import index_file, variant_config
+
+EXPECTED = {
+    "t2md-table1",
+    "teng-table4",
+    "teng-table6",
+    "mo-table2",
+    "mo-table5",
+    "mo-table6",
+    "mo-table7",
+    "wd-table1",
+    "wd-ablation",
+}
+
+
+def test_every_table_of_the_issue_is_registered_with_three_presets():
+    assert set(TABLES) == EXPECTED and get_table("table1").id == "t2md-table1"
+    for table in TABLES.values():
+        assert set(table.presets) == {"smoke", "cpu", "paper"}, table.id
+        assert sum(v.reference for v in table.variants) == 1, table.id
+        for variant in table.variants:
+            zoo.get_entry(variant.model)
+            for checkpoint, numbers in variant.paper.items():
+                assert checkpoint in table.presets["paper"].checkpoints, (table.id, variant.key)
+                assert set(numbers) <= set(table.paper_metrics), (table.id, variant.key)
+    with pytest.raises(KeyError, match="teng-table6"):
+        get_table("teng-tabel6")
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_every_variant_builds_at_every_preset(preset):
+    """Overrides are valid constructor options and the smaller presets really are smaller; at smoke scale
+    every variant also runs one forward pass (so every table can run in the smoke preset)."""
+    for table in TABLES.values():
+        spec = table.presets[preset]
+        teacher = "teacher-run" if table.teacher else None
+        for variant in table.variants:
+            config = variant_config(table, variant, spec, vae="vae-dir" if spec.needs_vae else None, teacher=teacher)
+            setup = model_setup(config)
+            with torch.device("meta"):
+                model = setup.build()
+            params = sum(p.numel() for p in model.parameters())
+            if preset == "paper":
+                paper = zoo.get_entry(variant.model).paper
+                if paper is not None and paper.params_m and not variant.overrides and not spec.model_overrides:
+                    assert params / 1e6 == pytest.approx(paper.params_m, rel=0.1), (table.id, variant.key)
+            if preset == "smoke":
+                assert params < 2e6, (table.id, variant.key, params)
+                model = setup.build()
+                x = torch.randn(2, setup.channels, setup.input_size, setup.input_size)
+                labels = torch.tensor([0, 1])
+                out = model(x, torch.tensor([10, 500]), setup.condition(model, labels))
+                assert out.shape[0] == 2 and out.shape[-1] == setup.input_size
+
+
+def _run(runner, args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_teng_table6_and_t2md_table1_run_end_to_end_in_smoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    runner, runs = CliRunner(), tmp_path / "runs"
+    store = ["--store", str(tmp_path / "store.sqlite")]
+    out = _run(runner, ["run", "teng-table6", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
+    assert "16 generated vs 16 reference" in out and "17.6" in out  # ours beside the paper's
+    rows = json.loads(index_file(runs, TABLES["teng-table6"], TABLES["teng-table6"].presets["smoke"]).read_text())
+    assert {r["variant"] for r in rows} == {"1234", "12", "1"} and all(r["fid"] > 0 for r in rows)
+
+    again = _run(runner, ["run", "teng-table6", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
+    assert again.count("scored already") == 3 and ": training " not in again  # nothing is retrained
+
+    # Teng's Table 4 full model is Table 6's 1234 row: the same configuration, the same run
+    t4, t6 = TABLES["teng-table4"], TABLES["teng-table6"]
+    same = [variant_config(t, t.reference, t.presets["smoke"]) for t in (t4, t6)]
+    assert same[0] == same[1]
+
+    out = _run(runner, ["run", "table1", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
+    assert "GenEval" in out and "0.485" in out
+    table = TABLES["t2md-table1"]
+    report = _run(runner, ["report", "table1", "--preset", "smoke", "--runs", str(runs), "--json"])
+    rows = [json.loads(line) for line in report.strip().splitlines()]
+    assert [r["variant"] for r in rows] == [v.key for v in table.variants]
+    assert all(r["status"] == "ok" and r["ours_fid"] > 0 for r in rows)
+    folder = index_file(runs, table, table.presets["smoke"]).parent
+    assert {p.name for p in folder.iterdir()} >= {"report.csv", "report.md", "report.png", "results.json"}
+    students = [json.loads(p.read_text()) for p in (runs / "runs").glob("t2md-*/config.json")]
+    assert len(students) == 8 and all(s["distill"] is None or s["distill"]["teacher"] for s in students)
+
+    from results.store import ResultsStore
+
+    fids = [m for m in ResultsStore(tmp_path / "store.sqlite").measurements() if m["metric"] == "fid"]
+    assert len(fids) == 3 + 9 and all(m["source"] == "ablations" for m in fids)
+
+
+def test_report_directions(tmp_path):
+    table = TABLES["teng-table4"]
+    preset = table.presets["smoke"]
+    path = index_file(tmp_path, table, preset)
+    path.parent.mkdir(parents=True)
+    results = [
+        {"variant": k, "checkpoint": "final", "fid": f, "n_generated": 16, "n_reference": 16, "params_m": 1.0}
+        for k, f in {"full": 50.0, "no-lfe": 60.0, "no-ms": 40.0}.items()
+    ]
+    path.write_text(json.dumps(results))
+    rows = {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}
+    assert rows["full"]["agrees"] == "reference"
+    assert rows["no-lfe"]["ours_effect"] == "worse" and rows["no-lfe"]["paper_effect"] == "worse"
+    assert rows["no-lfe"]["agrees"] == "yes"
+    assert rows["no-ms"]["ours_effect"] == "better" and rows["no-ms"]["agrees"] == "no"
+    assert rows["no-pt"]["status"] == "not run" and rows["no-pt"]["agrees"] == "-"
+    wd = TABLES["wd-ablation"]
+    assert build_rows(wd, "smoke", tmp_path)[0]["paper_effect"] == "worse"  # "did not converge"
+
+
+def test_run_names_missing_data_and_vae(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["run", "teng-table6", "--preset", "cpu", "--data-root", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 2 and "ablations data download cifar10" in result.output
+    result = runner.invoke(app, ["run", "mo-table5", "--preset", "paper", "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--vae DIR" in result.output
+    listing = runner.invoke(app, ["list", "--json", "--data-root", str(tmp_path)])
+    rows = [json.loads(line) for line in listing.output.strip().splitlines()]
+    assert len(rows) == 27 and all(r["data_present"] == (r["data"] == "builtin") for r in rows)
