@@ -15,10 +15,10 @@ from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
 from bench.plots import plot_sweep
-from bench.sweep import SweepSettings, row_measurements, run_sweep
+from bench.sweep import METRICS, SweepSettings, row_measurements, run_case_subprocess, run_sweep
 from results.store import ResultsStore
 
-app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency and sweeps (memory to come).",
+app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency, memory, sweeps, paper tables.",
                   no_args_is_help=True)  # fmt: skip
 console = Console(width=max(Console().width, 110))
 
@@ -57,21 +57,22 @@ def flops_command(
     if as_json:
         for c in rows:
             print(json.dumps({"model": c.model, "resolution": c.resolution, "input_shape": c.input_shape,
-                              "params": c.params, "macs": c.macs, "flops": c.flops, "by_category": c.by_category,
+                              "seq_len": c.seq_len, "params": c.params, "macs": c.macs, "flops": c.flops,
+                              "by_category": c.by_category,
                               "device": "meta (counted)", "batch": batch,
                               "fvcore_macs": fvcore.get(rows.index(c))}))  # fmt: skip
         return
     table = Table(title=f"Forward cost, batch {batch}, counted on the meta device (MAC = multiply-add; FLOPs = 2 MACs)")
-    for col in ("model", "image px (WxH)", "input", "params (M)", "GMACs", "GFLOPs", "attention", "scan", "linear",
-                "conv"):  # fmt: skip
+    for col in ("model", "image px (WxH)", "input", "seq", "params (M)", "GMACs", "GFLOPs", "attention", "scan",
+                "linear", "conv"):  # fmt: skip
         table.add_column(
             col, justify="left" if col in ("model", "image px (WxH)", "input") else "right", no_wrap=col == "model"
         )
     for c in rows:
         share = partial(_share, c)
-        table.add_row(c.model, c.resolution, "x".join(map(str, c.input_shape[1:])), f"{c.params / 1e6:.2f}",
-                      f"{c.macs / 1e9:.2f}", f"{c.flops / 1e9:.2f}", share("attention"), share("scan"), share("linear"),
-                      share("conv"))  # fmt: skip
+        shares = (share("attention"), share("scan"), share("linear"), share("conv"))
+        table.add_row(c.model, c.resolution, "x".join(map(str, c.input_shape[1:])), str(c.seq_len),
+                      f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.2f}", f"{c.flops / 1e9:.2f}", *shares)
     console.print(table)
     for index, macs in fvcore.items():
         c = rows[index]
@@ -121,41 +122,148 @@ def latency_command(
     console.print(table)
 
 
+@app.command("memory")
+def memory_command(
+    model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
+    res: list[str] = typer.Option(["256"], "--res", "-r", help="Image size: 256 or WxH."),
+    batch: int = typer.Option(1, help="Batch size."),
+    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    threads: int = typer.Option(1, help="torch intra-op threads."),
+    timeout: float = typer.Option(600.0, help="Seconds per case."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Peak memory of inference and of one training step (each case in a fresh process), beside an estimate."""
+    settings = SweepSettings(batch, device, dtype, threads, 1.0, timeout)
+    rows = []
+    for name in model:
+        for r in res:
+            try:
+                resolution = str(parse_resolution(r))
+            except ValueError as exc:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(2) from exc
+            status, detail, values = run_case_subprocess(name, resolution, "memory", settings)
+            rows.append({"model": name, "resolution": resolution, "batch": batch, "device": device, "dtype": dtype,
+                         "status": status, "detail": detail, **values})  # fmt: skip
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"Peak memory (MiB), batch {batch}, {dtype} on {device}: measured, and estimated on meta")
+    for col in ("model", "image px", "status", "inference", "train step", "inf. est.", "train est.", "baseline"):
+        left = col in ("model", "image px", "status")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col == "model")
+    def mib(row: dict, key: str) -> str:
+        return f"{row[key]:.0f}" if isinstance(row.get(key), float | int) else "-"
+
+    for r in rows:
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['detail']}"
+        keys = ("inference_peak_mb", "train_peak_mb", "inference_estimate_mb", "train_estimate_mb", "baseline_mb")
+        table.add_row(r["model"], r["resolution"], status, *(mib(r, k) for k in keys))
+    console.print(table)
+    if device == "cpu":
+        console.print("Measured: peak RSS of a fresh process per case, interpreter and torch included (baseline: RSS "
+                      "before the model is built). Estimates: weights + largest activations; training adds gradients, "
+                      "AdamW moments and the tensors saved for backward.")  # fmt: skip
+    else:
+        console.print("Measured: the CUDA caching allocator's peak, reset before each phase.")
+
+
+@app.command("paper")
+def paper_command(
+    name: str = typer.Argument(..., help="t2md-table3 | mo-table4 | teng-table1 | teng-fig3"),
+    measure: bool = typer.Option(False, "--measure", help="Also time the forwards (t2md-table3, teng-fig3)."),
+    device: str = typer.Option("cpu", help="Device for --measure."),
+    dtype: str = typer.Option("float32", help="dtype for --measure."),
+    threads: int = typer.Option(1, help="CPU threads for --measure."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A paper's cost table, ours beside theirs (counted on the meta device; measured with --measure)."""
+    from bench.paper import COMPARISONS, NOTES
+
+    if name not in COMPARISONS:
+        console.print(f"[red]unknown comparison {name!r}; choose one of {', '.join(COMPARISONS)}[/]")
+        raise typer.Exit(2)
+    run, title = COMPARISONS[name]
+    rows = run(measure=measure, device=device, dtype=dtype, threads=threads)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"{title}\nours: MACs counted on the meta device (1 MAC = 1 multiply-add = 2 FLOPs)")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right", overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
+    console.print(table)
+    console.print(NOTES[name])
+    if not measure and name in ("t2md-table3", "teng-fig3"):
+        console.print("Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU these full-size "
+                      "models take minutes to hours per forward at these sizes).")  # fmt: skip
+
+
 @app.command("sweep")
 def sweep_command(
-    model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
-    res: list[str] = typer.Option(..., "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
-    metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops and/or latency."),
-    out: Path = typer.Option(Path("bench-sweep.csv"), help="CSV to append rows to (and resume from)."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Registry name(s); repeat. None: the --preset."),
+    res: list[str] = typer.Option([], "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
+    metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops, latency and/or memory."),
+    preset: str = typer.Option("quick", "--preset", help="Named sweep used when no --model is given (quick)."),
+    out: Path = typer.Option(None, help="CSV to append rows to (and resume from); default bench-sweep.csv, or the "
+                             "preset's results/sweeps/<preset>/sweep.csv."),
     plot_dir: Path = typer.Option(None, help="Write PNG plots here (default: next to the CSV)."),
-    pair: list[str] = typer.Option([], help="MAMBA:ATTENTION models whose latency crossover to mark."),
+    pair: list[str] = typer.Option([], help="MAMBA:ATTENTION models whose crossover to mark."),
     batch: int = typer.Option(1, help="Batch size."),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
     threads: int = typer.Option(1, help="torch intra-op threads per case."),
-    min_time: float = typer.Option(1.0, help="Latency: repeat until this many seconds."),
+    min_time: float = typer.Option(None, help="Latency: repeat until this many seconds (default 1, quick 0.5)."),
     timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
     force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
     store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
 ) -> None:
-    """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable."""
-    bad = sorted(set(metric) - {"flops", "latency"})
-    pairs = [tuple(p.split(":", 1)) for p in pair]
+    """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable.
+    With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
+    memory of small twins; a few minutes on 2 CPU cores)."""
+    from bench.presets import PRESETS, SweepGroup
+
+    if model:
+        if not res:
+            console.print("[red]--model needs --res (one or more sizes)[/]")
+            raise typer.Exit(2)
+        groups = [SweepGroup(tuple(model), tuple(res), tuple(metric))]
+        pairs = [tuple(p.split(":", 1)) for p in pair]
+        out = out or Path("bench-sweep.csv")
+        min_time = min_time or 1.0
+    elif preset in PRESETS:
+        chosen = PRESETS[preset]
+        groups, pairs = list(chosen.groups), list(chosen.pairs) + [tuple(p.split(":", 1)) for p in pair]
+        out = out or chosen.out
+        min_time = min_time or chosen.min_time
+        console.print(f"preset {preset}: {chosen.cases} cases -> {out}")
+    else:
+        console.print(f"[red]unknown preset {preset!r}; presets: {', '.join(PRESETS)}[/]")
+        raise typer.Exit(2)
+    bad = sorted({m for g in groups for m in g.metrics} - set(METRICS))
     if bad or any(len(p) != 2 for p in pairs):
-        console.print(f"[red]--metric takes flops/latency (got {bad}); --pair takes MAMBA:ATTENTION[/]")
+        console.print(f"[red]--metric takes {'/'.join(METRICS)} (got {bad}); --pair takes MAMBA:ATTENTION[/]")
         raise typer.Exit(2)
     try:
-        for r in res:
-            parse_resolution(r)
+        for g in groups:
+            for r in g.resolutions:
+                parse_resolution(r)
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
     results_store = ResultsStore(store)
     run_id = results_store.start_run()
-    total = len(model) * len(res) * len(metric)
+    total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
     from rich.progress import Progress
 
+    new = []
     with Progress(console=console) as progress:
         task = progress.add_task("sweep", total=total)
 
@@ -166,7 +274,8 @@ def sweep_command(
             progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
                                    f" {row.get('detail', '')}")  # fmt: skip
 
-        new = run_sweep(model, res, metric, out, settings, force, on_row=report)
+        for g in groups:
+            new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=report)
         progress.update(task, completed=total)
     console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}; store run {run_id} in "
                   f"{results_store.path}")  # fmt: skip

@@ -39,6 +39,7 @@ class FlopCount:
     params: int
     flops: int
     by_category: dict[str, int] = field(default_factory=dict)
+    seq_len: int = 0  # longest token sequence a layer sees: patches + padding and prefix tokens
 
     @property
     def macs(self) -> float:
@@ -51,8 +52,17 @@ def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> Flop
     with torch.device("meta"):
         model = entry.build(**overrides).eval()
     x, t, y = example_inputs(entry, res, model.patch_size, batch)
+    lengths = [0]
+
+    def record(module, args):  # every token-wise projection sees (batch, sequence, width)
+        if args and args[0].dim() == 3:
+            lengths.append(args[0].shape[1])
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x, t, y)
+    for hook in hooks:
+        hook.remove()
     by_category: dict[str, int] = {}
     for op, count in counter.get_flop_counts()["Global"].items():
         category = _CATEGORIES.get(str(op), "other")
@@ -65,4 +75,5 @@ def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> Flop
         params=sum(p.numel() for p in model.parameters()),
         flops=counter.get_total_flops(),
         by_category=by_category,
+        seq_len=max(lengths),
     )

@@ -21,8 +21,11 @@ from bench.inputs import parse_resolution
 from results.store import Measurement
 
 KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
-COLUMNS = [*KEY, "pixels", "status", "detail", "tokens", "params_m", "gmacs", "gflops", "median_ms", "iqr_ms",
-           "min_ms", "samples_per_s", "runs", "backends"]  # fmt: skip
+COLUMNS = [*KEY, "pixels", "status", "detail", "tokens", "seq_len", "params_m", "gmacs", "gflops", "median_ms",
+           "iqr_ms", "min_ms", "samples_per_s", "runs", "backends", "baseline_mb", "inference_peak_mb",
+           "train_peak_mb", "inference_delta_mb", "train_delta_mb", "inference_estimate_mb", "train_estimate_mb",
+           "source"]  # fmt: skip
+METRICS = ("flops", "latency", "memory")
 _OOM_MARKERS = ("out of memory", "memoryerror", "cannot allocate memory", "defaultcpuallocator: can't allocate")
 
 
@@ -34,6 +37,10 @@ class SweepSettings:
     threads: int = 1
     min_time: float = 1.0
     timeout_s: float = 600.0
+
+
+def _settings_key(settings: SweepSettings) -> dict:
+    return dict(batch=settings.batch, device=settings.device, dtype=settings.dtype, threads=settings.threads)
 
 
 def _key(row: dict) -> tuple[str, ...]:
@@ -49,6 +56,15 @@ def read_rows(path: Path) -> list[dict]:
 
 def _append(path: Path, row: dict) -> None:
     new = not path.exists()
+    if not new:
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header != COLUMNS:  # a CSV from an older version: rewrite it with today's columns first
+            rows = read_rows(path)
+            with path.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         if new:
@@ -80,6 +96,24 @@ def run_case_subprocess(model: str, resolution: str, metric: str, settings: Swee
     return "ok", "", json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_flops_batch(model: str, resolutions: list[str], settings: SweepSettings) -> dict[str, tuple[str, str, dict]]:
+    """FLOP counts of one model at several sizes in one process (counting on the meta device cannot run out of
+    memory, and one import instead of one per size makes the quick sweep minutes faster). Sizes whose count
+    did not come back are left out, so the caller runs them one by one."""
+    command = [sys.executable, "-m", "bench.case", "--model", model, "--res", *resolutions, "--metric", "flops",
+               "--batch", str(settings.batch)]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=settings.timeout_s)
+    except subprocess.TimeoutExpired:
+        return {}
+    results = {}
+    for resolution, line in zip(resolutions, done.stdout.strip().splitlines(), strict=False):
+        values = json.loads(line)
+        error = values.pop("_error", None)
+        results[resolution] = ("error", error, {}) if error else ("ok", "", values)
+    return results
+
+
 def run_sweep(
     models: Iterable[str],
     resolutions: Iterable[str],
@@ -97,6 +131,15 @@ def run_sweep(
     for model in models:
         for metric in metrics:
             failed_at = None
+            batch = {}
+            if metric == "flops" and run_case is run_case_subprocess:
+                pending = [str(parse_resolution(r)) for r in ordered]
+                pending = [
+                    r
+                    for r in pending
+                    if _key(dict(model=model, resolution=r, metric=metric, **_settings_key(settings))) not in done
+                ]
+                batch = run_flops_batch(model, pending, settings) if pending else {}
             for resolution in ordered:
                 res = parse_resolution(resolution)
                 row = dict(model=model, resolution=str(res), metric=metric, batch=settings.batch,
@@ -107,7 +150,7 @@ def run_sweep(
                 if failed_at is not None:
                     row.update(status="skipped", detail=f"{failed_at} at a smaller resolution")
                 else:
-                    status, detail, values = run_case(model, str(res), metric, settings)
+                    status, detail, values = batch.get(str(res)) or run_case(model, str(res), metric, settings)
                     row.update(values, status=status, detail=detail)
                     if status in ("OOM", "timeout"):
                         failed_at = status
@@ -122,15 +165,20 @@ _VALUES = {  # sweep column -> (store metric, unit)
     "flops": [("gmacs", "gmacs", "GMAC"), ("gflops", "gflops", "GFLOP"), ("params_m", "params_m", "M params")],
     "latency": [("median_ms", "latency_median", "ms"), ("iqr_ms", "latency_iqr", "ms"),
                 ("samples_per_s", "throughput", "samples/s")],
+    "memory": [("inference_peak_mb", "memory_inference_peak", "MiB"), ("train_peak_mb", "memory_train_peak", "MiB"),
+               ("inference_delta_mb", "memory_inference_delta", "MiB"), ("train_delta_mb", "memory_train_delta", "MiB"),
+               ("inference_estimate_mb", "memory_inference_estimate", "MiB"),
+               ("train_estimate_mb", "memory_train_estimate", "MiB")],
 }  # fmt: skip
 
 
 def row_measurements(row: dict) -> list[Measurement]:
     """A sweep row as store measurements (one per value; a failed case as one row with its status)."""
     common = dict(model=row["model"], resolution=str(row["resolution"]), batch=int(row["batch"]),
-                  dtype=row["dtype"], device=row["device"] if row["metric"] == "latency" else "meta",
+                  dtype=row["dtype"], device=row["device"] if row["metric"] != "flops" else "meta",
                   backend=row.get("backends", "") or "", source="bench sweep",
-                  config={"threads": row["threads"], "tokens": row.get("tokens")})  # fmt: skip
+                  config={"threads": row["threads"], "tokens": row.get("tokens"), "seq_len": row.get("seq_len"),
+                          "memory_source": row.get("source")})  # fmt: skip
     if row["status"] != "ok":
         return [Measurement(metric=row["metric"], value=None, unit="", status=row["status"], detail=row["detail"],
                             **common)]  # fmt: skip

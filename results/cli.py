@@ -67,6 +67,25 @@ def export_command(
     console.print(f"{len(rows)} row(s) -> {csv_path}")
 
 
+@app.command("plot")
+def plot_command(
+    metric: str = typer.Option(..., "--metric", help="e.g. gmacs, latency_median, memory_train_peak, fid."),
+    out: Path = typer.Option(Path("results-plot.png"), "--out", help="PNG to write."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Only these models (repeatable)."),
+    run: int = typer.Option(None, help="Only this run (default: every run)."),
+    store: Path = STORE,
+) -> None:
+    """A metric against resolution, one line per model (log-log), from the store."""
+    from results.plot import plot_metric
+
+    try:
+        path = plot_metric(ResultsStore(store).measurements(run), metric, out, model or None)
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    console.print(f"plot: {path}")
+
+
 @app.command("compare")
 def compare_command(
     baseline: str = typer.Argument(..., help="Run id or CSV (e.g. results/baselines/cpu-gmacs.csv)."),

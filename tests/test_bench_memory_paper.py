@@ -1,0 +1,105 @@
+"""bench memory (estimate on meta, measurement in a fresh process), the paper comparisons, the sequence
+length column, CSV column migration, and `results plot`."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from bench.flops import count_flops
+from bench.inputs import parse_resolution
+from bench.memory import estimate_memory
+from bench.paper import mo_table4, t2md_table3, teng_table1
+from bench.sweep import COLUMNS, SweepSettings, read_rows, run_case_subprocess, run_sweep
+from results.plot import plot_metric
+from results.store import Measurement, ResultsStore
+
+
+def test_memory_estimate_orders():
+    inference, train = estimate_memory("dit-tiny", parse_resolution("64"))
+    weights = sum(p.numel() * 4 for p in __import__("zoo").create_model("dit-tiny").parameters()) / 2**20
+    assert inference > weights and train > 4 * weights and train > inference
+    bigger = estimate_memory("dit-tiny", parse_resolution("128"))
+    assert bigger[1] > train  # activations grow with the token count
+
+
+def test_memory_measured_in_a_fresh_process():
+    status, detail, values = run_case_subprocess("dit-tiny", "64x64", "memory", SweepSettings())
+    assert status == "ok", detail
+    assert values["train_peak_mb"] >= values["inference_peak_mb"] >= values["baseline_mb"] > 50
+    assert values["source"] == "peak RSS of a fresh process"
+
+
+def test_sequence_length_counts_padding_and_prefix_tokens():
+    dim = count_flops("dim-teng-tiny", parse_resolution("8"))
+    dit = count_flops("dit-tiny", parse_resolution("64"))
+    assert dit.seq_len == 16  # 8x8 latent, patch 2: patches only
+    assert dim.seq_len > 16  # time/class tokens and end-of-line pads come on top of the 4x4 patches
+
+
+def test_t2md_table3_counted_ratio_tracks_the_paper():
+    rows = {r["resolution"]: r for r in t2md_table3()}
+    assert rows["2048x2048"]["counted_mac_ratio"] == pytest.approx(1.46, abs=0.02)
+    assert rows["3840x2160"]["counted_mac_ratio"] == pytest.approx(2.12, abs=0.02)
+    assert rows["3840x2160"]["paper_speedup"] == 2.1
+
+
+def test_mo_table4_shows_the_missing_attention_term():
+    rows = mo_table4()
+    paper = [r["paper_dit_over_dim"] for r in rows if r["paper_dit_over_dim"]]
+    ours = [r["ours_dit_over_dim"] for r in rows]
+    assert max(paper) - min(paper) < 0.01  # thop: DiT and DiM both linear in tokens
+    assert ours == sorted(ours) and ours[-1] > 1.5 * ours[0]  # with attention, DiT grows faster
+    assert all(r["dit_gmacs"] > r["dit_gmacs_no_attention"] for r in rows)
+
+
+def test_teng_table1_params_and_pad_free_count():
+    rows = {r["size"]: r for r in teng_table1()}
+    assert rows["S"]["params_m"] == pytest.approx(50, rel=0.02) and rows["H"]["params_m"] == pytest.approx(
+        860, rel=0.01
+    )
+    assert all(1.4 < r["ours_over_paper"] < 1.6 and r["gmacs_without_pad_tokens"] < r["gmacs"] for r in rows.values())
+
+
+def test_old_csv_gets_new_columns_without_losing_rows(tmp_path):
+    out = tmp_path / "sweep.csv"
+    old = ["model", "resolution", "metric", "batch", "device", "dtype", "threads", "status", "gmacs"]
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old)
+        writer.writeheader()
+        writer.writerow(
+            dict(
+                model="a",
+                resolution="32x32",
+                metric="flops",
+                batch=1,
+                device="cpu",
+                dtype="float32",
+                threads=1,
+                status="ok",
+                gmacs=3.0,
+            )
+        )
+    run_sweep(["b"], ["32"], ["flops"], out, run_case=lambda *a: ("ok", "", {"gmacs": 5.0, "seq_len": 7}))
+    with out.open(newline="") as f:
+        assert next(csv.reader(f)) == COLUMNS
+    rows = read_rows(out)
+    assert [(r["model"], r["gmacs"]) for r in rows] == [("a", "3.0"), ("b", "5.0")] and rows[1]["seq_len"] == "7"
+
+
+def test_results_plot(tmp_path):
+    store = ResultsStore(tmp_path / "s.sqlite")
+    run = store.start_run()
+    store.add(
+        run,
+        [
+            Measurement(model=m, metric="gmacs", value=v * s, unit="GMAC", resolution=f"{s}x{s}")
+            for m, v in (("a", 1.0), ("b", 2.0))
+            for s in (256, 512, 1024)
+        ],
+    )
+    path = plot_metric(store.measurements(), "gmacs", tmp_path / "p.png")
+    assert path.stat().st_size > 5000
+    with pytest.raises(ValueError, match="metrics in the store: gmacs"):
+        plot_metric(store.measurements(), "fid", tmp_path / "q.png")
