@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -12,7 +13,7 @@ from rich.table import Table
 app = typer.Typer(help="Train, sample, score; run and report the papers' ablation tables.", no_args_is_help=True)
 data_app = typer.Typer(help="Data sets: download where there is internet.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(width=max(Console().width, 110))
+console = Console(width=max(Console().width, 110), soft_wrap=True)
 
 
 def _fail(error: Exception) -> None:
@@ -42,6 +43,7 @@ def train_command(
     out: Path = typer.Option(..., "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: PyTorch's)."),
+    store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
 ) -> None:
     """Train a registry model with the diffusion loss; checkpoints in OUT/checkpoints, log in OUT/log.jsonl."""
     import torch
@@ -72,10 +74,26 @@ def train_command(
         summary = train(config, out, resume=resume, progress=True)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
         _fail(error)
+    if int(os.environ.get("RANK", "0")) == 0:  # one row per run, also under torchrun
+        _store_training(store, config, summary, out)
     console.print(
         f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; "
         f"final loss {summary['final_loss']:.4f}; run folder {out}"
     )
+
+
+def _store_training(store: Path | None, config, summary: dict, out: Path) -> None:
+    """Final training loss and speed of a run as results-store rows."""
+    from results.store import Measurement, ResultsStore
+
+    context = {"run": str(out), "config_hash": summary["config_hash"], "data": config.data, "steps": config.steps,
+               "world": summary["world"], "overrides": config.overrides}  # fmt: skip
+    common = dict(model=config.model, resolution=str(config.res or ""), batch=config.batch, source="ablations train",
+                  config=context)  # fmt: skip
+    rows = [Measurement(metric="train_loss_final", value=summary["final_loss"], unit="loss", **common),
+            Measurement(metric="train_seconds", value=summary["seconds"], unit="s", **common)]  # fmt: skip
+    db = ResultsStore(store)
+    db.add(db.start_run(), rows)
 
 
 @app.command("sample")

@@ -222,6 +222,7 @@ def sweep_command(
     timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
     force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
     store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new rows as JSON lines (no progress bar)."),
 ) -> None:
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable.
     With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
@@ -241,7 +242,8 @@ def sweep_command(
         groups, pairs = list(chosen.groups), list(chosen.pairs) + [tuple(p.split(":", 1)) for p in pair]
         out = out or chosen.out
         min_time = min_time or chosen.min_time
-        console.print(f"preset {preset}: {chosen.cases} cases -> {out}")
+        if not as_json:
+            console.print(f"preset {preset}: {chosen.cases} cases -> {out}")
     else:
         console.print(f"[red]unknown preset {preset!r}; presets: {', '.join(PRESETS)}[/]")
         raise typer.Exit(2)
@@ -264,6 +266,15 @@ def sweep_command(
     from rich.progress import Progress
 
     new = []
+    if as_json:
+        for g in groups:
+            rows = run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
+                             on_row=lambda row: results_store.add(run_id, row_measurements(row)))  # fmt: skip
+            new += rows
+        plot_sweep(out, plot_dir or out.parent, pairs)
+        for row in new:
+            print(json.dumps(row))
+        return
     with Progress(console=console) as progress:
         task = progress.add_task("sweep", total=total)
 

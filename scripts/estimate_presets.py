@@ -21,7 +21,7 @@ from ablations.tables import TABLES
 from ablations.tables.runner import variant_config
 
 
-def _train_seconds_per_step(config, repeats: int = 3) -> float:
+def _train_seconds_per_step(config, repeats: int = 2) -> float:
     setup = model_setup(config)
     model = setup.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

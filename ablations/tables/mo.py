@@ -18,16 +18,21 @@ _SMOKE = {  # per registry name: the smoke-scale model (width / 12, 2-3 blocks)
     "dim-mo-l/4": {"hidden_size": 96, "depth": 4, **_SMALL},
     "dim-mo-xl/4": {"hidden_size": 96, "depth": 5, **_SMALL},
 }
-_CPU = {  # width / 4, depth / 4 (patch sizes kept), CIFAR-10's 10 classes
-    "dit-b/4": {"hidden_size": 192, "depth": 3, "num_heads": 3, **_SMALL},
-    "dim-mo-s/4": {"hidden_size": 96, "depth": 4, **_SMALL},
-    "dim-mo-b/4": {"hidden_size": 192, "depth": 4, **_SMALL},
-    "dim-mo-b/2": {"hidden_size": 192, "depth": 4, **_SMALL},
-    "dim-mo-b/8": {"hidden_size": 192, "depth": 4, **_SMALL},
-    "dim-mo-l/4": {"hidden_size": 256, "depth": 8, **_SMALL},
-    "dim-mo-xl/4": {"hidden_size": 288, "depth": 9, **_SMALL},
+_CPU = {  # about width / 6 and depth / 4 (patch sizes kept), CIFAR-10's 10 classes
+    "dit-b/4": {"hidden_size": 128, "depth": 3, "num_heads": 4, **_SMALL},
+    "dim-mo-s/4": {"hidden_size": 64, "depth": 4, **_SMALL},
+    "dim-mo-b/4": {"hidden_size": 128, "depth": 4, **_SMALL},
+    "dim-mo-b/2": {"hidden_size": 128, "depth": 4, **_SMALL},
+    "dim-mo-b/8": {"hidden_size": 128, "depth": 4, **_SMALL},
+    "dim-mo-l/4": {"hidden_size": 160, "depth": 8, **_SMALL},
+    "dim-mo-xl/4": {"hidden_size": 192, "depth": 9, **_SMALL},
 }
-_CPU_COST = {"mo-table2": "", "mo-table5": "", "mo-table6": "", "mo-table7": ""}  # scripts/estimate_presets.py
+_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+    "mo-table2": "~1.7 h on 2 CPU cores (2 runs; measured per step, scripts/estimate_presets.py)",
+    "mo-table5": "~3.1 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+    "mo-table6": "~5.2 h on 2 CPU cores (4 runs; measured per step, scripts/estimate_presets.py)",
+    "mo-table7": "~1.2 h on 2 CPU cores (2 runs; measured per step, scripts/estimate_presets.py)",
+}  # scripts/estimate_presets.py
 
 
 def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[str, Preset]:
@@ -56,8 +61,8 @@ def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[st
             "cpu",
             data="cifar10",
             res=32,
-            steps=8000,
-            batch=64,
+            steps=3000,
+            batch=32,
             lr=4e-4,
             ema=0.999,
             n_samples=1000,
@@ -67,8 +72,8 @@ def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[st
             space="pixel",
             model_overrides=_CPU,
             checkpoints=steps,
-            deviations="CIFAR-10 (10 classes) in pixel space at 32 px instead of ImageNet 256 latents; width and "
-            "depth / 4; 8K steps of batch 64; FID of 1K samples (DPM-Solver 25 steps) against 5K training images",
+            deviations="CIFAR-10 (10 classes) in pixel space at 32 px instead of ImageNet 256 latents; width / 6, "
+            "depth / 4; 3K steps of batch 32; FID of 1K samples (DPM-Solver 25 steps) against 5K training images",
             cost=_CPU_COST[table],
         ),
         "paper": Preset(

@@ -7,7 +7,10 @@ from ablations.tables.spec import Preset, TableSpec, Variant
 
 _PAPER = "Teng et al. 2024 (DiM)"
 _MODEL = "dim-teng-s/2-cifar10"
-_CPU_COST = {"teng-table4": "", "teng-table6": ""}  # filled from scripts/estimate_presets.py
+_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+    "teng-table4": "~4.5 h on 2 CPU cores (5 runs; measured per step, scripts/estimate_presets.py)",
+    "teng-table6": "~2.6 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+}  # filled from scripts/estimate_presets.py
 
 
 def _presets(table: str) -> dict[str, Preset]:
@@ -31,15 +34,16 @@ def _presets(table: str) -> dict[str, Preset]:
             "cpu",
             data="cifar10",
             res=32,
-            steps=6000,
-            batch=64,
+            steps=3000,
+            batch=32,
             lr=5e-4,
             ema=0.999,
             n_samples=1000,
             ref_n=5000,
             sample_steps=25,
-            model_overrides={_MODEL: {"hidden_size": 192, "depth": 9}},
-            deviations="width 192, 9 blocks (paper: 512, 25); 6K steps of batch 64 (paper: 500K of 128); "
+            model_overrides={_MODEL: {"hidden_size": 96, "depth": 9, "patch_size": 4}},
+            deviations="width 96, 9 blocks, patch 4 (paper: 512, 25, patch 2); 3K steps of batch 32 (paper: 500K of "
+            "128); "
             "FID of 1K samples against 5K training images (paper: 50K)",
             cost=_CPU_COST[table],
         ),

@@ -14,14 +14,17 @@ _SMOKE = {
     "dim-teng-h/2": {"hidden_size": 64, "depth": 5},
     "uvit-s/2-cifar10": {"embed_dim": 64, "depth": 2, "num_heads": 4},
 }
-_CPU = {
-    "wd-mamba": {"hidden_size": 192, "stages": "enc3,mid1,dec3,enc3,mid1,dec3"},
-    "wd-mamba-u": {"hidden_size": 192, "stages": "enc3,mid1,dec3"},
-    "wd-mamba-halfu": {"hidden_size": 192, "stages": "enc3,mid1"},
-    "dim-teng-h/2": {"hidden_size": 192, "depth": 13},
-    "uvit-s/2-cifar10": {"embed_dim": 192, "depth": 6, "num_heads": 3},
+_CPU = {  # CelebA at 32 px, patch 4 for every model (8x8 tokens), about width / 16
+    "wd-mamba": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1,dec3,enc3,mid1,dec3"},
+    "wd-mamba-u": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1,dec3"},
+    "wd-mamba-halfu": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1"},
+    "dim-teng-h/2": {"hidden_size": 96, "depth": 9, "patch_size": 4, "input_size": 32},
+    "uvit-s/2-cifar10": {"embed_dim": 128, "depth": 6, "num_heads": 4, "patch_size": 4},
 }
-_CPU_COST = {"wd-table1": "", "wd-ablation": ""}  # scripts/estimate_presets.py
+_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+    "wd-table1": "~2.6 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+    "wd-ablation": "~2.8 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+}  # scripts/estimate_presets.py
 
 
 def _presets(table: str) -> dict[str, Preset]:
@@ -47,8 +50,8 @@ def _presets(table: str) -> dict[str, Preset]:
             "cpu",
             data="celeba",
             res=32,
-            steps=6000,
-            batch=64,
+            steps=3000,
+            batch=32,
             lr=5e-4,
             ema=0.999,
             n_samples=1000,
@@ -56,8 +59,8 @@ def _presets(table: str) -> dict[str, Preset]:
             sample_steps=25,
             space="pixel",
             model_overrides=_CPU,
-            deviations="CelebA in pixel space at 32 px instead of 64 px latents; width 192 and fewer blocks; "
-            "6K steps of batch 64; FID of 1K samples against 5K training images",
+            deviations="CelebA in pixel space at 32 px instead of 64 px latents; patch 4, width 96-128 and fewer "
+            "blocks; 3K steps of batch 32; FID of 1K samples against 5K training images",
             cost=_CPU_COST[table],
         ),
         "paper": Preset(
