@@ -53,6 +53,12 @@ def train_command(
 
     if threads:
         torch.set_num_threads(threads)
+    if steps >= 100 and 1 / (1 - ema) > steps / 5:
+        console.print(
+            f"[yellow]warning:[/yellow] EMA decay {ema} averages over ~{1 / (1 - ema):.0f} steps; after {steps} steps "
+            "the EMA weights (used for sampling) are still mostly the initialisation: for a short run pass e.g. "
+            f"--ema {1 - 20 / steps:.3g}"
+        )
     try:
         config = RunConfig(
             model=model,

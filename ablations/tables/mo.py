@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ablations.tables.spec import Preset, TableSpec, Variant
+from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_preset
 
 _PAPER = "Mo & Tian 2024 (DiM)"
 _METRICS = ("fid", "sfid", "is", "precision", "recall")
@@ -38,17 +38,7 @@ _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threa
 def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[str, Preset]:
     steps = checkpoints or {"final": 1.0}
     return {
-        "smoke": Preset(
-            "smoke",
-            data="builtin",
-            res=16,
-            steps=30,
-            batch=8,
-            lr=2e-3,
-            ema=0.9,
-            n_samples=16,
-            ref_n=16,
-            sample_steps=10,
+        "smoke": smoke_preset(
             cfg=1.5,
             space="pixel",
             model_overrides=_SMOKE,
@@ -57,17 +47,9 @@ def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[st
             "30 steps; FID of 16 images",
             cost="1-2 minutes on 2 CPU cores",
         ),
-        "cpu": Preset(
-            "cpu",
+        "cpu": cpu_preset(
             data="cifar10",
-            res=32,
-            steps=3000,
-            batch=32,
             lr=4e-4,
-            ema=0.999,
-            n_samples=1000,
-            ref_n=5000,
-            sample_steps=25,
             cfg=1.5,
             space="pixel",
             model_overrides=_CPU,

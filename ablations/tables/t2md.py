@@ -16,7 +16,7 @@ attention weights (``ablations.distill.init_mamba_from_attention``) before the s
 
 from __future__ import annotations
 
-from ablations.tables.spec import Preset, TableSpec, Variant
+from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_preset
 
 _PAPER = "Yao et al. 2025 (T2MD)"
 _METRICS = ("overall", "position", "counting", "colors", "attr_binding", "single_object", "two_object")
@@ -132,18 +132,8 @@ TABLE1 = TableSpec(
         ),
     ),
     presets={
-        "smoke": Preset(
-            "smoke",
-            data="builtin",
-            res=16,
-            steps=30,
+        "smoke": smoke_preset(
             teacher_steps=60,
-            batch=8,
-            lr=2e-3,
-            ema=0.9,
-            n_samples=16,
-            ref_n=16,
-            sample_steps=10,
             cfg=1.5,
             space="pixel",
             schedule="quadratic",
@@ -152,17 +142,11 @@ TABLE1 = TableSpec(
             "latents; width 64, 4 blocks; teacher 60 steps, students 30; FID of 16 images",
             cost="about 3 minutes on 2 CPU cores",
         ),
-        "cpu": Preset(
-            "cpu",
+        "cpu": cpu_preset(
             data="cifar10",
-            res=32,
             steps=1000,
             teacher_steps=4000,
-            batch=32,
             lr=4e-4,
-            ema=0.999,
-            n_samples=1000,
-            ref_n=5000,
             sample_steps=20,
             cfg=1.5,
             space="pixel",

@@ -3,7 +3,7 @@ unconditional, DiM-S/2 (Sec. 4.5)."""
 
 from __future__ import annotations
 
-from ablations.tables.spec import Preset, TableSpec, Variant
+from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_preset
 
 _PAPER = "Teng et al. 2024 (DiM)"
 _MODEL = "dim-teng-s/2-cifar10"
@@ -15,32 +15,13 @@ _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threa
 
 def _presets(table: str) -> dict[str, Preset]:
     return {
-        "smoke": Preset(
-            "smoke",
-            data="builtin",
-            res=16,
-            steps=30,
-            batch=8,
-            lr=2e-3,
-            ema=0.9,
-            n_samples=16,
-            ref_n=16,
-            sample_steps=10,
+        "smoke": smoke_preset(
             model_overrides={_MODEL: {"hidden_size": 64, "depth": 5}},
             deviations="built-in shapes at 16 px instead of CIFAR-10; width 64, 5 blocks; 30 steps; FID of 16 images",
             cost="about 1 minute on 2 CPU cores",
         ),
-        "cpu": Preset(
-            "cpu",
+        "cpu": cpu_preset(
             data="cifar10",
-            res=32,
-            steps=3000,
-            batch=32,
-            lr=5e-4,
-            ema=0.999,
-            n_samples=1000,
-            ref_n=5000,
-            sample_steps=25,
             model_overrides={_MODEL: {"hidden_size": 96, "depth": 9, "patch_size": 4}},
             deviations="width 96, 9 blocks, patch 4 (paper: 512, 25, patch 2); 3K steps of batch 32 (paper: 500K of "
             "128); "

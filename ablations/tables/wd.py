@@ -3,7 +3,7 @@ CelebA 64, unconditional, 100K iterations of batch 128, Adam 2e-4, EMA 0.9999, D
 
 from __future__ import annotations
 
-from ablations.tables.spec import Preset, TableSpec, Variant
+from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_preset
 
 _PAPER = "WD-Mamba 2025"
 _NOTE = "FID of the EMA model against the training set of the preset (unconditional; lower is better)"
@@ -29,34 +29,15 @@ _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threa
 
 def _presets(table: str) -> dict[str, Preset]:
     return {
-        "smoke": Preset(
-            "smoke",
-            data="builtin",
-            res=16,
-            steps=30,
-            batch=8,
-            lr=2e-3,
-            ema=0.9,
-            n_samples=16,
-            ref_n=16,
-            sample_steps=10,
+        "smoke": smoke_preset(
             space="pixel",
             model_overrides=_SMOKE,
             deviations="built-in shapes in pixel space at 16 px instead of CelebA 64 latents; tiny widths; "
             "30 steps; FID of 16 images",
             cost="about 1 minute on 2 CPU cores",
         ),
-        "cpu": Preset(
-            "cpu",
+        "cpu": cpu_preset(
             data="celeba",
-            res=32,
-            steps=3000,
-            batch=32,
-            lr=5e-4,
-            ema=0.999,
-            n_samples=1000,
-            ref_n=5000,
-            sample_steps=25,
             space="pixel",
             model_overrides=_CPU,
             deviations="CelebA in pixel space at 32 px instead of 64 px latents; patch 4, width 96-128 and fewer "

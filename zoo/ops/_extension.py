@@ -31,7 +31,16 @@ def load_selective_scan_cpu() -> ModuleType | None:
     """The compiled selective-scan module, or ``None`` (with one warning) when it cannot be built."""
     if os.environ.get("MAMBABENCH_NO_CPP") == "1":
         return None
-    from torch.utils.cpp_extension import load
+    import logging
+
+    # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: true, and not our concern
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        logger.setLevel(level)
 
     build = cache_dir() / "selective_scan_cpu"
     build.mkdir(parents=True, exist_ok=True)
