@@ -53,11 +53,11 @@ def train_command(
 
     if threads:
         torch.set_num_threads(threads)
-    if steps >= 100 and 1 / (1 - ema) > steps / 5:
+    if ema**steps > 0.1:  # the share of the random initialisation left in the EMA weights at the end
         console.print(
-            f"[yellow]warning:[/yellow] EMA decay {ema} averages over ~{1 / (1 - ema):.0f} steps; after {steps} steps "
-            "the EMA weights (used for sampling) are still mostly the initialisation: for a short run pass e.g. "
-            f"--ema {1 - 20 / steps:.3g}"
+            f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up {100 * ema**steps:.0f}% "
+            f"of the EMA weights (used for sampling) after {steps} steps; for a run this short pass e.g. "
+            f"--ema {0.01 ** (1 / steps):.4g} (1%)"
         )
     try:
         config = RunConfig(
