@@ -36,6 +36,7 @@ def train_command(
     batch: int = typer.Option(16, "--batch", help="Global batch (split over torchrun processes)."),
     lr: float = typer.Option(1e-4, "--lr"),
     ema: float = typer.Option(0.9999, "--ema", help="EMA decay."),
+    ema_warmup: bool = typer.Option(True, "--ema-warmup/--no-ema-warmup", help="decay_t = min(ema, (1+t)/(10+t))."),
     schedule: str = typer.Option("linear", "--schedule", help="linear | scaled_linear | quadratic."),
     ckpt_every: int = typer.Option(500, "--ckpt-every"),
     seed: int = typer.Option(0, "--seed"),
@@ -53,7 +54,7 @@ def train_command(
 
     if threads:
         torch.set_num_threads(threads)
-    if ema**steps > 0.1:  # the share of the random initialisation left in the EMA weights at the end
+    if not ema_warmup and ema**steps > 0.1:  # the share of the random initialisation left in the EMA weights at the end
         console.print(
             f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up {100 * ema**steps:.0f}% "
             f"of the EMA weights (used for sampling) after {steps} steps; for a run this short pass e.g. "
@@ -72,6 +73,7 @@ def train_command(
             batch=batch,
             lr=lr,
             ema=ema,
+            ema_warmup=ema_warmup,
             schedule=schedule,
             ckpt_every=ckpt_every,
             seed=seed,

@@ -282,8 +282,10 @@ class Trainer:
         return self.model  # distillation hooks need the plain module (DDP syncs gradients of its parameters)
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, step: int) -> None:
         decay = self.config.ema
+        if self.config.ema_warmup:
+            decay = min(decay, (1 + step) / (10 + step))
         for ema_p, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             ema_p.lerp_(p.detach(), 1 - decay)
 
@@ -353,7 +355,7 @@ class Trainer:
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimizer.step()
-            self._update_ema()
+            self._update_ema(step)
             losses.append(loss.item())
             done = step + 1
             if log is not None and (done % config.log_every == 0 or done == config.steps):

@@ -14,7 +14,6 @@ from bench.flops import FlopCount, count_flops
 from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
-from bench.plots import plot_sweep
 from bench.sweep import METRICS, SweepSettings, row_measurements, run_case_subprocess, run_sweep
 from results.store import ResultsStore
 
@@ -227,6 +226,7 @@ def sweep_command(
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable.
     With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
     memory of small twins; a few minutes on 2 CPU cores)."""
+    from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
     from bench.presets import PRESETS, SweepGroup
 
     if model:

@@ -56,6 +56,20 @@ def _random_like(t: torch.Tensor | None, device: torch.device, dtype: torch.dtyp
     return torch.randn(t.shape, device=device, dtype=dtype)
 
 
+def time_unit(unit, device: torch.device, min_time: float = 1.0, min_runs: int = 5, max_runs: int = 200) -> list[float]:
+    """Seconds of each call of ``unit()`` after one warm-up call (kernel builds, compilation, allocator),
+    synchronising the device after each; repeats until ``min_time`` seconds and ``min_runs`` calls."""
+    unit()
+    _synchronise(device)
+    times: list[float] = []
+    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
+        start = time.perf_counter()
+        unit()
+        _synchronise(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def measure_latency(
     name: str,
     res: Resolution,
@@ -95,14 +109,7 @@ def measure_latency(
                 sample = sample - 0.01 * eps
 
     backends.reset()
-    unit()  # warm-up: kernel builds, compilation, allocator
-    _synchronise(dev)
-    times: list[float] = []
-    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
-        start = time.perf_counter()
-        unit()
-        _synchronise(dev)
-        times.append(time.perf_counter() - start)
+    times = time_unit(unit, dev, min_time, min_runs, max_runs)
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     median = statistics.median(times)
     return LatencyResult(

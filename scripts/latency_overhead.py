@@ -1,5 +1,6 @@
-"""How much the harness's timer adds: ``bench.latency.measure_latency`` against ``torch.utils.benchmark``
-on the same forward pass, measured side by side in one run (alternating, so drift hits both).
+"""How much the harness's timer adds: ``bench.latency.time_unit`` (the loop inside ``measure_latency``)
+against ``torch.utils.benchmark`` on the same forward pass of the same model and inputs, measured side by side
+in one run (alternating rounds, so drift hits both).
 
     python scripts/latency_overhead.py [--model dit-s/2] [--res 256] [--rounds 3]
 """
@@ -13,7 +14,7 @@ import torch
 import torch.utils.benchmark as benchmark
 
 from bench.inputs import example_inputs, parse_resolution
-from bench.latency import measure_latency
+from bench.latency import time_unit
 from zoo import get_entry
 
 
@@ -37,7 +38,7 @@ def main() -> None:
 
     ours, reference = [], []
     for _ in range(args.rounds):
-        ours.append(measure_latency(args.model, res, threads=1, min_time=2.0).median_s)
+        ours.append(statistics.median(time_unit(forward, torch.device("cpu"), min_time=2.0)))
         timer = benchmark.Timer(stmt="forward()", globals={"forward": forward}, num_threads=1)
         reference.append(timer.blocked_autorange(min_run_time=2.0).median)
     a, b = statistics.median(ours), statistics.median(reference)

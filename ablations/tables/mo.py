@@ -60,6 +60,7 @@ def _presets(table: str, checkpoints: dict[str, float] | None = None) -> dict[st
         ),
         "paper": Preset(
             "paper",
+            ema_warmup=False,
             data="imagenet",
             res=256,
             steps=400_000,

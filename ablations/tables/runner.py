@@ -58,6 +58,7 @@ def variant_config(
         steps=steps,
         lr=preset.lr,
         ema=preset.ema,
+        ema_warmup=preset.ema_warmup,
         adam_betas=preset.adam_betas,
         weight_decay=preset.weight_decay,
         schedule=preset.schedule,

@@ -54,6 +54,7 @@ class Preset:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     cfg_dropout: float = 0.1
+    ema_warmup: bool = True  # the paper presets: False (constant decay, as the papers' code)
     needs_vae: bool = False
     deviations: str = ""  # how this preset departs from the paper's protocol (shown in the report header)
     cost: str = ""  # expected cost (CPU wall time measured here, or GPU-hours by the paper's account)

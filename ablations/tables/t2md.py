@@ -158,6 +158,7 @@ TABLE1 = TableSpec(
         ),
         "paper": Preset(
             "paper",
+            ema_warmup=False,
             data="imagenet",
             res=512,
             steps=200_000,

@@ -30,6 +30,7 @@ def _presets(table: str) -> dict[str, Preset]:
         ),
         "paper": Preset(
             "paper",
+            ema_warmup=False,
             data="cifar10",
             res=32,
             steps=500_000,

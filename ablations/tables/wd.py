@@ -46,6 +46,7 @@ def _presets(table: str) -> dict[str, Preset]:
         ),
         "paper": Preset(
             "paper",
+            ema_warmup=False,
             data="celeba",
             res=64,
             steps=100_000,

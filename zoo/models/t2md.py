@@ -226,7 +226,9 @@ class PixArtHybrid(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
-        x = self.x_embedder(x) + self.positions(h, w).to(x.device, x.dtype)
+        with torch.device(x.device):  # built where it is used (free on the meta device when counting FLOPs)
+            pos = self.positions(h, w)
+        x = self.x_embedder(x) + pos.to(x.dtype)
         t_emb = self.t_embedder(t)
         t6 = self.t_block(t_emb)
         caption = self.y_embedder(y, self.training)
