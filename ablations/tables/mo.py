@@ -28,10 +28,10 @@ _CPU = {  # about width / 6 and depth / 4 (patch sizes kept), CIFAR-10's 10 clas
     "dim-mo-xl/4": {"hidden_size": 192, "depth": 9, **_SMALL},
 }
 _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
-    "mo-table2": "~1.7 h on 2 CPU cores (2 runs; measured per step, scripts/estimate_presets.py)",
-    "mo-table5": "~3.1 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
-    "mo-table6": "~5.2 h on 2 CPU cores (4 runs; measured per step, scripts/estimate_presets.py)",
-    "mo-table7": "~1.2 h on 2 CPU cores (2 runs; measured per step, scripts/estimate_presets.py)",
+    "mo-table2": "~1.7 h on 2 CPU cores (2 runs; measured)",
+    "mo-table5": "~3.1 h on 2 CPU cores (3 runs; measured)",
+    "mo-table6": "~5.2 h on 2 CPU cores (4 runs; measured)",
+    "mo-table7": "~1.2 h on 2 CPU cores (2 runs; measured)",
 }  # scripts/estimate_presets.py
 
 

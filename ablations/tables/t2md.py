@@ -154,7 +154,7 @@ TABLE1 = TableSpec(
             model_overrides=_scaled("cpu", _CPU_BASE),
             deviations="CIFAR-10 in pixel space at 32 px with class captions instead of 512 px text-image "
             "latents; patch 4, width 128, 8 blocks; teacher 4K steps, students 1K, batch 32; FID of 1K samples",
-            cost="~5.0 h on 2 CPU cores (9 runs; measured per step, scripts/estimate_presets.py)",
+            cost="~5.0 h on 2 CPU cores (9 runs; measured)",
         ),
         "paper": Preset(
             "paper",

@@ -8,8 +8,8 @@ from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_
 _PAPER = "Teng et al. 2024 (DiM)"
 _MODEL = "dim-teng-s/2-cifar10"
 _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
-    "teng-table4": "~4.5 h on 2 CPU cores (5 runs; measured per step, scripts/estimate_presets.py)",
-    "teng-table6": "~2.6 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+    "teng-table4": "~4.5 h on 2 CPU cores (5 runs; measured)",
+    "teng-table6": "~2.6 h on 2 CPU cores (3 runs; measured)",
 }  # filled from scripts/estimate_presets.py
 
 

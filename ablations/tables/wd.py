@@ -22,8 +22,8 @@ _CPU = {  # CelebA at 32 px, patch 4 for every model (8x8 tokens), about width /
     "uvit-s/2-cifar10": {"embed_dim": 128, "depth": 6, "num_heads": 4, "patch_size": 4},
 }
 _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
-    "wd-table1": "~2.6 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
-    "wd-ablation": "~2.8 h on 2 CPU cores (3 runs; measured per step, scripts/estimate_presets.py)",
+    "wd-table1": "~2.6 h on 2 CPU cores (3 runs; measured)",
+    "wd-ablation": "~2.8 h on 2 CPU cores (3 runs; measured)",
 }  # scripts/estimate_presets.py
 
 
