@@ -153,3 +153,24 @@ def test_mixers_backpropagate_to_every_parameter():
         m(torch.randn(2, 9, 32)).square().mean().backward()
         missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert not missing
+
+
+def test_blocks_match_timm_layouts_and_outputs():
+    """zoo.layers.blocks stand in for timm's Mlp and PatchEmbed: same state-dict keys, same outputs."""
+    from timm.layers import Mlp as TimmMlp
+    from timm.layers import PatchEmbed as TimmPatchEmbed
+
+    from zoo.layers.blocks import Mlp, PatchEmbed
+    from zoo.layers.embeddings import gelu_tanh
+
+    torch.manual_seed(0)
+    theirs, ours = TimmMlp(16, 64, 8, act_layer=gelu_tanh, drop=0), Mlp(16, 64, 8, act_layer=gelu_tanh)
+    assert list(theirs.state_dict()) == list(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 5, 16)
+    assert torch.equal(theirs(x), ours(x))
+    theirs, ours = TimmPatchEmbed(None, 2, 3, 32, bias=True), PatchEmbed(2, 3, 32, bias=True)
+    assert list(theirs.state_dict()) == list(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    image = torch.randn(2, 3, 6, 10)  # any size divisible by the patch
+    assert torch.equal(theirs(image), ours(image)) and ours(image).shape == (2, 15, 32)

@@ -33,9 +33,9 @@ are mamba_ssm's defaults (d_state 16, d_conv 4, expand 2).
 from __future__ import annotations
 
 import torch
-from timm.layers import Mlp, PatchEmbed
 from torch import Tensor, nn
 
+from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
@@ -78,7 +78,7 @@ class DiMMo(nn.Module):
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.num_classes = num_classes
-        self.x_embedder = PatchEmbed(None, patch_size, in_channels, hidden_size, bias=True)
+        self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, null_class=True)
         self.blocks = nn.ModuleList(DiMMoBlock(hidden_size, mlp_ratio) for _ in range(depth))

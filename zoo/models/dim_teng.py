@@ -41,9 +41,9 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
+from zoo.layers.blocks import PatchEmbed
 from zoo.layers.embeddings import TimestepEmbedder, modulate, timestep_embedding
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
@@ -119,7 +119,7 @@ class DiMTeng(nn.Module):
         self.grid = input_size // patch_size
         self.prefix = 1 + int(self.conditional) + NUM_SPLIT_TOKENS
 
-        self.x_embedder = PatchEmbed(None, patch_size, in_channels, d, bias=True)
+        self.x_embedder = PatchEmbed(patch_size, in_channels, d, bias=True)
         self.label_token = nn.Embedding(num_classes + 1, d) if self.conditional else None
         self.split_tokens = nn.Parameter(torch.randn(NUM_SPLIT_TOKENS, d) * 0.02)
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + int(self.conditional) + self.grid**2, d))

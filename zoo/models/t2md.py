@@ -36,10 +36,10 @@ from __future__ import annotations
 import re
 
 import torch
-from timm.layers import Mlp, PatchEmbed
 from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
+from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.cross_attention import CrossAttention
 from zoo.layers.embeddings import TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.guidance import combine_cfg
@@ -189,7 +189,7 @@ class PixArtHybrid(nn.Module):
         self.pos_embed_kind, self.lewei_scale = pos_embed, lewei_scale
         self.base_size = input_size // patch_size
         d = hidden_size
-        self.x_embedder = PatchEmbed(None, patch_size, in_channels, d, bias=True)
+        self.x_embedder = PatchEmbed(patch_size, in_channels, d, bias=True)
         self.t_embedder = TimestepEmbedder(d)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.y_embedder = CaptionEmbedder(caption_channels, d, class_dropout_prob, caption_tokens)

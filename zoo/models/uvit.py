@@ -17,10 +17,11 @@ Choices where the paper is silent:
 from __future__ import annotations
 
 import torch
-from timm.layers import Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
+from torch.nn.init import trunc_normal_
 
 from zoo.layers.attention import SelfAttention
+from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import timestep_embedding
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import resize_learned
@@ -66,7 +67,7 @@ class UViT(nn.Module):
         self.patch_size, self.in_chans, self.num_classes = patch_size, in_chans, num_classes
         self.input_size = img_size
         self.grid = img_size // patch_size
-        self.patch_embed = PatchEmbed(None, patch_size, in_chans, embed_dim, bias=True)
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, bias=True)
         self.time_embed = (
             nn.Sequential(nn.Linear(embed_dim, 4 * embed_dim), nn.SiLU(), nn.Linear(4 * embed_dim, embed_dim))
             if mlp_time_embed
