@@ -328,6 +328,7 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
     for col in (
         "ckpt",
         "our FID",
+        "sFID",
         "KID",
         "prec.",
         "recall",
@@ -343,6 +344,7 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
             r["label"],
             r["checkpoint"],
             fmt(r["ours_fid"]),
+            fmt(r["ours_sfid"]),
             fmt(r["ours_kid"]),
             fmt(r["ours_precision"]),
             fmt(r["ours_recall"]),

@@ -25,7 +25,6 @@ from ablations.fid import (
 from ablations.generate import load_image_folder
 
 UNAVAILABLE = {
-    "sfid": "needs Inception's mixed_6/conv spatial features, which torch-fidelity does not expose",
     "is": "the offline FID Inception (fid-helper) has no logits layer; use torch-fidelity's own weights for IS",
 }
 
@@ -37,21 +36,22 @@ def _batches(dataset, count: int, batch: int = 50):
 
 def reference_features(
     data: str, size: int, count: int, extractor: InceptionFeatures, root=None, split: str = "train"
-) -> torch.Tensor:
-    """Inception features of the first ``count`` images of a data set (cached)."""
+) -> dict[str, torch.Tensor]:
+    """{"pool": (N, 2048), "spatial": (N, 2023)} Inception features of the first ``count`` images (cached)."""
     weights_id = hashlib.sha1(str(extractor.weights.name).encode()).hexdigest()[:8]
-    path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}.pt"
+    path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}-v2.pt"
     if path.is_file():
         return torch.load(path)
     dataset = open_dataset(data, root, size=size, split=split)
     if len(dataset) < count:
         raise ValueError(f"{data} {split} has {len(dataset)} images; asked for {count} reference images")
     features, _ = extractor(_batches(dataset, count))
+    cached = {"pool": features.float(), "spatial": extractor.last_spatial}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    torch.save(features.float(), partial)
+    torch.save(cached, partial)
     partial.replace(path)
-    return features.float()
+    return cached
 
 
 def score(
@@ -68,6 +68,7 @@ def score(
     generated = load_image_folder(images, limit)
     extractor = InceptionFeatures(inception, device=device)
     gen_features, logits = extractor([generated])
+    gen_spatial = extractor.last_spatial
     result = {"n_generated": len(generated), "inception": str(extractor.weights)}
     if ref.endswith(".npz"):
         ref_stats = FeatureStats.load(ref)
@@ -78,14 +79,17 @@ def score(
             kid=None,
             precision=None,
             recall=None,
+            sfid=None,
         )
-        result["unavailable"] = {"kid, precision, recall": "need reference features; a .npz holds only mu/sigma"}
+        result["unavailable"] = {"kid, precision, recall, sfid": "need reference features; a .npz holds mu/sigma"}
     else:
         size = size or generated.shape[-1]
         count = ref_count or len(generated)
-        ref_features = reference_features(ref, size, count, extractor, root)
+        reference = reference_features(ref, size, count, extractor, root)
+        ref_features = reference["pool"]
         result.update(
             fid=frechet_distance(FeatureStats.of(gen_features), FeatureStats.of(ref_features)),
+            sfid=frechet_distance(FeatureStats.of(gen_spatial), FeatureStats.of(reference["spatial"])),
             n_reference=count,
             reference=f"{ref} train {size}px",
         )

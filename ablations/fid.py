@@ -8,8 +8,11 @@ Inception weights, first found wins:
 Nothing else is ever substituted: with none of them, ``InceptionMissing`` says what to install.
 
 Statistics are float64 mean/covariance of the 2048-d pool3 features; the Fréchet distance is torch-fidelity's.
-Inception Score needs the logits layer, which the fid-helper network lacks: it is reported as unavailable
-then, as is sFID (needs the mixed_6 spatial features, which torch-fidelity does not expose).
+sFID (Nash et al. 2021, as ADM's evaluator computes it) is the same distance on spatial features: the first 7
+channels of TF's ``mixed_6/conv`` (torch-fidelity's ``Mixed_6d.branch1x1``, after its ReLU) at 17x17, 2023
+values per image, captured by a hook in the same forward pass. Not cross-checked against ADM's TensorFlow
+evaluator here (it needs TF); the network and resize are the same. Inception Score needs the logits layer,
+which the fid-helper network lacks: it is reported as unavailable then.
 """
 
 from __future__ import annotations
@@ -145,11 +148,18 @@ class InceptionFeatures:
         self.net.eval()
         self.device, self.batch = torch.device(device), batch
         self.has_logits = bool(self.net.fc.weight.abs().sum() > 0)
+        self._spatial: list[Tensor] = []
+        self.net.Mixed_6d.branch1x1.register_forward_hook(self._keep_spatial)  # TF's mixed_6/conv
+
+    def _keep_spatial(self, module, args, output: Tensor) -> None:
+        self._spatial.append(output[:, :7].permute(0, 2, 3, 1).flatten(1).float().cpu())  # ADM: [..., :7], NHWC
 
     @torch.no_grad()
     def __call__(self, images: Iterable[Tensor]) -> tuple[Tensor, Tensor | None]:
-        """(pool3 features float64 (N, 2048), logits (N, 1008) or None) of batches of uint8 images."""
+        """(pool3 features float64 (N, 2048), logits (N, 1008) or None) of batches of uint8 images; the
+        spatial features of the same images are then in ``last_spatial``."""
         pools, logits = [], []
+        self._spatial = []
         for batch in images:
             for chunk in batch.split(self.batch):
                 pool, logit = self.net(chunk.to(self.device))
@@ -157,6 +167,7 @@ class InceptionFeatures:
                 logits.append(logit.cpu())
         features = torch.cat(pools)
         check_not_degenerate(features)
+        self.last_spatial = torch.cat(self._spatial)
         return features, (torch.cat(logits) if self.has_logits else None)
 
 

@@ -103,5 +103,8 @@ def test_real_inception_end_to_end(tmp_path, monkeypatch):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "gen" / f"{i:06d}.png")
     result = score(tmp_path / "gen", "builtin", size=32)
     assert result["fid"] == pytest.approx(near, rel=1e-3) and result["n_generated"] == result["n_reference"] == 16
-    assert 0 <= result["precision"] <= 1 and result["is"] is None and "sfid" in result["unavailable"]
+    assert 0 <= result["precision"] <= 1 and result["is"] is None and "is" in result["unavailable"]
+    assert result["sfid"] > 0 and extractor.last_spatial.shape == (16, 17 * 17 * 7)  # ADM's 2023 values
+    same = score(tmp_path / "gen", "builtin", size=32, ref_count=16)  # cached reference: its own features
+    assert same["sfid"] == pytest.approx(result["sfid"])
     assert list((tmp_path / "fid").glob("builtin-train-32px-n16-*.pt"))

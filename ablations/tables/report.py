@@ -74,7 +74,7 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
         f"{spec.res} px, {spec.sampler} {spec.sample_steps} steps, CFG {spec.cfg:g} unless a row says otherwise)",
         f"FID sample count: {samples} (FID is biased at small counts: compare only equal counts)",
         f"ours: {table.note}",
-        f"unavailable: sFID ({UNAVAILABLE['sfid']}); IS where the Inception has no logits layer",
+        f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: {UNAVAILABLE['is']}",
     ]
     if spec.deviations:
         lines.append(f"deviations from the paper: {spec.deviations}")

@@ -196,7 +196,7 @@ def _params_m(config: RunConfig) -> float:
     return round(sum(p.numel() for p in model.parameters()) / 1e6, 4)
 
 
-_UNITS = {"fid": "FID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS"}
+_UNITS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS"}
 
 
 def _store(store, run_id: int, result: dict) -> None:
