@@ -84,9 +84,9 @@ def train_command(
         _fail(error)
     if int(os.environ.get("RANK", "0")) == 0:  # one row per run, also under torchrun
         _store_training(store, config, summary, out)
+    loss = "-" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"  # None: nothing left to train
     console.print(
-        f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; "
-        f"final loss {summary['final_loss']:.4f}; run folder {out}"
+        f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; final loss {loss}; run folder {out}"
     )
 
 

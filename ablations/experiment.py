@@ -84,7 +84,9 @@ class RunConfig:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        partial = folder / "config.json.part"  # other DDP ranks may read it meanwhile: never half a file
+        partial.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        partial.replace(folder / "config.json")
 
     @classmethod
     def load(cls, folder: str | Path) -> RunConfig:

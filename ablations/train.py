@@ -313,6 +313,8 @@ class Trainer:
         """Train from the start (or the resumed step) to ``config.steps``; returns the summary in done.json.
         ``stop_after`` ends the session early, as a kill would (no done.json), e.g. for a time-sliced job."""
         config = self.config
+        if self.start >= config.steps and is_finished(self.out):  # resumed after the end: nothing to do
+            return json.loads((self.out / "done.json").read_text())
         end = min(config.steps, stop_after) if stop_after is not None else config.steps
         share = config.batch // self.world
         sampler = StepBatches(len(self.dataset), config.batch, self.start, end, config.seed, self.rank, self.world)
