@@ -86,27 +86,26 @@ class Mamba(nn.Module):
 
     def _scan(self, x: Tensor, z: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear,
               A_log: Tensor, D: Tensor) -> Tensor:  # fmt: skip
-        """One direction: x, z (batch, d_inner, L) -> (batch, d_inner, L)."""
-        b, _, L = x.shape
-        x = ops.causal_conv1d(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
-        x_dbl = x_proj(x.transpose(1, 2).reshape(b * L, -1))
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (dt @ dt_proj.weight.t()).reshape(b, L, -1).transpose(1, 2)
-        B = B.reshape(b, L, self.d_state).transpose(1, 2)
-        C = C.reshape(b, L, self.d_state).transpose(1, 2)
+        """One direction: x, z (batch, L, d_inner), token-major -> (batch, L, d_inner).
+
+        Activations stay token-major throughout: the conv and the scan read transposed views (the layout
+        mamba_ssm's kernels call channel-last), so no (batch, d_inner, L) copy is made."""
+        x = ops.causal_conv1d(x.transpose(1, 2), conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
+        dt, B, C = torch.split(x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = dt @ dt_proj.weight.t()  # (b, L, d_inner); the bias is added (before softplus) inside the scan
         A = -torch.exp(A_log.float())
-        return ops.selective_scan(x, dt, A, B, C, D.float(), z, dt_proj.bias.float(), True)
+        y = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D.float(),
+                               z.transpose(1, 2), dt_proj.bias.float(), True)  # fmt: skip
+        return y.transpose(1, 2)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2*d_inner, L)
-        x, z = xz.chunk(2, dim=1)
-        y = self._scan(x.contiguous(), z.contiguous(), self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
-        if self.bimamba:
-            xb, zb = x.flip(-1).contiguous(), z.flip(-1).contiguous()
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) views, token-major
+        y = self._scan(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        if self.bimamba:  # Vim v2: the shared in_proj output scanned backwards (the projection runs once)
             x_proj, dt_proj = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)
-            yb = self._scan(xb, zb, self.conv1d_b, x_proj, dt_proj, self.A_b_log, self.D_b)
-            y = (y + yb.flip(-1)) / 2 if self.divide_out else y + yb.flip(-1)
-        return self.out_proj(y.transpose(1, 2))
+            yb = self._scan(x.flip(1), z.flip(1), self.conv1d_b, x_proj, dt_proj, self.A_b_log, self.D_b)
+            y = (y + yb.flip(1)) / 2 if self.divide_out else y + yb.flip(1)
+        return self.out_proj(y)
 
 
 class RMSNormGated(nn.Module):
@@ -162,21 +161,28 @@ class Mamba2(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def forward(self, u: Tensor) -> Tensor:
-        b, L, _ = u.shape
+        return self.out_proj(self.mix(self.in_proj(u)))
+
+    def mix(self, zxbcdt: Tensor) -> Tensor:
+        """Everything between in_proj and out_proj: (batch, L, in_proj width) -> (batch, L, d_inner).
+
+        Split out so a bidirectional wrapper can project once for both scan directions. Token-major
+        throughout: the conv and the SSD scan read views of the projection, no layout copies."""
+        b, L, _ = zxbcdt.shape
         gs = self.ngroups * self.d_state
-        z, xBC, dt = torch.split(self.in_proj(u), [self.d_inner, self.d_inner + 2 * gs, self.nheads], dim=-1)
-        xBC = ops.causal_conv1d(xBC.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias,
+        z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.d_inner + 2 * gs, self.nheads], dim=-1)
+        xBC = ops.causal_conv1d(xBC.transpose(1, 2), self.conv1d.weight.squeeze(1), self.conv1d.bias,
                                 activation="silu").transpose(1, 2)  # fmt: skip
         x, B, C = torch.split(xBC, [self.d_inner, gs, gs], dim=-1)
         y = ops.ssd_scan(
-            x.reshape(b, L, self.nheads, self.headdim),
+            x.unflatten(-1, (self.nheads, self.headdim)),
             dt,
             -torch.exp(self.A_log.float()),
-            B.reshape(b, L, self.ngroups, self.d_state),
-            C.reshape(b, L, self.ngroups, self.d_state),
+            B.unflatten(-1, (self.ngroups, self.d_state)),
+            C.unflatten(-1, (self.ngroups, self.d_state)),
             self.chunk_size,
             D=self.D,
             dt_bias=self.dt_bias,
             dt_softplus=True,
         )
-        return self.out_proj(self.norm(y.reshape(b, L, self.d_inner), z))
+        return self.norm(y.reshape(b, L, self.d_inner), z)

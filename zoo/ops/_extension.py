@@ -1,16 +1,20 @@
 """Builds and loads the C++ CPU kernels at first use.
 
-The kernels are compiled with ``torch.utils.cpp_extension.load`` into a per-user cache directory
-(``$MAMBABENCH_CACHE`` or ``~/.cache/mambabench``, one sub-folder per torch version), so only the first
-process on a machine pays the ~30 s build. ``-march=native`` is safe because the build runs on the machine
-that uses it. If the build fails (no compiler, no Python headers) callers fall back to PyTorch code and
-warn once.
+One extension holds every CPU kernel (Mamba-1 selective scan, Mamba-2 SSD scan, causal depthwise conv1d;
+``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`` into a per-user cache directory
+(``$MAMBABENCH_CACHE`` or ``~/.cache/mambabench``), one sub-folder per torch version *and* CPU instruction
+set: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's home
+directory) builds its own copy instead of loading one that would die with SIGILL. Only the first process on
+a machine pays the build (~40 s). If the build fails (no compiler, no Python headers) callers fall back to
+PyTorch code and warn once.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import platform
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -18,17 +22,35 @@ from types import ModuleType
 import torch
 
 _CSRC = Path(__file__).parent / "csrc"
+_SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp")
+_CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++20"]
+
+
+def cpu_signature() -> str:
+    """Short hash of what ``-march=native`` depends on: the CPU model and its instruction-set flags."""
+    text = platform.machine() + platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        text += "".join(sorted(set(lines)))
+    except OSError:  # not Linux: the processor string is what we have
+        pass
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def cache_root() -> Path:
+    """Per-machine cache folder of the harness (compiled kernels and the like)."""
+    return Path(os.environ.get("MAMBABENCH_CACHE", Path.home() / ".cache" / "mambabench"))
 
 
 def cache_dir() -> Path:
-    """Folder holding compiled kernels (and other per-machine caches of the harness)."""
-    root = Path(os.environ.get("MAMBABENCH_CACHE", Path.home() / ".cache" / "mambabench"))
-    return root / f"ext-torch{torch.__version__.replace('+', '_')}"
+    """Folder holding the compiled kernels for this torch version and this CPU."""
+    return cache_root() / f"ext-torch{torch.__version__.replace('+', '_')}-cpu{cpu_signature()}"
 
 
 @functools.cache
-def load_selective_scan_cpu() -> ModuleType | None:
-    """The compiled selective-scan module, or ``None`` (with one warning) when it cannot be built."""
+def load_cpu_kernels() -> ModuleType | None:
+    """The compiled CPU kernels, or ``None`` (with one warning) when they cannot be built."""
     if os.environ.get("MAMBABENCH_NO_CPP") == "1":
         return None
     import logging
@@ -42,21 +64,22 @@ def load_selective_scan_cpu() -> ModuleType | None:
     finally:
         logger.setLevel(level)
 
-    build = cache_dir() / "selective_scan_cpu"
+    build = cache_dir() / "cpu_kernels"
     build.mkdir(parents=True, exist_ok=True)
     try:
         return load(
-            name="mambabench_selective_scan_cpu",
-            sources=[str(_CSRC / "selective_scan_cpu.cpp")],
-            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512"],
+            name="mambabench_cpu_kernels",
+            sources=[str(_CSRC / name) for name in _SOURCES],
+            extra_cflags=_CFLAGS,
+            extra_include_paths=[str(_CSRC)],
             build_directory=str(build),
             verbose=False,
         )
     except Exception as exc:  # a missing compiler/headers must not make the harness unusable
         warnings.warn(
-            f"mambabench: could not build the CPU selective-scan kernel ({type(exc).__name__}: {exc}); "
-            "falling back to a PyTorch loop that is several times slower. Install g++ and the Python "
-            "development headers to get the fast kernel.",
+            f"mambabench: could not build the CPU kernels ({type(exc).__name__}: {exc}); falling back to "
+            "PyTorch code that is several times slower. Install g++ and the Python development headers to "
+            "get the fast kernels.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 _LAST: dict[str, str] = {}
 
 
@@ -16,3 +19,22 @@ def last_used() -> dict[str, str]:
 
 def reset() -> None:
     _LAST.clear()
+
+
+_REFERENCE = [False]
+
+
+@contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Inside, CPU ops run their earlier implementations: the differentiable PyTorch SSD, a grouped
+    ``F.conv1d`` and the portable (non-AVX-512) Mamba-1 kernel on channel-major copies. Benchmarks use it to
+    measure before and after side by side in one process; results agree with the fast path to rounding."""
+    _REFERENCE.append(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.pop()
+
+
+def using_reference_kernels() -> bool:
+    return _REFERENCE[-1]

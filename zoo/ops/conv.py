@@ -3,7 +3,11 @@
 ``causal_conv1d(x, weight, bias=None, activation=None)``: x (batch, dim, L), weight (dim, width),
 bias (dim,); output[t] = sum_k weight[:, k] * x[t - (width - 1) + k] (zeros before the start), plus bias,
 then SiLU when ``activation`` is ``"silu"`` or ``"swish"``. CUDA uses the causal-conv1d package when it
-imports; everything else a grouped ``F.conv1d``.
+imports. The CPU runs our fused C++ kernel (conv + SiLU, forward and backward, ``csrc/causal_conv1d_cpu.cpp``)
+on float32 or, when it cannot be built or for other dtypes, a grouped ``F.conv1d``.
+
+Like causal-conv1d, x may be a token-major view (``x.stride(1) == 1``: the transpose of a Mamba layer's
+(batch, L, dim) activations); the output then has the same layout and no copy is made.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _cuda, backends
+from ._extension import load_cpu_kernels
 from ._recompute import grads_by_recompute
 
 _ACTIVATIONS = (None, "silu", "swish")
@@ -29,18 +34,42 @@ def _cuda_conv(x, weight, bias, silu):
     return _cuda.causal_conv1d_fn()(x, weight, bias, activation="silu" if silu else None)
 
 
-def _implementation(x: Tensor):
+def _token_major(x: Tensor) -> Tensor:
+    """(batch, dim, L) -> a (batch, L, dim) tensor with contiguous channels (a view when x is token-major)."""
+    t = x.transpose(1, 2)
+    return t if t.stride(2) == 1 else t.contiguous()
+
+
+def _cpp_conv(x, weight, bias, silu):
+    ext = load_cpu_kernels()
+    empty = x.new_empty(0)
+    bias = empty if bias is None else bias.contiguous()
+    return ext.causal_conv1d_fwd(_token_major(x), weight.contiguous(), bias, silu).transpose(1, 2)
+
+
+def _uses_cpp(x: Tensor, weight: Tensor) -> bool:
+    return (
+        not x.is_cuda and x.dtype == weight.dtype == torch.float32 and weight.shape[1] <= 8
+        and not backends.using_reference_kernels()
+        and load_cpu_kernels() is not None
+    )  # fmt: skip
+
+
+def _implementation(x: Tensor, weight: Tensor):
     if x.is_cuda and _cuda.causal_conv1d_fn() is not None:
         return "causal_conv1d", _cuda_conv
+    if _uses_cpp(x, weight):
+        return "cpu-cpp", _cpp_conv
     return "torch-conv1d", causal_conv1d_torch
 
 
 @torch.library.custom_op("zoo::causal_conv1d", mutates_args=())
 def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool) -> Tensor:
-    name, fn = _implementation(x)
+    name, fn = _implementation(x, weight)
     backends.record("causal_conv1d", name)
     with torch.no_grad():
-        return fn(x, weight, bias, silu).contiguous()
+        out = fn(x, weight, bias, silu)
+    return out if out.stride(1) == 1 and x.stride(1) == 1 else out.contiguous()
 
 
 @_causal_conv1d_op.register_fake
@@ -53,10 +82,33 @@ def _setup_context(ctx, inputs, output):
     ctx.silu = inputs[3]
 
 
+@torch.library.custom_op("zoo::causal_conv1d_backward", mutates_args=())
+def _causal_conv1d_backward_op(
+    grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool
+) -> list[Tensor]:
+    """[dx, dweight, dbias] (dbias empty without a bias): our C++ kernel, or autograd of a recomputation."""
+    if _uses_cpp(x, weight):
+        empty = x.new_empty(0)
+        dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
+            grad.transpose(1, 2).contiguous(), _token_major(x), weight.contiguous(),
+            empty if bias is None else bias.contiguous(), silu,
+        )  # fmt: skip
+        return [dx.transpose(1, 2).contiguous(), dw, db]
+    _, fn = _implementation(x, weight)
+    dx, dw, db = grads_by_recompute(fn, (x, weight, bias, silu), [True, True, bias is not None, False], grad)[:3]
+    return [dx, dw, db if db is not None else x.new_empty(0)]
+
+
+@_causal_conv1d_backward_op.register_fake
+def _(grad, x, weight, bias, silu):
+    return [torch.empty_like(x), torch.empty_like(weight), x.new_empty(0) if bias is None else torch.empty_like(bias)]
+
+
 def _backward(ctx, grad):
-    args = (*ctx.saved_tensors, ctx.silu)
-    _, fn = _implementation(args[0])
-    return tuple(grads_by_recompute(fn, args, [*ctx.needs_input_grad[:3], False], grad))
+    x, weight, bias = ctx.saved_tensors
+    dx, dw, db = _causal_conv1d_backward_op(grad, x, weight, bias, ctx.silu)
+    needs = ctx.needs_input_grad
+    return (dx if needs[0] else None, dw if needs[1] else None, db if bias is not None and needs[2] else None, None)
 
 
 _causal_conv1d_op.register_autograd(_backward, setup_context=_setup_context)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _cuda, backends
-from ._extension import load_selective_scan_cpu
+from ._extension import load_cpu_kernels
 from ._recompute import grads_by_recompute
 
 
@@ -104,15 +104,25 @@ def _selective_scan_op(
         _cuda_fallback_warning()
         backends.record("selective_scan", "torch-loop")
         return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    ext = load_selective_scan_cpu()
+    ext = load_cpu_kernels()
     if ext is None:
         backends.record("selective_scan", "torch-loop")
         return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     backends.record("selective_scan", "cpu-cpp")
-    out = ext.fwd(
-        _f32(u, u), _f32(delta, u), _f32(A, u),
+    # u, delta and z keep their strides: the kernel reads token-major views (a Mamba layer's activations)
+    # without a transposing copy, and writes its output in u's layout
+    if backends.using_reference_kernels():  # the earlier path: channel-major copies, portable kernel
+        out = ext.selective_scan_fwd(
+            _f32(u, u), _f32(delta, u), _f32(A, u),
+            B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
+            _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus, True,
+        )  # fmt: skip
+        return out.to(u.dtype)
+    out = ext.selective_scan_fwd(
+        u.float(), delta.float(), _f32(A, u),
         B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
-        _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus,
+        _f32(D, u), u.new_empty(0, dtype=torch.float32) if z is None else z.float(), _f32(delta_bias, u),
+        delta_softplus, False,
     )  # fmt: skip
     return out.to(u.dtype)
 
@@ -137,14 +147,14 @@ def _selective_scan_backward_op(
 ) -> list[Tensor]:
     """Returns [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias]; absent inputs get empty tensors."""
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    ext = None if u.is_cuda else load_selective_scan_cpu()
+    ext = None if u.is_cuda else load_cpu_kernels()
     if ext is None:
         # CUDA (mamba_ssm's autograd function) or the loop fallback: differentiate a recomputation.
         fn = _cuda.selective_scan_fn() if u.is_cuda else None
         fn = fn or selective_scan_loop
         grads = grads_by_recompute(fn, args, [isinstance(a, Tensor) for a in args], dout)
         return [g if g is not None else u.new_empty(0) for g in grads[:8]]
-    du, ddelta, dA, dB, dC, dD, dz, dbias = ext.bwd(
+    du, ddelta, dA, dB, dC, dD, dz, dbias = ext.selective_scan_bwd(
         _f32(dout, u), _f32(u, u), _f32(delta, u), _f32(A, u),
         B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
         _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus,

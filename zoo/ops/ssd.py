@@ -9,10 +9,12 @@
 - dt = softplus?(dt + dt_bias); per head: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T (state N x headdim);
   y_t = C_t^T h_t + D x_t; out = y * silu(z) when z is given. Returned in ``x``'s dtype.
 
-``chunk_size`` is part of mamba_ssm's signature; the result does not depend on it. The CPU path runs the
-state-space-duality algorithm with its own chunk length (64 measured fastest on CPU) in blocks of
-``_BLOCK_CHUNKS`` chunks, so memory stays O(L) at any resolution. ``dt_limit``, ``initial_states``,
-``seq_idx`` and varlen inputs of mamba_ssm are not supported.
+``chunk_size`` is part of mamba_ssm's signature; the result does not depend on it. On the CPU the forward
+runs our C++ kernel (``csrc/ssd_cpu.cpp``: the state-space-duality algorithm with chunks of 64 tokens, its
+state terms as GEMMs over all heads, reading token-major views without copies); the backward, and the
+forward when the kernel cannot be built, use ``ssd_scan_chunked``, the same algorithm in differentiable
+PyTorch, in blocks of ``_BLOCK_CHUNKS`` chunks so memory stays O(L) at any resolution. ``dt_limit``,
+``initial_states``, ``seq_idx`` and varlen inputs of mamba_ssm are not supported.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _cuda, backends
+from ._extension import load_cpu_kernels
 from ._recompute import grads_by_recompute
 
 _CPU_CHUNK = 64
@@ -117,9 +120,40 @@ def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
     return fn(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
 
 
-def _implementation(x: Tensor):
+def _inner_contiguous(t: Tensor, dims: int) -> Tensor:
+    """``t`` as float32 with its last ``dims`` dims contiguous (other strides kept: no copy of a view)."""
+    t = t.float()
+    expected = 1
+    for d in range(t.dim() - 1, t.dim() - 1 - dims, -1):
+        if t.stride(d) != expected and t.shape[d] > 1:
+            return t.contiguous()
+        expected *= t.shape[d]
+    return t
+
+
+def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
+    ext = load_cpu_kernels()
+    heads, headdim = x.shape[2], x.shape[3]
+    empty = x.new_empty(0, dtype=torch.float32)
+    if D is None:
+        Df = empty
+    else:
+        Df = D.float()
+        Df = (Df[:, None] if Df.dim() == 1 else Df).expand(heads, headdim).contiguous()
+    y = ext.ssd_fwd(
+        _inner_contiguous(x, 2), _inner_contiguous(dt, 1), A.float().contiguous(), _inner_contiguous(B, 2),
+        _inner_contiguous(C, 2), Df, empty if z is None else _inner_contiguous(z, 2),
+        empty if dt_bias is None else dt_bias.float().contiguous(), dt_softplus,
+    )
+    return y.to(x.dtype)
+
+
+def _implementation(x: Tensor, differentiable: bool = False):
+    """(backend name, function) for the forward, or for the recomputation a backward differentiates."""
     if x.is_cuda and _cuda.mamba_chunk_scan_combined() is not None:
         return "mamba_ssm", _cuda_ssd
+    if not (differentiable or x.is_cuda or backends.using_reference_kernels()) and load_cpu_kernels() is not None:
+        return "cpu-cpp", _cpp_ssd
     return "torch-ssd", ssd_scan_chunked
 
 
@@ -153,7 +187,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     args = (*ctx.saved_tensors, ctx.dt_softplus)
-    _, fn = _implementation(args[0])
+    _, fn = _implementation(args[0], differentiable=True)
     grads = grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False], grad)
     return tuple(grads)
 

@@ -1,0 +1,197 @@
+"""Block-level efficiency: one full-width block of a model at a given token grid, timed beside this
+device's matmul rate measured in the same process.
+
+This is what separates the architecture from the code: a block's counted MACs divided by its time is its
+achieved GMAC/s, and that divided by the GEMM rate is the share of the hardware it uses. Composing block
+times as a model is built gives the model's speedup without running the whole model (a full T2MD forward
+at 3840x2160 takes tens of minutes on one CPU core).
+
+- ``gemm_rate``: fp32 GEMM of a transformer-sized projection ((tokens x 1152) @ (1152 x 4608)), GMAC/s.
+- ``t2md_blocks``: PixArt-alpha/T2MD blocks at full width (1152, 16 heads, MLP 4x, Mamba-2 d_state 256,
+  expand 2, headdim 64): SA, HM, WM T2I blocks and their token mixers alone.
+- ``mamba1_mixers``: the Mamba-1 mixers of DiM-Teng-H (Vim v2 bidirectional, width 1536) and DiM-Mo-XL
+  (shared dt projection, width 1152).
+- ``composed_t2md_speedup``: 28 SA blocks vs T2MD's 4 SA + 12 HM + 12 WM (the embeddings and final layer
+  are left out: under 0.5% of the MACs).
+
+Thread count is set explicitly (default 1): on a shared 2-core machine two threads can be far slower.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+T2MD_WIDTH, T2MD_HEADS, CAPTION_TOKENS = 1152, 16, 120
+
+
+@dataclass
+class BlockTiming:
+    """One timed module: counted MACs (FlopCounterMode / 2, counted on the meta device) and seconds."""
+
+    name: str
+    tokens: int
+    macs: int
+    seconds: float
+    gemm_gmacs_per_s: float
+    path: str = "fast"
+
+    @property
+    def gmacs_per_s(self) -> float:
+        return self.macs / self.seconds / 1e9
+
+    @property
+    def share_of_gemm(self) -> float:
+        return self.gmacs_per_s / self.gemm_gmacs_per_s
+
+    def row(self) -> dict:
+        return {**asdict(self), "gmacs_per_s": round(self.gmacs_per_s, 2), "share_of_gemm": round(self.share_of_gemm, 3)}
+
+
+def timed(fn: Callable[[], object], repeats: int = 1, min_time: float = 0.0) -> float:
+    """Median seconds of ``fn`` over ``repeats`` calls (at least ``min_time`` in all), after one warm-up."""
+    fn()
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < min_time:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_rate(tokens: int = 4096, width: int = T2MD_WIDTH, out: int = 4 * T2MD_WIDTH) -> float:
+    """This device's fp32 GEMM rate in GMAC/s (median of >= 0.5 s of calls), on the current thread count."""
+    a, b = torch.randn(tokens, width), torch.randn(width, out)
+    return tokens * width * out / timed(lambda: a @ b, repeats=3, min_time=0.5) / 1e9
+
+
+def counted_macs(build: Callable[[], nn.Module], inputs: Callable[[], tuple]) -> int:
+    """MACs of one forward, counted on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        module, args = build(), inputs()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*args)
+    return counter.get_total_flops() // 2
+
+
+def _time_module(name: str, build, inputs, tokens: int, gemm: float, repeats: int, path: str) -> BlockTiming:
+    from zoo.ops.backends import reference_kernels
+
+    macs = counted_macs(build, inputs)
+    module, args = build().eval(), inputs()
+    with torch.inference_mode(), (reference_kernels() if path == "reference" else nullcontext()):
+        seconds = timed(lambda: module(*args), repeats=repeats)
+    return BlockTiming(name, tokens, macs, seconds, gemm, path)
+
+
+def _grid(res: str) -> tuple[int, int]:
+    """Latent token grid of a T2MD image resolution 'WxH' or 'S' (VAE /8, patch 2)."""
+    w, h = (int(v) for v in (res.split("x") if "x" in res else (res, res)))
+    return h // 16, w // 16
+
+
+def t2md_blocks(res: str, repeats: int = 1, parts: tuple[str, ...] = ("block",), kinds=("SA", "HM", "WM"),
+                paths: tuple[str, ...] = ("fast",), gemm: float | None = None) -> list[BlockTiming]:  # fmt: skip
+    """Full-width T2MD/PixArt blocks (``part`` "block" = the whole T2I block, "mixer" = its token mixer) at
+    the token grid of ``res``. ``paths``: "fast" (this code) and/or "reference" (the earlier code path:
+    projections per direction, PyTorch SSD and conv)."""
+    from zoo.models.t2md import T2IBlock
+
+    h, w = _grid(res)
+    tokens = h * w
+    gemm = gemm or gemm_rate()
+    mamba_kwargs = dict(d_state=256, expand=2, headdim=64)
+    out = []
+    for path in paths:
+        for kind in kinds:
+            for part in parts:
+                shared = path == "fast"
+
+                def build(kind=kind, shared=shared):
+                    return T2IBlock(T2MD_WIDTH, T2MD_HEADS, kind, 4.0, True, mamba_kwargs, shared)
+
+                if part == "block":
+
+                    def inputs():
+                        d = T2MD_WIDTH
+                        return (torch.randn(1, tokens, d), torch.randn(1, 6 * d), torch.randn(1, CAPTION_TOKENS, d),
+                                None, h, w)  # fmt: skip
+
+                    make = build
+                else:
+
+                    def make(build=build, kind=kind):
+                        block = build()
+                        return block.attn if kind == "SA" else _Grid(block.mamba, h, w)
+
+                    def inputs():
+                        return (torch.randn(1, tokens, T2MD_WIDTH),)
+
+                if path == "reference" and kind == "SA":
+                    continue  # attention has no earlier path
+                out.append(_time_module(f"t2md {kind} {part}", make, inputs, tokens, gemm, repeats, path))
+    return out
+
+
+class _Grid(nn.Module):
+    """A mixer that needs the grid shape, callable with the tokens alone."""
+
+    def __init__(self, mixer: nn.Module, h: int, w: int):
+        super().__init__()
+        self.mixer, self.h, self.w = mixer, h, w
+
+    def forward(self, x):
+        return self.mixer(x, self.h, self.w)
+
+
+def composed_t2md_speedup(res: str, threads: int = 1, repeats: int = 1) -> dict:
+    """PixArt-alpha / T2MD speedup composed from measured whole-block times at ``res`` (this device, CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        timings = {t.name.split()[1]: t for t in t2md_blocks(res, repeats=repeats)}
+    finally:
+        torch.set_num_threads(previous)
+    sa, hm, wm = (timings[k] for k in ("SA", "HM", "WM"))
+    pixart_s = 28 * sa.seconds
+    t2md_s = 4 * sa.seconds + 12 * hm.seconds + 12 * wm.seconds
+    pixart_macs = 28 * sa.macs
+    t2md_macs = 4 * sa.macs + 12 * hm.macs + 12 * wm.macs
+    return {
+        "composed_sa_block_s": round(sa.seconds, 3),
+        "composed_hm_block_s": round(hm.seconds, 3),
+        "composed_wm_block_s": round(wm.seconds, 3),
+        "composed_measured_speedup": round(pixart_s / t2md_s, 3),
+        "composed_counted_ratio": round(pixart_macs / t2md_macs, 3),
+        "device": f"cpu ({threads} thread{'s' if threads > 1 else ''}; blocks composed)",
+        "gemm_gmacs_per_s": round(sa.gemm_gmacs_per_s, 1),
+    }
+
+
+def mamba1_mixers(repeats: int = 1, paths: tuple[str, ...] = ("fast",), gemm: float | None = None,
+                  cases: tuple[str, ...] = ("dim-teng-h", "dim-mo-xl")) -> list[BlockTiming]:  # fmt: skip
+    """Mamba-1 token mixers as the registry builds them: DiM-Teng-H (Vim v2, width 1536) at 64x64 tokens
+    and DiM-Mo-XL (shared dt projection, width 1152) at 32x32 tokens."""
+    from zoo.layers.mamba import Mamba
+
+    specs = {
+        "dim-teng-h": (1536, 64 * 64, dict(bimamba=True, divide_out=True)),
+        "dim-mo-xl": (1152, 32 * 32, dict(bimamba=True, share_dt_proj=True)),
+    }
+    gemm = gemm or gemm_rate()
+    out = []
+    for path in paths:
+        for case in cases:
+            width, tokens, kwargs = specs[case]
+            out.append(
+                _time_module(f"{case} mamba1 mixer", lambda w=width, k=kwargs: Mamba(w, **k),
+                             lambda w=width, n=tokens: (torch.randn(1, n, w),), tokens, gemm, repeats, path)
+            )  # fmt: skip
+    return out

@@ -1,0 +1,77 @@
+"""Block-level CPU efficiency of the Mamba paths beside attention, before and after, in one process.
+
+Prints, per full-width block, the counted MACs, seconds, achieved GMAC/s and share of this CPU's fp32 GEMM
+rate (measured in the same run), for the fast path ("fast") and the earlier code path ("reference":
+per-direction projections, PyTorch SSD and conv, portable Mamba-1 kernel on channel-major copies), and the
+PixArt-alpha / T2MD speedup composed from whole-block times (28 SA vs 4 SA + 12 HM + 12 WM) beside the
+counted MAC ratio. Also the Mamba-1 mixers of DiM-Teng-H (64x64 tokens) and DiM-Mo-XL (32x32 tokens), and
+the composed DiM-Mo-XL/2 vs DiT-XL/2 speedup (28 blocks each; adaLN, MLP and embeddings identical... see
+``--dim``).
+
+    python scripts/bench_blocks.py                        # 2048x2048 and 3840x2160, 1 thread (~15 min)
+    python scripts/bench_blocks.py --res 1024 --quick     # one size, fast path only
+    python scripts/bench_blocks.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from bench.blocks import BlockTiming, gemm_rate, mamba1_mixers, t2md_blocks
+
+
+def table(rows: list[BlockTiming]) -> str:
+    lines = ["| block | path | tokens | GMACs | s | GMAC/s | share of GEMM |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.path} | {r.tokens} | {r.macs / 1e9:.1f} | {r.seconds:.3f} | "
+                     f"{r.gmacs_per_s:.1f} | {100 * r.share_of_gemm:.0f}% |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def composed(rows: list[BlockTiming], path: str) -> tuple[float, float] | None:
+    blocks = {r.name.split()[1]: r for r in rows if r.name.endswith("block") and r.path in (path, "fast")
+              and (r.path == path or r.name.split()[1] == "SA")}  # fmt: skip
+    if not all(k in blocks for k in ("SA", "HM", "WM")):
+        return None
+    sa, hm, wm = blocks["SA"], blocks["HM"], blocks["WM"]
+    measured = 28 * sa.seconds / (4 * sa.seconds + 12 * hm.seconds + 12 * wm.seconds)
+    counted = 28 * sa.macs / (4 * sa.macs + 12 * hm.macs + 12 * wm.macs)
+    return measured, counted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--res", action="append", help="image resolution(s), default 2048x2048 and 3840x2160")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="fast path only, no Mamba-1 mixers")
+    parser.add_argument("--json", help="also write every row to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = ("fast",) if args.quick else ("fast", "reference")
+    gemm = gemm_rate()
+    print(f"torch {torch.__version__}, {args.threads} thread(s), fp32 GEMM {gemm:.1f} GMAC/s (measured now)")
+    everything = []
+    for res in args.res or ["2048x2048", "3840x2160"]:
+        rows = t2md_blocks(res, repeats=args.repeats, parts=("mixer", "block"), paths=paths, gemm=gemm)
+        everything += rows
+        print(f"\n## T2MD blocks at {res}\n\n{table(rows)}\n")
+        for path in paths:
+            result = composed(rows, path)
+            if result:
+                print(f"composed PixArt-alpha / T2MD ({path}): measured {result[0]:.2f}x, counted MACs {result[1]:.2f}x")
+    if not args.quick:
+        rows = mamba1_mixers(repeats=max(args.repeats, 3), paths=paths, gemm=gemm)
+        everything += rows
+        print(f"\n## Mamba-1 mixers\n\n{table(rows)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"gemm_gmacs_per_s": gemm, "threads": args.threads, "rows": [r.row() for r in everything]}, f,
+                      indent=1)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

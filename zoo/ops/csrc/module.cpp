@@ -1,0 +1,26 @@
+// Python bindings of the CPU kernels (one extension, built at first use by zoo/ops/_extension.py).
+#include <torch/extension.h>
+
+#include <vector>
+
+torch::Tensor selective_scan_fwd(torch::Tensor u, torch::Tensor delta, torch::Tensor A, torch::Tensor B,
+                                 torch::Tensor C, torch::Tensor D, torch::Tensor z, torch::Tensor delta_bias,
+                                 bool delta_softplus, bool portable);
+std::vector<torch::Tensor> selective_scan_bwd(torch::Tensor dout, torch::Tensor u, torch::Tensor delta,
+                                              torch::Tensor A, torch::Tensor B, torch::Tensor C,
+                                              torch::Tensor D, torch::Tensor z, torch::Tensor delta_bias,
+                                              bool delta_softplus);
+torch::Tensor ssd_fwd(torch::Tensor x, torch::Tensor dt, torch::Tensor A, torch::Tensor B, torch::Tensor C,
+                      torch::Tensor D, torch::Tensor z, torch::Tensor dt_bias, bool dt_softplus);
+torch::Tensor causal_conv1d_fwd(torch::Tensor x, torch::Tensor weight, torch::Tensor bias, bool silu);
+std::vector<torch::Tensor> causal_conv1d_bwd(torch::Tensor dout, torch::Tensor x, torch::Tensor weight,
+                                             torch::Tensor bias, bool silu);
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("selective_scan_fwd", &selective_scan_fwd,
+        "Mamba-1 selective scan forward (fp32); portable=True skips the AVX-512 kernel");
+  m.def("selective_scan_bwd", &selective_scan_bwd, "Mamba-1 selective scan backward (fp32, contiguous inputs)");
+  m.def("ssd_fwd", &ssd_fwd, "Mamba-2 SSD scan forward (fp32, token-major)");
+  m.def("causal_conv1d_fwd", &causal_conv1d_fwd, "causal depthwise conv1d (+SiLU) forward, token-major");
+  m.def("causal_conv1d_bwd", &causal_conv1d_bwd, "causal depthwise conv1d (+SiLU) backward, token-major");
+}

@@ -1,0 +1,53 @@
+// Small math helpers shared by the CPU kernels (header-only; every kernel is compiled with -ffast-math).
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace mambabench {
+
+// exp written so that gcc inlines and vectorises it (a call to libmvec's vector exp inside a recurrence
+// forces every live vector register to be spilled around the call). Cephes' expf polynomial: about 1 ulp
+// of error for the arguments a scan sees (x <= 0 for a stable A).
+inline float fast_exp(float x) {
+  x = std::min(std::max(x, -87.3f), 88.3f);
+  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float g = x - k * 0.693359375f + k * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * g + 1.3981999507e-3f;
+  p = p * g + 8.3334519073e-3f;
+  p = p * g + 4.1665795894e-2f;
+  p = p * g + 1.6666665459e-1f;
+  p = p * g + 5.0000001201e-1f;
+  p = p * (g * g) + g + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+inline float softplus(float x) { return x <= 20.f ? std::log1p(std::exp(x)) : x; }
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+#if defined(__AVX512F__)
+// 2^x for 16 lanes: x = k + f with k = round(x), |f| <= 1/2; 2^f from Cephes' exp2f polynomial (relative
+// error ~1e-7), then vscalefps multiplies by 2^k, which also flushes very negative x to 0 without a clamp.
+inline __m512 exp2_ps(__m512 x) {
+  const __m512 k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, k);
+  __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
+}
+#endif
+
+}  // namespace mambabench
