@@ -94,18 +94,57 @@ def latency_command(
     min_time: float = typer.Option(1.0, help="Repeat until this many seconds (and at least 5 runs)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
 ) -> None:
-    """Median latency (with IQR and minimum) and throughput, after warm-up, synchronised on GPUs."""
+    """Median latency (with IQR and minimum) and throughput, after warm-up, synchronised on GPUs.
+
+    On a CPU, each case first prints its counted MACs and the time a forward would take at this CPU's GEMM
+    peak; a case estimated at over 30 s runs once (warm-up at the model's small native size) with a
+    progress bar and ETA per block. Ctrl-C stops cleanly and reports nothing partial."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from bench.latency import estimate_seconds
+
+    if threads < 1 or batch < 1:
+        console.print("[red]--threads and --batch must be >= 1[/]")
+        raise typer.Exit(2)
+    torch.set_num_threads(threads)
     results = []
-    for name in model:
-        for r in res:
-            try:
-                results.append(
-                    measure_latency(name, parse_resolution(r), batch, device, dtype, threads, steps, cfg, compile,
-                                    min_time)
-                )  # fmt: skip
-            except (KeyError, ValueError) as exc:
-                console.print(f"[red]{exc.args[0]}[/]")
-                raise typer.Exit(2) from exc
+    try:
+        for name in model:
+            for r in res:
+                try:
+                    resolution = parse_resolution(r)
+                    single = False
+                    if device == "cpu" and not compile:
+                        macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
+                        floor_s *= steps or 1
+                        single = floor_s > 30
+                        if not as_json:
+                            note = "; timing one run (warm-up at the model's native size)" if single else ""
+                            console.print(f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
+                                          f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
+                                          f"measured now) the timed unit takes at least {floor_s:.1f} s{note}")
+                    if single and not as_json:
+                        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                                      "{task.total} blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                      console=console) as progress:  # fmt: skip
+                            task = progress.add_task(f"{name} {resolution}", total=None)
+
+                            def on_block(done: int, total: int, task=task) -> None:
+                                progress.update(task, completed=done, total=total)
+
+                            result = measure_latency(name, resolution, batch, device, dtype, threads, steps, cfg,
+                                                     compile, min_time, single_run=True, on_block=on_block)
+                    else:
+                        result = measure_latency(name, resolution, batch, device, dtype, threads, steps, cfg, compile,
+                                                 min_time, single_run=single)
+                    results.append(result)
+                except (KeyError, ValueError) as exc:
+                    console.print(f"[red]{exc.args[0]}[/]")
+                    raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the case in progress was dropped, nothing partial is reported[/]")
+        raise typer.Exit(130) from None
     if as_json:
         for result in results:
             print(json.dumps(result.as_dict()))
@@ -119,6 +158,63 @@ def latency_command(
                       f"{1e3 * r.min_s:.1f}", f"{r.samples_per_s:.2f}", str(r.runs),
                       ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-")  # fmt: skip
     console.print(table)
+
+
+@app.command("profile")
+def profile_command(
+    model: str = typer.Option(..., "--model", "-m", help="Registry name."),
+    res: str = typer.Option("256", "--res", "-r", help="Image size: 256 or WxH."),
+    batch: int = typer.Option(1, help="Batch size."),
+    threads: int = typer.Option(1, help="torch intra-op threads (1 is the reliable choice on shared CPUs)."),
+    store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the rows."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per row instead of tables."),
+) -> None:
+    """Time per op category and per block type of one CPU forward, beside the counted MACs, the achieved
+    GMAC/s and the share of this CPU's fp32 GEMM rate measured in the same run."""
+    from bench.profile import profile_model
+    from results.store import Measurement
+
+    if threads < 1 or batch < 1:
+        console.print("[red]--threads and --batch must be >= 1[/]")
+        raise typer.Exit(2)
+    try:
+        result = profile_model(model, parse_resolution(res), batch, threads)
+    except (KeyError, ValueError) as exc:
+        console.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(2) from exc
+    if not no_store:
+        results_store = ResultsStore(store)
+        run_id = results_store.start_run()
+        measurements = [
+            Measurement(model, f"profile_{r.kind}_s", r.seconds, "s", result.resolution, batch, "float32", "cpu",
+                        detail=r.name, config={"threads": threads, "macs": r.macs, "share_of_gemm": r.share_of_gemm,
+                                               "gemm_gmacs_per_s": result.gemm_gmacs_per_s, "calls": r.calls})
+            for r in result.rows
+        ]  # fmt: skip
+        results_store.add(run_id, measurements)
+    if as_json:
+        for r in result.rows:
+            print(json.dumps({"model": model, "resolution": result.resolution, "threads": threads,
+                              "device": "cpu", "dtype": "float32", **r.as_dict()}))  # fmt: skip
+        return
+    gemm, rate = result.gemm_gmacs_per_s, result.total_macs / result.total_s / 1e9
+    console.print(f"{model} @ {result.resolution}, batch {batch}, CPU {threads} thread(s): one forward "
+                  f"{result.total_s:.3f} s, {result.total_macs / 1e9:.2f} GMACs counted ({rate:.1f} GMAC/s = "
+                  f"{100 * rate / gemm:.0f}% of this CPU's fp32 GEMM peak, {gemm:.1f} GMAC/s measured now)")
+    for kind, title in (("category", "op category"), ("block", "block type")):
+        table = Table(title=f"Time per {title} (MAC = multiply-add, counted on meta; GMAC/s achieved)")
+        for col in (title, "calls", "s", "% of time", "GMACs", "GMAC/s", "% of GEMM"):
+            table.add_column(col, justify="left" if col == title else "right")
+        for r in (r for r in result.rows if r.kind == kind):
+            rate, share = r.gmacs_per_s, r.share_of_gemm
+            table.add_row(r.name, str(r.calls or "-"), f"{r.seconds:.3f}", f"{100 * r.share_of_time:.1f}",
+                          "-" if r.macs is None else f"{r.macs / 1e9:.2f}", "-" if rate is None else f"{rate:.1f}",
+                          "-" if share is None else f"{100 * share:.0f}")  # fmt: skip
+        console.print(table)
+    console.print("Scan MACs follow the counting convention of zoo/ops/flops.py (Mamba-1: 9/2 per state update; "
+                  "SSD: its chunked matmuls at chunk 256), so a scan's share of GEMM compares implementations, "
+                  "not hardware peaks.")  # fmt: skip
 
 
 @app.command("memory")

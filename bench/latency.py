@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -70,6 +71,17 @@ def time_unit(unit, device: torch.device, min_time: float = 1.0, min_runs: int =
     return times
 
 
+def estimate_seconds(name: str, res: Resolution, batch: int = 1, cfg: bool = False) -> tuple[float, float, float]:
+    """(counted MACs of one forward, this CPU's fp32 GEMM peak in GMAC/s measured now, seconds a forward
+    would take at that peak: a lower bound, the real run is slower by the model's inefficiency)."""
+    from bench.blocks import gemm_rate
+    from bench.flops import count_flops
+
+    macs = count_flops(name, res, 2 * batch if cfg else batch).macs
+    gemm = gemm_rate()
+    return macs, gemm, macs / (gemm * 1e9)
+
+
 def measure_latency(
     name: str,
     res: Resolution,
@@ -83,8 +95,14 @@ def measure_latency(
     min_time: float = 1.0,
     min_runs: int = 5,
     max_runs: int = 200,
+    single_run: bool = False,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> LatencyResult:
-    """Time ``name`` at ``res`` (see module doc). ``threads`` sets torch's intra-op threads for the run."""
+    """Time ``name`` at ``res`` (see module doc). ``threads`` sets torch's intra-op threads for the run.
+
+    ``single_run``: for forwards that take minutes (full-size models at 4K on a CPU), warm up at the
+    entry's own (small) input size instead of repeating the full forward, then time one run.
+    ``on_block(done, total)`` is called after each of the model's ``blocks`` (a progress bar)."""
     if threads is not None:
         torch.set_num_threads(threads)
     if dtype not in DTYPES:
@@ -109,7 +127,34 @@ def measure_latency(
                 sample = sample - 0.01 * eps
 
     backends.reset()
-    times = time_unit(unit, dev, min_time, min_runs, max_runs)
+    if single_run:
+        from bench.inputs import Resolution
+
+        small = Resolution(entry.inputs.image_size, entry.inputs.image_size)
+        warm = [_random_like(v, dev, torch_dtype) for v in example_inputs(entry, small, model.patch_size, eval_batch)]
+        with torch.inference_mode():
+            model(warm[0], torch.full_like(warm[1], 500.0), warm[2])  # builds kernels, warms the allocator
+    hooks = []
+    blocks = list(getattr(model, "blocks", []))
+    if on_block is not None and blocks:
+        done = [0]
+
+        def advance(module, args, out):
+            done[0] += 1
+            on_block(done[0], len(blocks) * (steps or 1))
+
+        hooks = [b.register_forward_hook(advance) for b in blocks]
+    try:
+        if single_run:
+            start = time.perf_counter()
+            unit()
+            _synchronise(dev)
+            times = [time.perf_counter() - start]
+        else:
+            times = time_unit(unit, dev, min_time, min_runs, max_runs)
+    finally:
+        for h in hooks:
+            h.remove()
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     median = statistics.median(times)
     return LatencyResult(

@@ -57,6 +57,7 @@ def test_scan_orders_round_trip_on_non_square_grid():
     x = torch.randn(2, h * w, 4)
     for order in SCAN_ORDERS:
         assert torch.equal(from_scan_order(to_scan_order(x, h, w, order), h, w, order), x)
+        assert torch.equal(to_scan_order(x, h, w, order), x[:, scan_permutation(h, w, order)])
     assert scan_permutation(h, w, "row").tolist() == list(range(15))
     assert scan_permutation(h, w, "col").tolist()[:4] == [0, 5, 10, 1]
     assert scan_permutation(h, w, "col_reversed").tolist() == scan_permutation(h, w, "col").flip(0).tolist()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo import ops
@@ -119,11 +118,7 @@ class RMSNormGated(nn.Module):
         self.group_size = group_size or dim
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        dtype = x.dtype
-        x = x.float() * F.silu(z.float())
-        groups = x.unflatten(-1, (-1, self.group_size))
-        groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (groups.flatten(-2) * self.weight.float()).to(dtype)
+        return ops.gated_rmsnorm(x, z, self.weight, self.eps, self.group_size)
 
 
 class Mamba2(nn.Module):

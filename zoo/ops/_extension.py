@@ -1,7 +1,7 @@
 """Builds and loads the C++ CPU kernels at first use.
 
-One extension holds every CPU kernel (Mamba-1 selective scan, Mamba-2 SSD scan, causal depthwise conv1d;
-``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`` into a per-user cache directory
+One extension holds every CPU kernel (Mamba-1 selective scan, Mamba-2 SSD scan, causal depthwise conv1d,
+gated RMSNorm; ``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`` into a per-user cache directory
 (``$MAMBABENCH_CACHE`` or ``~/.cache/mambabench``), one sub-folder per torch version *and* CPU instruction
 set: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's home
 directory) builds its own copy instead of loading one that would die with SIGILL. Only the first process on
@@ -22,7 +22,7 @@ from types import ModuleType
 import torch
 
 _CSRC = Path(__file__).parent / "csrc"
-_SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp")
+_SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp", "gated_rmsnorm_cpu.cpp")
 _CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++20"]
 
 

@@ -86,17 +86,13 @@ def _setup_context(ctx, inputs, output):
 def _causal_conv1d_backward_op(
     grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool
 ) -> list[Tensor]:
-    """[dx, dweight, dbias] (dbias empty without a bias): our C++ kernel, or autograd of a recomputation."""
-    if _uses_cpp(x, weight):
-        empty = x.new_empty(0)
-        dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
-            grad.transpose(1, 2).contiguous(), _token_major(x), weight.contiguous(),
-            empty if bias is None else bias.contiguous(), silu,
-        )  # fmt: skip
-        return [dx.transpose(1, 2).contiguous(), dw, db]
-    _, fn = _implementation(x, weight)
-    dx, dw, db = grads_by_recompute(fn, (x, weight, bias, silu), [True, True, bias is not None, False], grad)[:3]
-    return [dx, dw, db if db is not None else x.new_empty(0)]
+    """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only."""
+    empty = x.new_empty(0)
+    dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
+        grad.transpose(1, 2).contiguous(), _token_major(x), weight.contiguous(),
+        empty if bias is None else bias.contiguous(), silu,
+    )  # fmt: skip
+    return [dx.transpose(1, 2).contiguous(), dw, db]
 
 
 @_causal_conv1d_backward_op.register_fake
@@ -106,9 +102,14 @@ def _(grad, x, weight, bias, silu):
 
 def _backward(ctx, grad):
     x, weight, bias = ctx.saved_tensors
-    dx, dw, db = _causal_conv1d_backward_op(grad, x, weight, bias, ctx.silu)
     needs = ctx.needs_input_grad
-    return (dx if needs[0] else None, dw if needs[1] else None, db if bias is not None and needs[2] else None, None)
+    if _uses_cpp(x, weight):
+        dx, dw, db = _causal_conv1d_backward_op(grad, x, weight, bias, ctx.silu)
+        return (dx if needs[0] else None, dw if needs[1] else None, db if bias is not None and needs[2] else None,
+                None)  # fmt: skip
+    # other backends: autograd of a recomputation (outside any custom op, where autograd is live)
+    _, fn = _implementation(x, weight)
+    return tuple(grads_by_recompute(fn, (x, weight, bias, ctx.silu), [*needs[:3], False], grad))
 
 
 _causal_conv1d_op.register_autograd(_backward, setup_context=_setup_context)

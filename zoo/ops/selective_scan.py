@@ -145,15 +145,8 @@ def _selective_scan_backward_op(
     delta_bias: Tensor | None,
     delta_softplus: bool,
 ) -> list[Tensor]:
-    """Returns [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias]; absent inputs get empty tensors."""
-    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    ext = None if u.is_cuda else load_cpu_kernels()
-    if ext is None:
-        # CUDA (mamba_ssm's autograd function) or the loop fallback: differentiate a recomputation.
-        fn = _cuda.selective_scan_fn() if u.is_cuda else None
-        fn = fn or selective_scan_loop
-        grads = grads_by_recompute(fn, args, [isinstance(a, Tensor) for a in args], dout)
-        return [g if g is not None else u.new_empty(0) for g in grads[:8]]
+    """[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias] from our C++ kernel (CPU); absent inputs get empty tensors."""
+    ext = load_cpu_kernels()
     du, ddelta, dA, dB, dC, dD, dz, dbias = ext.selective_scan_bwd(
         _f32(dout, u), _f32(u, u), _f32(delta, u), _f32(A, u),
         B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
@@ -183,6 +176,13 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dout):
     u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+    if u.is_cuda or load_cpu_kernels() is None:
+        # CUDA (mamba_ssm's autograd function) or the loop fallback: autograd of a recomputation, here and not
+        # inside a custom op (whose body runs below the autograd dispatch key)
+        args = (u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
+        fn = (_cuda.selective_scan_fn() if u.is_cuda else None) or selective_scan_loop
+        needs = [t is not None and n for t, n in zip(args[:8], ctx.needs_input_grad[:8], strict=True)]
+        return (*grads_by_recompute(fn, args, [*needs, False], dout)[:8], None)
     grads = _selective_scan_backward_op(dout.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
     present = (u, delta, A, B, C, D, z, delta_bias)
     out = [

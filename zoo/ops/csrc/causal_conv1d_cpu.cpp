@@ -38,25 +38,40 @@ Conv make_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias)
               x.size(0), x.size(1), x.size(2), w.size(1), x.stride(0), x.stride(1)};
 }
 
-// Pre-activation of tokens [t0, t1) and channels [c0, c1) of sequence b into out (row stride ld).
+// Output of tokens [t0, t1) and channels [c0, c1) of sequence b into out (row stride ld): the
+// pre-activation, or with `silu` the activation. Each 64-channel strip is accumulated in registers and
+// written once (the output is fresh memory: every extra pass over it costs page faults and bandwidth).
+constexpr int64_t kStrip = 64;
+
 void preact(const Conv& cv, const float* wt, int64_t b, int64_t t0, int64_t t1, int64_t c0, int64_t c1,
-            float* out, int64_t ld) {
+            float* out, int64_t ld, bool silu = false) {
   const float* xs = cv.x + b * cv.sx_b;
   for (int64_t t = t0; t < t1; ++t) {
     float* o = out + (t - t0) * ld;
-    if (cv.bias) {
+    const int64_t kfirst = std::max<int64_t>(0, (cv.W - 1) - t);  // taps before the start are zeros
+    for (int64_t c = c0; c < c1; c += kStrip) {
+      const int64_t n = std::min(kStrip, c1 - c);
+      alignas(64) float acc[kStrip];
+      if (cv.bias) {
 #pragma omp simd
-      for (int64_t c = c0; c < c1; ++c) o[c - c0] = cv.bias[c];
-    } else {
-      std::fill(o, o + (c1 - c0), 0.f);
-    }
-    for (int64_t k = 0; k < cv.W; ++k) {
-      const int64_t src = t - (cv.W - 1) + k;
-      if (src < 0) continue;
-      const float* xr = xs + src * cv.sx_t;
-      const float* wk = wt + k * cv.dim;
+        for (int64_t i = 0; i < n; ++i) acc[i] = cv.bias[c + i];
+      } else {
+        std::fill(acc, acc + n, 0.f);
+      }
+      for (int64_t k = kfirst; k < cv.W; ++k) {
+        const float* xr = xs + (t - (cv.W - 1) + k) * cv.sx_t + c;
+        const float* wk = wt + k * cv.dim + c;
 #pragma omp simd
-      for (int64_t c = c0; c < c1; ++c) o[c - c0] += wk[c] * xr[c];
+        for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * xr[i];
+      }
+      float* oc = o + (c - c0);
+      if (silu) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) oc[i] = acc[i] * sigmoid(acc[i]);
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) oc[i] = acc[i];
+      }
     }
   }
 }
@@ -79,13 +94,7 @@ at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, b
   at::parallel_for(0, cv.batch * blocks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t item = lo; item < hi; ++item) {
       const int64_t b = item / blocks, t0 = (item % blocks) * kTokenBlock, t1 = std::min(cv.L, t0 + kTokenBlock);
-      float* ob = o + (b * cv.L + t0) * cv.dim;
-      preact(cv, wt.data(), b, t0, t1, 0, cv.dim, ob, cv.dim);
-      if (silu) {
-        const int64_t n = (t1 - t0) * cv.dim;
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) ob[i] = ob[i] * sigmoid(ob[i]);
-      }
+      preact(cv, wt.data(), b, t0, t1, 0, cv.dim, o + (b * cv.L + t0) * cv.dim, cv.dim, silu);
     }
   });
   return out;

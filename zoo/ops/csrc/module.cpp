@@ -15,6 +15,7 @@ torch::Tensor ssd_fwd(torch::Tensor x, torch::Tensor dt, torch::Tensor A, torch:
 torch::Tensor causal_conv1d_fwd(torch::Tensor x, torch::Tensor weight, torch::Tensor bias, bool silu);
 std::vector<torch::Tensor> causal_conv1d_bwd(torch::Tensor dout, torch::Tensor x, torch::Tensor weight,
                                              torch::Tensor bias, bool silu);
+at::Tensor gated_rmsnorm_fwd(at::Tensor x, at::Tensor z, at::Tensor weight, double eps, int64_t group);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("selective_scan_fwd", &selective_scan_fwd,
@@ -22,5 +23,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("selective_scan_bwd", &selective_scan_bwd, "Mamba-1 selective scan backward (fp32, contiguous inputs)");
   m.def("ssd_fwd", &ssd_fwd, "Mamba-2 SSD scan forward (fp32, token-major)");
   m.def("causal_conv1d_fwd", &causal_conv1d_fwd, "causal depthwise conv1d (+SiLU) forward, token-major");
+  m.def("gated_rmsnorm_fwd", &gated_rmsnorm_fwd, "gated RMSNorm rmsnorm(x * silu(z)) * weight (fp32 rows)");
   m.def("causal_conv1d_bwd", &causal_conv1d_bwd, "causal depthwise conv1d (+SiLU) backward, token-major");
 }

@@ -1,0 +1,178 @@
+"""The C++ CPU fast path (csrc/): token-major views read without copies, every kernel against the slow
+reference (values and gradients), the earlier code path (``reference_kernels``) and the fast one agree,
+and T2MD's shared projections compute the same function as per-direction Mamba-2 layers."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from references import causal_conv1d_reference, selective_scan_reference, ssd_reference
+
+from zoo import ops
+from zoo.layers.mamba import Mamba, Mamba2
+from zoo.models.t2md import BidirectionalMamba2
+from zoo.ops import _extension, backends
+
+ssd_module = sys.modules["zoo.ops.ssd"]
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-12)).item()
+
+
+def test_kernels_build_into_a_cache_keyed_by_torch_and_cpu():
+    assert _extension.load_cpu_kernels() is not None
+    folder = _extension.cache_dir().name
+    assert torch.__version__.split("+")[0] in folder and folder.endswith("cpu" + _extension.cpu_signature())
+    assert len(_extension.cpu_signature()) == 10
+
+
+@pytest.mark.parametrize("L", [1, 63, 64, 65, 200])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_ssd_kernel_reads_token_major_slices(L, groups):
+    """x, B, C, dt as slices of one projection (as Mamba-2 lays them out): the C++ kernel, no copies."""
+    torch.manual_seed(L * 10 + groups)
+    H, P, N = 4, 8, 16
+    proj = torch.randn(2, L, H * P + 2 * groups * N + H + 5)
+    x = proj[..., : H * P].unflatten(-1, (H, P))
+    B = proj[..., H * P : H * P + groups * N].unflatten(-1, (groups, N))
+    C = proj[..., H * P + groups * N : H * P + 2 * groups * N].unflatten(-1, (groups, N))
+    dt = proj[..., H * P + 2 * groups * N : H * P + 2 * groups * N + H]
+    A, D, bias = -torch.rand(H) * 4 - 0.2, torch.randn(H, P), 0.3 * torch.randn(H)
+    z = torch.randn(2, L, H, P)
+    out = ops.ssd_scan(x, dt, A, B, C, 64, D=D, z=z, dt_bias=bias, dt_softplus=True)
+    assert backends.last_used()["ssd_scan"] == "cpu-cpp"
+    expected = ssd_reference(*(t.double() for t in (x, dt, A, B, C, D, z, bias)), dt_softplus=True)
+    assert _rel_err(out, expected) < 1e-5
+    # the same numbers through the differentiable PyTorch path (the backward's recomputation)
+    chunked = ssd_module.ssd_scan_chunked(x, dt, A, B, C, D, z, bias, True)
+    assert _rel_err(out, chunked) < 1e-5
+
+
+def test_ssd_kernel_gradients_through_the_op():
+    torch.manual_seed(0)
+    x, dt = torch.randn(1, 90, 2, 4, requires_grad=True), torch.randn(1, 90, 2, requires_grad=True)
+    A = (-torch.rand(2) - 0.5).requires_grad_(True)
+    B, C = torch.randn(1, 90, 1, 8, requires_grad=True), torch.randn(1, 90, 1, 8, requires_grad=True)
+    out = ops.ssd_scan(x, dt, A, B, C, 64, D=None, dt_softplus=True)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, dt, A, B, C], grad)
+    leaves = [t.detach().double().requires_grad_(True) for t in (x, dt, A, B, C)]
+    want = torch.autograd.grad(ssd_reference(*leaves, dt_softplus=True), leaves, grad.double())
+    for g, w in zip(got, want, strict=True):
+        assert _rel_err(g, w) < 1e-5
+
+
+@pytest.mark.parametrize("layout", ["token-major", "channel-major"])
+@pytest.mark.parametrize("width, L", [(4, 300), (4, 2), (2, 257), (3, 1)])
+@pytest.mark.parametrize("silu, with_bias", [(True, True), (False, False)])
+def test_conv_kernel_matches_reference(layout, width, L, silu, with_bias):
+    """Fused conv + SiLU, forward and backward, on a strided token-major view and on a (b, dim, L) tensor;
+    lengths across the 256-token blocks of the backward and shorter than the kernel."""
+    torch.manual_seed(width * 1000 + L)
+    dim = 70
+    if layout == "token-major":  # a slice of a wider projection, transposed: stride(1) == 1
+        x = torch.randn(2, L, dim + 6)[..., 3 : 3 + dim].transpose(1, 2)
+    else:
+        x = torch.randn(2, dim, L)
+    x.requires_grad_(True)
+    w = torch.randn(dim, width, requires_grad=True)
+    b = torch.randn(dim, requires_grad=True) if with_bias else None
+    out = ops.causal_conv1d(x, w, b, activation="silu" if silu else None)
+    assert backends.last_used()["causal_conv1d"] == "cpu-cpp"
+    assert out.stride(1) == (1 if layout == "token-major" else L) or L == 1
+    leaves = [x, w] + ([b] if with_bias else [])
+    refs = [t.detach().double().requires_grad_(True) for t in leaves]
+    expected = causal_conv1d_reference(refs[0], refs[1], refs[2] if with_bias else None, silu)
+    assert _rel_err(out, expected) < 1e-5
+    grad = torch.randn_like(out)
+    for g, r in zip(torch.autograd.grad(out, leaves, grad), torch.autograd.grad(expected, refs, grad.double()),
+                    strict=True):  # fmt: skip
+        assert _rel_err(g, r) < 1e-5
+
+
+@pytest.mark.parametrize("L", [1, 15, 16, 17, 130])
+def test_mamba1_kernel_token_major_and_portable_agree(L):
+    """The AVX-512 kernel on token-major views (time tiles of 16), the portable lane kernel and the
+    channel-major path all equal the step-by-step reference; the output keeps u's layout."""
+    torch.manual_seed(L)
+    dim, n = 48, 16
+    xz = torch.randn(2, L, 2 * dim)
+    u, z = xz[..., :dim].transpose(1, 2), xz[..., dim:].transpose(1, 2)  # token-major views
+    delta = (0.5 * torch.randn(2, L, dim) - 2).transpose(1, 2)
+    A, D, bias = -torch.rand(dim, n) * 3, torch.randn(dim), 0.1 * torch.randn(dim)
+    B, C = torch.randn(2, n, L), torch.randn(2, n, L)
+    expected = selective_scan_reference(*(t.double() for t in (u, delta, A, B[:, None], C[:, None], D, z, bias)),
+                                        delta_softplus=True)  # fmt: skip
+    fast = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
+    assert fast.stride(1) == 1 or L == 1
+    channel_major = ops.selective_scan(u.contiguous(), delta.contiguous(), A, B, C, D, z.contiguous(), bias, True)
+    with backends.reference_kernels():
+        portable = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
+    for out in (fast, channel_major, portable):
+        assert _rel_err(out, expected) < 2e-5
+
+
+def test_bidirectional_mamba2_shared_projections_is_the_same_function():
+    """Projecting once for both directions == running the Mamba-2 layer per direction: outputs and every
+    parameter gradient; and the fast kernels == the earlier PyTorch path."""
+    torch.manual_seed(0)
+    block = BidirectionalMamba2(32, "col", True, d_state=16, headdim=8)
+    x = torch.randn(2, 7 * 9, 32)
+
+    def run(shared: bool, reference: bool = False):
+        block.shared_projections = shared
+        block.zero_grad()
+        ctx = backends.reference_kernels() if reference else torch.enable_grad()
+        with ctx:
+            out = block(x, 7, 9)
+            out.square().sum().backward()
+        return out.detach(), {k: p.grad.clone() for k, p in block.named_parameters()}
+
+    shared, grads_shared = run(True)
+    per_direction, grads_per_direction = run(False)
+    reference, _ = run(True, reference=True)
+    assert _rel_err(shared, per_direction) < 1e-5 and _rel_err(shared, reference) < 1e-5
+    for name, g in grads_shared.items():
+        assert _rel_err(g, grads_per_direction[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(bimamba=True, divide_out=True), dict(bimamba=True, share_dt_proj=True)]
+)
+def test_mamba_layers_fast_path_equals_reference_path(kwargs):
+    torch.manual_seed(1)
+    layer = Mamba(32, **kwargs)
+    x = torch.randn(2, 40, 32)
+    fast = layer(x)
+    with backends.reference_kernels():
+        reference = layer(x)
+    assert _rel_err(fast, reference) < 1e-5
+    mamba2 = Mamba2(32, d_state=16, headdim=8)
+    fast2 = mamba2(x)
+    with backends.reference_kernels():
+        assert _rel_err(fast2, mamba2(x)) < 1e-5
+
+
+@pytest.mark.parametrize("group", [24, 8])
+def test_gated_rmsnorm_kernel_matches_reference(group):
+    """Fused forward on a strided z (a slice of the projection, as Mamba-2 passes it); gradients through
+    the op equal the PyTorch expression's."""
+    norm_module = sys.modules["zoo.ops.norm"]
+    torch.manual_seed(group)
+    proj = torch.randn(2, 37, 24 + 24 + 5)
+    x = torch.randn(2, 37, 24, requires_grad=True)
+    z = proj[..., 5:29].detach().requires_grad_(True)
+    w = torch.randn(24, requires_grad=True)
+    out = ops.gated_rmsnorm(x, z, w, 1e-5, group)
+    assert backends.last_used()["gated_rmsnorm"] == "cpu-cpp"
+    expected = norm_module.gated_rmsnorm_torch(x.double(), z.double(), w.double(), 1e-5, group)
+    assert _rel_err(out, expected) < 1e-5
+    grad = torch.randn_like(out)
+    for g, r in zip(torch.autograd.grad(out, [x, z, w], grad), torch.autograd.grad(expected, [x, z, w], grad.double()),
+                    strict=True):  # fmt: skip
+        assert _rel_err(g, r) < 1e-5
+    with pytest.raises(ValueError, match="do not fit"):
+        ops.gated_rmsnorm(x, z, w, 1e-5, 7)

@@ -1,0 +1,81 @@
+"""Gated RMSNorm as a custom op, with mamba_ssm's ``RMSNormGated`` semantics (``norm_before_gate=False``).
+
+``gated_rmsnorm(x, z, weight, eps, group_size)``: g = x * silu(z), normalised by the root mean square of
+each group of ``group_size`` channels, times ``weight``; x, z (..., D). Computed in float32, returned in
+x's dtype. The CPU forward is one fused C++ pass per row (``csrc/gated_rmsnorm_cpu.cpp``) that reads z as
+a strided view of the projection it comes from; other devices, other dtypes and the backward use the
+PyTorch expression below. Elementwise work: no FLOPs are counted for it (as for every norm here).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import backends
+from ._extension import load_cpu_kernels
+from ._recompute import grads_by_recompute
+
+
+def gated_rmsnorm_torch(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
+    """Differentiable PyTorch version (the reference, the backward and the non-CPU path)."""
+    dtype = x.dtype
+    g = x.float() * F.silu(z.float())
+    groups = g.unflatten(-1, (-1, group_size))
+    groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + eps)
+    return (groups.flatten(-2) * weight.float()).to(dtype)
+
+
+def _uses_cpp(x: Tensor) -> bool:
+    return not x.is_cuda and not backends.using_reference_kernels() and load_cpu_kernels() is not None
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(..., D) float32 as (rows, D) with contiguous channels, a view where the layout allows."""
+    t = t.float()
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    try:
+        return t.view(-1, t.shape[-1])
+    except RuntimeError:
+        return t.reshape(-1, t.shape[-1])
+
+
+@torch.library.custom_op("zoo::gated_rmsnorm", mutates_args=())
+def _gated_rmsnorm_op(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
+    if _uses_cpp(x):
+        backends.record("gated_rmsnorm", "cpu-cpp")
+        out = load_cpu_kernels().gated_rmsnorm_fwd(_rows(x), _rows(z), weight.float().contiguous(), eps, group_size)
+        return out.view(x.shape).to(x.dtype)
+    backends.record("gated_rmsnorm", "torch")
+    with torch.no_grad():
+        return gated_rmsnorm_torch(x, z, weight, eps, group_size).contiguous()
+
+
+@_gated_rmsnorm_op.register_fake
+def _(x, z, weight, eps, group_size):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:3])
+    ctx.eps, ctx.group_size = inputs[3], inputs[4]
+
+
+def _backward(ctx, grad):
+    x, z, weight = ctx.saved_tensors
+    args = (x, z, weight, ctx.eps, ctx.group_size)
+    return tuple(grads_by_recompute(gated_rmsnorm_torch, args, [*ctx.needs_input_grad[:3], False, False], grad))
+
+
+_gated_rmsnorm_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def gated_rmsnorm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group_size: int | None = None) -> Tensor:
+    """rmsnorm(x * silu(z)) * weight over groups of ``group_size`` channels (default: all of them)."""
+    group_size = group_size or x.shape[-1]
+    if x.shape != z.shape or x.shape[-1] % group_size or weight.shape != (x.shape[-1],):
+        raise ValueError(f"gated_rmsnorm: x {tuple(x.shape)}, z {tuple(z.shape)}, weight {tuple(weight.shape)} and "
+                         f"group size {group_size} do not fit")  # fmt: skip
+    return _gated_rmsnorm_op(x, z, weight, eps, group_size)
