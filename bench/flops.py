@@ -21,6 +21,7 @@ _CATEGORIES = {
     "zoo.selective_scan": "scan",
     "zoo.ssd_scan": "scan",
     "zoo.causal_conv1d": "conv",
+    "zoo.conv_scan_norm": "scan",
     "aten.convolution": "conv",
     "aten._convolution": "conv",
     "aten.mm": "linear",

@@ -36,6 +36,7 @@ _OP_CATEGORIES = {
     "zoo::selective_scan_backward": "scan",
     "zoo::ssd_scan": "scan",
     "zoo::causal_conv1d": "conv",
+    "zoo::conv_scan_norm": "scan",
     "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
     "aten::scaled_dot_product_attention": "attention",
     "aten::mm": "linear",

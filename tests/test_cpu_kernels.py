@@ -176,3 +176,67 @@ def test_gated_rmsnorm_kernel_matches_reference(group):
         assert _rel_err(g, r) < 1e-5
     with pytest.raises(ValueError, match="do not fit"):
         ops.gated_rmsnorm(x, z, w, 1e-5, 7)
+
+
+def test_reverse_scans_equal_flipped_scans():
+    """reverse=True == flip -> op -> flip, for the C++ kernels and the flipping backends, with gradients."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 150, 3, 4).requires_grad_(True)
+    dt, A = torch.randn(2, 150, 3), -torch.rand(3) - 0.3
+    B, C, D = torch.randn(2, 150, 1, 8), torch.randn(2, 150, 1, 8), torch.randn(3)
+    args = dict(D=D, dt_bias=0.1 * torch.ones(3), dt_softplus=True)
+    flipped = ops.ssd_scan(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), 64, **args).flip(1)
+    for context in (torch.enable_grad(), backends.reference_kernels()):
+        with context:
+            rev = ops.ssd_scan(x, dt, A, B, C, 64, reverse=True, **args)
+        assert _rel_err(rev, flipped) < 1e-5
+        grad = torch.randn_like(rev)
+        g1, g2 = (torch.autograd.grad(o, x, grad, retain_graph=True)[0] for o in (rev, flipped))
+        assert _rel_err(g1, g2) < 1e-5
+    xc = torch.randn(2, 300, 40)[..., :33].transpose(1, 2).requires_grad_(True)
+    w, b = torch.randn(33, 4), torch.randn(33)
+    flipped = ops.causal_conv1d(xc.flip(-1), w, b, "silu").flip(-1)
+    for context in (torch.enable_grad(), backends.reference_kernels()):
+        with context:
+            rev = ops.causal_conv1d(xc, w, b, "silu", reverse=True)
+        assert _rel_err(rev, flipped) < 1e-6
+        grad = torch.randn_like(rev)
+        g1, g2 = (torch.autograd.grad(o, xc, grad, retain_graph=True)[0] for o in (rev, flipped))
+        assert _rel_err(g1, g2) < 1e-6
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("L, groups", [(150, 1), (5, 2)])
+def test_fused_conv_scan_norm_equals_the_composed_ops(reverse, L, groups):
+    """The fused CPU kernel == conv -> SSD -> gated norm composed (values and every gradient), on a strided
+    zxbcdt; the FLOP count equals the unfused ops' sum."""
+    fused_module = sys.modules["zoo.ops.mamba2_fused"]
+    torch.manual_seed(L + groups)
+    H, P, N, W = 4, 8, 16, 4
+    d_inner, conv_dim = H * P, H * P + 2 * groups * N
+    zxbcdt = torch.randn(2, L, d_inner + conv_dim + H + 3)[..., : d_inner + conv_dim + H].requires_grad_(True)
+    params = [torch.randn(conv_dim, W) * 0.5, torch.randn(conv_dim), torch.randn(H) * 0.3, -torch.rand(H) - 0.3,
+              torch.randn(H), torch.rand(d_inner) + 0.5]  # fmt: skip
+    params = [p.requires_grad_(True) for p in params]
+    cw, cb, dtb, A, D, nw = params
+
+    def run(fn):
+        return fn(zxbcdt, cw, cb, dtb, A, D, P, groups, nw, 1e-5, d_inner // groups, reverse)
+
+    fused = run(ops.conv_scan_norm)
+    assert backends.last_used()["conv_scan_norm"] == "cpu-cpp"
+    composed = run(fused_module.conv_scan_norm_reference)
+    assert _rel_err(fused, composed) < 1e-5
+    grad = torch.randn_like(fused)
+    leaves = [zxbcdt, *params]
+    for g, r in zip(torch.autograd.grad(fused, leaves, grad), torch.autograd.grad(composed, leaves, grad),
+                    strict=True):  # fmt: skip
+        assert _rel_err(g, r) < 1e-5
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for fn in (ops.conv_scan_norm, fused_module.conv_scan_norm_reference):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            run(fn)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0

@@ -184,10 +184,10 @@ def test_ops_pass_torch_library_opcheck():
     torch.library.opcheck(
         torch.ops.zoo.ssd_scan,
         (x, torch.randn(1, 10, 2), -torch.rand(2), torch.randn(1, 10, 1, 4), torch.randn(1, 10, 1, 4),
-         None, None, None, True),
+         None, None, None, True, False),
     )  # fmt: skip
     torch.library.opcheck(torch.ops.zoo.causal_conv1d, (torch.randn(1, 4, 9, requires_grad=True),
-                                                        torch.randn(4, 3), None, True))  # fmt: skip
+                                                        torch.randn(4, 3), None, True, True))  # fmt: skip
     q = torch.randn(1, 2, 5, 4, requires_grad=True)
     torch.library.opcheck(torch.ops.zoo.attention, (q, torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4), None))
 

@@ -158,26 +158,13 @@ class Mamba2(nn.Module):
     def forward(self, u: Tensor) -> Tensor:
         return self.out_proj(self.mix(self.in_proj(u)))
 
-    def mix(self, zxbcdt: Tensor) -> Tensor:
-        """Everything between in_proj and out_proj: (batch, L, in_proj width) -> (batch, L, d_inner).
+    def mix(self, zxbcdt: Tensor, reverse: bool = False) -> Tensor:
+        """Everything between in_proj and out_proj: (batch, L, in_proj width) -> (batch, L, d_inner): conv +
+        SiLU, SSD scan, gated RMSNorm, as one op (``ops.conv_scan_norm``: fused on the CPU, mamba_ssm's
+        ``mamba_split_conv1d_scan_combined`` layout).
 
-        Split out so a bidirectional wrapper can project once for both scan directions. Token-major
-        throughout: the conv and the SSD scan read views of the projection, no layout copies."""
-        b, L, _ = zxbcdt.shape
-        gs = self.ngroups * self.d_state
-        z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.d_inner + 2 * gs, self.nheads], dim=-1)
-        xBC = ops.causal_conv1d(xBC.transpose(1, 2), self.conv1d.weight.squeeze(1), self.conv1d.bias,
-                                activation="silu").transpose(1, 2)  # fmt: skip
-        x, B, C = torch.split(xBC, [self.d_inner, gs, gs], dim=-1)
-        y = ops.ssd_scan(
-            x.unflatten(-1, (self.nheads, self.headdim)),
-            dt,
-            -torch.exp(self.A_log.float()),
-            B.unflatten(-1, (self.ngroups, self.d_state)),
-            C.unflatten(-1, (self.ngroups, self.d_state)),
-            self.chunk_size,
-            D=self.D,
-            dt_bias=self.dt_bias,
-            dt_softplus=True,
-        )
-        return self.norm(y.reshape(b, L, self.d_inner), z)
+        Split out so a bidirectional wrapper can project once for both scan directions; ``reverse`` scans
+        the sequence from its end (= flip, mix, flip) without flipped copies."""
+        return ops.conv_scan_norm(zxbcdt, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.dt_bias,
+                                  -torch.exp(self.A_log.float()), self.D, self.headdim, self.ngroups,
+                                  self.norm.weight, self.norm.eps, self.norm.group_size, reverse)  # fmt: skip

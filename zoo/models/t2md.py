@@ -94,7 +94,7 @@ class BidirectionalMamba2(nn.Module):
             out = self.mamba(seq)
         elif self.shared_projections:
             proj = self.mamba.in_proj(seq)
-            both = self.mamba.mix(proj) + self.mamba.mix(proj.flip(1)).flip(1)
+            both = self.mamba.mix(proj) + self.mamba.mix(proj, reverse=True)
             out = self.fuse(self.mamba.out_proj(both))
         else:
             forward, backward = self.mamba(torch.cat([seq, seq.flip(1)], dim=0)).chunk(2, dim=0)

@@ -1,5 +1,5 @@
 """Custom ops with one semantics on every device: selective scan (Mamba-1), SSD scan (Mamba-2), causal
-depthwise conv1d, gated RMSNorm and softmax attention.
+depthwise conv1d, gated RMSNorm, the fused Mamba-2 core (conv + scan + norm) and softmax attention.
 
 Each is a ``torch.library`` custom op (``torch.ops.zoo.*``): one node in a trace, a fake implementation
 for the meta device, a FLOP formula for ``torch.utils.flop_counter.FlopCounterMode`` and opaque to
@@ -10,8 +10,9 @@ when they import, our own CPU implementations otherwise; ``backends.last_used()`
 from . import flops  # noqa: F401  (registers the FLOP formulas)
 from .attention import attention
 from .conv import causal_conv1d
+from .mamba2_fused import conv_scan_norm
 from .norm import gated_rmsnorm
 from .selective_scan import selective_scan
 from .ssd import ssd_scan
 
-__all__ = ["attention", "causal_conv1d", "gated_rmsnorm", "selective_scan", "ssd_scan"]
+__all__ = ["attention", "causal_conv1d", "conv_scan_norm", "gated_rmsnorm", "selective_scan", "ssd_scan"]

@@ -11,6 +11,7 @@ device. Each returns the cost of the forward pass.
   default): per token 2 * (T * G * N [C.B] + T * H * P [intra-chunk] + 2 * H * P * N [chunk states and
   state read-out]), which is what both the Triton kernel and the CPU path execute.
 - causal_conv1d: 2 * B * D * L * W.
+- conv_scan_norm (the fused Mamba-2 core): causal_conv1d + ssd_scan of its parts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from . import attention, conv, selective_scan, ssd  # noqa: F401  (define torch.ops.zoo.*)
+from . import attention, conv, mamba2_fused, selective_scan, ssd  # noqa: F401  (define torch.ops.zoo.*)
 
 SSD_FLOP_CHUNK = 256
 
@@ -66,6 +67,18 @@ def _selective_scan(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_
 def _ssd_scan(x_shape, dt_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None,
               **kwargs) -> int:  # fmt: skip
     return ssd_scan_flops(x_shape, B_shape, D_shape is not None, z_shape is not None)
+
+
+@register_flop_formula(torch.ops.zoo.conv_scan_norm)
+def _conv_scan_norm(zxbcdt_shape, conv_weight_shape, conv_bias_shape, dt_bias_shape, A_shape, D_shape, headdim,
+                    ngroups, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+    """The conv's and the SSD scan's FLOPs, as if run unfused (the gated norm counts none, as every norm)."""
+    b, length, _ = zxbcdt_shape
+    nheads, conv_dim = A_shape[0], conv_weight_shape[0]
+    d_state = (conv_dim - nheads * headdim) // (2 * ngroups)
+    conv_flops = causal_conv1d_flops((b, conv_dim, length), conv_weight_shape)
+    scan_flops = ssd_scan_flops((b, length, nheads, headdim), (b, length, ngroups, d_state), D_shape is not None, False)
+    return conv_flops + scan_flops
 
 
 @register_flop_formula(torch.ops.zoo.causal_conv1d)

@@ -14,7 +14,9 @@ runs our C++ kernel (``csrc/ssd_cpu.cpp``: the state-space-duality algorithm wit
 state terms as GEMMs over all heads, reading token-major views without copies); the backward, and the
 forward when the kernel cannot be built, use ``ssd_scan_chunked``, the same algorithm in differentiable
 PyTorch, in blocks of ``_BLOCK_CHUNKS`` chunks so memory stays O(L) at any resolution. ``dt_limit``,
-``initial_states``, ``seq_idx`` and varlen inputs of mamba_ssm are not supported.
+``initial_states``, ``seq_idx`` and varlen inputs of mamba_ssm are not supported. ``reverse=True`` (ours)
+scans the sequence from its end, output in token order (``flip(ssd(flip(inputs)))``): the C++ kernel reads
+the chunks backwards instead of flipping copies; other backends flip.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def _inner_contiguous(t: Tensor, dims: int) -> Tensor:
     return t
 
 
-def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
+def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse=False):
     ext = load_cpu_kernels()
     heads, headdim = x.shape[2], x.shape[3]
     empty = x.new_empty(0, dtype=torch.float32)
@@ -143,18 +145,30 @@ def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
     y = ext.ssd_fwd(
         _inner_contiguous(x, 2), _inner_contiguous(dt, 1), A.float().contiguous(), _inner_contiguous(B, 2),
         _inner_contiguous(C, 2), Df, empty if z is None else _inner_contiguous(z, 2),
-        empty if dt_bias is None else dt_bias.float().contiguous(), dt_softplus,
+        empty if dt_bias is None else dt_bias.float().contiguous(), dt_softplus, reverse,
     )
     return y.to(x.dtype)
+
+
+def _flipped(fn):
+    """``fn`` over the sequence from its end, by flipping the token dimension (backends without a reverse mode)."""
+
+    def run(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse=False):
+        if not reverse:
+            return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+        flip = [None if t is None else t.flip(1) for t in (x, dt, B, C, z)]
+        return fn(flip[0], flip[1], A, flip[2], flip[3], D, flip[4], dt_bias, dt_softplus).flip(1)
+
+    return run
 
 
 def _implementation(x: Tensor, differentiable: bool = False):
     """(backend name, function) for the forward, or for the recomputation a backward differentiates."""
     if x.is_cuda and _cuda.mamba_chunk_scan_combined() is not None:
-        return "mamba_ssm", _cuda_ssd
+        return "mamba_ssm", _flipped(_cuda_ssd)
     if not (differentiable or x.is_cuda or backends.using_reference_kernels()) and load_cpu_kernels() is not None:
         return "cpu-cpp", _cpp_ssd
-    return "torch-ssd", ssd_scan_chunked
+    return "torch-ssd", _flipped(ssd_scan_chunked)
 
 
 @torch.library.custom_op("zoo::ssd_scan", mutates_args=())
@@ -168,28 +182,28 @@ def _ssd_scan_op(
     z: Tensor | None,
     dt_bias: Tensor | None,
     dt_softplus: bool,
+    reverse: bool,
 ) -> Tensor:
     name, fn = _implementation(x)
     backends.record("ssd_scan", name)
     with torch.no_grad():
-        return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus).contiguous()
+        return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse).contiguous()
 
 
 @_ssd_scan_op.register_fake
-def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
-    return torch.empty_like(x)
+def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:8])
-    ctx.dt_softplus = inputs[8]
+    ctx.dt_softplus, ctx.reverse = inputs[8], inputs[9]
 
 
 def _backward(ctx, grad):
-    args = (*ctx.saved_tensors, ctx.dt_softplus)
+    args = (*ctx.saved_tensors, ctx.dt_softplus, ctx.reverse)
     _, fn = _implementation(args[0], differentiable=True)
-    grads = grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False], grad)
-    return tuple(grads)
+    return tuple(grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False, False], grad))
 
 
 _ssd_scan_op.register_autograd(_backward, setup_context=_setup_context)
@@ -206,6 +220,7 @@ def ssd_scan(
     z: Tensor | None = None,
     dt_bias: Tensor | None = None,
     dt_softplus: bool = False,
+    reverse: bool = False,
 ) -> Tensor:
     """SSD scan with ``mamba_chunk_scan_combined``'s arguments and semantics (see module doc)."""
     del chunk_size  # the result does not depend on it; each backend picks its own
@@ -214,4 +229,4 @@ def ssd_scan(
             f"ssd_scan: B and C must have equal shapes with a group count dividing heads={x.shape[2]}; "
             f"got B {tuple(B.shape)}, C {tuple(C.shape)}"
         )
-    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse)

@@ -29,6 +29,7 @@ constexpr int64_t kChannelBlock = 64;
 struct Conv {
   const float *x, *w, *bias;
   int64_t batch, L, dim, W, sx_b, sx_t;
+  bool reverse = false;  // run over the sequence from its end (an anti-causal conv, outputs in token order)
 };
 
 Conv make_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
@@ -38,16 +39,18 @@ Conv make_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias)
               x.size(0), x.size(1), x.size(2), w.size(1), x.stride(0), x.stride(1)};
 }
 
-// Output of tokens [t0, t1) and channels [c0, c1) of sequence b into out (row stride ld): the
-// pre-activation, or with `silu` the activation. Each 64-channel strip is accumulated in registers and
+// Output of processed tokens [t0, t1) and channels [c0, c1) of sequence b: the pre-activation, or with `silu`
+// the activation, of token t into row (t - out_t0) of out (row stride ld); with cv.reverse, token t reads
+// and writes row L - 1 - t. Each 64-channel strip is accumulated in registers and
 // written once (the output is fresh memory: every extra pass over it costs page faults and bandwidth).
 constexpr int64_t kStrip = 64;
 
 void preact(const Conv& cv, const float* wt, int64_t b, int64_t t0, int64_t t1, int64_t c0, int64_t c1,
-            float* out, int64_t ld, bool silu = false) {
+            float* out, int64_t out_t0, int64_t ld, bool silu = false) {
   const float* xs = cv.x + b * cv.sx_b;
+  auto at = [&](int64_t t) { return cv.reverse ? cv.L - 1 - t : t; };
   for (int64_t t = t0; t < t1; ++t) {
-    float* o = out + (t - t0) * ld;
+    float* o = out + (at(t) - out_t0) * ld;
     const int64_t kfirst = std::max<int64_t>(0, (cv.W - 1) - t);  // taps before the start are zeros
     for (int64_t c = c0; c < c1; c += kStrip) {
       const int64_t n = std::min(kStrip, c1 - c);
@@ -59,7 +62,7 @@ void preact(const Conv& cv, const float* wt, int64_t b, int64_t t0, int64_t t1, 
         std::fill(acc, acc + n, 0.f);
       }
       for (int64_t k = kfirst; k < cv.W; ++k) {
-        const float* xr = xs + (t - (cv.W - 1) + k) * cv.sx_t + c;
+        const float* xr = xs + at(t - (cv.W - 1) + k) * cv.sx_t + c;
         const float* wk = wt + k * cv.dim + c;
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * xr[i];
@@ -85,8 +88,9 @@ std::vector<float> transposed_weight(const Conv& cv) {  // (W, dim): contiguous 
 
 }  // namespace
 
-at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, bool silu) {
-  const Conv cv = make_conv(x, weight, bias);
+at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, bool silu, bool reverse) {
+  Conv cv = make_conv(x, weight, bias);
+  cv.reverse = reverse;
   const std::vector<float> wt = transposed_weight(cv);
   auto out = at::empty({cv.batch, cv.L, cv.dim}, x.options());
   float* o = out.data_ptr<float>();
@@ -94,7 +98,7 @@ at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, b
   at::parallel_for(0, cv.batch * blocks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t item = lo; item < hi; ++item) {
       const int64_t b = item / blocks, t0 = (item % blocks) * kTokenBlock, t1 = std::min(cv.L, t0 + kTokenBlock);
-      preact(cv, wt.data(), b, t0, t1, 0, cv.dim, o + (b * cv.L + t0) * cv.dim, cv.dim, silu);
+      preact(cv, wt.data(), b, t0, t1, 0, cv.dim, o + b * cv.L * cv.dim, 0, cv.dim, silu);
     }
   });
   return out;
@@ -125,7 +129,7 @@ std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Ten
           const int64_t t0 = blk * kTokenBlock, t1 = std::min(cv.L, t0 + kTokenBlock), nt = t1 - t0;
           const float* gob = go + (b * cv.L) * cv.dim;
           if (silu) {
-            preact(cv, wt.data(), b, t0, t1, c0, c1, pre.data(), nc);
+            preact(cv, wt.data(), b, t0, t1, c0, c1, pre.data(), t0, nc);
             for (int64_t t = 0; t < nt; ++t) {
               const float* gr = gob + (t0 + t) * cv.dim + c0;
               float* gt = g.data() + t * nc;

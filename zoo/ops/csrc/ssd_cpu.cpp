@@ -7,6 +7,9 @@
 //   A : (H,)  B, C: (batch, L, G, N) last two dims contiguous  D: (H, P) or empty  z: like x or empty
 //   dt_bias: (H,) or empty.  Returns y: (batch, L, H, P) contiguous float32.
 //
+// reverse = true scans the sequence from its end (the output stays in the input's token order): the
+// backward direction of a bidirectional layer without flipped copies.
+//
 // Per chunk of T tokens and group g (head h in group g = h / (H/G)), with a = cumsum(dt * A):
 //   y_t  = exp(a_t) C_t . S  +  sum_{s<=t} (C_t . B_s) exp(a_t - a_s) dt_s x_s  +  D x_t
 //   S   <- exp(a_end) S + sum_s B_s (exp(a_end - a_s) dt_s x_s)^T          (S: N x (heads of g * P))
@@ -21,6 +24,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/mm.h>
 
+#include <cmath>
 #include <vector>
 
 #include "simd_math.h"
@@ -67,7 +71,13 @@ struct Ssd {
   const float *x, *dt, *A, *B, *C, *D, *z, *bias;
   int64_t L, H, P, G, N;
   int64_t sx_b, sx_t, sdt_b, sdt_t, sB_b, sB_t, sC_b, sC_t, sz_b, sz_t;
-  bool softplus;
+  bool softplus, reverse;
+  // Fused mode (mamba_split_conv1d_scan_combined's layout): x, B, C are computed chunk by chunk as
+  // silu(causal depthwise conv of the raw xBC rows), and z gates a grouped RMSNorm of the output instead of
+  // multiplying it: no conv output and no un-normed y are ever written to memory.
+  const float *xbc = nullptr, *conv_wt = nullptr, *conv_b = nullptr, *norm_w = nullptr;
+  int64_t conv_dim = 0, W = 0, sxbc_b = 0, sxbc_t = 0, norm_group = 0;
+  float eps = 0.f;
 };
 
 void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
@@ -79,16 +89,60 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
   std::vector<float> state(G * N * hgP, 0.f);                  // per group: N x (hg * P)
   std::vector<float> dte(H * T), acum(H * T);                   // head-major: [h][t]
   std::vector<float> cb(T * T), mix(T * T), xw(T * HP);
+  // reverse: the chunk's rows are copied, in reverse order, into contiguous buffers (BLAS takes no negative
+  // leading dimension) and its output rows written back reversed; no flipped copy of whole tensors
+  std::vector<float> xbuf, bbuf, cbuf, ybuf;
+  const bool fused = s.xbc != nullptr;
+  if (s.reverse || fused) ybuf.resize(T * HP);
+  if (fused)
+    xbuf.resize(T * s.conv_dim);
+  else if (s.reverse)
+    xbuf.resize(T * HP), bbuf.resize(T * G * N), cbuf.resize(T * G * N);
   for (int64_t c0 = 0; c0 < s.L; c0 += T) {
     const int64_t Tc = std::min(T, s.L - c0);
-    const float* xc = x_seq + c0 * s.sx_t;
+    // row of processed token t (0 <= t < Tc) in the input tensors
+    auto src_row = [&](int64_t t) { return s.reverse ? s.L - 1 - (c0 + t) : c0 + t; };
+    const float *xc = x_seq + c0 * s.sx_t, *Cc = C_seq + c0 * s.sC_t, *Bc = B_seq + c0 * s.sB_t;
+    int64_t x_ld = s.sx_t, C_ld = s.sC_t, B_ld = s.sB_t;
     float* yc = y_seq + c0 * HP;
+    if (fused) {
+      // conv + SiLU of the chunk's rows (tokens before the start are zeros), in processed order
+      const float* raw = s.xbc + b * s.sxbc_b;
+      const int64_t cd = s.conv_dim;
+      for (int64_t t = 0; t < Tc; ++t) {
+        float* o = xbuf.data() + t * cd;
+        if (s.conv_b)
+          std::copy_n(s.conv_b, cd, o);
+        else
+          std::fill_n(o, cd, 0.f);
+        for (int64_t k = 0; k < s.W; ++k) {
+          const int64_t q = c0 + t - (s.W - 1) + k;  // processed index of the tap
+          if (q < 0) continue;
+          const float* xr = raw + (s.reverse ? s.L - 1 - q : q) * s.sxbc_t;
+          const float* wk = s.conv_wt + k * cd;
+#pragma omp simd
+          for (int64_t c = 0; c < cd; ++c) o[c] += wk[c] * xr[c];
+        }
+#pragma omp simd
+        for (int64_t c = 0; c < cd; ++c) o[c] = o[c] * sigmoid(o[c]);
+      }
+      xc = xbuf.data(), Bc = xbuf.data() + HP, Cc = xbuf.data() + HP + G * N, yc = ybuf.data();
+      x_ld = B_ld = C_ld = cd;
+    } else if (s.reverse) {
+      for (int64_t t = 0; t < Tc; ++t) {
+        std::copy_n(x_seq + src_row(t) * s.sx_t, HP, xbuf.data() + t * HP);
+        std::copy_n(B_seq + src_row(t) * s.sB_t, G * N, bbuf.data() + t * G * N);
+        std::copy_n(C_seq + src_row(t) * s.sC_t, G * N, cbuf.data() + t * G * N);
+      }
+      xc = xbuf.data(), Bc = bbuf.data(), Cc = cbuf.data(), yc = ybuf.data();
+      x_ld = HP, B_ld = G * N, C_ld = G * N;
+    }
     // effective dt and cumulative log-decay, head-major so the loops below run over contiguous time
     for (int64_t h = 0; h < H; ++h) {
       const float bias = s.bias ? s.bias[h] : 0.f, a = s.A[h];
       float run = 0.f;
       for (int64_t t = 0; t < Tc; ++t) {
-        float v = dt_seq[(c0 + t) * s.sdt_t + h] + bias;
+        float v = dt_seq[src_row(t) * s.sdt_t + h] + bias;
         v = s.softplus ? softplus(v) : v;
         dte[h * T + t] = v;
         run += v * a;
@@ -96,17 +150,17 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
       }
     }
     for (int64_t g = 0; g < G; ++g) {
-      const float* Cg = C_seq + c0 * s.sC_t + g * N;
-      const float* Bg = B_seq + c0 * s.sB_t + g * N;
+      const float* Cg = Cc + g * N;
+      const float* Bg = Bc + g * N;
       float* Sg = state.data() + g * N * hgP;
       float* yg = yc + g * hgP;
       // 1. contribution of the state entering the chunk, then the D skip
-      if (c0 > 0) gemm_rm(false, false, Tc, hgP, N, Cg, s.sC_t, Sg, hgP, 0.f, yg, HP);
+      if (c0 > 0) gemm_rm(false, false, Tc, hgP, N, Cg, C_ld, Sg, hgP, 0.f, yg, HP);
       for (int64_t t = 0; t < Tc; ++t)
         for (int64_t hl = 0; hl < hg; ++hl) {
           const int64_t h = g * hg + hl;
           float* yr = yc + t * HP + h * P;
-          const float* xr = xc + t * s.sx_t + h * P;
+          const float* xr = xc + t * x_ld + h * P;
           const float* Dr = s.D ? s.D + h * P : nullptr;
           if (c0 == 0) {  // no state yet: y starts from the D skip (y is uninitialised memory here)
             for (int64_t p = 0; p < P; ++p) yr[p] = Dr ? Dr[p] * xr[p] : 0.f;
@@ -122,7 +176,7 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
           }
         }
       // 2. within the chunk: (C B^T masked by the per-head decay) @ x, one GEMM per head
-      gemm_rm(false, true, Tc, Tc, N, Cg, s.sC_t, Bg, s.sB_t, 0.f, cb.data(), T);
+      gemm_rm(false, true, Tc, Tc, N, Cg, C_ld, Bg, B_ld, 0.f, cb.data(), T);
       for (int64_t hl = 0; hl < hg; ++hl) {
         const int64_t h = g * hg + hl;
         const float* ah = acum.data() + h * T;
@@ -135,14 +189,14 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
           for (int64_t u = 0; u <= t; ++u) row[u] = cbr[u] * fast_exp(at - ah[u]) * dh[u];
           std::fill(row + t + 1, row + Tc, 0.f);
         }
-        gemm_rm(false, false, Tc, P, Tc, mix.data(), T, xc + h * P, s.sx_t, 1.f, yc + h * P, HP);
+        gemm_rm(false, false, Tc, P, Tc, mix.data(), T, xc + h * P, x_ld, 1.f, yc + h * P, HP);
       }
       // 3. carry the state past the chunk
       for (int64_t t = 0; t < Tc; ++t)
         for (int64_t hl = 0; hl < hg; ++hl) {
           const int64_t h = g * hg + hl;
           const float w = dte[h * T + t] * fast_exp(acum[h * T + Tc - 1] - acum[h * T + t]);
-          const float* xr = xc + t * s.sx_t + h * P;
+          const float* xr = xc + t * x_ld + h * P;
           float* xwr = xw.data() + t * hgP + hl * P;
 #pragma omp simd
           for (int64_t p = 0; p < P; ++p) xwr[p] = w * xr[p];
@@ -156,16 +210,36 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
             for (int64_t p = 0; p < P; ++p) row[p] *= decay;
           }
       }
-      gemm_rm(true, false, N, hgP, Tc, Bg, s.sB_t, xw.data(), hgP, c0 > 0 ? 1.f : 0.f, Sg, hgP);
+      gemm_rm(true, false, N, hgP, Tc, Bg, B_ld, xw.data(), hgP, c0 > 0 ? 1.f : 0.f, Sg, hgP);
     }
-    if (s.z) {
-      const float* zc = s.z + b * s.sz_b + c0 * s.sz_t;
+    if (s.z && !s.norm_w) {
       for (int64_t t = 0; t < Tc; ++t) {
         float* yr = yc + t * HP;
-        const float* zr = zc + t * s.sz_t;
+        const float* zr = s.z + b * s.sz_b + src_row(t) * s.sz_t;
 #pragma omp simd
         for (int64_t i = 0; i < HP; ++i) yr[i] *= zr[i] * sigmoid(zr[i]);
       }
+    }
+    if (s.norm_w) {  // gated RMSNorm of each output row, written to the row's place in the sequence
+      for (int64_t t = 0; t < Tc; ++t) {
+        const float* yr = ybuf.data() + t * HP;
+        const float* zr = s.z + b * s.sz_b + src_row(t) * s.sz_t;
+        float* o = y_seq + src_row(t) * HP;
+        for (int64_t g0 = 0; g0 < HP; g0 += s.norm_group) {
+          float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+          for (int64_t i = g0; i < g0 + s.norm_group; ++i) {
+            const float v = yr[i] * zr[i] * sigmoid(zr[i]);
+            o[i] = v;
+            ss += v * v;
+          }
+          const float scale = 1.f / std::sqrt(ss / static_cast<float>(s.norm_group) + s.eps);
+#pragma omp simd
+          for (int64_t i = g0; i < g0 + s.norm_group; ++i) o[i] = o[i] * scale * s.norm_w[i];
+        }
+      }
+    } else if (s.reverse || fused) {
+      for (int64_t t = 0; t < Tc; ++t) std::copy_n(ybuf.data() + t * HP, HP, y_seq + src_row(t) * HP);
     }
   }
 }
@@ -173,7 +247,7 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
 }  // namespace
 
 at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C,
-                      at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus) {
+                      at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus, bool reverse) {
   TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3), "ssd_fwd: x must be (b, L, H, P) "
               "with contiguous (H, P)");
   TORCH_CHECK(dt.stride(2) == 1 && B.stride(3) == 1 && B.stride(2) == B.size(3) && C.stride(3) == 1 &&
@@ -193,6 +267,7 @@ at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::
   s.sB_b = B.stride(0), s.sB_t = B.stride(1), s.sC_b = C.stride(0), s.sC_t = C.stride(1);
   s.sz_b = z.numel() ? z.stride(0) : 0, s.sz_t = z.numel() ? z.stride(1) : 0;
   s.softplus = dt_softplus;
+  s.reverse = reverse;
   TORCH_CHECK(s.H % s.G == 0, "ssd_fwd: heads must be divisible by groups");
   auto y = at::empty({x.size(0), s.L, s.H, s.P}, x.options());
   float* yp = y.data_ptr<float>();
@@ -200,6 +275,48 @@ at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::
   // One sequence per task; with fewer sequences than threads the GEMMs use the BLAS's own threads.
   at::parallel_for(0, x.size(0), 1, [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) forward_sequence(s, b, yp + b * per_seq);
+  });
+  return y;
+}
+
+// Fused Mamba-2 mixer core with mamba_split_conv1d_scan_combined's layout, without the out projection:
+// zxbcdt (batch, L, d_inner + conv_dim + H) with z, xBC, dt side by side (channels contiguous, any token
+// stride); conv_weight (conv_dim, W); conv_bias (conv_dim,) or empty; A, dt_bias (H,); D (H, P) or empty;
+// norm_weight (d_inner,). Returns rmsnorm(ssd(silu(conv(xBC))) * silu(z)) * norm_weight, (batch, L, d_inner),
+// with dt = softplus(dt + dt_bias); reverse scans from the end (outputs in token order).
+at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias, at::Tensor dt_bias,
+                             at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups, at::Tensor norm_weight,
+                             double eps, int64_t norm_group, bool reverse) {
+  TORCH_CHECK(zxbcdt.dim() == 3 && zxbcdt.stride(2) == 1, "ssd_conv_norm: zxbcdt must be (b, L, width), "
+              "channels contiguous");
+  const int64_t H = A.size(0), P = headdim, d_inner = H * P, conv_dim = conv_weight.size(0);
+  const int64_t N = (conv_dim - d_inner) / (2 * ngroups);
+  TORCH_CHECK(zxbcdt.size(2) == d_inner + conv_dim + H && N * 2 * ngroups + d_inner == conv_dim,
+              "ssd_conv_norm: widths do not fit (z, xBC, dt)");
+  TORCH_CHECK(d_inner % norm_group == 0, "ssd_conv_norm: d_inner must be divisible by the norm group");
+  Ssd s;
+  float* base = zxbcdt.data_ptr<float>();
+  s.z = base, s.xbc = base + d_inner, s.dt = base + d_inner + conv_dim;
+  s.sz_b = s.sxbc_b = s.sdt_b = zxbcdt.stride(0);
+  s.sz_t = s.sxbc_t = s.sdt_t = zxbcdt.stride(1);
+  s.x = s.B = s.C = nullptr, s.sx_b = s.sx_t = s.sB_b = s.sB_t = s.sC_b = s.sC_t = 0;
+  s.A = A.data_ptr<float>();
+  s.D = D.numel() ? D.data_ptr<float>() : nullptr;
+  s.bias = dt_bias.numel() ? dt_bias.data_ptr<float>() : nullptr;
+  s.L = zxbcdt.size(1), s.H = H, s.P = P, s.G = ngroups, s.N = N;
+  s.softplus = true, s.reverse = reverse;
+  std::vector<float> wt(conv_weight.size(1) * conv_dim);  // (W, conv_dim): contiguous over channels
+  const float* w = conv_weight.data_ptr<float>();
+  s.W = conv_weight.size(1), s.conv_dim = conv_dim;
+  for (int64_t c = 0; c < conv_dim; ++c)
+    for (int64_t k = 0; k < s.W; ++k) wt[k * conv_dim + c] = w[c * s.W + k];
+  s.conv_wt = wt.data();
+  s.conv_b = conv_bias.numel() ? conv_bias.data_ptr<float>() : nullptr;
+  s.norm_w = norm_weight.data_ptr<float>(), s.eps = static_cast<float>(eps), s.norm_group = norm_group;
+  auto y = at::empty({zxbcdt.size(0), s.L, d_inner}, zxbcdt.options());
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, zxbcdt.size(0), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) forward_sequence(s, b, yp + b * s.L * d_inner);
   });
   return y;
 }

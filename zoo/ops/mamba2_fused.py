@@ -1,0 +1,109 @@
+"""The Mamba-2 mixer between its two projections as one op: causal conv + SiLU, SSD scan and gated RMSNorm,
+in the layout of mamba_ssm's ``mamba_split_conv1d_scan_combined`` (without its optional out projection).
+
+``conv_scan_norm(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight,
+rmsnorm_eps, norm_group, reverse=False)``: zxbcdt (batch, L, d_inner + conv_dim + nheads) holds z, xBC and
+dt side by side (the in_proj output); x, B, C = split(silu(causal_conv1d(xBC))); y = ssd(x, dt, A, B, C, D)
+with dt = softplus(dt + dt_bias); out = rmsnorm(y * silu(z)) * rmsnorm_weight over groups of
+``norm_group`` channels; ``reverse`` scans from the end, output in token order. Returns (batch, L, d_inner).
+
+On the CPU one C++ pass per chunk of 64 tokens does all of it (``ssd_conv_norm_fwd`` in ``csrc/ssd_cpu.cpp``):
+the conv output and the un-normed y never reach memory, which on a memory-bound CPU is a fifth of the
+layer's non-GEMM time. Elsewhere, and for the backward (by recomputation), it is ``conv_scan_norm_reference``:
+the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``. FLOPs: the conv's plus the scan's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import backends
+from ._extension import load_cpu_kernels
+from ._recompute import grads_by_recompute
+from .conv import causal_conv1d
+from .norm import gated_rmsnorm
+from .ssd import ssd_scan
+
+
+def _sizes(zxbcdt: Tensor, conv_weight: Tensor, A: Tensor, headdim: int, ngroups: int) -> tuple[int, int, int, int]:
+    nheads = A.shape[0]
+    d_inner, conv_dim = nheads * headdim, conv_weight.shape[0]
+    d_state = (conv_dim - d_inner) // (2 * ngroups)
+    if zxbcdt.shape[-1] != d_inner + conv_dim + nheads or d_inner + 2 * ngroups * d_state != conv_dim:
+        raise ValueError(f"conv_scan_norm: zxbcdt width {zxbcdt.shape[-1]} does not split into z ({d_inner}), "
+                         f"xBC ({conv_dim}) and dt ({nheads}) with {ngroups} group(s)")  # fmt: skip
+    return nheads, d_inner, conv_dim, d_state
+
+
+def conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim: int, ngroups: int,
+                             norm_weight, eps: float, norm_group: int, reverse: bool = False) -> Tensor:  # fmt: skip
+    """The unfused composition of our ops (differentiable; the non-CPU path and the backward)."""
+    nheads, d_inner, conv_dim, d_state = _sizes(zxbcdt, conv_weight, A, headdim, ngroups)
+    b, L, _ = zxbcdt.shape
+    z, xBC, dt = torch.split(zxbcdt, [d_inner, conv_dim, nheads], dim=-1)
+    xBC = causal_conv1d(xBC.transpose(1, 2), conv_weight, conv_bias, "silu", reverse=reverse).transpose(1, 2)
+    x, B, C = torch.split(xBC, [d_inner, ngroups * d_state, ngroups * d_state], dim=-1)
+    y = ssd_scan(x.unflatten(-1, (nheads, headdim)), dt, A, B.unflatten(-1, (ngroups, d_state)),
+                 C.unflatten(-1, (ngroups, d_state)), 256, D=D, dt_bias=dt_bias, dt_softplus=True,
+                 reverse=reverse)  # fmt: skip
+    return gated_rmsnorm(y.reshape(b, L, d_inner), z, norm_weight, eps, norm_group)
+
+
+def _uses_cpp(zxbcdt: Tensor) -> bool:
+    return (not zxbcdt.is_cuda and zxbcdt.dtype == torch.float32 and not backends.using_reference_kernels()
+            and load_cpu_kernels() is not None)  # fmt: skip
+
+
+@torch.library.custom_op("zoo::conv_scan_norm", mutates_args=())
+def _conv_scan_norm_op(
+    zxbcdt: Tensor, conv_weight: Tensor, conv_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
+    D: Tensor | None, headdim: int, ngroups: int, norm_weight: Tensor, eps: float, norm_group: int, reverse: bool,
+) -> Tensor:  # fmt: skip
+    if _uses_cpp(zxbcdt):
+        backends.record("conv_scan_norm", "cpu-cpp")
+        empty = zxbcdt.new_empty(0)
+        Df = empty if D is None else (D.float()[:, None] if D.dim() == 1 else D.float()).expand(A.shape[0], headdim)
+        x = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
+        return load_cpu_kernels().ssd_conv_norm_fwd(
+            x, conv_weight.float().contiguous(), empty if conv_bias is None else conv_bias.float().contiguous(),
+            empty if dt_bias is None else dt_bias.float().contiguous(), A.float().contiguous(), Df.contiguous(),
+            headdim, ngroups, norm_weight.float().contiguous(), eps, norm_group, reverse,
+        )  # fmt: skip
+    backends.record("conv_scan_norm", "composed")
+    with torch.no_grad():
+        return conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups,
+                                        norm_weight, eps, norm_group, reverse).contiguous()  # fmt: skip
+
+
+@_conv_scan_norm_op.register_fake
+def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse):
+    return zxbcdt.new_empty(*zxbcdt.shape[:2], A.shape[0] * headdim)
+
+
+def _setup_context(ctx, inputs, output):
+    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse = inputs
+    ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
+    ctx.config = (headdim, ngroups, eps, norm_group, reverse)
+
+
+def _backward(ctx, grad):
+    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight = ctx.saved_tensors
+    headdim, ngroups, eps, norm_group, reverse = ctx.config
+    args = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse)
+    needs = [*ctx.needs_input_grad[:6], False, False, ctx.needs_input_grad[8], False, False, False]
+    return tuple(grads_by_recompute(conv_scan_norm_reference, args, needs, grad))
+
+
+_conv_scan_norm_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def conv_scan_norm(
+    zxbcdt: Tensor, conv1d_weight: Tensor, conv1d_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
+    D: Tensor | None, headdim: int, ngroups: int, rmsnorm_weight: Tensor, rmsnorm_eps: float = 1e-5,
+    norm_group: int | None = None, reverse: bool = False,
+) -> Tensor:
+    """Conv + SiLU, SSD scan and gated RMSNorm of a Mamba-2 layer in one op (see module doc)."""
+    _, d_inner, _, _ = _sizes(zxbcdt, conv1d_weight, A, headdim, ngroups)
+    return _conv_scan_norm_op(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight,
+                              rmsnorm_eps, norm_group or d_inner, reverse)  # fmt: skip
