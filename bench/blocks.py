@@ -13,6 +13,9 @@ at 3840x2160 takes tens of minutes on one CPU core).
   (shared dt projection, width 1152).
 - ``composed_t2md_speedup``: 28 SA blocks vs T2MD's 4 SA + 12 HM + 12 WM (the embeddings and final layer
   are left out: under 0.5% of the MACs).
+- ``dim_mo_vs_dit``: one DiM-Mo-XL block (bidirectional Mamba-1 + MLP) and one DiT-XL block (adaLN-Zero
+  attention + MLP) at the token count of a resolution, composed as the registry's XL/2 models are built
+  (their depths), beside the counted MAC ratio.
 
 Thread count is set explicitly (default 1): on a shared 2-core machine two threads can be far slower.
 """
@@ -205,3 +208,28 @@ def mamba1_mixers(repeats: int = 1, paths: tuple[str, ...] = ("fast",), gemm: fl
                              lambda w=width, n=tokens: (torch.randn(1, n, w),), tokens, gemm, repeats, path)
             )  # fmt: skip
     return out
+
+
+def dim_mo_vs_dit(res: str, repeats: int = 1) -> dict:
+    """DiT-XL/2 / DiM-Mo-XL/2 speedup composed from one measured block of each at ``res`` (latent /8, patch 2)."""
+    from zoo.models.dim_mo import DiMMoBlock
+    from zoo.models.dit import DiTBlock
+    from zoo.registry import get_entry
+
+    h, w = _grid(res)
+    tokens = h * w
+    dit_cfg, dim_cfg = get_entry("dit-xl/2").config, get_entry("dim-mo-xl/2").config
+    dit_depth, dim_depth = dit_cfg.get("depth", 28), dim_cfg["depth"]
+    width = dit_cfg.get("hidden_size", 1152)
+    dit = _time_module("dit-xl block", lambda: DiTBlock(width, dit_cfg.get("num_heads", 16)),
+                       lambda: (torch.randn(1, tokens, width), torch.randn(1, width)), tokens, None, repeats, "fast")
+    dim = _time_module("dim-mo-xl block", lambda: DiMMoBlock(dim_cfg["hidden_size"]),
+                       lambda: (torch.randn(1, tokens, dim_cfg["hidden_size"]),), tokens, None, repeats, "fast")
+    return {
+        "resolution": res,
+        "tokens": tokens,
+        "dit_block": dit,
+        "dim_block": dim,
+        "measured_speedup": dit_depth * dit.seconds / (dim_depth * dim.seconds),
+        "counted_ratio": dit_depth * dit.macs / (dim_depth * dim.macs),
+    }

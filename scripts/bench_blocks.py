@@ -20,7 +20,7 @@ import json
 
 import torch
 
-from bench.blocks import BlockTiming, gemm_rate, mamba1_mixers, t2md_blocks
+from bench.blocks import BlockTiming, dim_mo_vs_dit, gemm_rate, mamba1_mixers, t2md_blocks
 
 
 def table(rows: list[BlockTiming]) -> str:
@@ -69,6 +69,15 @@ def main() -> None:
         rows = mamba1_mixers(repeats=max(args.repeats, 3), paths=paths)
         everything += rows
         print(f"\n## Mamba-1 mixers\n\n{table(rows)}")
+        print("\n## DiM-Mo-XL/2 vs DiT-XL/2, composed from one block of each (depths of the registry models)\n")
+        blocks = []
+        for res in ("256", "512", "1024"):
+            result = dim_mo_vs_dit(res, repeats=args.repeats)
+            blocks += [result["dit_block"], result["dim_block"]]
+            print(f"{res} px ({result['tokens']} tokens): measured DiT/DiM {result['measured_speedup']:.2f}x, "
+                  f"counted MACs {result['counted_ratio']:.2f}x")
+        print(f"\n{table(blocks)}")
+        everything += blocks
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "rows": [r.row() for r in everything]}, f,

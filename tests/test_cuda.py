@@ -33,3 +33,82 @@ def test_attention_and_conv_cuda_match_cpu():
     x, w = torch.randn(2, 16, 50), torch.randn(16, 4)
     gpu = ops.causal_conv1d(x.cuda(), w.cuda(), None, "silu").cpu()
     assert torch.allclose(gpu, ops.causal_conv1d(x, w, None, "silu"), atol=1e-4)
+
+
+# --- dtypes, gradients and which kernels ran (the [cuda] extra's, when it is installed) ---
+
+import os  # noqa: E402
+
+from zoo.ops import _cuda, backends  # noqa: E402
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+TOLERANCE = {torch.float32: 2e-3, torch.bfloat16: 5e-2, torch.float16: 2e-2}
+
+
+def _rel(a, b):
+    return ((a.float().cpu() - b.float().cpu()).abs().max() / b.float().abs().max().clamp_min(1e-9)).item()
+
+
+def test_the_cuda_extra_is_installed_when_required():
+    """MAMBABENCH_REQUIRE_CUDA_EXTRA=1 (scripts/gpu_check.sh sets it) turns a missing package into a failure."""
+    missing = [name for name, ok in _cuda.available().items() if not ok]
+    if os.environ.get("MAMBABENCH_REQUIRE_CUDA_EXTRA") == "1":
+        assert not missing, f"not importable: {missing}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mamba2_layer_on_cuda_matches_cpu_with_gradients(dtype):
+    from zoo.layers.mamba import Mamba2
+
+    torch.manual_seed(0)
+    layer = Mamba2(64, d_state=32, headdim=16)
+    x = torch.randn(2, 300, 64)
+    cpu = layer(x.requires_grad_(True))
+    cpu.square().mean().backward()
+    grads_cpu = {k: p.grad.clone() for k, p in layer.named_parameters()}
+    gpu_layer = Mamba2(64, d_state=32, headdim=16).cuda()
+    gpu_layer.load_state_dict(layer.state_dict())
+    backends.reset()
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        gpu = gpu_layer(x.detach().cuda())
+    gpu.float().square().mean().backward()
+    if _cuda.available()["mamba_ssm.split_conv1d_scan"]:
+        assert backends.last_used()["conv_scan_norm"] == "mamba_ssm-fused"
+    assert _rel(gpu, cpu) < TOLERANCE[dtype]
+    for name, p in gpu_layer.named_parameters():
+        assert _rel(p.grad, grads_cpu[name]) < 10 * TOLERANCE[dtype], name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mamba1_vim_layer_on_cuda_matches_cpu_with_gradients(dtype):
+    from zoo.layers.mamba import Mamba
+
+    torch.manual_seed(0)
+    layer = Mamba(64, bimamba=True, divide_out=True)
+    x = torch.randn(2, 200, 64)
+    cpu = layer(x)
+    cpu.square().mean().backward()
+    grads_cpu = {k: p.grad.clone() for k, p in layer.named_parameters()}
+    gpu_layer = Mamba(64, bimamba=True, divide_out=True).cuda()
+    gpu_layer.load_state_dict(layer.state_dict())
+    backends.reset()
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        gpu = gpu_layer(x.cuda())
+    gpu.float().square().mean().backward()
+    if _cuda.available()["mamba_ssm.selective_scan"]:
+        assert backends.last_used()["selective_scan"] == "mamba_ssm"
+    if _cuda.available()["causal_conv1d"]:
+        assert backends.last_used()["causal_conv1d"] == "causal_conv1d"
+    assert _rel(gpu, cpu) < TOLERANCE[dtype]
+    for name, p in gpu_layer.named_parameters():
+        assert _rel(p.grad, grads_cpu[name]) < 10 * TOLERANCE[dtype], name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_flash_attention_runs_for_half_precision(dtype):
+    q = torch.randn(2, 4, 128, 64)
+    backends.reset()
+    out = ops.attention(*(t.cuda().to(dtype) for t in (q, q, q)))
+    if _cuda.available()["flash_attn"]:
+        assert backends.last_used()["attention"] == "flash_attn"
+    assert _rel(out, ops.attention(q, q, q)) < TOLERANCE[dtype]

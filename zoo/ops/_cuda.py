@@ -30,6 +30,15 @@ def mamba_chunk_scan_combined() -> Callable | None:
 
 
 @functools.cache
+def mamba_split_conv1d_scan_combined() -> Callable | None:
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_split_conv1d_scan_combined as fn
+    except Exception:
+        return None
+    return fn
+
+
+@functools.cache
 def causal_conv1d_fn() -> Callable | None:
     try:
         from causal_conv1d import causal_conv1d_fn as fn
@@ -52,6 +61,7 @@ def available() -> dict[str, bool]:
     return {
         "mamba_ssm.selective_scan": selective_scan_fn() is not None,
         "mamba_ssm.ssd": mamba_chunk_scan_combined() is not None,
+        "mamba_ssm.split_conv1d_scan": mamba_split_conv1d_scan_combined() is not None,
         "causal_conv1d": causal_conv1d_fn() is not None,
         "flash_attn": flash_attn_func() is not None,
     }

@@ -23,9 +23,11 @@ def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = No
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def _attention_flash(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
-    out = _cuda.flash_attn_func()(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.transpose(1, 2)
+def _attention_flash(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, fn=None) -> Tensor:
+    """The call into flash-attn (``fn``: its ``flash_attn_func`` or a function with that signature), which
+    takes (batch, L, heads, head_dim)."""
+    fn = fn or _cuda.flash_attn_func()
+    return fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
 def _implementation(q: Tensor, key_mask: Tensor | None):

@@ -34,8 +34,10 @@ def causal_conv1d_torch(x: Tensor, weight: Tensor, bias: Tensor | None = None, s
     return F.silu(out) if silu else out
 
 
-def _cuda_conv(x, weight, bias, silu):
-    return _cuda.causal_conv1d_fn()(x, weight, bias, activation="silu" if silu else None)
+def _cuda_conv(x, weight, bias, silu, fn=None):
+    """The call into causal-conv1d (``fn``: its ``causal_conv1d_fn`` or a function with that signature)."""
+    fn = fn or _cuda.causal_conv1d_fn()
+    return fn(x, weight, bias, activation="silu" if silu else None)
 
 
 def _token_major(x: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import backends
+from . import _cuda, backends
 from ._extension import load_cpu_kernels
 from ._recompute import grads_by_recompute
 from .conv import causal_conv1d
@@ -98,12 +98,30 @@ def _backward(ctx, grad):
 _conv_scan_norm_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _cuda_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim: int, ngroups: int, norm_weight,
+                         eps: float, reverse: bool = False, fn=None) -> Tensor:  # fmt: skip
+    """The call into mamba_ssm's fused kernel (``fn``: ``mamba_split_conv1d_scan_combined`` or a function with
+    that signature): conv, scan and gated norm (group = d_inner / ngroups, gate before the norm) in one
+    autograd function; no out projection. ``reverse`` flips the sequence around it."""
+    fn = fn or _cuda.mamba_split_conv1d_scan_combined()
+    x = zxbcdt.flip(1) if reverse else zxbcdt
+    out = fn(x, conv_weight, conv_bias, dt_bias, A, D, 256, rmsnorm_weight=norm_weight, rmsnorm_eps=eps,
+             outproj_weight=None, headdim=headdim, ngroups=ngroups, norm_before_gate=False)  # fmt: skip
+    return out.flip(1) if reverse else out
+
+
 def conv_scan_norm(
     zxbcdt: Tensor, conv1d_weight: Tensor, conv1d_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
     D: Tensor | None, headdim: int, ngroups: int, rmsnorm_weight: Tensor, rmsnorm_eps: float = 1e-5,
     norm_group: int | None = None, reverse: bool = False,
 ) -> Tensor:
-    """Conv + SiLU, SSD scan and gated RMSNorm of a Mamba-2 layer in one op (see module doc)."""
+    """Conv + SiLU, SSD scan and gated RMSNorm of a Mamba-2 layer in one op (see module doc). On CUDA with
+    mamba_ssm installed, its fused ``mamba_split_conv1d_scan_combined`` runs (and differentiates) it."""
     _, d_inner, _, _ = _sizes(zxbcdt, conv1d_weight, A, headdim, ngroups)
+    fused = _cuda.mamba_split_conv1d_scan_combined() if zxbcdt.is_cuda else None
+    if fused is not None and dt_bias is not None and (norm_group or d_inner) == d_inner // ngroups:
+        backends.record("conv_scan_norm", "mamba_ssm-fused")
+        return _cuda_conv_scan_norm(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups,
+                                    rmsnorm_weight, rmsnorm_eps, reverse)  # fmt: skip
     return _conv_scan_norm_op(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight,
                               rmsnorm_eps, norm_group or d_inner, reverse)  # fmt: skip

@@ -80,6 +80,12 @@ def _cuda_fallback_warning() -> None:
         _warned_cuda_fallback = True
 
 
+def _cuda_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fn=None):
+    """The call into mamba_ssm (``fn``: its ``selective_scan_fn`` or a function with that signature)."""
+    fn = fn or _cuda.selective_scan_fn()
+    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
 def _f32(t: Tensor | None, like: Tensor) -> Tensor:
     return like.new_empty(0, dtype=torch.float32) if t is None else t.float().contiguous()
 
@@ -97,10 +103,9 @@ def _selective_scan_op(
     delta_softplus: bool,
 ) -> Tensor:
     if u.is_cuda:
-        fn = _cuda.selective_scan_fn()
-        if fn is not None:
+        if _cuda.selective_scan_fn() is not None:
             backends.record("selective_scan", "mamba_ssm")
-            return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
+            return _cuda_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
         _cuda_fallback_warning()
         backends.record("selective_scan", "torch-loop")
         return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
@@ -180,7 +185,7 @@ def _backward(ctx, dout):
         # CUDA (mamba_ssm's autograd function) or the loop fallback: autograd of a recomputation, here and not
         # inside a custom op (whose body runs below the autograd dispatch key)
         args = (u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
-        fn = (_cuda.selective_scan_fn() if u.is_cuda else None) or selective_scan_loop
+        fn = _cuda_selective_scan if u.is_cuda else selective_scan_loop
         needs = [t is not None and n for t, n in zip(args[:8], ctx.needs_input_grad[:8], strict=True)]
         return (*grads_by_recompute(fn, args, [*needs, False], dout)[:8], None)
     grads = _selective_scan_backward_op(dout.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)

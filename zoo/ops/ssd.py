@@ -117,8 +117,9 @@ def ssd_scan_chunked(
     return y.to(dtype)
 
 
-def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus):
-    fn = _cuda.mamba_chunk_scan_combined()
+def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, fn=None):
+    """The call into mamba_ssm (``fn``: its ``mamba_chunk_scan_combined`` or a function with that signature)."""
+    fn = fn or _cuda.mamba_chunk_scan_combined()
     return fn(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
 
 
