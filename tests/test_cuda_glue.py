@@ -14,7 +14,7 @@ import upstream_oracles as oracle
 from zoo import ops
 
 conv_module, ssd_module = sys.modules["zoo.ops.conv"], sys.modules["zoo.ops.ssd"]
-scan_module, attention_module = sys.modules["zoo.ops.selective_scan"], sys.modules["zoo.ops.attention"]
+scan_module, attention_module = sys.modules["zoo.ops.mamba1_scan"], sys.modules["zoo.ops.softmax_attention"]
 fused_module = sys.modules["zoo.ops.mamba2_fused"]
 TOL = {torch.float32: 2e-4, torch.bfloat16: 4e-2}
 

@@ -8,11 +8,11 @@ when they import, our own CPU implementations otherwise; ``backends.last_used()`
 """
 
 from . import flops  # noqa: F401  (registers the FLOP formulas)
-from .attention import attention
 from .conv import causal_conv1d
+from .mamba1_scan import selective_scan
 from .mamba2_fused import conv_scan_norm
 from .norm import gated_rmsnorm
-from .selective_scan import selective_scan
+from .softmax_attention import attention
 from .ssd import ssd_scan
 
 __all__ = ["attention", "causal_conv1d", "conv_scan_norm", "gated_rmsnorm", "selective_scan", "ssd_scan"]

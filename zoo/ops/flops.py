@@ -21,7 +21,7 @@ import math
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from . import attention, conv, mamba2_fused, selective_scan, ssd  # noqa: F401  (define torch.ops.zoo.*)
+from . import conv, mamba1_scan, mamba2_fused, softmax_attention, ssd  # noqa: F401  (define torch.ops.zoo.*)
 
 SSD_FLOP_CHUNK = 256
 

@@ -1,6 +1,6 @@
 // CPU kernel for the Mamba-1 selective scan, with the semantics of mamba_ssm's selective_scan_fn.
 //
-// Layout (prepared by zoo/ops/selective_scan.py; everything float32 and contiguous):
+// Layout (prepared by zoo/ops/mamba1_scan.py; everything float32 and contiguous):
 //   u, delta, z, dout : (batch, dim, L)
 //   A                 : (dim, N)
 //   B, C              : (batch, G, L, N)   (time-major so that the N lanes of one step are contiguous)
