@@ -295,8 +295,8 @@ def paper_command(
     console.print(table)
     console.print(NOTES[name])
     if not measure and name in ("t2md-table3", "teng-fig3"):
-        console.print("Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU these full-size "
-                      "models take minutes to hours per forward at these sizes).")  # fmt: skip
+        console.print("Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU t2md-table3 times "
+                      "one full-width block of each kind and composes them, ~10 minutes at one thread).")  # fmt: skip
 
 
 @app.command("sweep")
