@@ -22,6 +22,23 @@ app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, lat
 console = Console(width=max(Console().width, 110))
 
 
+def _check_device(device: str) -> None:
+    """A one-line error and exit 2 for a device torch does not know or that is not here."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        console.print(f"[red]unknown device {device!r}: use cpu, cuda or cuda:N[/]")
+        raise typer.Exit(2) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        console.print(f"[red]--device {device}: no CUDA GPU is visible to torch on this machine; use --device cpu[/]")
+        raise typer.Exit(2)
+    if dev.type not in ("cpu", "cuda"):
+        console.print(f"[red]--device {device}: only cpu and cuda are supported[/]")
+        raise typer.Exit(2)
+
+
 def _share(count: FlopCount, category: str) -> str:
     return f"{100 * count.by_category.get(category, 0) / count.flops:.0f}%" if count.flops else "-"
 
@@ -107,6 +124,7 @@ def latency_command(
     if threads < 1 or batch < 1:
         console.print("[red]--threads and --batch must be >= 1[/]")
         raise typer.Exit(2)
+    _check_device(device)
     torch.set_num_threads(threads)
     results = []
     try:
@@ -281,6 +299,8 @@ def paper_command(
         console.print(f"[red]unknown comparison {name!r}; choose one of {', '.join(COMPARISONS)}[/]")
         raise typer.Exit(2)
     run, title = COMPARISONS[name]
+    if measure:
+        _check_device(device)
     rows = run(measure=measure, device=device, dtype=dtype, threads=threads)
     if as_json:
         for row in rows:
