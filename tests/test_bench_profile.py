@@ -82,3 +82,14 @@ def test_latency_cli_prints_the_estimate_and_rejects_bad_threads():
         if device == "cuda" and bad.exit_code == 0:  # a machine with a GPU
             continue
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output
+
+
+def test_console_entry_point_exits_with_the_commands_code():
+    """``bench`` ends with os._exit (no interpreter teardown): the exit code and the output survive it."""
+    import subprocess
+    import sys
+
+    argv = ["bench", "latency", "-m", "dit-tiny", "--device", "tpu"]
+    code = f"import sys; from bench.cli import run; sys.argv = {argv!r}; run()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown device" in done.stdout
