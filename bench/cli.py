@@ -119,7 +119,14 @@ def latency_command(
     peak; a case estimated at over 30 s runs once (warm-up at the model's small native size) with a
     progress bar and ETA per block. Ctrl-C stops cleanly and reports nothing partial."""
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from bench.latency import estimate_seconds
 
@@ -145,8 +152,8 @@ def latency_command(
                                           f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
                                           f"measured now) the timed unit takes at least {floor_s:.1f} s{note}")
                     if single and not as_json:
-                        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                                      "{task.total} blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
                                       console=console) as progress:  # fmt: skip
                             task = progress.add_task(f"{name} {resolution}", total=None)
 
