@@ -1,11 +1,15 @@
-"""The CUDA paths (mamba-ssm, causal-conv1d, flash-attn) against our CPU kernels. Skipped without a GPU."""
+"""The CUDA paths (mamba-ssm, causal-conv1d, flash-attn) against our CPU kernels: float32, bfloat16 and float16,
+with gradients, and which kernels ran. Skipped without a GPU (scripts/gpu_check.sh runs them on one)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
 from zoo import ops
+from zoo.ops import _cuda, backends
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,10 +40,6 @@ def test_attention_and_conv_cuda_match_cpu():
 
 
 # --- dtypes, gradients and which kernels ran (the [cuda] extra's, when it is installed) ---
-
-import os  # noqa: E402
-
-from zoo.ops import _cuda, backends  # noqa: E402
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 TOLERANCE = {torch.float32: 2e-3, torch.bfloat16: 5e-2, torch.float16: 2e-2}
