@@ -73,6 +73,15 @@ def resize_learned(pos_embed: Tensor, extras: int, grid: int, h: int, w: int) ->
     return torch.cat([pos_embed[:, :extras], patches.flatten(2).transpose(1, 2)], dim=1)
 
 
+def sincos_2d_like(x: Tensor, dim: int, h: int, w: int) -> Tensor:
+    """DiT's fixed sin-cos table for an h x w grid on x's device and dtype: memoised for real devices, built
+    on the meta device when counting (a 100000 px image would otherwise allocate a 30 GB table on the CPU)."""
+    if x.device.type == "meta":
+        with torch.device("meta"):
+            return sincos_2d(dim, h, w).to(x.dtype)
+    return sincos_2d_cached(dim, h, w).to(x.device, x.dtype)
+
+
 @lru_cache(maxsize=64)
 def sincos_2d_cached(dim: int, h: int, w: int) -> Tensor:
     """``sincos_2d`` memoised per grid (DiT-style models call it every forward)."""

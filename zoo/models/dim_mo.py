@@ -40,7 +40,7 @@ from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.patch import token_grid, unpatchify
-from zoo.layers.pos_embed import sincos_2d_cached
+from zoo.layers.pos_embed import sincos_2d_like
 from zoo.registry import InputSpec, PaperInfo, register
 
 
@@ -90,7 +90,7 @@ class DiMMo(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
-        patches = self.x_embedder(x) + sincos_2d_cached(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
+        patches = self.x_embedder(x) + sincos_2d_like(x, self.x_embedder.proj.out_channels, h, w)
         tokens = [self.t_embedder(t)[:, None], self.y_embedder(y, self.training)[:, None]]
         seq = torch.cat([*tokens, patches], dim=1)
         for block in self.blocks:

@@ -20,7 +20,7 @@ from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.guidance import combine_cfg
 from zoo.layers.patch import token_grid, unpatchify
-from zoo.layers.pos_embed import sincos_2d_cached
+from zoo.layers.pos_embed import sincos_2d_like
 from zoo.registry import InputSpec, PaperInfo, register
 
 
@@ -115,7 +115,7 @@ class DiT(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         """x (B, C, H, W) latents, t (B,) timesteps, y (B,) labels (``num_classes`` = null) -> (B, out, H, W)."""
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
-        pos = sincos_2d_cached(self.x_embedder.proj.out_channels, h, w).to(x.device, x.dtype)
+        pos = sincos_2d_like(x, self.x_embedder.proj.out_channels, h, w)
         x = self.x_embedder(x) + pos
         c = self.t_embedder(t) + self.y_embedder(y, self.training)
         for block in self.blocks:
