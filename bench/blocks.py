@@ -59,16 +59,6 @@ class BlockTiming:
         return {**asdict(self), "gmacs_per_s": round(self.gmacs_per_s, 2), "share_of_gemm": share}
 
 
-def timed(fn: Callable[[], object], repeats: int = 1, min_time: float = 0.0) -> float:
-    """Median seconds of ``fn`` over ``repeats`` calls (at least ``min_time`` in all)."""
-    times: list[float] = []
-    while len(times) < repeats or sum(times) < min_time:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def gemm_rate(tokens: int = 4096, width: int = T2MD_WIDTH, out: int = 4 * T2MD_WIDTH) -> float:
     """This device's fp32 GEMM peak in GMAC/s on the current thread count: the fastest of >= 0.5 s of calls
     of a transformer-sized projection (the best run is the least disturbed by other work on the machine)."""
@@ -99,11 +89,12 @@ def _time_module(name: str, build, inputs, tokens: int, gemm: float | None, repe
 
     macs = counted_macs(build, inputs)
     module, args = build().eval(), inputs()
+    from bench.latency import time_unit
+
     with torch.inference_mode(), (reference_kernels() if path == "reference" else nullcontext()):
-        module(*args)  # warm-up
         gemm = gemm or gemm_rate()
-        seconds = timed(lambda: module(*args), repeats=repeats)
-    return BlockTiming(name, tokens, macs, seconds, gemm, path)
+        times = time_unit(lambda: module(*args), torch.device("cpu"), min_time=0.0, min_runs=repeats, max_runs=repeats)
+    return BlockTiming(name, tokens, macs, statistics.median(times), gemm, path)
 
 
 def _grid(res: str) -> tuple[int, int]:
@@ -165,6 +156,13 @@ class _Grid(nn.Module):
         return self.mixer(x, self.h, self.w)
 
 
+def compose_t2md(sa: BlockTiming, hm: BlockTiming, wm: BlockTiming) -> tuple[float, float]:
+    """(measured, counted) PixArt-alpha / T2MD ratio from one block of each kind: 28 SA vs 4 SA + 12 HM + 12 WM."""
+    measured = 28 * sa.seconds / (4 * sa.seconds + 12 * hm.seconds + 12 * wm.seconds)
+    counted = 28 * sa.macs / (4 * sa.macs + 12 * hm.macs + 12 * wm.macs)
+    return measured, counted
+
+
 def composed_t2md_speedup(res: str, threads: int = 1, repeats: int = 1) -> dict:
     """PixArt-alpha / T2MD speedup composed from measured whole-block times at ``res`` (this device, CPU)."""
     previous = torch.get_num_threads()
@@ -174,16 +172,13 @@ def composed_t2md_speedup(res: str, threads: int = 1, repeats: int = 1) -> dict:
     finally:
         torch.set_num_threads(previous)
     sa, hm, wm = (timings[k] for k in ("SA", "HM", "WM"))
-    pixart_s = 28 * sa.seconds
-    t2md_s = 4 * sa.seconds + 12 * hm.seconds + 12 * wm.seconds
-    pixart_macs = 28 * sa.macs
-    t2md_macs = 4 * sa.macs + 12 * hm.macs + 12 * wm.macs
+    measured, counted = compose_t2md(sa, hm, wm)
     return {
         "composed_sa_block_s": round(sa.seconds, 3),
         "composed_hm_block_s": round(hm.seconds, 3),
         "composed_wm_block_s": round(wm.seconds, 3),
-        "composed_measured_speedup": round(pixart_s / t2md_s, 3),
-        "composed_counted_ratio": round(pixart_macs / t2md_macs, 3),
+        "composed_measured_speedup": round(measured, 3),
+        "composed_counted_ratio": round(counted, 3),
         "device": f"cpu ({threads} thread{'s' if threads > 1 else ''}; blocks composed)",
         "gemm_gmacs_per_s": round(sa.gemm_gmacs_per_s, 1),
     }

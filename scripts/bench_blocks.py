@@ -20,7 +20,7 @@ import json
 
 import torch
 
-from bench.blocks import BlockTiming, dim_mo_vs_dit, gemm_rate, mamba1_mixers, t2md_blocks
+from bench.blocks import BlockTiming, compose_t2md, dim_mo_vs_dit, gemm_rate, mamba1_mixers, t2md_blocks
 
 
 def table(rows: list[BlockTiming]) -> str:
@@ -37,10 +37,7 @@ def composed(rows: list[BlockTiming], path: str) -> tuple[float, float] | None:
               and (r.path == path or r.name.split()[1] == "SA")}  # fmt: skip
     if not all(k in blocks for k in ("SA", "HM", "WM")):
         return None
-    sa, hm, wm = blocks["SA"], blocks["HM"], blocks["WM"]
-    measured = 28 * sa.seconds / (4 * sa.seconds + 12 * hm.seconds + 12 * wm.seconds)
-    counted = 28 * sa.macs / (4 * sa.macs + 12 * hm.macs + 12 * wm.macs)
-    return measured, counted
+    return compose_t2md(blocks["SA"], blocks["HM"], blocks["WM"])
 
 
 def main() -> None:

@@ -20,23 +20,8 @@ at::Tensor gated_rmsnorm_fwd(at::Tensor x, at::Tensor z, at::Tensor weight, doub
   float* op = out.data_ptr<float>();
   const float feps = static_cast<float>(eps);
   at::parallel_for(0, rows, 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const float* xr = xp + r * sx;
-      const float* zr = zp + r * sz;
-      float* o = op + r * D;
-      for (int64_t g0 = 0; g0 < D; g0 += group) {
-        float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t i = g0; i < g0 + group; ++i) {
-          const float v = xr[i] * zr[i] * mambabench::sigmoid(zr[i]);
-          o[i] = v;
-          ss += v * v;
-        }
-        const float scale = 1.f / std::sqrt(ss / static_cast<float>(group) + feps);
-#pragma omp simd
-        for (int64_t i = g0; i < g0 + group; ++i) o[i] = o[i] * scale * w[i];
-      }
-    }
+    for (int64_t r = lo; r < hi; ++r)
+      mambabench::gated_rmsnorm_row(xp + r * sx, zp + r * sz, w, op + r * D, D, group, feps);
   });
   return out;
 }

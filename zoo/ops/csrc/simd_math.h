@@ -33,6 +33,24 @@ inline float fast_exp(float x) {
 inline float softplus(float x) { return x <= 20.f ? std::log1p(std::exp(x)) : x; }
 inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
+// Gated RMSNorm of one row (mamba_ssm's norm_before_gate=False): g = x * silu(z), then each group of
+// `group` channels divided by its root mean square (+eps) and multiplied by w. out may not alias x or z.
+inline void gated_rmsnorm_row(const float* x, const float* z, const float* w, float* out, int64_t D,
+                              int64_t group, float eps) {
+  for (int64_t g0 = 0; g0 < D; g0 += group) {
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = g0; i < g0 + group; ++i) {
+      const float v = x[i] * z[i] * sigmoid(z[i]);
+      out[i] = v;
+      ss += v * v;
+    }
+    const float scale = 1.f / std::sqrt(ss / static_cast<float>(group) + eps);
+#pragma omp simd
+    for (int64_t i = g0; i < g0 + group; ++i) out[i] = out[i] * scale * w[i];
+  }
+}
+
 #if defined(__AVX512F__)
 // 2^x for 16 lanes: x = k + f with k = round(x), |f| <= 1/2; 2^f from Cephes' exp2f polynomial (relative
 // error ~1e-7), then vscalefps multiplies by 2^k, which also flushes very negative x to 0 without a clamp.

@@ -221,23 +221,9 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
       }
     }
     if (s.norm_w) {  // gated RMSNorm of each output row, written to the row's place in the sequence
-      for (int64_t t = 0; t < Tc; ++t) {
-        const float* yr = ybuf.data() + t * HP;
-        const float* zr = s.z + b * s.sz_b + src_row(t) * s.sz_t;
-        float* o = y_seq + src_row(t) * HP;
-        for (int64_t g0 = 0; g0 < HP; g0 += s.norm_group) {
-          float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-          for (int64_t i = g0; i < g0 + s.norm_group; ++i) {
-            const float v = yr[i] * zr[i] * sigmoid(zr[i]);
-            o[i] = v;
-            ss += v * v;
-          }
-          const float scale = 1.f / std::sqrt(ss / static_cast<float>(s.norm_group) + s.eps);
-#pragma omp simd
-          for (int64_t i = g0; i < g0 + s.norm_group; ++i) o[i] = o[i] * scale * s.norm_w[i];
-        }
-      }
+      for (int64_t t = 0; t < Tc; ++t)
+        mambabench::gated_rmsnorm_row(ybuf.data() + t * HP, s.z + b * s.sz_b + src_row(t) * s.sz_t, s.norm_w,
+                                      y_seq + src_row(t) * HP, HP, s.norm_group, s.eps);
     } else if (s.reverse || fused) {
       for (int64_t t = 0; t < Tc; ++t) std::copy_n(ybuf.data() + t * HP, HP, y_seq + src_row(t) * HP);
     }
