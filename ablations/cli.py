@@ -259,40 +259,89 @@ def list_command(
 @app.command("run")
 def run_command(
     table_name: str = typer.Argument(..., metavar="TABLE", help="Table id or alias (`ablations list`)."),
-    preset: str = typer.Option("smoke", "--preset", help="smoke | cpu | paper."),
-    variants: list[str] = typer.Option([], "--variants", help="Only these variant keys (repeatable)."),
+    preset: str = typer.Option("smoke", "--preset", help="A preset of the table (`ablations list`)."),
+    variants: list[str] = typer.Option([], "--variants", "--variant", help="Only these variant keys (repeatable)."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds 0..N-1 per variant; the report gives mean and spread."),
+    jobs: int = typer.Option(1, "--jobs", help="Processes working through the runs side by side (one per free core)."),
     data_root: Path = typer.Option(None, "--data-root"),
     vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent presets)."),
     runs: Path = RUNS,
     device: str = typer.Option("cpu", "--device"),
-    threads: int = typer.Option(None, "--threads", help="CPU threads (default: PyTorch's)."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads per job (1: a busy 2-core box is slow with 2)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
 ) -> None:
     """Train and score every variant of a table (finished variants are reused), then print the report."""
+    from ablations.tables import get_table
+
+    try:
+        table = get_table(table_name)
+        if jobs < 1 or threads < 1:
+            raise ValueError(f"--jobs and --threads must be at least 1 (got --jobs {jobs} --threads {threads})")
+        job = dict(table_id=table.id, preset=preset, variants=variants or None, seeds=seeds, device=device,
+                   data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
+                   runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
+        _check_table_job(table, **job)
+        helpers = _start_helpers(job, jobs - 1)
+        _table_job(**job, prefix="[job 1] " if jobs > 1 else "")
+        failed = [p.exitcode for p in helpers if (p.join() or p.exitcode)]
+        if failed:
+            raise ValueError(f"{len(failed)} of {jobs} jobs failed (their errors are printed above)")
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        _fail(error)
+    _print_report(table, preset, runs, as_json=False)
+
+
+def _check_table_job(table, preset: str, variants, seeds: int, **_) -> None:
+    """The errors a job would hit, raised before any process starts."""
+    if preset not in table.presets:
+        raise KeyError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
+    for key in variants or ():
+        table.variant(key)
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+
+
+def _start_helpers(job: dict, count: int) -> list:
+    """``count`` more processes running the same table; the runs' lock files keep them from colliding."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    helpers = [context.Process(target=_helper_job, kwargs={**job, "prefix": f"[job {i + 2}] "}) for i in range(count)]
+    for helper in helpers:
+        helper.start()
+    return helpers
+
+
+def _table_job(table_id: str, preset: str, variants, seeds: int, device: str, data_root, vae, runs, store,
+               threads: int, prefix: str = "") -> None:  # fmt: skip
     import torch
 
     from ablations.tables import get_table
     from ablations.tables.runner import run_table
     from results.store import ResultsStore
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    run_table(
+        get_table(table_id),
+        preset,
+        variants,
+        data_root,
+        vae,
+        runs,
+        device,
+        ResultsStore(store),
+        log=lambda line: console.print(prefix + line, highlight=False),
+        seeds=seeds,
+    )
+
+
+def _helper_job(**job) -> None:
+    """A helper process: its error is one line and a non-zero exit code, like the command's."""
     try:
-        table = get_table(table_name)
-        run_table(
-            table,
-            preset,
-            variants or None,
-            str(data_root) if data_root else None,
-            str(vae) if vae else None,
-            runs,
-            device,
-            ResultsStore(store),
-            log=lambda line: console.print(line, highlight=False),
-        )
+        _table_job(**job)
     except (ValueError, KeyError, FileNotFoundError) as error:
-        _fail(error)
-    _print_report(table, preset, runs, as_json=False)
+        console.print(f"{job['prefix']}[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        raise SystemExit(2) from None
 
 
 @app.command("report")
@@ -315,7 +364,7 @@ def report_command(
 
 
 def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
-    from ablations.tables.report import header, write_report
+    from ablations.tables.report import fid_cell, header, write_report
 
     rows, folder = write_report(table, preset, runs)
     if as_json:
@@ -343,7 +392,7 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
         out.add_row(
             r["label"],
             r["checkpoint"],
-            fmt(r["ours_fid"]),
+            fid_cell(r),
             fmt(r["ours_sfid"]),
             fmt(r["ours_kid"]),
             fmt(r["ours_precision"]),

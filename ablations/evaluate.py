@@ -23,6 +23,7 @@ from ablations.fid import (
     precision_recall,
 )
 from ablations.generate import load_image_folder
+from ablations.locks import claim
 
 UNAVAILABLE = {
     "is": "the offline FID Inception (fid-helper) has no logits layer; use torch-fidelity's own weights for IS",
@@ -40,6 +41,11 @@ def reference_features(
     """{"pool": (N, 2048), "spatial": (N, 2023)} Inception features of the first ``count`` images (cached)."""
     weights_id = hashlib.sha1(str(extractor.weights.name).encode()).hexdigest()[:8]
     path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}-v2.pt"
+    with claim(path.with_name(path.name + ".lock")):  # two scoring processes compute it once, not twice
+        return _reference_features(path, data, size, count, extractor, root, split)
+
+
+def _reference_features(path: Path, data: str, size: int, count: int, extractor, root, split: str) -> dict:
     if path.is_file():
         return torch.load(path)
     dataset = open_dataset(data, root, size=size, split=split)

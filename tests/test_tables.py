@@ -127,8 +127,54 @@ def test_report_directions(tmp_path):
     assert rows["no-lfe"]["agrees"] == "yes"
     assert rows["no-ms"]["ours_effect"] == "better" and rows["no-ms"]["agrees"] == "no"
     assert rows["no-pt"]["status"] == "not run" and rows["no-pt"]["agrees"] == "-"
+    assert rows["no-pt"]["paper_effect"] == "same"  # 2.94 vs 2.92: within 1%, the paper claims nothing
     wd = TABLES["wd-ablation"]
     assert build_rows(wd, "smoke", tmp_path)[0]["paper_effect"] == "worse"  # "did not converge"
+
+
+def test_report_over_seeds(tmp_path):
+    """Mean and spread over seeds; an effect counts only beyond 2 standard errors of the difference."""
+    table = TABLES["teng-table6"]
+    path = index_file(tmp_path, table, table.presets["smoke"])
+    path.parent.mkdir(parents=True)
+    fids = {"1234": [50.0, 52.0, 51.0], "12": [51.5, 49.0, 53.0], "1": [60.0, 61.0, 59.5]}
+    path.write_text(
+        json.dumps(
+            [
+                {"variant": k, "checkpoint": "final", "seed": seed, "fid": f, "n_generated": 16, "n_reference": 16}
+                for k, values in fids.items()
+                for seed, f in enumerate(values)
+            ]
+        )
+    )
+    rows = {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}
+    assert rows["1234"]["seeds"] == 3 and rows["1234"]["ours_fid"] == pytest.approx(51.0)
+    assert rows["1234"]["ours_fid_std"] == pytest.approx(1.0) and rows["1234"]["ours_fid_seeds"] == "50 52 51"
+    assert rows["12"]["ours_effect"] == "within spread" and rows["12"]["paper_effect"] == "same"
+    assert rows["12"]["agrees"] == "yes"
+    assert rows["1"]["ours_effect"] == "worse" and rows["1"]["agrees"] == "yes"
+    fids["1"] = [60.0, 45.0, 48.0]  # mean 51: no longer beyond the spread
+    path.write_text(
+        json.dumps(
+            [
+                {"variant": k, "checkpoint": "final", "seed": seed, "fid": f}
+                for k, values in fids.items()
+                for seed, f in enumerate(values)
+            ]
+        )
+    )
+    assert {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}["1"]["agrees"] == "no"
+
+
+def test_claim_excludes_a_second_holder(tmp_path):
+    """The run-folder lock that keeps two `ablations run` processes off one run (flock is per open file)."""
+    from ablations.locks import claim
+
+    with claim(tmp_path / ".claim") as first:
+        with claim(tmp_path / ".claim", wait=False) as second:
+            assert first and not second
+    with claim(tmp_path / ".claim", wait=False) as again:
+        assert again
 
 
 def test_run_names_missing_data_and_vae(tmp_path):

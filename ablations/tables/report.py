@@ -1,65 +1,115 @@
 """Reporting a table: our numbers beside the paper's, and whether each effect goes the paper's way.
 
-The effect of a row is its primary metric against the table's reference row (the full model) at the same
-checkpoint: "better" or "worse" for our FID (lower is better) and for the paper's own metric (FID, or
-GenEval where higher is better). Values are not comparable across presets or sample counts; directions are.
-Writes ``report.csv``, ``report.md`` and ``report.png`` beside the table's ``results.json``.
+A row is one (variant, checkpoint); with several training seeds its metrics are the mean over seeds, with
+the sample standard deviation, the range and every seed's FID beside it. The effect of a row is its primary
+metric against the table's reference row (the full model) at the same checkpoint: "better" or "worse" for
+our FID (lower is better) and for the paper's own metric (FID, or GenEval where higher is better).
+
+- ours, with at least two seeds on both sides: an effect only when the means differ by more than twice the
+  standard error of their difference (Welch's, about 95% for normal spreads), else "within spread"; with
+  one seed the bare direction (no error bar: read it as a hint);
+- the paper's: "same" when within 1% of its reference (the papers give no spreads; 2.91 vs 2.92 is no claim).
+
+Values are not comparable across presets or sample counts; directions are. Writes ``report.csv``,
+``report.md`` and ``report.png`` beside the table's ``results.json``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import statistics
 from pathlib import Path
 
 from ablations.evaluate import UNAVAILABLE
-from ablations.tables.runner import index_file, runs_root
+from ablations.tables.runner import index_file, result_key, runs_root
 from ablations.tables.spec import TableSpec
 
 OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid")
 
 
-def _effect(value, reference, higher_is_better: bool) -> str:
+PAPER_SAME = 0.01  # the paper's numbers within 1% of its reference: no claimed effect
+
+
+def _paper_effect(value, reference, higher_is_better: bool) -> str:
     if isinstance(value, str):  # a qualitative paper result ("did not converge")
         return "worse"
     if value is None or reference is None or isinstance(reference, str):
         return "-"
-    if value == reference:
+    if abs(value - reference) <= PAPER_SAME * abs(reference):
         return "same"
     return "better" if (value > reference) == higher_is_better else "worse"
 
 
+def _our_effect(values: list[float], reference: list[float]) -> str:
+    """FID (lower is better) of one variant's seeds against the reference's seeds."""
+    if not values or not reference:
+        return "-"
+    difference = statistics.fmean(values) - statistics.fmean(reference)
+    if len(values) >= 2 and len(reference) >= 2:
+        error = math.sqrt(statistics.variance(values) / len(values) + statistics.variance(reference) / len(reference))
+        if abs(difference) <= 2 * error:
+            return "within spread"
+    elif difference == 0:
+        return "same"
+    return "worse" if difference > 0 else "better"
+
+
+def _agrees(ours: str, paper: str) -> str:
+    if "-" in (ours, paper):
+        return "-"
+    no_effect = ("same", "within spread")
+    return "yes" if ours == paper or (ours in no_effect and paper in no_effect) else "no"
+
+
+def _summary(results: list[dict]) -> dict:
+    """Mean of every metric over seeds, plus the FID's spread and per-seed values."""
+    out = {}
+    for metric in OUR_METRICS:
+        values = [r[metric] for r in results if r.get(metric) is not None]
+        out[f"ours_{metric}"] = statistics.fmean(values) if values else None
+    fids = [r["fid"] for r in results if r.get("fid") is not None]
+    out["seeds"] = len(results)
+    out["ours_fid_std"] = statistics.stdev(fids) if len(fids) >= 2 else None
+    out["ours_fid_min"] = min(fids, default=None)
+    out["ours_fid_max"] = max(fids, default=None)
+    out["ours_fid_seeds"] = " ".join(f"{f:.4g}" for f in fids)
+    return out
+
+
 def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) -> list[dict]:
-    """One row per (variant, checkpoint), with ours, the paper's and the two effect directions."""
+    """One row per (variant, checkpoint), with ours (over seeds), the paper's and the two effect directions."""
     spec = table.presets[preset]
     path = index_file(runs_root(root), table, spec)
-    found = {(r["variant"], r["checkpoint"]): r for r in (json.loads(path.read_text()) if path.is_file() else [])}
+    found: dict[tuple[str, str], list[dict]] = {}
+    for result in sorted(json.loads(path.read_text()) if path.is_file() else [], key=result_key):
+        found.setdefault((result["variant"], result["checkpoint"]), []).append(result)
     primary = table.paper_metrics[0]
     rows = []
     for checkpoint in spec.checkpoints:
-        reference = found.get((table.reference.key, checkpoint), {})
+        reference = [r["fid"] for r in found.get((table.reference.key, checkpoint), []) if r.get("fid") is not None]
         paper_reference = table.reference.paper.get(checkpoint, {}).get(primary)
         for variant in table.variants:
-            ours = found.get((variant.key, checkpoint))
+            ours = found.get((variant.key, checkpoint), [])
             paper = variant.paper.get(checkpoint, {})
             row = {
                 "variant": variant.key,
                 "label": variant.label,
                 "checkpoint": checkpoint,
                 "status": "ok" if ours else "not run",
-                "params_m": ours.get("params_m") if ours else None,
-                **{f"ours_{m}": (ours or {}).get(m) for m in OUR_METRICS},
+                "params_m": ours[0].get("params_m") if ours else None,
+                **_summary(ours),
                 **{f"paper_{m}": paper.get(m) for m in table.paper_metrics},
-                "n_generated": (ours or {}).get("n_generated"),
-                "n_reference": (ours or {}).get("n_reference"),
+                "n_generated": ours[0].get("n_generated") if ours else None,
+                "n_reference": ours[0].get("n_reference") if ours else None,
             }
             if variant.reference:
                 row["ours_effect"] = row["paper_effect"] = row["agrees"] = "reference"
             else:
-                row["ours_effect"] = _effect(row["ours_fid"], reference.get("fid"), higher_is_better=False)
-                row["paper_effect"] = _effect(paper.get(primary), paper_reference, table.paper_higher_is_better)
-                known = "-" not in (row["ours_effect"], row["paper_effect"])
-                row["agrees"] = ("yes" if row["ours_effect"] == row["paper_effect"] else "no") if known else "-"
+                row["ours_effect"] = _our_effect([r["fid"] for r in ours if r.get("fid") is not None], reference)
+                row["paper_effect"] = _paper_effect(paper.get(primary), paper_reference, table.paper_higher_is_better)
+                row["agrees"] = _agrees(row["ours_effect"], row["paper_effect"])
             rows.append(row)
     return rows
 
@@ -78,6 +128,13 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     ]
     if spec.deviations:
         lines.append(f"deviations from the paper: {spec.deviations}")
+    seeds = sorted({r["seeds"] for r in rows if r["seeds"]})
+    if seeds:
+        lines.append(
+            f"training seeds per row: {'/'.join(map(str, seeds))}; FID = mean ± sample standard deviation over seeds; "
+            "an effect of ours counts when the means differ by more than 2 standard errors (else 'within spread'), "
+            f"the paper's when over {PAPER_SAME:.0%}"
+        )
     if preset == "smoke":
         lines.append("smoke scale: effect directions are noise here; this preset proves the path, not the paper")
     agree = [r["agrees"] for r in rows if r["agrees"] in ("yes", "no")]
@@ -92,6 +149,13 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def fid_cell(row: dict) -> str:
+    """``12.3 ± 0.4`` over seeds, or the single value."""
+    if row["ours_fid"] is None:
+        return "-"
+    return _fmt(row["ours_fid"]) + (f" ± {row['ours_fid_std']:.2g}" if row["ours_fid_std"] is not None else "")
+
+
 def write_report(table: TableSpec, preset: str, root: str | Path | None = None) -> tuple[list[dict], Path]:
     """Rows plus report.csv / report.md / report.png in the table's results folder; returns (rows, folder)."""
     rows = build_rows(table, preset, root)
@@ -104,7 +168,9 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
     columns = [
         "label",
         "checkpoint",
+        "seeds",
         "ours_fid",
+        "ours_fid_seeds",
         "ours_kid",
         "ours_precision",
         "ours_recall",
@@ -115,7 +181,7 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
     ]
     lines = [f"# {table.id} ({preset})", "", *[f"- {line}" for line in header(table, preset, rows)], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(fid_cell(r) if c == "ours_fid" else _fmt(r[c]) for c in columns) + " |" for r in rows]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     _plot(table, preset, rows, folder / "report.png")
     return rows, folder
@@ -132,8 +198,13 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
     colours = {"yes": "tab:green", "no": "tab:red", "reference": "tab:blue"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
     ours = [r["ours_fid"] if r["ours_fid"] is not None else 0 for r in rows]
-    axes[0].barh(names, ours, color=[colours.get(r["agrees"], "tab:gray") for r in rows])
-    axes[0].set_xlabel(f"our FID ({preset} preset, lower is better)")
+    spread = [r["ours_fid_std"] or 0 for r in rows]
+    axes[0].barh(names, ours, xerr=spread, capsize=3, color=[colours.get(r["agrees"], "tab:gray") for r in rows])
+    for i, r in enumerate(rows):  # every seed as a dot on its bar
+        seeds = [float(v) for v in r["ours_fid_seeds"].split()]
+        axes[0].plot(seeds, [i] * len(seeds), "k.", markersize=4)
+    seeds = "/".join(sorted({str(r["seeds"]) for r in rows if r["seeds"]})) or "0"
+    axes[0].set_xlabel(f"our FID ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is better)")
     paper = [r[f"paper_{primary}"] if isinstance(r[f"paper_{primary}"], int | float) else 0 for r in rows]
     axes[1].barh(names, paper, color="tab:gray")
     for i, r in enumerate(rows):

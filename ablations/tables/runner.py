@@ -2,8 +2,14 @@
 
 Runs live in ``<root>/runs/<model>-<config hash>``: two rows with the same training configuration (the
 CFG rows of Mo & Tian's Table 7, Teng's full model in Tables 4 and 6) share one run, and a finished run is
-never retrained. Scores are files in the run folder named by (step, sampler, steps, CFG, sample and
-reference counts), so an interrupted ``ablations run`` picks up where it stopped.
+never retrained. Every variant can be trained with several seeds (``seeds``): each seed is its own run
+(the seed is part of the configuration) and the report gives the mean and spread over seeds. Scores are
+files in the run folder named by (step, sampler, steps, CFG, sample and reference counts), so an
+interrupted ``ablations run`` picks up where it stopped.
+
+Several ``ablations run`` processes (``--jobs N``, or two tables that share runs) cooperate through a lock
+file per run folder: a process claims a run before training it and passes over runs another process
+holds, coming back to them at the end to read their scores. No run is trained twice at the same time.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 from ablations.data import open_dataset
 from ablations.experiment import DistillConfig, RunConfig, config_hash, model_setup
+from ablations.locks import claim
 from ablations.tables.spec import Preset, TableSpec, Variant
 
 
@@ -31,8 +38,9 @@ def variant_config(
     data_root: str | None = None,
     vae: str | None = None,
     teacher: str | None = None,
+    seed: int = 0,
 ) -> RunConfig:
-    """The training configuration of one row at one preset."""
+    """The training configuration of one row at one preset and training seed."""
     overrides = {
         **preset.model_overrides.get(variant.model, {}),
         **variant.overrides,
@@ -64,6 +72,7 @@ def variant_config(
         schedule=preset.schedule,
         cfg_dropout=preset.cfg_dropout,
         ckpt_every=max(1, steps // 10),
+        seed=seed,
         distill=distill,
     )
 
@@ -98,14 +107,14 @@ def run_table(
     device: str = "cpu",
     store=None,
     log: Callable[[str], None] = print,
+    seeds: int = 1,
 ) -> list[dict]:
-    """Train and score every chosen variant at a preset; returns one result per (variant, checkpoint)."""
-    from ablations.evaluate import score
-    from ablations.generate import generate
-    from ablations.train import Trainer, checkpoint_step, is_finished
-
+    """Train and score every chosen variant at a preset with training seeds ``0 .. seeds-1``; returns one
+    result per (variant, seed, checkpoint). Runs another process is working on are done last, by waiting."""
     if preset_name not in table.presets:
         raise KeyError(f"{table.id} has no preset {preset_name!r}; presets: {', '.join(table.presets)}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
     preset = table.presets[preset_name]
     if preset.needs_vae and vae is None:
         raise ValueError(
@@ -114,30 +123,62 @@ def run_table(
         )
     open_dataset(preset.data, data_root, size=preset.res)  # fails early, naming what is missing and how to get it
     root = runs_root(root)
-    results, teacher_folder = [], None
-    store_run = store.start_run() if store is not None else None
-    for variant in _ordered(table, variants):
-        config = variant_config(table, variant, preset, data_root, vae, teacher_folder)
-        folder = run_folder(root, config)
+    context = dict(table=table, preset=preset, root=root, data_root=data_root, vae=vae, device=device, log=log)
+    context["store"], context["store_run"] = store, []  # the store's run is started with the first row
+    results, deferred = [], []
+    for seed in range(seeds):
+        teacher_folder = None
+        for variant in _ordered(table, variants):
+            # a teacher is waited for (its students need it); any other run held elsewhere comes last
+            done = _run_variant(variant, seed, teacher_folder, wait=variant.teacher, **context)
+            if done is None:
+                deferred.append((variant, seed, teacher_folder))
+                continue
+            results += done[0]
+            if variant.teacher:
+                teacher_folder = str(done[1])
+    for variant, seed, teacher_folder in deferred:
+        results += _run_variant(variant, seed, teacher_folder, wait=True, **context)[0]
+    return results
+
+
+def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: bool, *, table: TableSpec,
+                 preset: Preset, root: Path, data_root, vae, device: str, store, store_run: list, log
+                 ) -> tuple[list[dict], Path] | None:  # fmt: skip
+    """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
+    process holds the run and ``wait`` is False."""
+    from ablations.evaluate import score
+    from ablations.generate import generate
+    from ablations.train import Trainer, checkpoint_step, is_finished
+
+    config = variant_config(table, variant, preset, data_root, vae, teacher_folder, seed)
+    folder = run_folder(root, config)
+    name = f"{table.id}/{variant.key}" + (f" seed {seed}" if seed else "")
+    with claim(folder / ".claim", wait) as claimed:
+        if not claimed:
+            log(f"{name}: another process is running {folder.name}; coming back to it at the end")
+            return None
+        results = []
         steps = checkpoint_steps(preset, config.steps)
         cfg = variant.cfg if variant.cfg is not None else preset.cfg
         for label, step in steps.items():
             path = score_file(folder, step, preset, cfg)
             if path.is_file():
-                log(f"{table.id}/{variant.key} @{label}: scored already ({path.name})")
-                results.append(json.loads(path.read_text()))
+                log(f"{name} @{label}: scored already ({path.name})")
+                results.append(_as_row(json.loads(path.read_text()), table, variant, seed))
                 _write_index(root, table, preset, results)
                 continue
             if checkpoint_step(folder) < step and not is_finished(folder):
-                log(f"{table.id}/{variant.key}: training {config.model} to step {step} of {config.steps} in {folder}")
+                log(f"{name}: training {config.model} to step {step} of {config.steps} in {folder}")
                 Trainer(config, folder, resume=True, keep_steps=tuple(steps.values())).run(stop_after=step)
-            log(f"{table.id}/{variant.key} @{label}: sampling {preset.n_samples} images, scoring")
+            log(f"{name} @{label}: sampling {preset.n_samples} images, scoring")
             images = generate(
                 folder,
                 preset.sampler,
                 preset.sample_steps,
                 preset.n_samples,
                 cfg,
+                seed=seed,
                 device=device,
                 step=step,
                 out=folder / "samples" / path.stem,
@@ -151,8 +192,10 @@ def run_table(
                 "label": variant.label,
                 "checkpoint": label,
                 "step": step,
+                "seed": seed,
                 "preset": preset.name,
                 "model": config.model,
+                "config_hash": config_hash(config),
                 "run": str(folder),
                 "cfg": cfg,
                 "sampler": preset.sampler,
@@ -163,14 +206,22 @@ def run_table(
                 **scores,
             }
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2) + "\n")
+            partial = path.with_name(path.name + ".part")
+            partial.write_text(json.dumps(result, indent=2) + "\n")
+            partial.replace(path)
             if store is not None:
-                _store(store, store_run, result)
+                if not store_run:
+                    store_run.append(store.start_run())
+                _store(store, store_run[0], result)
             results.append(result)
             _write_index(root, table, preset, results)
-        if variant.teacher:
-            teacher_folder = str(folder)
-    return results
+    return results, folder
+
+
+def _as_row(result: dict, table: TableSpec, variant: Variant, seed: int) -> dict:
+    """A score file as a row of this table: a run shared by two tables (Teng's full model in Tables 4 and 6)
+    was scored under the other table's variant name."""
+    return {**result, "table": table.id, "variant": variant.key, "label": variant.label, "seed": seed}
 
 
 def index_file(root: Path, table: TableSpec, preset: Preset) -> Path:
@@ -178,14 +229,19 @@ def index_file(root: Path, table: TableSpec, preset: Preset) -> Path:
     return root / "tables" / f"{table.id}-{preset.name}" / "results.json"
 
 
+def result_key(result: dict) -> tuple[str, str, int]:
+    """What identifies a result within a table: (variant, checkpoint, training seed)."""
+    return result["variant"], result["checkpoint"], int(result.get("seed", 0))
+
+
 def _write_index(root: Path, table: TableSpec, preset: Preset, results: list[dict]) -> None:
     path = index_file(root, table, preset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    known = json.loads(path.read_text()) if path.is_file() else []
-    merged = {(r["variant"], r["checkpoint"]): r for r in [*known, *results]}
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(list(merged.values()), indent=2) + "\n")
-    partial.replace(path)
+    with claim(path.with_name(".lock")):  # several processes may add rows to one table at once
+        known = json.loads(path.read_text()) if path.is_file() else []
+        merged = {result_key(r): r for r in [*known, *results]}
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(list(merged.values()), indent=2) + "\n")
+        partial.replace(path)
 
 
 def _params_m(config: RunConfig) -> float:
@@ -209,6 +265,8 @@ def _store(store, run_id: int, result: dict) -> None:
             "variant",
             "checkpoint",
             "step",
+            "seed",
+            "config_hash",
             "preset",
             "cfg",
             "sampler",
