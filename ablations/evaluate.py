@@ -23,7 +23,7 @@ from ablations.fid import (
     precision_recall,
 )
 from ablations.generate import load_image_folder
-from ablations.locks import claim
+from results.locks import claim
 
 UNAVAILABLE = {
     "is": "the offline FID Inception (fid-helper) has no logits layer; use torch-fidelity's own weights for IS",

@@ -16,8 +16,9 @@ from bench.flops import FlopCount, count_flops
 from bench.fvcore_counter import fvcore_macs
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
-from bench.sweep import METRICS, SweepSettings, row_measurements, run_case_subprocess, run_sweep
-from results.store import ResultsStore
+from bench.sweep import METRICS, RETRIED, SweepSettings, row_measurements, run_case_subprocess, run_sweep
+from results.cli_errors import run_app
+from results.store import STORE_RULE, Measurement, ResultsStore
 
 app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency, memory, sweeps, paper tables.",
                   no_args_is_help=True)  # fmt: skip
@@ -41,6 +42,34 @@ def _check_device(device: str) -> None:
         raise typer.Exit(2)
 
 
+STORE = typer.Option(None, "--store", help=f"Results store ({STORE_RULE}).")
+NO_STORE = typer.Option(False, "--no-store", help="Do not record the rows in the results store.")
+
+
+def _record(store: Path | None, no_store: bool, rows: list[Measurement], quiet: bool = False) -> None:
+    """Every bench command's rows go to the store (one run per command, none when nothing was measured)."""
+    if no_store or not rows:
+        return
+    recorder = ResultsStore(store).recorder()
+    recorder.add(rows)
+    if not quiet:
+        console.print(f"{len(rows)} row(s) -> results store {recorder.store.path} (run {recorder.run_id})",
+                      style="dim", highlight=False)  # fmt: skip
+
+
+def _check_model(name: str) -> None:
+    """An unknown registry name: one line listing the closest names (before any process starts)."""
+    import zoo
+
+    zoo.get_entry(name)
+
+
+def _check_counts(**values: int) -> None:
+    bad = [f"--{k} {v}" for k, v in values.items() if v is None or v < 1]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: must be a whole number >= 1")
+
+
 def _share(count: FlopCount, category: str) -> str:
     return f"{100 * count.by_category.get(category, 0) / count.flops:.0f}%" if count.flops else "-"
 
@@ -55,23 +84,32 @@ def flops_command(
     model: list[str] = typer.Option(..., "--model", "-m", help="Registry name(s); repeat for several."),
     res: list[str] = typer.Option(["256"], "--res", "-r", help="Image size: 256 or WxH like 3840x2160."),
     batch: int = typer.Option(1, help="Batch size."),
-    counter: str = typer.Option("meta", help="meta (ours) or fvcore (also run fvcore on the CPU as a cross-check)."),
+    counter: str = typer.Option("meta", help="meta (ours) or fvcore (also fvcore: a real CPU forward, <= 1 TMAC)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
 ) -> None:
     """Parameters, MACs and FLOPs of one forward pass, counted on the meta device (seconds, no memory)."""
     if counter not in ("meta", "fvcore"):
-        console.print(f"[red]--counter must be meta or fvcore, got {counter!r}[/]")
-        raise typer.Exit(2)
+        raise ValueError(f"--counter must be meta or fvcore, got {counter!r}")
+    _check_counts(batch=batch)
     rows, fvcore = [], {}
     for name in model:
         for r in res:
             try:
                 rows.append(count_flops(name, parse_resolution(r), batch))
                 if counter == "fvcore":
-                    fvcore[len(rows) - 1] = fvcore_macs(name, parse_resolution(r), batch)[0]
+                    fvcore[len(rows) - 1] = fvcore_macs(name, parse_resolution(r), batch, rows[-1].macs)[0]
             except (KeyError, ValueError) as exc:
                 console.print(f"[red]{exc.args[0]}[/]")
                 raise typer.Exit(2) from exc
+    _record(store, no_store, [
+        Measurement(c.model, metric, value, unit, c.resolution, batch, device="meta", source="bench flops",
+                    config={"seq_len": c.seq_len, "input_shape": list(c.input_shape)})
+        for c in rows
+        for metric, value, unit in (("gmacs", c.macs / 1e9, "GMAC"), ("gflops", c.flops / 1e9, "GFLOP"),
+                                    ("params_m", c.params / 1e6, "M params"))
+    ], quiet=as_json)  # fmt: skip
     if as_json:
         for c in rows:
             print(json.dumps({"model": c.model, "resolution": c.resolution, "input_shape": c.input_shape,
@@ -112,6 +150,8 @@ def latency_command(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time not counted)."),
     min_time: float = typer.Option(1.0, help="Repeat until this many seconds (and at least 5 runs)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
 ) -> None:
     """Median latency (with IQR and minimum) and throughput, after warm-up, synchronised on GPUs.
 
@@ -130,10 +170,10 @@ def latency_command(
 
     from bench.latency import estimate_seconds
 
-    if threads < 1 or batch < 1:
-        console.print("[red]--threads and --batch must be >= 1[/]")
-        raise typer.Exit(2)
+    _check_counts(threads=threads, batch=batch, **({"steps": steps} if steps is not None else {}))
     _check_device(device)
+    for name in model:
+        _check_model(name)
     torch.set_num_threads(threads)
     results = []
     try:
@@ -171,7 +211,9 @@ def latency_command(
                     raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: the case in progress was dropped, nothing partial is reported[/]")
+        _record(store, no_store, _latency_rows(results), quiet=as_json)  # the finished cases are kept
         raise typer.Exit(130) from None
+    _record(store, no_store, _latency_rows(results), quiet=as_json)
     if as_json:
         for result in results:
             print(json.dumps(result.as_dict()))
@@ -187,39 +229,47 @@ def latency_command(
     console.print(table)
 
 
+def _latency_rows(results: list) -> list[Measurement]:
+    rows = []
+    for r in results:
+        variant = f"threads={r.threads}" + ("" if r.unit == "forward" else f" unit={r.unit}")
+        common = dict(model=r.model, resolution=r.resolution, batch=r.batch, dtype=r.dtype, device=r.device,
+                      backend=",".join(f"{k}={v}" for k, v in sorted(r.backends.items())), source="bench latency",
+                      variant=variant, config={"runs": r.runs, "unit": r.unit, "threads": r.threads})  # fmt: skip
+        rows += [Measurement(metric="latency_median", value=1e3 * r.median_s, unit="ms", **common),
+                 Measurement(metric="latency_iqr", value=1e3 * r.iqr_s, unit="ms", **common),
+                 Measurement(metric="latency_min", value=1e3 * r.min_s, unit="ms", **common),
+                 Measurement(metric="throughput", value=r.samples_per_s, unit="samples/s", **common)]  # fmt: skip
+    return rows
+
+
 @app.command("profile")
 def profile_command(
     model: str = typer.Option(..., "--model", "-m", help="Registry name."),
     res: str = typer.Option("256", "--res", "-r", help="Image size: 256 or WxH."),
     batch: int = typer.Option(1, help="Batch size."),
     threads: int = typer.Option(1, help="torch intra-op threads (1 is the reliable choice on shared CPUs)."),
-    store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
-    no_store: bool = typer.Option(False, "--no-store", help="Do not record the rows."),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per row instead of tables."),
 ) -> None:
     """Time per op category and per block type of one CPU forward, beside the counted MACs, the achieved
     GMAC/s and the share of this CPU's fp32 GEMM rate measured in the same run."""
     from bench.profile import profile_model
-    from results.store import Measurement
 
-    if threads < 1 or batch < 1:
-        console.print("[red]--threads and --batch must be >= 1[/]")
-        raise typer.Exit(2)
+    _check_counts(threads=threads, batch=batch)
     try:
         result = profile_model(model, parse_resolution(res), batch, threads)
     except (KeyError, ValueError) as exc:
         console.print(f"[red]{exc.args[0]}[/]")
         raise typer.Exit(2) from exc
-    if not no_store:
-        results_store = ResultsStore(store)
-        run_id = results_store.start_run()
-        measurements = [
-            Measurement(model, f"profile_{r.kind}_s", r.seconds, "s", result.resolution, batch, "float32", "cpu",
-                        detail=r.name, config={"threads": threads, "macs": r.macs, "share_of_gemm": r.share_of_gemm,
-                                               "gemm_gmacs_per_s": result.gemm_gmacs_per_s, "calls": r.calls})
-            for r in result.rows
-        ]  # fmt: skip
-        results_store.add(run_id, measurements)
+    _record(store, no_store, [
+        Measurement(model, f"profile_{r.kind}_s", r.seconds, "s", result.resolution, batch, "float32", "cpu",
+                    detail=r.name, source="bench profile", variant=f"threads={threads} {r.kind}={r.name}",
+                    config={"threads": threads, "macs": r.macs, "share_of_gemm": r.share_of_gemm,
+                            "gemm_gmacs_per_s": result.gemm_gmacs_per_s, "calls": r.calls})
+        for r in result.rows
+    ], quiet=as_json)  # fmt: skip
     if as_json:
         for r in result.rows:
             print(json.dumps({"model": model, "resolution": result.resolution, "threads": threads,
@@ -254,24 +304,34 @@ def memory_command(
     threads: int = typer.Option(1, help="torch intra-op threads."),
     timeout: float = typer.Option(600.0, help="Seconds per case."),
     as_json: bool = typer.Option(False, "--json"),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
 ) -> None:
-    """Peak memory of inference and of one training step (each case in a fresh process), beside an estimate."""
+    """Peak memory of inference and of one training step (each case in a fresh process), beside an estimate.
+    Exits 1 when a case failed (error or timeout; an OOM is a result)."""
+    from bench.memory import estimate_row
+
+    _check_counts(threads=threads, batch=batch)
+    _check_device(device)
+    for name in model:
+        _check_model(name)
+    resolutions = [str(parse_resolution(r)) for r in res]
     settings = SweepSettings(batch, device, dtype, threads, 1.0, timeout)
     rows = []
     for name in model:
-        for r in res:
-            try:
-                resolution = str(parse_resolution(r))
-            except ValueError as exc:
-                console.print(f"[red]{exc}[/]")
-                raise typer.Exit(2) from exc
+        for resolution in resolutions:
             status, detail, values = run_case_subprocess(name, resolution, "memory", settings)
+            if status != "ok":  # the estimate is counted on meta: shown whatever the measurement did
+                values = estimate_row(name, resolution, batch, dtype)
             rows.append({"model": name, "resolution": resolution, "batch": batch, "device": device, "dtype": dtype,
-                         "status": status, "detail": detail, **values})  # fmt: skip
+                         "threads": threads, "metric": "memory", "status": status, "detail": detail,
+                         **values})  # fmt: skip
+    _record(store, no_store, [m for row in rows for m in row_measurements(row)], quiet=as_json)
+    failed = [r for r in rows if r["status"] in ("error", "timeout")]
     if as_json:
         for row in rows:
             print(json.dumps(row))
-        return
+        raise typer.Exit(1 if failed else 0)
     table = Table(title=f"Peak memory (MiB), batch {batch}, {dtype} on {device}: measured, and estimated on meta")
     for col in ("model", "image px", "status", "inference", "train step", "inf. est.", "train est.", "baseline"):
         left = col in ("model", "image px", "status")
@@ -290,6 +350,9 @@ def memory_command(
                       "AdamW moments and the tensors saved for backward.")  # fmt: skip
     else:
         console.print("Measured: the CUDA caching allocator's peak, reset before each phase.")
+    if failed:
+        console.print(f"[red]{len(failed)} case(s) failed (error or timeout); a longer --timeout may help[/]")
+        raise typer.Exit(1)
 
 
 @app.command("paper")
@@ -300,10 +363,13 @@ def paper_command(
     dtype: str = typer.Option("float32", help="dtype for --measure."),
     threads: int = typer.Option(1, help="CPU threads for --measure."),
     as_json: bool = typer.Option(False, "--json"),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
 ) -> None:
     """A paper's cost table, ours beside theirs (counted on the meta device; measured with --measure)."""
-    from bench.paper import COMPARISONS, NOTES
+    from bench.paper import COMPARISONS, NOTES, paper_measurements
 
+    _check_counts(threads=threads)
     if name not in COMPARISONS:
         console.print(f"[red]unknown comparison {name!r}; choose one of {', '.join(COMPARISONS)}[/]")
         raise typer.Exit(2)
@@ -311,6 +377,8 @@ def paper_command(
     if measure:
         _check_device(device)
     rows = run(measure=measure, device=device, dtype=dtype, threads=threads)
+    _record(store, no_store, paper_measurements(name, rows, device if measure else "meta", dtype, threads),
+            quiet=as_json)  # fmt: skip
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -345,10 +413,12 @@ def sweep_command(
     min_time: float = typer.Option(None, help="Latency: repeat until this many seconds (default 1, quick 0.5)."),
     timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
     force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
-    store: Path = typer.Option(None, help="Results store (default $MAMBABENCH_RESULTS or ./mambabench-results)."),
+    store: Path = STORE,
+    no_store: bool = NO_STORE,
     as_json: bool = typer.Option(False, "--json", help="Print the new rows as JSON lines (no progress bar)."),
 ) -> None:
-    """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable.
+    """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable
+    (a rerun also retries error and timeout rows). Exits 1 when a case failed (error or timeout).
     With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
     memory of small twins; a few minutes on 2 CPU cores)."""
     from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
@@ -376,35 +446,37 @@ def sweep_command(
     if bad or any(len(p) != 2 for p in pairs):
         console.print(f"[red]--metric takes {'/'.join(METRICS)} (got {bad}); --pair takes MAMBA:ATTENTION[/]")
         raise typer.Exit(2)
-    try:
-        for g in groups:
-            for r in g.resolutions:
-                parse_resolution(r)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+    for g in groups:
+        for r in g.resolutions:
+            parse_resolution(r)
+        for name in g.models:
+            _check_model(name)
+    _check_counts(batch=batch, threads=threads)
+    _check_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
-    results_store = ResultsStore(store)
-    run_id = results_store.start_run()
+    recorder = None if no_store else ResultsStore(store).recorder()
+
+    def record(row: dict) -> None:
+        if recorder is not None:
+            recorder.add(row_measurements(row))
+
     total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
     from rich.progress import Progress
 
     new = []
     if as_json:
         for g in groups:
-            rows = run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
-                             on_row=lambda row: results_store.add(run_id, row_measurements(row)))  # fmt: skip
-            new += rows
+            new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=record)
         plot_sweep(out, plot_dir or out.parent, pairs)
         for row in new:
             print(json.dumps(row))
-        return
+        raise typer.Exit(1 if any(r["status"] in RETRIED for r in new) else 0)
     with Progress(console=console) as progress:
         task = progress.add_task("sweep", total=total)
 
         def report(row: dict) -> None:
-            results_store.add(run_id, row_measurements(row))
+            record(row)
             progress.advance(task)
             colour = "green" if row["status"] == "ok" else "yellow"
             progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
@@ -413,10 +485,15 @@ def sweep_command(
         for g in groups:
             new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=report)
         progress.update(task, completed=total)
-    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}; store run {run_id} in "
-                  f"{results_store.path}")  # fmt: skip
+    stored = "" if recorder is None else f"; store run {recorder.run_id} in {recorder.store.path}"
+    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}{stored}")
     for path in plot_sweep(out, plot_dir or out.parent, pairs):
         console.print(f"plot: {path}")
+    failed = [r for r in new if r["status"] in RETRIED]
+    if failed:
+        console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
+                      "again; it retries only those[/]")  # fmt: skip
+        raise typer.Exit(1)
 
 
 def run() -> None:
@@ -426,7 +503,7 @@ def run() -> None:
     ``bench flops`` call. Everything is finished by then: output is flushed below, store writes are
     committed as they happen and subprocesses have been waited for."""
     try:
-        app()
+        run_app(app)  # failures: one line and exit 2 (--debug: the traceback)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -4,6 +4,10 @@ ops (without them fvcore skips the scans and attention with a warning, see the r
 fvcore counts one multiply-add as one "flop", so its totals are MACs. Its handles here call the same
 formulas as ``zoo/ops/flops.py`` (halved); what the cross-check tests independently is everything else:
 every linear, matmul and convolution, traced by another mechanism.
+
+fvcore traces a real forward on the CPU: ``torch.jit.trace`` cannot run on the meta device (the meta kernels'
+shape checks receive traced tensors and fail, torch 2.14), so sizes whose forward costs more than
+``MAX_TMACS`` are refused with an error naming the meta counter, instead of running for minutes.
 """
 
 from __future__ import annotations
@@ -42,8 +46,19 @@ def _handles() -> dict:
             "zoo::causal_conv1d": causal_conv1d}  # fmt: skip
 
 
-def fvcore_macs(name: str, res: Resolution, batch: int = 1) -> tuple[float, dict[str, int]]:
-    """(total MACs, MACs by traced operator) of one forward pass, counted by fvcore on the CPU."""
+MAX_TMACS = 1.0  # about a minute of fp32 CPU forward on one core
+
+
+def fvcore_macs(name: str, res: Resolution, batch: int = 1, counted_macs: float | None = None
+                ) -> tuple[float, dict[str, int]]:  # fmt: skip
+    """(total MACs, MACs by traced operator) of one forward pass, counted by fvcore on the CPU.
+    ``counted_macs`` (ours, on meta) guards the size: over ``MAX_TMACS`` is a ValueError."""
+    if counted_macs is not None and counted_macs > MAX_TMACS * 1e12:
+        raise ValueError(
+            f"--counter fvcore traces a real CPU forward (it cannot trace on the meta device): {name} at {res} is "
+            f"{counted_macs / 1e12:.1f} TMAC, over its {MAX_TMACS:g} TMAC limit; use the meta counter (the default) "
+            "or a smaller --res"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # fvcore's import scripts a module with torch.jit.script
         try:

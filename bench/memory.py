@@ -84,6 +84,14 @@ def estimate_memory(name: str, res: Resolution, batch: int = 1, dtype: str = "fl
     return (weights + sum(tracker.largest)) / MB, (weights + 3 * master + sum(saved)) / MB
 
 
+def estimate_row(name: str, resolution: str, batch: int = 1, dtype: str = "float32") -> dict[str, float]:
+    """The estimate columns of a memory row, for a case whose measurement failed (OOM, timeout)."""
+    from bench.inputs import parse_resolution
+
+    inference, train = estimate_memory(name, parse_resolution(resolution), batch, dtype)
+    return {"inference_estimate_mb": round(inference, 1), "train_estimate_mb": round(train, 1)}
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 

@@ -146,6 +146,25 @@ def teng_fig3(measure: bool = False, device: str = "cpu", dtype: str = "float32"
     return rows
 
 
+def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, threads: int) -> list:
+    """Our numbers of a paper table as store rows (the paper's own columns, ``paper_*``, are constants and
+    stay out): model ``paper:<name>`` or the row's model, one metric per numeric column."""
+    from results.store import Measurement
+
+    out = []
+    for row in rows:
+        model = row.get("model") or f"paper:{name}"
+        for column, value in row.items():
+            if column.startswith("paper_") or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            timed = column.endswith(("_ms", "_s", "speedup", "_per_s"))
+            out.append(Measurement(model, column, float(value), "", str(row.get("resolution", "")),
+                                   dtype=dtype if timed else "float32", device=device if timed else "meta",
+                                   source=f"bench paper {name}", variant=f"threads={threads}" if timed else "",
+                                   config={k: v for k, v in row.items() if isinstance(v, str)}))  # fmt: skip
+    return out
+
+
 NOTES = {
     "mo-table4": "Their DiT-XL/2 at 256 (343 'GFLOPs') is 2.9x DiT's own Table 4 (118.6 GFLOPs = our 118.6 GMACs): "
     "thop's convention differs from DiT's, so compare ratios. Their DiT/DiM ratio is constant (1.166) because thop "

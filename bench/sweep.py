@@ -3,14 +3,20 @@
 A case that runs out of memory (a MemoryError, CUDA's out-of-memory error, or the process killed by the
 kernel) becomes an ``OOM`` row, one that runs too long a ``timeout`` row, any other failure an ``error`` row
 with the last line of its stderr; the larger resolutions of that model and metric are then recorded as
-``skipped`` without running. Rows are appended to the CSV as each case finishes, and a sweep run again
-skips every case the CSV already holds (``force`` to redo), so an interrupted sweep resumes.
+``skipped`` without running. Rows are appended to the CSV as each case finishes (one write per row, so a
+killed sweep leaves whole rows), and a sweep run again skips every case the CSV already holds (``force`` to
+redo), so an interrupted sweep resumes. Error and timeout rows (and the sizes skipped after a timeout) are
+run again on a rerun; the newer row of a case supersedes the older (``latest_rows``). Two sweeps writing one
+CSV claim each case with a lock (``<csv>.lock``, one byte per case), so no case runs twice at once.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inputs import parse_resolution
+from results.locks import claim_byte
 from results.store import Measurement
 
 KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
@@ -47,11 +54,29 @@ def _key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[k]) for k in KEY)
 
 
+RETRIED = ("error", "timeout")  # statuses a rerun measures again (OOM is a result: the case does not fit)
+
+
 def read_rows(path: Path) -> list[dict]:
+    """Every whole row of a sweep CSV (a line cut short by a kill is dropped)."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        return [row for row in csv.DictReader(handle) if row.get("status") and None not in row]
+
+
+def _retried(row: dict) -> bool:
+    return row["status"] in RETRIED or (row["status"] == "skipped" and row.get("detail", "").startswith("timeout"))
+
+
+def latest_rows(rows: list[dict]) -> list[dict]:
+    """One row per case: the last one written (a retried case supersedes its failure)."""
+    return list({_key(row): row for row in rows}.values())
+
+
+def finished_keys(path: Path) -> set[tuple[str, ...]]:
+    """The cases a rerun skips: those whose latest row is not a failure worth retrying."""
+    return {_key(row) for row in latest_rows(read_rows(path)) if not _retried(row)}
 
 
 def _append(path: Path, row: dict) -> None:
@@ -65,11 +90,20 @@ def _append(path: Path, row: dict) -> None:
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    if new:
+        writer.writeheader()
+    writer.writerow(row)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, text.getvalue().encode())  # one append: a kill leaves no half row behind
+    finally:
+        os.close(descriptor)
+
+
+def _case_byte(key: tuple[str, ...]) -> int:
+    return int.from_bytes(hashlib.sha1("|".join(key).encode()).digest()[:4], "big")
 
 
 def classify_failure(returncode: int, stderr: str) -> tuple[str, str]:
@@ -126,7 +160,8 @@ def run_sweep(
 ) -> list[dict]:
     """Run the missing cases (all with ``force``), smallest resolution first; returns the new rows."""
     ordered = sorted(resolutions, key=lambda r: (p := parse_resolution(r)).width * p.height)
-    done = {_key(row) for row in read_rows(out_csv)} if not force else set()
+    done = finished_keys(out_csv) if not force else set()
+    lock = out_csv.with_name(out_csv.name + ".lock")
     new_rows = []
     for model in models:
         for metric in metrics:
@@ -147,14 +182,17 @@ def run_sweep(
                            pixels=res.width * res.height)  # fmt: skip
                 if _key(row) in done:
                     continue
-                if failed_at is not None:
-                    row.update(status="skipped", detail=f"{failed_at} at a smaller resolution")
-                else:
-                    status, detail, values = batch.get(str(res)) or run_case(model, str(res), metric, settings)
-                    row.update(values, status=status, detail=detail)
-                    if status in ("OOM", "timeout"):
-                        failed_at = status
-                _append(out_csv, row)
+                with claim_byte(lock, _case_byte(_key(row))) as mine:
+                    if not mine or (not force and _key(row) in finished_keys(out_csv)):
+                        continue  # another sweep on this CSV is running it, or has just run it
+                    if failed_at is not None:
+                        row.update(status="skipped", detail=f"{failed_at} at a smaller resolution")
+                    else:
+                        status, detail, values = batch.get(str(res)) or run_case(model, str(res), metric, settings)
+                        row.update(values, status=status, detail=detail)
+                        if status in ("OOM", "timeout"):
+                            failed_at = status
+                    _append(out_csv, row)
                 new_rows.append(row)
                 if on_row:
                     on_row(row)
@@ -173,14 +211,18 @@ _VALUES = {  # sweep column -> (store metric, unit)
 
 
 def row_measurements(row: dict) -> list[Measurement]:
-    """A sweep row as store measurements (one per value; a failed case as one row with its status)."""
-    common = dict(model=row["model"], resolution=str(row["resolution"]), batch=int(row["batch"]),
+    """A sweep row as store measurements (one per value; a failed case as one row with its status). A timing
+    or measured memory is identified by its thread count too; a count on the meta device is not."""
+    variant = "" if row["metric"] == "flops" else f"threads={row['threads']}"
+    common = dict(model=row["model"], resolution=str(row["resolution"]), batch=int(row["batch"]), variant=variant,
                   dtype=row["dtype"], device=row["device"] if row["metric"] != "flops" else "meta",
                   backend=row.get("backends", "") or "", source="bench sweep",
                   config={"threads": row["threads"], "tokens": row.get("tokens"), "seq_len": row.get("seq_len"),
                           "memory_source": row.get("source")})  # fmt: skip
-    if row["status"] != "ok":
-        return [Measurement(metric=row["metric"], value=None, unit="", status=row["status"], detail=row["detail"],
-                            **common)]  # fmt: skip
-    return [Measurement(metric=metric, value=float(row[column]), unit=unit, **common)
-            for column, metric, unit in _VALUES[row["metric"]] if row.get(column) not in (None, "")]  # fmt: skip
+    values = [Measurement(metric=metric, value=float(row[column]), unit=unit, **common)
+              for column, metric, unit in _VALUES[row["metric"]] if row.get(column) not in (None, "")]  # fmt: skip
+    if row["status"] != "ok":  # the failure, and what was counted regardless (a memory estimate on meta)
+        failure = Measurement(metric=row["metric"], value=None, unit="", status=row["status"], detail=row["detail"],
+                              **common)  # fmt: skip
+        return [failure, *(m for m in values if m.metric.endswith("_estimate"))]
+    return values

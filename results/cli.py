@@ -10,19 +10,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from results.compare import compare, load
+from results.cli_errors import run_app
+from results.compare import PASSING, compare, load
 from results.export import write_csv
-from results.store import ResultsStore
+from results.store import STORE_RULE, ResultsStore
 
 app = typer.Typer(help="The results store: every bench and ablations measurement.", no_args_is_help=True)
 console = Console(width=max(Console().width, 110))
-STORE = typer.Option(None, "--store", help="SQLite file (default $MAMBABENCH_RESULTS or ./mambabench-results).")
+STORE = typer.Option(None, "--store", help=f"SQLite file (rule: {STORE_RULE}).")
 
 
 @app.command("list")
 def list_command(store: Path = STORE, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every run: when, commit, host, how many rows."""
-    runs = ResultsStore(store).runs()
+    """Every run: when, commit, host, how many rows; and where the store is."""
+    db = ResultsStore(store, create=False)
+    runs = db.runs()
     if as_json:
         for run in runs:
             print(json.dumps(run))
@@ -35,23 +37,27 @@ def list_command(store: Path = STORE, as_json: bool = typer.Option(False, "--jso
         commit = (r["git_commit"] or "-")[:10] + ("+dirty" if r["git_dirty"] else "")
         table.add_row(str(r["id"]), started, commit, r["host"], r["gpu"] or "-", str(r["rows"]), r["command"][:60])
     console.print(table)
+    console.print(f"store: {db.path} ({db.origin}; rule: {STORE_RULE})", highlight=False)
 
 
 @app.command("show")
 def show_command(run: int, store: Path = STORE, as_json: bool = typer.Option(False, "--json")) -> None:
     """The measurements of one run."""
-    rows = ResultsStore(store).measurements(run)
+    db = ResultsStore(store, create=False)
+    if not db.has_run(run):
+        raise ValueError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
+    rows = db.measurements(run)
     if as_json:
         for row in rows:
             print(json.dumps(row))
         return
     table = Table(title=f"Run {run}")
-    for col in ("model", "resolution", "metric", "value", "unit", "device", "status", "detail"):
+    for col in ("model", "variant", "resolution", "metric", "value", "unit", "device", "status", "detail"):
         table.add_column(col)
     for r in rows:
         value = "-" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(r["model"], r["resolution"], r["metric"], value, r["unit"], r["device"], r["status"],
-                      r["detail"][:40])  # fmt: skip
+        table.add_row(r["model"], r["variant"] or "", r["resolution"], r["metric"], value, r["unit"], r["device"],
+                      r["status"], r["detail"][:40])  # fmt: skip
     console.print(table)
 
 
@@ -61,8 +67,11 @@ def export_command(
     run: int = typer.Option(None, help="Only this run (default: every run)."),
     store: Path = STORE,
 ) -> None:
-    """Write measurements to CSV."""
-    rows = ResultsStore(store).measurements(run)
+    """Write measurements to CSV (with each row's identity and configuration: what `results compare` reads)."""
+    db = ResultsStore(store, create=False)
+    if run is not None and not db.has_run(run):
+        raise ValueError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
+    rows = db.measurements(run)
     write_csv(rows, csv_path)
     console.print(f"{len(rows)} row(s) -> {csv_path}")
 
@@ -78,11 +87,7 @@ def plot_command(
     """A metric against resolution, one line per model (log-log), from the store."""
     from results.plot import plot_metric
 
-    try:
-        path = plot_metric(ResultsStore(store).measurements(run), metric, out, model or None)
-    except ValueError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+    path = plot_metric(ResultsStore(store, create=False).measurements(run), metric, out, model or None)
     console.print(f"plot: {path}")
 
 
@@ -93,20 +98,31 @@ def compare_command(
     store: Path = STORE,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Match rows and apply per-metric tolerances; exit code 1 on any regression or missing row (a CI gate)."""
-    db = ResultsStore(store) if (baseline.isdigit() or candidate.isdigit()) else None
-    results = compare(load(baseline, db), load(candidate, db))
-    failed = [c for c in results if c.verdict in ("regression", "missing")]
+    """Match rows and apply per-metric tolerances; exit code 1 on any regression, failed, NaN or missing row
+    (a CI gate), 2 when a source cannot be read."""
+    results = compare(load(baseline, store), load(candidate, store))
+    failed = [c for c in results if c.verdict not in PASSING]
     if as_json:
         for c in results:
-            print(json.dumps({"key": c.key, "baseline": c.baseline, "candidate": c.candidate, "verdict": c.verdict}))
+            print(json.dumps({"key": c.key, "baseline": c.baseline, "candidate": c.candidate, "verdict": c.verdict,
+                              "tolerance": c.tolerance}))  # fmt: skip
     else:
-        table = Table(title=f"{baseline} -> {candidate}: {len(failed)} regression(s) or missing row(s)")
-        for col in ("model", "resolution", "metric", "baseline", "candidate", "verdict"):
-            table.add_column(col)
-        for c in sorted(results, key=lambda c: c.verdict == "ok"):
+        table = Table(title=f"{baseline} -> {candidate}: {len(failed)} regression(s), failed, NaN or missing row(s)")
+        for col in ("model", "variant", "resolution", "metric", "baseline", "candidate", "verdict"):
+            table.add_column(col, overflow="fold")
+        for c in sorted(results, key=lambda c: c.verdict in PASSING):
             fmt = lambda v: "-" if v is None else f"{v:.6g}"  # noqa: E731
-            colour = {"ok": "green", "new": "cyan"}.get(c.verdict, "red")
-            table.add_row(c.key[0], c.key[1], c.key[2], fmt(c.baseline), fmt(c.candidate), f"[{colour}]{c.verdict}[/]")
+            colour = {"ok": "green", "better": "green", "new": "cyan"}.get(c.verdict, "red")
+            table.add_row(c.key[0], c.key[1], c.key[2], c.key[3], fmt(c.baseline), fmt(c.candidate),
+                          f"[{colour}]{c.verdict}[/]")  # fmt: skip
         console.print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+def run() -> None:
+    """Console entry point (``results``): failures are one line, never a traceback."""
+    run_app(app)
+
+
+if __name__ == "__main__":
+    run()

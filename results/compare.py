@@ -1,32 +1,86 @@
 """Compare a candidate set of measurements with a baseline, per-metric tolerances, as a regression gate.
 
-Rows match on (model, resolution, metric, batch, dtype, device). Counted metrics (GMACs, GFLOPs, parameters)
-must agree within 0.1% either way; latency may not grow, nor throughput drop, by more than 10%; FID may not
-grow by more than 0.5; other metrics may not grow by more than 5%.
-A baseline or candidate is a run id in the store or a CSV as written by ``results export``.
+Rows match on ``MATCH``: (model, variant, resolution, metric, batch, dtype, device), where ``variant`` is
+what else identifies a row (an ablation row's table, variant, checkpoint, seed, sampling and configuration
+hash; a timing's thread count). Every metric the harness writes has a rule in ``RULES`` (direction and
+tolerance); a metric without one is refused, never waved through:
+
+- counts (GMACs, GFLOPs, parameters, meta-device memory estimates): equal within 0.1% either way;
+- times (latency, profile, training seconds): may grow by 10%; throughput may drop by 10%;
+- measured peak memory: may grow by 10%;
+- FID, sFID: may grow by 0.5; KID by 0.001 (lower is better);
+- IS: may drop by 2%; precision, recall: by 0.01 (higher is better);
+- spreads (IQR, FID standard deviation over seeds): reported, never gated.
+
+A baseline row may carry its own ``tolerance`` (a CSV column, in the rule's unit), e.g. the FID baseline of a
+smoke table whose tolerance is measured from the run-to-run spread. Verdicts: ``ok``, ``better`` (beyond
+the tolerance the good way), ``regression``, ``not a number``, ``failed`` (the candidate's case failed),
+``missing`` (in the baseline, not the candidate) and ``new``; the first two pass.
+
+A baseline or candidate is a run id in the store, a CSV written by ``results export``, or a ``bench sweep``
+CSV (its wide rows are read as the store rows the sweep writes). Anything else is a ``CompareError``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import math
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 from results.store import ResultsStore
 
-MATCH = ("model", "resolution", "metric", "batch", "dtype", "device")
-# metric -> (kind, tolerance, direction): "both" = any change beyond tolerance fails, "higher" = only growth
-# fails, "lower" = only a drop fails
-TOLERANCES = {
-    "gmacs": ("relative", 0.001, "both"),
-    "gflops": ("relative", 0.001, "both"),
-    "params_m": ("relative", 0.001, "both"),
-    "latency_median": ("relative", 0.10, "higher"),
-    "latency_iqr": ("relative", float("inf"), "higher"),  # spread: reported, never gated
-    "throughput": ("relative", 0.10, "lower"),
-    "fid": ("absolute", 0.5, "higher"),
-}
-DEFAULT_TOLERANCE = ("relative", 0.05, "higher")
+MATCH = ("model", "variant", "resolution", "metric", "batch", "dtype", "device")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # "relative" | "absolute"
+    tolerance: float
+    worse: str  # "both" (any change), "higher" (growth is worse), "lower" (a drop is worse), "never" (not gated)
+
+
+_COUNT, _TIME = Rule("relative", 0.001, "both"), Rule("relative", 0.10, "higher")
+RULES: tuple[tuple[str, Rule], ...] = (  # first matching pattern wins
+    ("gemm_gmacs_per_s", Rule("relative", 0.10, "lower")),  # a rate measured beside a timing (bench paper)
+    ("*gmacs*", _COUNT),  # gmacs, and the counted columns of `bench paper` (dit_gmacs_no_attention, ...)
+    ("gflops", _COUNT),
+    ("*params_m", _COUNT),
+    ("*ratio*", _COUNT),  # counted MAC ratios (bench paper)
+    ("*_over_*", _COUNT),
+    ("memory_*_estimate", _COUNT),
+    ("memory_*", Rule("relative", 0.10, "higher")),
+    ("latency_iqr", Rule("relative", 0.0, "never")),
+    ("latency_*", _TIME),
+    ("*_latency_ms", _TIME),
+    ("*_block_s", _TIME),
+    ("*speedup", Rule("relative", 0.10, "lower")),
+    ("profile_*_s", _TIME),
+    ("train_seconds", _TIME),
+    ("throughput", Rule("relative", 0.10, "lower")),
+    ("train_loss_final", Rule("relative", 0.05, "higher")),
+    ("fid_std", Rule("absolute", 0.0, "never")),
+    ("fid", Rule("absolute", 0.5, "higher")),
+    ("sfid", Rule("absolute", 0.5, "higher")),
+    ("kid", Rule("absolute", 0.001, "higher")),
+    ("is", Rule("relative", 0.02, "lower")),
+    ("precision", Rule("absolute", 0.01, "lower")),
+    ("recall", Rule("absolute", 0.01, "lower")),
+)
+PASSING = ("ok", "better", "new")
+
+
+class CompareError(ValueError):
+    """A source that cannot be compared: the message says which and why."""
+
+
+def rule_for(metric: str) -> Rule:
+    for pattern, rule in RULES:
+        if fnmatch(metric, pattern):
+            return rule
+    raise CompareError(f"metric {metric!r} has no direction and tolerance in results.compare.RULES; add one there")
 
 
 @dataclass
@@ -34,43 +88,111 @@ class Comparison:
     key: tuple
     baseline: float | None
     candidate: float | None
-    verdict: str  # "ok", "regression", "missing" (in the baseline, not the candidate), "new"
+    verdict: str
+    tolerance: float | None = None
 
 
-def load(source: str, store: ResultsStore | None = None) -> list[dict]:
-    """Rows of a run id (digits) in the store, or of a CSV file."""
+def load(source: str, store: str | Path | None = None) -> list[dict]:
+    """Rows of a run id (digits) in the store, or of a CSV the harness wrote."""
     if source.isdigit():
-        return (store or ResultsStore()).measurements(int(source))
-    with Path(source).open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        db = ResultsStore(store, create=False)
+        if not db.has_run(int(source)):
+            raise CompareError(f"run {source} is not in the store {db.path} (`results list` shows its runs)")
+        rows = db.measurements(int(source))
+        if not rows:
+            raise CompareError(f"run {source} in {db.path} has no rows")
+        return rows
+    path = Path(source)
+    if not path.is_file():
+        raise CompareError(f"{source}: no such file (a baseline or candidate is a run id or a CSV)")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = set(reader.fieldnames or ())
+        rows = list(reader)
+    if {"model", "metric", "value"} <= header:
+        return rows
+    if {"model", "resolution", "metric", "status", "median_ms"} <= header:
+        return _sweep_rows(rows)
+    raise CompareError(
+        f"{source} is neither a `results export` CSV (model, metric, value, ...) nor a `bench sweep` CSV; "
+        "export a run with `results export --run N --csv FILE`"
+    )
+
+
+def _sweep_rows(rows: list[dict]) -> list[dict]:
+    """A sweep CSV's wide rows as the store's long rows; a case run again (a retried failure) counts once,
+    by its last row."""
+    from bench.sweep import latest_rows, row_measurements
+
+    return [dataclasses.asdict(m) for row in latest_rows(rows) for m in row_measurements(row)]
 
 
 def _key(row: dict) -> tuple:
-    return tuple(str(row.get(k, "")) for k in MATCH)
+    return tuple(str(row.get(k) or "") for k in MATCH)
 
 
 def _value(row: dict) -> float | None:
-    value = row.get("value")
-    status = row.get("status") or "ok"
-    return None if value in (None, "") or status != "ok" else float(value)
+    value, status = row.get("value"), row.get("status") or "ok"
+    if value in (None, "") or status != "ok":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise CompareError(f"{_describe(_key(row))}: value {value!r} is not a number") from None
+
+
+def _describe(key: tuple) -> str:
+    return " ".join(f"{name}={value}" for name, value in zip(MATCH, key, strict=True) if value)
+
+
+def _index(rows: list[dict], label: str) -> dict[tuple, dict]:
+    out = {}
+    for row in rows:
+        key = _key(row)
+        if key in out:
+            raise CompareError(
+                f"the {label} has two rows for {_describe(key)}: compare single runs (`results export --run N`)"
+            )
+        out[key] = row
+    return out
+
+
+def _verdict(b: float, c: float, rule: Rule, tolerance: float) -> str:
+    if math.isnan(c) or math.isnan(b):
+        return "not a number"
+    if rule.worse == "never":
+        return "ok"
+    change = (c - b) / abs(b) if rule.kind == "relative" and b else c - b
+    if rule.worse == "both":
+        return "regression" if abs(change) > tolerance else "ok"
+    growth_is_worse = rule.worse == "higher"
+    if abs(change) <= tolerance:
+        return "ok"
+    return "regression" if (change > 0) == growth_is_worse else "better"
 
 
 def compare(baseline: list[dict], candidate: list[dict]) -> list[Comparison]:
-    base = {_key(r): _value(r) for r in baseline}
-    cand = {_key(r): _value(r) for r in candidate}
+    base, cand = _index(baseline, "baseline"), _index(candidate, "candidate")
     out = []
-    for key, b in base.items():
+    for key, row in base.items():
+        rule = rule_for(key[3])
+        tolerance = float(row["tolerance"]) if row.get("tolerance") not in (None, "") else rule.tolerance
+        b = _value(row)
         if key not in cand:
-            out.append(Comparison(key, b, None, "missing"))
+            out.append(Comparison(key, b, None, "missing", tolerance))
             continue
-        c = cand[key]
-        kind, tol, direction = TOLERANCES.get(key[2], DEFAULT_TOLERANCE)
-        if b is None or c is None:
-            verdict = "ok" if b is None and c is None else ("regression" if c is None else "ok")
+        c = _value(cand[key])
+        if b is None:
+            verdict = "ok" if c is None else "better"  # a case that failed in the baseline and runs now
+        elif c is None:
+            verdict = "failed"
         else:
-            diff = (c - b) / abs(b) if kind == "relative" and b else c - b
-            worse = {"both": abs(diff) > tol, "higher": diff > tol, "lower": -diff > tol}[direction]
-            verdict = "regression" if worse else "ok"
-        out.append(Comparison(key, b, c, verdict))
-    out += [Comparison(key, None, c, "new") for key, c in cand.items() if key not in base]
+            verdict = _verdict(b, c, rule, tolerance)
+        out.append(Comparison(key, b, c, verdict, tolerance))
+    for key, row in cand.items():
+        if key not in base:
+            rule_for(key[3])
+            value = _value(row)
+            nan = value is not None and math.isnan(value)
+            out.append(Comparison(key, None, value, "not a number" if nan else "new"))
     return out

@@ -1,9 +1,17 @@
 """The results store: SQLite, one row per measurement, one row per run with where it ran.
 
-Path: the ``path`` argument, else ``$MAMBABENCH_RESULTS``, else ``./mambabench-results/results.sqlite``.
+Where it is (``store_location``, printed by ``results list``): the ``--store`` path, else
+``$MAMBABENCH_RESULTS``, else ``$XDG_DATA_HOME/mambabench/results.sqlite`` (``~/.local/share/...``): one
+store per user whatever the working directory. Writers create it; readers (``results list`` and friends)
+never do: a missing store is an error naming the path and the rule.
+
 Each write is one transaction (SQLite's journal keeps every committed row readable if a writer dies), the
-database runs in WAL mode with a busy timeout so several sweep workers can write at once. The store knows
-nothing of models: it stores rows.
+database runs in WAL mode with a busy timeout so several sweep workers can write at once. A run is created
+with its first row (``Recorder``), so a command that measures nothing leaves no empty run. A row's
+``variant`` says what distinguishes it beyond (model, resolution, metric, batch, dtype, device), e.g. the
+table, variant, seed and configuration hash of an ablation row: ``results compare`` matches on it. Any
+SQLite failure (not a database, truncated, read-only, disk full) is a ``StoreError`` naming the file and the
+fix. The store knows nothing of models: it stores rows.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_PATH = Path("mambabench-results") / "results.sqlite"
+STORE_RULE = "--store PATH, else $MAMBABENCH_RESULTS, else $XDG_DATA_HOME/mambabench/results.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -30,9 +38,13 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS measurements (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER REFERENCES runs(id), created REAL, source TEXT,
     model TEXT, config TEXT, resolution TEXT, batch INTEGER, dtype TEXT, device TEXT, backend TEXT,
-    metric TEXT, value REAL, unit TEXT, status TEXT, detail TEXT);
+    metric TEXT, value REAL, unit TEXT, status TEXT, detail TEXT, variant TEXT DEFAULT '');
 CREATE INDEX IF NOT EXISTS measurements_run ON measurements(run_id);
 """
+
+
+class StoreError(RuntimeError):
+    """The store cannot be read or written; the message names the file and what to do."""
 
 
 @dataclass
@@ -50,10 +62,21 @@ class Measurement:
     detail: str = ""
     source: str = "bench"
     config: dict = field(default_factory=dict)
+    variant: str = ""  # identity beyond the matched columns (table/variant/seed/config hash; threads)
+
+
+def store_location(path: str | Path | None = None) -> tuple[Path, str]:
+    """(path, where it came from) by the one rule of ``STORE_RULE``."""
+    if path:
+        return Path(path), "--store"
+    if os.environ.get("MAMBABENCH_RESULTS"):
+        return Path(os.environ["MAMBABENCH_RESULTS"]), "$MAMBABENCH_RESULTS"
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "mambabench" / "results.sqlite", "the default"
 
 
 def store_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get("MAMBABENCH_RESULTS") or DEFAULT_PATH)
+    return store_location(path)[0]
 
 
 def _git(*args: str) -> str:
@@ -89,22 +112,63 @@ def run_context() -> dict:
     }
 
 
+def _explain(error: sqlite3.Error, path: Path) -> StoreError:
+    text = str(error)
+    if "readonly" in text or "read-only" in text:
+        fix = "make it writable, or pass --store with a writable path"
+    elif "disk is full" in text or "disk I/O" in text:
+        fix = "free disk space (nothing was written), or pass --store on another disk"
+    elif "not a database" in text or "malformed" in text or "file is" in text:
+        fix = "it is damaged or not a store: move it aside (a new one is made on the next write) or pass --store"
+    elif "unable to open" in text:
+        fix = "its folder cannot be created or opened: pass --store with a path you can write"
+    else:
+        fix = "pass --store with another path, or move this file aside"
+    return StoreError(f"results store {path}: {text}; {fix}")
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path | None = None):
-        self.path = store_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+    """``create=False``: only an existing store is opened (reading commands), else ``StoreError``."""
+
+    def __init__(self, path: str | Path | None = None, create: bool = True):
+        self.path, self.origin = store_location(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"no results store at {self.path} ({self.origin}; rule: {STORE_RULE}); a bench or "
+                             "ablations command makes it, or pass --store")  # fmt: skip
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"results store {self.path}: cannot create its folder ({error.strerror}); pass --store "
+                             "with a path you can write") from None  # fmt: skip
+        self._execute(lambda db: self._initialise(db))
+
+    def _initialise(self, db: sqlite3.Connection) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "measurements" in tables:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
+            if "variant" not in columns:  # a store written before rows carried their identity
+                db.execute("ALTER TABLE measurements ADD COLUMN variant TEXT DEFAULT ''")
+            return
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
         db.row_factory = sqlite3.Row
         return db
 
+    def _execute(self, action):
+        """``action(db)`` in one transaction; every SQLite failure becomes a ``StoreError``."""
+        try:
+            with closing(self._connect()) as db, db:
+                return action(db)
+        except sqlite3.Error as error:
+            raise _explain(error, self.path) from None
+
     def start_run(self, context: dict | None = None) -> int:
         ctx = context if context is not None else run_context()
-        with closing(self._connect()) as db, db:
+
+        def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO runs (started, command, git_commit, git_dirty, host, cpu, gpu, python, torch, packages)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -114,33 +178,60 @@ class ResultsStore:
             )  # fmt: skip
             return int(cursor.lastrowid)
 
+        return self._execute(insert)
+
     def add(self, run_id: int, measurements: Iterable[Measurement]) -> int:
         """Insert the measurements in one transaction; returns how many."""
         rows = [
             (run_id, time.time(), m.source, m.model, json.dumps(m.config, sort_keys=True), m.resolution, m.batch,
-             m.dtype, m.device, m.backend, m.metric, m.value, m.unit, m.status, m.detail)
+             m.dtype, m.device, m.backend, m.metric, m.value, m.unit, m.status, m.detail, m.variant)
             for m in measurements
         ]  # fmt: skip
-        with closing(self._connect()) as db, db:
-            db.executemany(
+        self._execute(
+            lambda db: db.executemany(
                 "INSERT INTO measurements (run_id, created, source, model, config, resolution, batch, dtype, device,"
-                " backend, metric, value, unit, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " backend, metric, value, unit, status, detail, variant)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        )
         return len(rows)
 
+    def recorder(self) -> Recorder:
+        """A run that is created with its first row."""
+        return Recorder(self)
+
+    def has_run(self, run_id: int) -> bool:
+        return bool(self._execute(lambda db: db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()))
+
     def runs(self) -> list[dict]:
-        with closing(self._connect()) as db:
-            query = (
-                "SELECT runs.*, COUNT(measurements.id) AS rows FROM runs"
-                " LEFT JOIN measurements ON measurements.run_id = runs.id GROUP BY runs.id ORDER BY runs.id"
-            )
-            return [dict(r) for r in db.execute(query)]
+        query = (
+            "SELECT runs.*, COUNT(measurements.id) AS rows FROM runs"
+            " LEFT JOIN measurements ON measurements.run_id = runs.id GROUP BY runs.id ORDER BY runs.id"
+        )
+        return self._execute(lambda db: [dict(r) for r in db.execute(query)])
 
     def measurements(self, run_id: int | None = None) -> list[dict]:
-        with closing(self._connect()) as db:
+        def select(db: sqlite3.Connection) -> list[dict]:
             if run_id is None:
                 cursor = db.execute("SELECT * FROM measurements ORDER BY id")
             else:
                 cursor = db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY id", (run_id,))
             return [dict(r) for r in cursor]
+
+        return self._execute(select)
+
+
+class Recorder:
+    """The rows of one command: its run is started by the first non-empty ``add`` (no empty runs)."""
+
+    def __init__(self, store: ResultsStore):
+        self.store, self.run_id = store, None
+
+    def add(self, measurements: Iterable[Measurement]) -> int:
+        rows = list(measurements)
+        if not rows:
+            return 0
+        if self.run_id is None:
+            self.run_id = self.store.start_run()
+        return self.store.add(self.run_id, rows)

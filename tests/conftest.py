@@ -1,10 +1,17 @@
-"""Test-wide settings: one intra-op thread (a shared 2-core machine oversubscribes badly with two) and a
-fixed seed per test."""
+"""Test-wide settings: one intra-op thread (a shared 2-core machine oversubscribes badly with two), a
+fixed seed per test, and a results store and runs folder of the test session's own (never the user's;
+subprocesses inherit them)."""
+
+import os
+import tempfile
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+_SESSION = tempfile.mkdtemp(prefix="mambabench-tests-")
+os.environ["MAMBABENCH_RESULTS"] = os.path.join(_SESSION, "results.sqlite")
+os.environ["MAMBABENCH_RUNS"] = os.path.join(_SESSION, "runs")
 
 
 @pytest.fixture(autouse=True)

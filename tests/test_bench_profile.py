@@ -76,7 +76,8 @@ def test_latency_estimate_and_single_run_with_progress():
 def test_latency_cli_prints_the_estimate_and_rejects_bad_threads():
     out = CliRunner().invoke(app, ["latency", "-m", "dit-tiny", "-r", "32", "--min-time", "0"])
     assert out.exit_code == 0 and "TMAC counted per forward" in out.output
-    assert CliRunner().invoke(app, ["latency", "-m", "dit-tiny", "--threads", "0"]).exit_code == 2
+    bad_threads = CliRunner().invoke(app, ["latency", "-m", "dit-tiny", "--threads", "0"])  # the entry point: exit 2
+    assert isinstance(bad_threads.exception, ValueError) and "--threads 0" in str(bad_threads.exception)
     for device, message in (("tpu", "unknown device"), ("cuda", "no CUDA GPU")):
         bad = CliRunner().invoke(app, ["latency", "-m", "dit-tiny", "--device", device])
         if device == "cuda" and bad.exit_code == 0:  # a machine with a GPU

@@ -1,11 +1,171 @@
-"""CI gate: every registry entry's counted GMACs and parameters equal the committed baseline."""
+"""The regression gate: the committed baselines, and a gate that cannot be fooled (row identity, every
+CSV the harness writes, a direction per metric, NaN, missing runs and files fail loudly)."""
 
 from __future__ import annotations
 
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ablations.tables.runner import measurements
 from bench.baseline import BASELINE, baseline_rows
-from results.compare import compare, load
+from bench.sweep import COLUMNS as SWEEP_COLUMNS
+from results.cli import app
+from results.compare import CompareError, compare, load, rule_for
+from results.export import write_csv
+from results.store import Measurement, ResultsStore, StoreError
 
 
 def test_counts_match_the_committed_baseline():
     failures = [c for c in compare(load(str(BASELINE)), baseline_rows()) if c.verdict != "ok"]
     assert not failures, "\n".join(f"{c.verdict}: {c.key} {c.baseline} -> {c.candidate}" for c in failures[:20])
+
+
+def _results(cli_args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    """The `results` command as a user runs it (its console entry point, so errors are one line)."""
+    return subprocess.run([sys.executable, "-m", "results.cli", *cli_args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)  # fmt: skip
+
+
+def _ablation_rows(fids: dict[str, float]) -> list[dict]:
+    """Store rows of a table's variants as `ablations run` writes them: one model, one resolution."""
+    out = []
+    for variant, fid in fids.items():
+        result = dict(table="teng-table6", variant=variant, checkpoint="final", seed=0, preset="smoke",
+                      sampler="dpm-solver", sample_steps=10, cfg=1.0, n_generated=16, n_reference=16, step=30,
+                      config_hash=f"hash-{variant}", model="dim-teng-s/2-cifar10", res=16, device="cpu",
+                      params_m=1.0, run="r", fid=fid, precision=0.5, recall=0.5)  # fmt: skip
+        out += [vars(m) for m in measurements(result)]
+    return out
+
+
+def test_each_ablation_variant_is_its_own_row(tmp_path: Path):
+    """The variants of one table share model and resolution: a +25 FID regression of one is caught, also
+    through the store and a CSV export."""
+    base = _ablation_rows({"1234": 300.0, "12": 301.0, "1": 302.0})
+    cand = _ablation_rows({"1234": 300.0, "12": 326.0, "1": 302.0})
+    verdicts = {c.key[1].split()[0]: c.verdict for c in compare(base, cand) if c.key[3] == "fid"}
+    assert verdicts == {"teng-table6/1234@final": "ok", "teng-table6/12@final": "regression",
+                        "teng-table6/1@final": "ok"}  # fmt: skip
+    store = ResultsStore(tmp_path / "s.sqlite")
+    for rows in (base, cand):
+        store.add(store.start_run(), [Measurement(**row) for row in rows])
+    write_csv(store.measurements(1), tmp_path / "base.csv")
+    assert {"variant", "config"} <= set(next(csv.reader((tmp_path / "base.csv").open())))
+    failed = [c for c in compare(load(str(tmp_path / "base.csv")), load("2", tmp_path / "s.sqlite"))
+              if c.verdict != "ok"]  # fmt: skip
+    assert [(c.key[1].split()[0], c.verdict) for c in failed] == [("teng-table6/12@final", "regression")]
+
+
+def _sweep_csv(path: Path, gmacs: float, latency_ms: float, extra: list[dict] = ()) -> Path:
+    rows = [
+        dict(model="dit-s/2", resolution="256x256", metric="flops", batch=1, device="cpu", dtype="float32",
+             threads=1, status="ok", gmacs=gmacs, gflops=2 * gmacs, params_m=33.0),
+        dict(model="dit-s/2", resolution="256x256", metric="latency", batch=1, device="cpu", dtype="float32",
+             threads=1, status="ok", median_ms=latency_ms, iqr_ms=1.0, samples_per_s=1000 / latency_ms),
+        *extra,
+    ]  # fmt: skip
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SWEEP_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_sweep_csvs_compare_and_a_retried_case_counts_once(tmp_path: Path):
+    base = _sweep_csv(tmp_path / "base.csv", 6.0, 20.0)
+    worse = _sweep_csv(tmp_path / "worse.csv", 12.0, 60.0)
+    verdicts = {c.key[3]: c.verdict for c in compare(load(str(base)), load(str(worse)))}
+    assert verdicts["gmacs"] == verdicts["latency_median"] == verdicts["throughput"] == "regression"
+    assert verdicts["latency_iqr"] == "ok"  # a spread is never gated
+    result = _results(["compare", str(base), str(worse)])
+    assert result.returncode == 1 and "regression" in result.stdout
+    failed_then_fixed = [dict(model="dit-s/2", resolution="512x512", metric="latency", batch=1, device="cpu",
+                              dtype="float32", threads=1, status=s, median_ms=m, iqr_ms=1.0, samples_per_s=1)
+                         for s, m in (("timeout", ""), ("ok", 30.0))]  # fmt: skip
+    retried = load(str(_sweep_csv(tmp_path / "retried.csv", 6.0, 20.0, failed_then_fixed)))
+    medians = [r for r in retried if r["metric"] == "latency_median" and r["resolution"] == "512x512"]
+    assert [r["value"] for r in medians] == [30.0]
+
+
+def test_directions_nan_and_tolerance_column():
+    row = dict(model="m", variant="", resolution="16", batch=1, dtype="float32", device="cpu")
+    base = [dict(row, metric=m, value=v) for m, v in (("precision", 0.5), ("recall", 0.5), ("fid", 10.0))]
+    gain = [dict(row, metric=m, value=v) for m, v in (("precision", 0.6), ("recall", 0.3), ("fid", float("nan")))]
+    assert [c.verdict for c in compare(base, gain)] == ["better", "regression", "not a number"]
+    loose = [dict(r, tolerance="5") if r["metric"] == "fid" else r for r in base]
+    assert compare(loose, [dict(r, value=14.0) if r["metric"] == "fid" else r for r in base])[2].verdict == "ok"
+    assert compare(base, [dict(r, value=14.0) if r["metric"] == "fid" else r for r in base])[2].verdict == "regression"
+    for metric in ("fid", "sfid", "kid", "is", "precision", "recall", "gmacs", "latency_median", "memory_train_peak",
+                   "profile_scan_s", "train_loss_final"):  # fmt: skip
+        rule_for(metric)
+    with pytest.raises(CompareError, match="no direction"):
+        rule_for("made_up_metric")
+    with pytest.raises(CompareError, match="two rows"):
+        compare(base + base[:1], base)
+
+
+def test_bad_sources_are_one_line_errors(tmp_path: Path):
+    store = tmp_path / "s.sqlite"
+    db = ResultsStore(store)
+    db.recorder().add([Measurement("m", "gmacs", 1.0, "GMAC")])
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    cases = {
+        ("compare", "999", "1", "--store", str(store)): "run 999 is not in the store",
+        ("compare", str(tmp_path / "nope.csv"), "1", "--store", str(store)): "no such file",
+        ("compare", str(tmp_path / "other.csv"), "1", "--store", str(store)): "neither a `results export` CSV",
+        ("list", "--store", str(tmp_path / "absent.sqlite")): "no results store at",
+        ("show", "7", "--store", str(store)): "run 7 is not in the store",
+    }
+    for args, expected in cases.items():
+        result = _results(list(args))
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "absent.sqlite").exists()  # a reading command creates nothing
+
+
+def test_damaged_and_read_only_stores(tmp_path: Path):
+    good = tmp_path / "good.sqlite"
+    ResultsStore(good).recorder().add([Measurement("m", "gmacs", 1.0, "GMAC")])
+    truncated = tmp_path / "truncated.sqlite"
+    truncated.write_bytes(good.read_bytes()[:100])
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    for path in (truncated, junk):
+        with pytest.raises(StoreError, match="move it aside"):
+            ResultsStore(path).runs()
+        result = _results(["list", "--store", str(path)])
+        assert result.returncode == 2 and "Traceback" not in result.stderr and str(path) in result.stderr
+    if os.geteuid() != 0:  # root writes through file permissions
+        readonly = tmp_path / "ro"
+        readonly.mkdir()
+        ResultsStore(readonly / "r.sqlite")
+        readonly.chmod(0o500)
+        (readonly / "r.sqlite").chmod(0o400)
+        with pytest.raises(StoreError, match="writable"):
+            ResultsStore(readonly / "r.sqlite").recorder().add([Measurement("m", "gmacs", 1.0, "GMAC")])
+
+
+def test_store_location_rule_and_no_empty_runs(tmp_path: Path):
+    result = _results(["list"], env={"MAMBABENCH_RESULTS": str(tmp_path / "env.sqlite")})
+    assert result.returncode == 2 and "$MAMBABENCH_RESULTS" in result.stderr
+    store = ResultsStore(tmp_path / "env.sqlite")
+    recorder = store.recorder()
+    recorder.add([])
+    assert store.runs() == []  # nothing measured: no run
+    recorder.add([Measurement("m", "gmacs", 1.0, "GMAC")])
+    recorder.add([Measurement("m", "gflops", 2.0, "GFLOP")])
+    assert [r["rows"] for r in store.runs()] == [2]
+    listed = CliRunner().invoke(app, ["list"], env={"MAMBABENCH_RESULTS": str(tmp_path / "env.sqlite")})
+    assert listed.exit_code == 0 and "$MAMBABENCH_RESULTS" in listed.output
+    env = {k: v for k, v in os.environ.items() if k != "MAMBABENCH_RESULTS"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    default = subprocess.run([sys.executable, "-m", "results.cli", "list"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path)  # fmt: skip
+    assert str(tmp_path / "xdg" / "mambabench" / "results.sqlite") in default.stderr

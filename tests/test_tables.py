@@ -32,7 +32,7 @@ EXPECTED = {
 def test_every_table_of_the_issue_is_registered_with_three_presets():
     assert set(TABLES) == EXPECTED and get_table("table1").id == "t2md-table1"
     for table in TABLES.values():
-        assert set(table.presets) == {"smoke", "cpu", "paper"}, table.id
+        assert set(table.presets) >= {"smoke", "cpu", "paper"}, table.id
         assert sum(v.reference for v in table.variants) == 1, table.id
         for variant in table.variants:
             zoo.get_entry(variant.model)
@@ -168,7 +168,7 @@ def test_report_over_seeds(tmp_path):
 
 def test_claim_excludes_a_second_holder(tmp_path):
     """The run-folder lock that keeps two `ablations run` processes off one run (flock is per open file)."""
-    from ablations.locks import claim
+    from results.locks import claim
 
     with claim(tmp_path / ".claim") as first:
         with claim(tmp_path / ".claim", wait=False) as second:

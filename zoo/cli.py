@@ -78,5 +78,12 @@ def show_command(
     console.print(table)
 
 
+def run() -> None:
+    """Console entry point (``zoo``): failures are one line, never a traceback."""
+    from results.cli_errors import run_app
+
+    run_app(app)
+
+
 if __name__ == "__main__":
-    app()
+    run()

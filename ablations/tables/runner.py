@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ablations.data import open_dataset
 from ablations.experiment import DistillConfig, RunConfig, config_hash, model_setup
-from ablations.locks import claim
 from ablations.tables.spec import Preset, TableSpec, Variant
+from results.locks import claim
 
 
 def runs_root(path: str | Path | None = None) -> Path:
@@ -124,7 +124,7 @@ def run_table(
     open_dataset(preset.data, data_root, size=preset.res)  # fails early, naming what is missing and how to get it
     root = runs_root(root)
     context = dict(table=table, preset=preset, root=root, data_root=data_root, vae=vae, device=device, log=log)
-    context["store"], context["store_run"] = store, []  # the store's run is started with the first row
+    context["recorder"] = store.recorder() if store is not None else None  # a store run begins with its first row
     results, deferred = [], []
     for seed in range(seeds):
         teacher_folder = None
@@ -143,7 +143,7 @@ def run_table(
 
 
 def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: bool, *, table: TableSpec,
-                 preset: Preset, root: Path, data_root, vae, device: str, store, store_run: list, log
+                 preset: Preset, root: Path, data_root, vae, device: str, recorder, log
                  ) -> tuple[list[dict], Path] | None:  # fmt: skip
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
@@ -209,10 +209,8 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
             partial = path.with_name(path.name + ".part")
             partial.write_text(json.dumps(result, indent=2) + "\n")
             partial.replace(path)
-            if store is not None:
-                if not store_run:
-                    store_run.append(store.start_run())
-                _store(store, store_run[0], result)
+            if recorder is not None:
+                recorder.add(measurements(result))
             results.append(result)
             _write_index(root, table, preset, results)
     return results, folder
@@ -255,7 +253,18 @@ def _params_m(config: RunConfig) -> float:
 _UNITS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS"}
 
 
-def _store(store, run_id: int, result: dict) -> None:
+def row_identity(result: dict) -> str:
+    """What tells this FID row from every other of the same model and resolution in the store and in a
+    baseline: table, variant, checkpoint, seed, preset, sampling, sample counts and the run's config hash."""
+    return (
+        f"{result['table']}/{result['variant']}@{result['checkpoint']} seed={result.get('seed', 0)} "
+        f"preset={result['preset']} {result['sampler']}{result['sample_steps']} cfg={result['cfg']:g} "
+        f"n={result['n_generated']}/{result['n_reference']} config={result['config_hash']}"
+    )
+
+
+def measurements(result: dict) -> list:
+    """The store rows of one scored result: one per metric it has."""
     from results.store import Measurement
 
     context = {
@@ -277,9 +286,10 @@ def _store(store, run_id: int, result: dict) -> None:
             "run",
         )
     }
-    rows = [
+    return [
         Measurement(
             model=result["model"],
+            variant=row_identity(result),
             metric=metric,
             value=result[metric],
             unit=unit,
@@ -293,4 +303,3 @@ def _store(store, run_id: int, result: dict) -> None:
         for metric, unit in _UNITS.items()
         if result.get(metric) is not None
     ]
-    store.add(run_id, rows)

@@ -85,5 +85,6 @@ def sincos_2d_like(x: Tensor, dim: int, h: int, w: int) -> Tensor:
 @lru_cache(maxsize=64)
 def sincos_2d_cached(dim: int, h: int, w: int) -> Tensor:
     """``sincos_2d`` memoised per grid (DiT-style models call it every forward)."""
-    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
+    # cached: a normal CPU tensor even if first built in inference mode or under `with torch.device("meta")`
+    with torch.inference_mode(False), torch.device("cpu"):
         return sincos_2d(dim, h, w)

@@ -22,8 +22,9 @@ SCAN_ORDERS = ("row", "row_reversed", "col", "col_reversed")
 def _permutation(h: int, w: int, order: str) -> Tensor:
     if order not in SCAN_ORDERS:
         raise ValueError(f"unknown scan order {order!r}; choose from {SCAN_ORDERS}")
-    with torch.inference_mode(False):  # cached: must stay a normal tensor even if first built in inference mode
-        grid = torch.arange(h * w).reshape(h, w)
+    # cached: a normal CPU tensor even if first built in inference mode or under `with torch.device("meta")`
+    with torch.inference_mode(False):
+        grid = torch.arange(h * w, device="cpu").reshape(h, w)
         seq = grid.t().reshape(-1) if order.startswith("col") else grid.reshape(-1)
         return seq.flip(0) if order.endswith("reversed") else seq
 

@@ -24,3 +24,20 @@ def claim(path: Path, wait: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def claim_byte(path: Path, offset: int) -> Iterator[bool]:
+    """A non-blocking exclusive lock on one byte of ``path`` (created): one lock file holds a lock per case
+    (``offset``), so many cases need no file each. Yields False when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)
