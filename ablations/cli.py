@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,9 +18,61 @@ app.add_typer(data_app, name="data")
 console = Console(width=max(Console().width, 110), soft_wrap=True)
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the Python traceback of an error instead of one line (or MAMBABENCH_DEBUG=1)."
+    ),
+) -> None:
+    """Train, sample, score; run and report the papers' ablation tables."""
+    _DEBUG["on"] = debug
+
+
+def _debug() -> bool:
+    return _DEBUG["on"] or os.environ.get("MAMBABENCH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+    """One line, ``error: ...``, and exit code 2; with --debug (or MAMBABENCH_DEBUG=1) the traceback instead."""
+    if _debug():
+        raise error
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str() adds quotes
+    console.print(f"[red]error:[/red] {text}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
+
+
+@contextmanager
+def _one_line_errors():
+    """Any error inside as one line and exit code 2 (``_fail``); an unexpected one says so and how to see more."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
+        _fail(error)
+    except Exception as error:
+        if _debug():
+            raise
+        first = (str(error).strip().splitlines() or [""])[0]
+        _fail(RuntimeError(f"{type(error).__name__}: {first} (unexpected; --debug shows the traceback)"))
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        _fail(ValueError(f"--threads must be at least 1, got {threads}"))
+    torch.set_num_threads(threads)
+
+
+def _check_device(device: str) -> None:
+    from ablations.train import resolve_device
+
+    with _one_line_errors():
+        resolve_device(device)
 
 
 @app.command("train")
@@ -42,25 +96,22 @@ def train_command(
     seed: int = typer.Option(0, "--seed"),
     init_from: Path = typer.Option(None, "--init-from", help="Start from another run's weights (any resolution)."),
     out: Path = typer.Option(..., "--out", help="Run folder."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads (default: PyTorch's)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its newest good checkpoint (--steps may grow)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one) | cpu | cuda | cuda:N."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
 ) -> None:
-    """Train a registry model with the diffusion loss; checkpoints in OUT/checkpoints, log in OUT/log.jsonl."""
-    import torch
+    """Train a registry model with the diffusion loss; checkpoints in OUT/checkpoints, log in OUT/log.jsonl.
 
-    from ablations.experiment import RunConfig, parse_overrides
+    A failed start leaves nothing in the way of the corrected command; a killed run continues with --resume
+    (a damaged newest checkpoint is skipped, naming it); --resume with a larger --steps extends a finished run."""
+    from ablations.experiment import RunConfig, check_run_config, parse_overrides
     from ablations.train import train
 
-    if threads:
-        torch.set_num_threads(threads)
-    if not ema_warmup and ema**steps > 0.1:  # the share of the random initialisation left in the EMA weights at the end
-        console.print(
-            f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up {100 * ema**steps:.0f}% "
-            f"of the EMA weights (used for sampling) after {steps} steps; for a run this short pass e.g. "
-            f"--ema {0.01 ** (1 / steps):.4g} (1%)"
-        )
-    try:
+    _set_threads(threads)
+    with _one_line_errors():
         config = RunConfig(
             model=model,
             overrides=parse_overrides(sets),
@@ -77,13 +128,19 @@ def train_command(
             schedule=schedule,
             ckpt_every=ckpt_every,
             seed=seed,
-            init_from=str(init_from) if init_from else None,
+            init_from=str(init_from.resolve()) if init_from else None,  # found from any working directory
         )
-        summary = train(config, out, resume=resume, progress=True)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
-        _fail(error)
+        check_run_config(config)
+        if not ema_warmup and ema**steps > 0.1:  # the initialisation's share left in the EMA weights at the end
+            console.print(
+                f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up "
+                f"{100 * ema**steps:.0f}% of the EMA weights (used for sampling) after {steps} steps; for a run this "
+                f"short pass e.g. --ema {0.01 ** (1 / steps):.4g} (1%)"
+            )
+        summary = train(config, out, resume=resume, progress=True, device=None if device == "auto" else device)
     if int(os.environ.get("RANK", "0")) == 0:  # one row per run, also under torchrun
-        _store_training(store, config, summary, out)
+        with _one_line_errors():
+            _store_training(store, config, summary, out)
     loss = "-" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"  # None: nothing left to train
     console.print(
         f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; final loss {loss}; run folder {out}"
@@ -115,16 +172,20 @@ def sample_command(
     upsample_guidance: bool = typer.Option(False, "--upsample-guidance", help="DiM's training-free higher res."),
     batch: int = typer.Option(32, "--batch"),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     out: Path = typer.Option(None, "--out", help="Default: RUN/samples/<sampler>-<steps>steps-...."),
 ) -> None:
     """Sample a trained run (EMA weights): PNG files in OUT/images and a grid in OUT/grid.png."""
     from ablations.generate import generate
 
-    try:
+    _set_threads(threads)
+    _check_device(device)
+    for option, value in (("--steps", steps), ("--n", n), ("--batch", batch)):
+        if value < 1:
+            _fail(ValueError(f"{option} must be at least 1, got {value}"))
+    with _one_line_errors():
         folder = generate(run, sampler, steps, n, cfg, res, batch, seed, upsample_guidance, device, out)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
     console.print(f"{n} samples in {folder / 'images'}; grid {folder / 'grid.png'}")
 
 
@@ -136,18 +197,22 @@ def fid_command(
     ref_n: int = typer.Option(None, "--ref-n", help="Reference images (default: as many as generated)."),
     data_root: Path = typer.Option(None, "--data-root"),
     inception: Path = typer.Option(None, "--inception", help="torch-fidelity Inception weights (.pth)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """FID (+ KID, precision/recall) of generated images against a data set or precomputed statistics."""
     from ablations.evaluate import score
     from ablations.experiment import RunConfig, model_setup
 
+    _set_threads(threads)
+    _check_device(device)
     size = None
     if run is not None:
-        config = RunConfig.load(run)
-        ref = ref or config.data
-        size = model_setup(config).image_size
+        with _one_line_errors():
+            config = RunConfig.load(run)
+            ref = ref or config.data
+            size = model_setup(config).image_size
         if images is None:
             folders = sorted((run / "samples").glob("*/images"), key=lambda p: p.stat().st_mtime)
             if not folders:
@@ -155,10 +220,8 @@ def fid_command(
             images = folders[-1]
     if images is None or ref is None:
         _fail(ValueError("give --run RUN, or --images DIR with --ref DATASET|STATS.npz"))
-    try:
+    with _one_line_errors():
         result = score(images, ref, size, ref_n, data_root, device, str(inception) if inception else None)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
     result["images"] = str(images)
     if as_json:
         print(json.dumps(result))
@@ -204,7 +267,9 @@ def download_command(name: str, root: Path = typer.Option(None, "--root")) -> No
 
     if name != "cifar10":
         _fail(ValueError(f"{name} has no direct download; `ablations list` says where to get it"))
-    console.print(f"CIFAR-10 in {download_cifar10(root or default_data_root())}")
+    with _one_line_errors():
+        folder = download_cifar10(root or default_data_root())
+    console.print(f"CIFAR-10 in {folder}")
 
 
 RUNS = typer.Option(None, "--runs", help="Where table runs live (default $MAMBABENCH_RUNS or ./mambabench-runs).")

@@ -120,20 +120,38 @@ class Cifar10(Dataset):
         return self.images[index], self.labels[index]
 
 
+class DownloadFailed(DatasetMissing):
+    """A download did not complete; the message names the URL and where to put the file by hand."""
+
+
 def download_cifar10(root: str | Path) -> Path:
-    """Fetch and extract the CIFAR-10 python tarball into ``root`` (MD5-checked); needs internet."""
+    """Fetch and extract the CIFAR-10 python tarball into ``root`` (MD5-checked); needs internet. Offline, a
+    ``DownloadFailed`` says where to put the tarball fetched elsewhere (then this extracts it)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
+    manual = (
+        f"download {CIFAR10_URL} on a machine with internet and put it at {archive} (this command then checks "
+        f"and extracts it), or extract it into {root}"
+    )
     if not archive.exists():
         partial = archive.with_suffix(".part")
-        urllib.request.urlretrieve(CIFAR10_URL, partial)
+        try:
+            urllib.request.urlretrieve(CIFAR10_URL, partial)
+        except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts and refused connections are OSErrors
+            partial.unlink(missing_ok=True)
+            reason = getattr(error, "reason", None) or error
+            raise DownloadFailed(f"downloading CIFAR-10 from {CIFAR10_URL} failed ({reason}); {manual}") from error
         partial.replace(archive)
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
     if digest != CIFAR10_MD5:
-        raise RuntimeError(f"{archive}: MD5 {digest} != {CIFAR10_MD5}; delete it and download again")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+        raise DownloadFailed(f"{archive}: MD5 {digest} != {CIFAR10_MD5} (incomplete or another file); delete it and "
+                             f"run this again, or {manual}")  # fmt: skip
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DownloadFailed(f"{archive} does not extract ({error}); delete it and run this again") from error
     return root / "cifar-10-batches-py"
 
 

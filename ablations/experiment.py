@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,84 @@ class RunConfig:
 
 
 def config_hash(config: RunConfig) -> str:
-    """12 hex digits identifying everything that changes the result (the data root is not part of it)."""
+    """12 hex digits identifying everything that changes the result (the data root is not part of it).
+
+    Runs this one starts from enter by their identity, not by how their folder was spelled: the distillation
+    teacher (``distill.teacher``) and ``init_from`` are hashed as ``run:<their config hash>`` when their folder
+    holds a ``config.json`` (a relative and an absolute path to the same run give the same hash), else as
+    their resolved path. A configuration without either hashes exactly as before this rule.
+
+    The device is not part of it, like the data root and the worker count: where a run trains is a choice
+    of how, not of what (a run started on a GPU may be resumed on a CPU); ``done.json`` records it."""
+    return _hash(config, frozenset())
+
+
+def _hash(config: RunConfig, seen: frozenset[str]) -> str:
     data = config.to_dict()
     data.pop("data_root", None)
     data.pop("workers", None)
+    if data.get("init_from"):
+        data["init_from"] = run_identity(data["init_from"], seen)
+    if data.get("distill"):
+        data["distill"]["teacher"] = run_identity(data["distill"]["teacher"], seen)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_identity(folder: str | Path, seen: frozenset[str] = frozenset()) -> str:
+    """``run:<config hash>`` of the run in ``folder``, or ``path:<resolved folder>`` when it holds no run."""
+    resolved = str(Path(folder).expanduser().resolve())
+    if resolved not in seen and (Path(resolved) / "config.json").is_file():
+        try:
+            return f"run:{_hash(RunConfig.load(resolved), seen | {resolved})}"
+        except (ValueError, TypeError):  # an unreadable config.json: the path is all we know
+            pass
+    return f"path:{resolved}"
+
+
+# Settings a resumed run may change: they decide how far it trains and how often it writes, not what a step
+# does (no learning-rate schedule depends on the total), so a 4-step run extended to 6 steps ends with the
+# weights of a straight 6-step run.
+RESUME_COMPATIBLE = ("steps", "ckpt_every", "log_every")
+
+
+def same_run(a: RunConfig, b: RunConfig) -> bool:
+    """Whether ``b`` continues the run of ``a``: equal up to ``RESUME_COMPATIBLE`` settings."""
+    reset = {key: getattr(RunConfig, key) for key in RESUME_COMPATIBLE}
+    return config_hash(dataclasses.replace(a, **reset)) == config_hash(dataclasses.replace(b, **reset))
+
+
+def config_differences(saved: RunConfig, asked: RunConfig) -> list[str]:
+    """``lr 0.0001 in the run, 0.5 asked`` for every setting that differs and matters (for error messages)."""
+    ignored = ("data_root", "workers", *RESUME_COMPATIBLE)
+    a, b = saved.to_dict(), asked.to_dict()
+    return [f"{k} {a[k]!r} in the run, {b[k]!r} asked" for k in a if k not in ignored and a[k] != b[k]]
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Settings no run can train with, as ValueErrors naming the command-line option and what it must be."""
+    rules = [
+        ("--batch", config.batch, config.batch >= 1, "at least 1"),
+        ("--steps", config.steps, config.steps >= 1, "at least 1"),
+        ("--ckpt-every", config.ckpt_every, config.ckpt_every >= 1, "at least 1"),
+        ("--lr", config.lr, config.lr > 0 and math.isfinite(config.lr), "a positive number"),
+        ("--ema", config.ema, 0 <= config.ema < 1, "in [0, 1)"),
+        ("--res", config.res, config.res is None or config.res >= 1, "a positive size in pixels"),
+        ("log_every", config.log_every, config.log_every >= 1, "at least 1"),
+        ("num_timesteps", config.num_timesteps, config.num_timesteps >= 2, "at least 2"),
+    ]
+    for option, value, ok, what in rules:
+        if not ok:
+            raise ValueError(f"{option} must be {what}, got {value}")
+
+
+def describe_model(model: str, overrides: dict[str, Any] | None = None) -> str:
+    """``dim-teng-tiny --set depth=3`` (the command-line spelling of a model and its overrides)."""
+    return " ".join([model, *(f"--set {pair}" for pair in format_overrides(overrides or {}))])
+
+
+def format_overrides(overrides: dict[str, Any]) -> list[str]:
+    """``{"depth": 3, "name": "x"}`` -> ``["depth=3", "name=x"]`` (what ``parse_overrides`` reads back)."""
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -196,3 +270,45 @@ def model_setup(config: RunConfig) -> ModelSetup:
         conditioning = "none"
     channels = 4 if latent else 3
     return ModelSetup(entry, overrides, conditioning, num_classes, channels, latent, image_size, options)
+
+
+def build_model(setup: ModelSetup, user_overrides: dict[str, Any] | None = None) -> nn.Module:
+    """``setup.build()``; when it fails and the user set overrides (``--set``), a ValueError that names the
+    override to blame (``--set depth=abc: depth expects an integer ...``) whatever the constructor raised."""
+    try:
+        return setup.build()
+    except Exception as error:  # a constructor raises anything (TypeError, AssertionError, ...) on a bad option
+        if not user_overrides:
+            raise
+        key = _culprit(setup, user_overrides)
+        pairs = format_overrides({key: user_overrides[key]} if key else user_overrides)
+        reason = _type_mismatch(setup, key, user_overrides[key]) if key else None
+        reason = reason or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"--set {' --set '.join(pairs)}: {reason}") from error
+
+
+def _culprit(setup: ModelSetup, user: dict[str, Any]) -> str | None:
+    """The one user override that fails on its own (built on the meta device: no memory), else None."""
+    auto = {k: v for k, v in setup.overrides.items() if k not in user}
+    for key, value in user.items():
+        try:
+            with torch.device("meta"):
+                zoo.create_model(setup.entry.name, **{**auto, key: value})
+        except Exception:  # the constructor's error, whatever its type
+            return key
+    return None
+
+
+def _type_mismatch(setup: ModelSetup, key: str, value: Any) -> str | None:
+    """``depth expects an integer (dim-teng-tiny has depth=5), got 'abc'`` when a text value replaced a number."""
+    import inspect
+
+    expected = setup.entry.config.get(key)
+    if expected is None:
+        param = inspect.signature(setup.entry.builder).parameters.get(key)
+        expected = None if param is None or param.default is inspect.Parameter.empty else param.default
+    kinds = {bool: "true or false", int: "an integer", float: "a number"}
+    if type(expected) in kinds and not isinstance(value, (bool, int, float)):
+        example = f"{setup.entry.name} has {key}={json.dumps(expected)}"
+        return f"{key} expects {kinds[type(expected)]} ({example}), got {value!r}"
+    return None

@@ -13,10 +13,13 @@ Multi-GPU / multi-node: launch the same command under ``torchrun``; the trainer 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -28,12 +31,31 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ablations import distill
 from ablations.data import open_dataset
 from ablations.diffusion import GaussianDiffusion
-from ablations.experiment import ModelSetup, RunConfig, config_hash, model_setup
+from ablations.experiment import (
+    ModelSetup,
+    RunConfig,
+    build_model,
+    check_run_config,
+    config_differences,
+    config_hash,
+    describe_model,
+    model_setup,
+    same_run,
+)
 from ablations.latents import LatentShards, encode_moments, load_vae, sample_latent
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+class NonFiniteLoss(RuntimeError, ValueError):
+    """The loss became NaN/inf; the message names the step and the last good checkpoint (a ValueError too, so
+    every command reports it as one line)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: damaged, or the weights of another model; the message names the file."""
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- run folder: checkpoints
@@ -44,6 +66,7 @@ def checkpoints(folder: Path) -> list[Path]:
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest checkpoint file (by step), whether or not it loads; ``newest_checkpoint`` checks."""
     found = checkpoints(Path(folder))
     return found[-1] if found else None
 
@@ -59,47 +82,163 @@ def is_finished(folder: str | Path) -> bool:
     return (Path(folder) / "done.json").is_file()
 
 
-def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu", step: int | None = None):
-    """(config, setup, model) of a run from its latest checkpoint (or the one of ``step``), EMA weights by
-    default, in eval mode."""
+def read_checkpoint(path: Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu") -> dict:
+    """A checkpoint's dict; a file that is not one (empty, truncated, overwritten, lacking ``keys``) is a
+    ``CheckpointError`` naming the file and what is wrong with it."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise CheckpointError(f"{path}: empty file (0 bytes)")
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as error:  # torch.load raises anything (RuntimeError, UnpicklingError, EOFError, OSError)
+        if isinstance(error, OSError) or zipfile.is_zipfile(path):
+            reason = f"unreadable: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
+        else:
+            reason = f"truncated or overwritten: {size} bytes that are not a whole checkpoint"
+        raise CheckpointError(f"{path}: {reason}") from error
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (lacks {', '.join(missing)})")
+    return state
+
+
+def newest_checkpoint(folder: str | Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu"
+                      ) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:  # fmt: skip
+    """(path, state, skipped) of the newest checkpoint of a run that loads; ``skipped`` lists the newer ones
+    that did not, with why. (None, None, []) when there is none; a ``CheckpointError`` naming every file
+    when none of them loads."""
+    skipped = []
+    for path in reversed(checkpoints(Path(folder))):
+        try:
+            return path, read_checkpoint(path, keys, map_location), skipped
+        except CheckpointError as error:
+            skipped.append((path, str(error).removeprefix(f"{path}: ")))
+    if skipped:
+        listed = "; ".join(f"{path.name}: {why}" for path, why in skipped)
+        raise CheckpointError(
+            f"no checkpoint in {Path(folder) / 'checkpoints'} loads ({listed}); move them away (or choose "
+            "another --out) to train from the start"
+        )
+    return None, None, []
+
+
+def _saved_model(state: dict, path: Path) -> str:
+    """The model a checkpoint was saved by, as ``describe_model`` spells it (from the checkpoint, else from
+    its run's config.json)."""
+    spec = state.get("model_spec")
+    if isinstance(spec, dict) and "model" in spec:
+        return describe_model(spec["model"], spec.get("overrides"))
+    try:
+        saved = RunConfig.load(Path(path).parent.parent)
+        return describe_model(saved.model, saved.overrides)
+    except (FileNotFoundError, ValueError, TypeError):
+        return "an unknown model"
+
+
+def _mismatch(target: dict[str, Tensor], source: dict[str, Tensor]) -> list[str]:
+    """What keeps ``source`` weights from loading into a model with ``target``'s: one phrase per tensor."""
+    bad = [f"{k} (missing)" for k in target if k not in source]
+    bad += [f"{k} {tuple(source[k].shape)} saved vs {tuple(v.shape)} now" for k, v in target.items()
+            if k in source and source[k].shape != v.shape]  # fmt: skip
+    return bad + [f"{k} (unexpected)" for k in source if k not in target]
+
+
+def _fit_error(path: Path, state: dict, wanted: str, bad: list[str], fix: str) -> CheckpointError:
+    saved = _saved_model(state, path)
+    what = f"holds weights of {saved}, which do not fit {wanted}"
+    if saved == wanted:
+        what = f"holds weights of {saved} as it was defined then, which do not fit its definition now"
+    return CheckpointError(f"{path} {what} ({len(bad)} tensors differ, e.g. {'; '.join(bad[:2])}); {fix}")
+
+
+def _load_weights(model: nn.Module, path: Path, state: dict, key: str, wanted: str, fix: str) -> None:
+    """``model.load_state_dict(state[key])``; weights of another model are one ``CheckpointError`` naming
+    the model of the checkpoint and the model asked for, instead of a screen of size mismatches."""
+    bad = _mismatch(model.state_dict(), state[key])
+    if bad:
+        raise _fit_error(path, state, wanted, bad, fix)
+    model.load_state_dict(state[key])
+
+
+def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu", step: int | None = None,
+                   log: Callable[[str], None] | None = None):  # fmt: skip
+    """(config, setup, model) of a run from its newest checkpoint that loads (or the one of ``step``), EMA
+    weights by default, in eval mode. A damaged newer checkpoint is skipped with one line to ``log``
+    (default: stderr) naming it."""
     config = RunConfig.load(folder)
     setup = model_setup(config)
-    path = latest_checkpoint(folder) if step is None else Path(folder) / "checkpoints" / f"step-{step:07d}.pt"
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"{folder} has no checkpoint {'yet' if step is None else f'of step {step}'}")
-    state = torch.load(path, map_location="cpu")
-    model = setup.build()
-    model.load_state_dict(state["ema" if ema else "model"])
+    key = "ema" if ema else "model"
+    if step is None:
+        path, state, skipped = newest_checkpoint(folder, keys=(key,))
+        if path is None:
+            raise FileNotFoundError(f"{folder} has no checkpoint yet: train it first (ablations train --out {folder})")
+        for bad, why in skipped:
+            (log or _warn)(f"warning: skipped damaged checkpoint {bad} ({why}); using {path.name}")
+    else:
+        path = Path(folder) / "checkpoints" / f"step-{step:07d}.pt"
+        if not path.is_file():
+            have = ", ".join(p.stem for p in checkpoints(Path(folder))) or "none"
+            raise FileNotFoundError(f"{folder} has no checkpoint of step {step} (it has: {have})")
+        state = read_checkpoint(path, keys=(key,))
+    model = build_model(setup, config.overrides)
+    wanted = describe_model(config.model, config.overrides)
+    _load_weights(model, path, state, key, wanted, f"the run's config.json asks for {wanted}")
     return config, setup, model.to(device).eval()
 
 
-def init_from_run(model: nn.Module, folder: str | Path) -> list[str]:
+def init_from_run(model: nn.Module, folder: str | Path, wanted: str | None = None,
+                  log: Callable[[str], None] | None = None) -> list[str]:  # fmt: skip
     """Start from another run's EMA weights, also at another resolution: learned position embeddings whose
     grid differs are bilinearly resized (sin-cos ones are recomputed by the models anyway). Returns the keys
-    resized. Any other shape mismatch is an error."""
+    resized. Any other shape mismatch is an error naming both models (``wanted``: the model being trained)."""
     from zoo.layers.pos_embed import resize_learned
 
-    path = latest_checkpoint(folder)
+    path, state, skipped = newest_checkpoint(folder, keys=("ema",))
     if path is None:
         raise FileNotFoundError(f"--init-from {folder}: no checkpoint there")
-    source = torch.load(path, map_location="cpu")["ema"]
+    for bad, why in skipped:
+        (log or _warn)(f"warning: --init-from: skipped damaged checkpoint {bad} ({why}); using {path.name}")
+    source = dict(state["ema"])
     target = model.state_dict()
-    resized, bad = [], []
+    resized = []
     for key, value in target.items():
-        if key not in source:
-            bad.append(f"{key} (missing)")
-        elif source[key].shape != value.shape:
-            if key.endswith("pos_embed") and source[key].dim() == 3:
-                old_grid, new_grid = _grid(source[key], value)
-                extras = source[key].shape[1] - old_grid**2
-                source[key] = resize_learned(source[key], extras, old_grid, new_grid, new_grid)
-                resized.append(key)
-            else:
-                bad.append(f"{key} {tuple(source[key].shape)} -> {tuple(value.shape)}")
+        if key in source and source[key].shape != value.shape and key.endswith("pos_embed") and source[key].dim() == 3:
+            old_grid, new_grid = _grid(source[key], value)
+            extras = source[key].shape[1] - old_grid**2
+            source[key] = resize_learned(source[key], extras, old_grid, new_grid, new_grid)
+            resized.append(key)
+    bad = [b for b in _mismatch(target, source) if not b.endswith("(unexpected)")]
     if bad:
-        raise ValueError(f"--init-from {folder}: incompatible weights: {', '.join(bad[:8])}")
+        wanted = wanted or type(model).__name__
+        fix = "--init-from needs a run of the same model (only learned position embeddings may differ in size)"
+        raise CheckpointError(f"--init-from: {_fit_error(path, state, wanted, bad, fix)}")
     model.load_state_dict({k: source[k] for k in target})
     return resized
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device NAME`` as a torch device that exists here, else a ValueError saying what does."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name}: not a device; use cpu or cuda (cuda:N for one GPU)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: not supported; use cpu or cuda (cuda:N for one GPU)")
+    return device
 
 
 def _grid(old: Tensor, new: Tensor) -> tuple[int, int]:
@@ -151,51 +290,120 @@ def _collate(items):
 
 
 class Trainer:
+    """One run in folder ``out``: ``Trainer(config, out, resume=...).run()``.
+
+    Failures leave the folder usable. ``config.json`` is written only once the run has started (model
+    built, checkpoint and data opened), and a folder with a config but no checkpoint counts as never started,
+    so the corrected command may take it. On resume, a damaged newest checkpoint is skipped (one line names
+    it; it is kept beside as ``*.pt.damaged``) and training continues from the newest one that loads; log
+    lines past that step are dropped, so ``log.jsonl`` matches an uninterrupted run.
+
+    ``--steps`` (and ``ckpt_every``, ``log_every``) may change on resume (``experiment.RESUME_COMPATIBLE``):
+    a finished 4-step run resumed with ``steps=6`` continues from step 4 and ends with the weights of a
+    straight 6-step run (no setting depends on the total). The folder's ``config.json`` then says 6 steps
+    (so its config hash is that of a 6-step run), its ``done.json`` becomes ``done-step-0000004.json`` and
+    the step-4 checkpoint is never pruned. Fewer steps than already trained is an error."""
+
     def __init__(self, config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False,
-                 keep_steps: tuple[int, ...] = ()):  # fmt: skip
+                 keep_steps: tuple[int, ...] = (), device: str | None = None,
+                 log: Callable[[str], None] | None = None):  # fmt: skip
+        config = _resolved_paths(config)  # config.json finds its teacher / init run from any working directory
         self.config, self.out, self.progress = config, Path(out), progress
+        self.log = log or _warn
         self.keep_steps = set(keep_steps)  # checkpoints never pruned (evaluated later)
-        self.world, self.rank, self.device = _distributed()
+        check_run_config(config)
+        self.world, self.rank, self.device = _distributed(device)
+        if config.batch % self.world:
+            raise ValueError(f"--batch {config.batch} (the global batch) does not split over {self.world} processes")
         self.setup: ModelSetup = model_setup(config)
         self.diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
         self._check_folder(resume)
 
         torch.manual_seed(config.seed)
-        self.model = self.setup.build().to(self.device)
+        wanted = describe_model(config.model, config.overrides)
+        self.model = build_model(self.setup, config.overrides).to(self.device)
         self.teacher = self._prepare_distillation() if config.distill else None
         if config.init_from:
-            init_from_run(self.model, config.init_from)
+            init_from_run(self.model, config.init_from, wanted=wanted, log=self.log)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
         )
         self.start = 0
-        last = latest_checkpoint(self.out) if resume else None
-        if last is not None:
-            state = torch.load(last, map_location=self.device)
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
+        last, state = self._resume_state() if resume else (None, None)
+        if state is not None:
+            fix = f"resume it with the -m/--set it was trained with, or train {wanted} into another --out"
+            _load_weights(self.model, last, state, "model", wanted, fix)
+            _load_weights(self.ema, last, state, "ema", wanted, fix)
             self.optimizer.load_state_dict(state["optimizer"])
             self.start = int(state["step"])
+            if self.start > config.steps:
+                raise ValueError(
+                    f"{self.out} has trained to step {self.start} already, past --steps {config.steps}: pass "
+                    f"--steps {self.start} or more, or choose another --out"
+                )
         self.vae = load_vae(config.vae, self.device) if config.vae else None
         self.dataset = self._dataset()
-        if self.rank == 0:  # what sampling needs to know about the data (class count for balanced labels)
-            info = {"num_classes": int(getattr(self.dataset, "num_classes", 0)), "length": len(self.dataset)}
-            (self.out / "data.json").write_text(json.dumps(info) + "\n")
         self._stage = None
         self.wrapped: nn.Module = self.model
+        if self.rank == 0:
+            self._begin()
 
     # -- setup helpers
 
     def _check_folder(self, resume: bool) -> None:
-        saved = self.out / "config.json"
-        if saved.is_file():
-            if config_hash(RunConfig.load(self.out)) != config_hash(self.config):
-                raise FileExistsError(f"{self.out} holds a run with another configuration; choose another --out")
-            if not resume and latest_checkpoint(self.out) is not None:
-                raise FileExistsError(f"{self.out} already has checkpoints: add --resume to continue that run")
-        if self.rank == 0:
-            self.config.save(self.out)
+        """A folder with checkpoints holds a run: continue it only with --resume and the same configuration
+        (up to the settings a resume may change). Without checkpoints it has not started: it is ours."""
+        if not checkpoints(self.out):
+            return
+        if not (self.out / "config.json").is_file():
+            raise FileExistsError(f"{self.out} has checkpoints but no config.json; choose another --out")
+        saved = RunConfig.load(self.out)
+        if config_hash(saved) != config_hash(self.config) and not same_run(saved, self.config):
+            changed = "; ".join(config_differences(saved, self.config)[:4]) or "the run it starts from changed"
+            raise FileExistsError(
+                f"{self.out} holds a run with another configuration ({changed}); choose another --out"
+            )
+        if not resume:
+            raise FileExistsError(f"{self.out} already has checkpoints: add --resume to continue that run")
+
+    def _resume_state(self) -> tuple[Path | None, dict | None]:
+        """The newest checkpoint that loads; damaged newer ones are named and set aside (rank 0)."""
+        keys = ("step", "model", "ema", "optimizer")
+        path, state, skipped = newest_checkpoint(self.out, keys=keys, map_location=self.device)
+        for bad, why in skipped if self.rank == 0 else ():
+            kept = ""
+            if bad.is_file():
+                os.replace(bad, bad.with_name(bad.name + ".damaged"))
+                kept = f"; kept as {bad.name}.damaged"
+            self.log(f"warning: skipped damaged checkpoint {bad} ({why}){kept}; resuming from {path.name}")
+        return path, state
+
+    def _begin(self) -> None:
+        """The run has started (model, checkpoint and data in hand): record its configuration, retire a
+        finished marker it is going past, and drop log lines past the resumed step."""
+        done = self.out / "done.json"
+        if done.is_file() and self.start < self.config.steps:
+            finished = json.loads(done.read_text()).get("steps")
+            if finished == self.start:  # a finished run extended: keep its last checkpoint and summary
+                os.replace(done, self.out / f"done-step-{self.start:07d}.json")
+                self.log(f"extending the finished {self.start}-step run in {self.out} to {self.config.steps} steps")
+            else:  # its final checkpoint was damaged: it is trained again
+                done.unlink()
+        self.config.save(self.out)
+        log = self.out / "log.jsonl"
+        if log.is_file():
+            kept = [line for line in log.read_text().splitlines() if _log_step(line) <= self.start]
+            partial = log.with_name(log.name + ".part")
+            partial.write_text("".join(line + "\n" for line in kept))
+            partial.replace(log)
+        # what sampling needs to know about the data (class count for balanced labels)
+        info = {"num_classes": int(getattr(self.dataset, "num_classes", 0)), "length": len(self.dataset)}
+        (self.out / "data.json").write_text(json.dumps(info) + "\n")
+
+    def _protected(self, step: int) -> bool:
+        """Checkpoints never pruned: ``keep_steps`` and the final step of a finished run later extended."""
+        return step in self.keep_steps or (self.out / f"done-step-{step:07d}.json").is_file()
 
     def _prepare_distillation(self) -> nn.Module:
         spec = self.config.distill
@@ -299,11 +507,12 @@ class Trainer:
                     "ema": self.ema.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "config_hash": config_hash(self.config),
+                    "model_spec": {"model": self.config.model, "overrides": self.config.overrides},
                 },
                 path,
             )
             for old in checkpoints(self.out)[:-2]:
-                if int(old.stem.split("-")[1]) not in self.keep_steps:
+                if not self._protected(int(old.stem.split("-")[1])):
                     old.unlink()
         if self.world > 1:
             dist.barrier()
@@ -328,76 +537,104 @@ class Trainer:
         started, losses = time.time(), []
         bar = _progress(self.progress and self.rank == 0, config.steps, self.start)
         self.model.train()
-        for step, (images, labels) in enumerate(loader, start=self.start):
-            stage = self._set_stage(step)
-            torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
-            g, flips, t, noise, drop = self._draws(step, shape)
-            x0 = self._model_input(images, flips, g)
-            y = self.setup.condition(self.model, labels.to(self.device))
-            if y is not None and drop.any():
-                null = self.setup.null_condition(self.model, share, self.device)
-                y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
-            with autocast:
-                terms = self._loss(stage, x0, t, noise, y)
-            loss = terms["loss"]
-            finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
-            if self.world > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if finite.item() < 1:
-                raise NonFiniteLoss(
-                    f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.world > 1 and stage != "diffusion":  # the hooks bypass DDP: average gradients by hand
-                for p in self.model.parameters():
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= self.world
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-            self.optimizer.step()
-            self._update_ema(step)
-            losses.append(loss.item())
-            done = step + 1
-            if log is not None and (done % config.log_every == 0 or done == config.steps):
-                record = {
-                    "step": done,
-                    "stage": stage,
-                    **{k: round(v.item(), 6) for k, v in terms.items()},
-                    "sec_per_step": round((time.time() - started) / (done - self.start), 4),
-                }
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if done % config.ckpt_every == 0 or done == end:
-                last_good = self._checkpoint(done)
-            bar(done, loss.item())
-        if log is not None:
-            log.close()
-        bar(None, None)
+        try:
+            for step, (images, labels) in enumerate(loader, start=self.start):
+                stage = self._set_stage(step)
+                torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
+                g, flips, t, noise, drop = self._draws(step, shape)
+                x0 = self._model_input(images, flips, g)
+                y = self.setup.condition(self.model, labels.to(self.device))
+                if y is not None and drop.any():
+                    null = self.setup.null_condition(self.model, share, self.device)
+                    y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
+                with autocast:
+                    terms = self._loss(stage, x0, t, noise, y)
+                loss = terms["loss"]
+                finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
+                if self.world > 1:
+                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+                if finite.item() < 1:
+                    raise NonFiniteLoss(
+                        f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}; "
+                        f"lower --lr (now {config.lr:g}) and train into another --out (a resume repeats the same steps)"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.world > 1 and stage != "diffusion":  # the hooks bypass DDP: average gradients by hand
+                    for p in self.model.parameters():
+                        if p.grad is not None:
+                            dist.all_reduce(p.grad)
+                            p.grad /= self.world
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+                self.optimizer.step()
+                self._update_ema(step)
+                losses.append(loss.item())
+                done = step + 1
+                if log is not None and (done % config.log_every == 0 or done == config.steps):
+                    record = {
+                        "step": done,
+                        "stage": stage,
+                        **{k: round(v.item(), 6) for k, v in terms.items()},
+                        "sec_per_step": round((time.time() - started) / (done - self.start), 4),
+                    }
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if done % config.ckpt_every == 0 or done == end:
+                    last_good = self._checkpoint(done)
+                bar(done, loss.item())
+        finally:  # also when a step fails: the progress bar gives the terminal back, the log is closed
+            if log is not None:
+                log.close()
+            bar(None, None)
         summary = {
             "steps": config.steps,
             "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None,
             "seconds": round(time.time() - started, 2),
             "config_hash": config_hash(config),
             "world": self.world,
+            "device": str(self.device),
         }
         if self.rank == 0 and end == config.steps:
             (self.out / "done.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
 
-def _distributed() -> tuple[int, int, torch.device]:
-    """(world size, rank, device); joins the torchrun process group when WORLD_SIZE > 1."""
+def _distributed(device: str | None = None) -> tuple[int, int, torch.device]:
+    """(world size, rank, device); joins the torchrun process group when WORLD_SIZE > 1. ``device`` None:
+    a GPU when there is one (under torchrun, the one of LOCAL_RANK)."""
+    requested = resolve_device(device) if device else None
+    cuda = requested.type == "cuda" if requested is not None else torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if world > 1 else 0
-    if torch.cuda.is_available():
+    if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if world == 1 and requested is not None and requested.index is not None:
+            local = requested.index
         torch.cuda.set_device(local)
         return world, rank, torch.device("cuda", local)
-    return world, rank, torch.device("cpu")
+    return world, rank, requested if requested is not None else torch.device("cpu")
+
+
+def _resolved_paths(config: RunConfig) -> RunConfig:
+    """``config`` with its teacher and ``init_from`` folders as absolute paths (the hash is the same)."""
+    changes = {}
+    if config.init_from:
+        changes["init_from"] = str(Path(config.init_from).expanduser().resolve())
+    if config.distill is not None:
+        teacher = str(Path(config.distill.teacher).expanduser().resolve())
+        changes["distill"] = dataclasses.replace(config.distill, teacher=teacher)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _log_step(line: str) -> float:
+    """The step of a log.jsonl line (inf for a line that does not parse: a write cut short)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _progress(enabled: bool, total: int, start: int):
@@ -423,9 +660,10 @@ def _progress(enabled: bool, total: int, start: int):
     return update
 
 
-def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False) -> dict:
+def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False,
+          device: str | None = None) -> dict:  # fmt: skip
     """Train (or resume) the run ``config`` in folder ``out``; returns the done.json summary."""
-    return Trainer(config, out, resume=resume, progress=progress).run()
+    return Trainer(config, out, resume=resume, progress=progress, device=device).run()
 
 
 def checkpoint_step(folder: str | Path) -> int:

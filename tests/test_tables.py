@@ -4,6 +4,7 @@ preset for Teng's Table 6 and T2MD's Table 1 (CI's two tables), reuse of finishe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,3 +189,36 @@ def test_run_names_missing_data_and_vae(tmp_path):
     listing = runner.invoke(app, ["list", "--json", "--data-root", str(tmp_path)])
     rows = [json.loads(line) for line in listing.output.strip().splitlines()]
     assert len(rows) == 27 and all(r["data_present"] == (r["data"] == "builtin") for r in rows)
+
+
+def test_killed_table_run_resumes_and_records_each_score_once(tmp_path):
+    """kill -9 of `ablations run` mid-training, then the same command: it resumes from the last checkpoint and
+    the store and the table's index hold each score exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ablations.train import checkpoint_step
+    from results.store import ResultsStore
+
+    runs, store = tmp_path / "runs", tmp_path / "store.sqlite"
+    command = [sys.executable, "-m", "ablations.cli", "run", "teng-table6", "--preset", "smoke", "--variant", "1",
+               "--runs", str(runs), "--store", str(store)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(checkpoint_step(f) for f in (runs / "runs").glob("*")):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    (folder,) = (runs / "runs").glob("*")
+    resumed_from = checkpoint_step(folder)
+    assert 0 < resumed_from < 30 and not (folder / "scores").exists()
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    table = TABLES["teng-table6"]
+    assert len(json.loads(index_file(runs, table, table.presets["smoke"]).read_text())) == 1
+    fids = [m for m in ResultsStore(store).measurements() if m["metric"] == "fid"]
+    assert len(fids) == 1 and len(ResultsStore(store).runs()) == 1  # the killed command left no empty run

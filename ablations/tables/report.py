@@ -182,9 +182,50 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
     lines = [f"# {table.id} ({preset})", "", *[f"- {line}" for line in header(table, preset, rows)], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fid_cell(r) if c == "ours_fid" else _fmt(r[c]) for c in columns) + " |" for r in rows]
+    if _plot_losses(table, preset, root, folder / "loss.png"):
+        lines += ["", "Training loss of every run: `loss.png` (moving average over 100 steps)."]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     _plot(table, preset, rows, folder / "report.png")
     return rows, folder
+
+
+def _plot_losses(table: TableSpec, preset: str, root, path: Path) -> bool:
+    """The training loss of every scored run (one colour per variant, one line per seed), from each run's
+    ``log.jsonl``: whether training had converged is the first question when an effect does not show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = index_file(runs_root(root), table, table.presets[preset])
+    results = json.loads(index.read_text()) if index.is_file() else []
+    curves = {}
+    for result in results:
+        log = Path(result.get("run", "")) / "log.jsonl"
+        if log.is_file() and (result["variant"], result.get("seed", 0)) not in curves:
+            points = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            points = [(p["step"], p["loss"]) for p in points if "loss" in p and "step" in p]
+            curves[(result["variant"], result.get("seed", 0))] = sorted(dict(points).items())
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = {v.key: f"C{i}" for i, v in enumerate(table.variants)}
+    labels = {v.key: v.label for v in table.variants}
+    for (variant, seed), points in sorted(curves.items()):
+        steps, losses = zip(*points, strict=True)
+        window = max(1, min(10, len(losses) // 5))  # log lines every 10 steps: 10 lines = 100 steps
+        smooth = [statistics.fmean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+        ax.plot(steps, smooth, color=colours.get(variant, "k"), alpha=0.8, linewidth=1,
+                label=labels.get(variant, variant) if seed == 0 else None)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (moving average)")
+    ax.set_title(f"{table.id} ({preset}): training loss, one line per seed", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
