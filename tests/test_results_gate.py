@@ -169,3 +169,39 @@ def test_store_location_rule_and_no_empty_runs(tmp_path: Path):
     default = subprocess.run([sys.executable, "-m", "results.cli", "list"], capture_output=True, text=True, env=env,
                              cwd=tmp_path)  # fmt: skip
     assert str(tmp_path / "xdg" / "mambabench" / "results.sqlite") in default.stderr
+
+
+@pytest.mark.parametrize(
+    "sqlite_message, fix",
+    [("database or disk is full", "free disk space"), ("attempt to write a readonly database", "writable")],
+)
+def test_full_disk_and_read_only_store_are_clear_errors(tmp_path: Path, monkeypatch, sqlite_message, fix):
+    """What SQLite raises on a full disk or a read-only file (simulated: root writes through permissions and a
+    full disk cannot be made here) becomes one StoreError naming the file and the fix."""
+    import sqlite3
+
+    store = ResultsStore(tmp_path / "s.sqlite")
+
+    class Failing:
+        def __init__(self, db):
+            self.db = db
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.db.__exit__(*exc)
+
+        def execute(self, *args):
+            raise sqlite3.OperationalError(sqlite_message)
+
+        executemany = execute
+
+    real = store._connect
+    monkeypatch.setattr(store, "_connect", lambda: Failing(real()))
+    with pytest.raises(StoreError, match=fix) as error:
+        store.recorder().add([Measurement("m", "gmacs", 1.0, "GMAC")])
+    assert str(tmp_path / "s.sqlite") in str(error.value)
