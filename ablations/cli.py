@@ -46,18 +46,20 @@ def _fail(error: Exception) -> None:
 
 @contextmanager
 def _one_line_errors():
-    """Any error inside as one line and exit code 2 (``_fail``); an unexpected one says so and how to see more."""
+    """Any error inside as one line: exit code 2 for bad input (``_fail``), 1 for an unexpected one (a bug)."""
     try:
         yield
     except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
         raise
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
         _fail(error)
-    except Exception as error:
+    except Exception as error:  # a bug of ours: exit 1, as results.cli_errors does for zoo, bench and results
         if _debug():
             raise
-        first = (str(error).strip().splitlines() or [""])[0]
-        _fail(RuntimeError(f"{type(error).__name__}: {first} (unexpected; --debug shows the traceback)"))
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        console.print(f"[red]internal error ({type(error).__name__}; please report it):[/red] {first} (--debug shows "
+                      "the traceback)", soft_wrap=True, highlight=False)  # fmt: skip
+        raise typer.Exit(1) from None
 
 
 def _set_threads(threads: int) -> None:

@@ -307,3 +307,17 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 def test_library_errors_keep_their_types(tmp_path):
     with pytest.raises(ValueError, match="--batch must be at least 1"):
         train(RunConfig(**{**TINY, "batch": 0}, steps=1), tmp_path / "run")
+
+
+def test_an_unexpected_error_is_one_line_too(finished, monkeypatch):
+    import ablations.generate
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(ablations.generate, "generate", broken)
+    result = CliRunner().invoke(app, ["sample", "--run", str(finished / "straight4")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "internal error (ZeroDivisionError; please report it): division by zero" in result.output
+    result = CliRunner().invoke(app, ["--debug", "sample", "--run", str(finished / "straight4")])
+    assert isinstance(result.exception, ZeroDivisionError)
