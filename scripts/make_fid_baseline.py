@@ -29,6 +29,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as scratch:
         store = ResultsStore(Path(scratch) / "store.sqlite")
         run_table(get_table("teng-table6"), "smoke", root=Path(scratch) / "runs", store=store)
-        rows = [dict(row, tolerance=TOLERANCE, run_id="") for row in store.measurements() if row["metric"] == "fid"]
+        rows = [dict(row, tolerance=TOLERANCE, run_id="", config="") for row in store.measurements()
+                if row["metric"] == "fid"]  # fmt: skip
     write_csv(rows, BASELINE, extra=("tolerance",))
     print(f"{len(rows)} rows -> {BASELINE}")

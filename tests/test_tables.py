@@ -17,6 +17,7 @@ from ablations.tables import TABLES, get_table
 from ablations.tables.report import build_rows
 from ablations.tables.runner import index_file, variant_config
 
+FID_BASELINE = Path(__file__).parents[1] / "results" / "baselines" / "teng-table6-smoke-fid.csv"
 EXPECTED = {
     "t2md-table1",
     "teng-table4",
@@ -85,6 +86,14 @@ def test_teng_table6_and_t2md_table1_run_end_to_end_in_smoke(tmp_path, monkeypat
     assert "16 generated vs 16 reference" in out and "17.6" in out  # ours beside the paper's
     rows = json.loads(index_file(runs, TABLES["teng-table6"], TABLES["teng-table6"].presets["smoke"]).read_text())
     assert {r["variant"] for r in rows} == {"1234", "12", "1"} and all(r["fid"] > 0 for r in rows)
+
+    # the CI gate on FID, like the GMAC one: every variant's smoke FID equals the committed baseline within its
+    # measured tolerance (scripts/make_fid_baseline.py); a change to what a variant computes fails here
+    from results.compare import PASSING, compare, load
+
+    gate = compare(load(str(FID_BASELINE)), load("1", tmp_path / "store.sqlite"))
+    fid_rows = [c for c in gate if c.key[3] == "fid"]
+    assert len(fid_rows) == 3 and all(c.verdict in PASSING for c in gate), [vars(c) for c in fid_rows]
 
     again = _run(runner, ["run", "teng-table6", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
     assert again.count("scored already") == 3 and ": training " not in again  # nothing is retrained
