@@ -1,8 +1,10 @@
 """T2MD's distillation stages (Yao et al. 2025, Sec. 3.4) as functions of (teacher, student, batch).
 
 Teacher and student are ``PixArtHybrid`` models from the registry (``pixart-alpha-xl/2`` and ``t2md``, or
-their tiny entries); a block's token mixer is ``block.token_mixer`` (self-attention or Mamba-2) and its
-input is the adaLN-modulated, normalised hidden state.
+their tiny entries; the teacher may be built from PixArt-alpha's official checkpoint,
+``zoo.create_model("pixart-alpha-xl/2", pretrained=PATH)``, as ``ablations train`` does for a teacher file); a
+block's token mixer is ``block.token_mixer`` (self-attention or Mamba-2) and its input is the adaLN-modulated,
+normalised hidden state.
 
 - ``transfer_weights``: copy every parameter whose name and shape the teacher shares (all non-mixer
   weights and the self-attention mixers the student keeps); report what was and was not copied. With the

@@ -192,18 +192,32 @@ def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.dev
 
 
 def init_from_run(model: nn.Module, folder: str | Path, wanted: str | None = None,
-                  log: Callable[[str], None] | None = None) -> list[str]:  # fmt: skip
+                  log: Callable[[str], None] | None = None, family: str | None = None) -> list[str]:  # fmt: skip
     """Start from another run's EMA weights, also at another resolution: learned position embeddings whose
     grid differs are bilinearly resized (sin-cos ones are recomputed by the models anyway). Returns the keys
-    resized. Any other shape mismatch is an error naming both models (``wanted``: the model being trained)."""
+    resized. Any other shape mismatch is an error naming both models (``wanted``: the model being trained).
+
+    ``folder`` may also be a checkpoint file: the official weights of the model's ``family`` in their
+    published layout (``zoo.create_model(name, pretrained=PATH)`` reads the same files) or a state dict in our
+    names; then an unexpected tensor is an error too."""
     from zoo.layers.pos_embed import resize_learned
 
-    path, state, skipped = newest_checkpoint(folder, keys=("ema",))
-    if path is None:
-        raise FileNotFoundError(f"--init-from {folder}: no checkpoint there")
-    for bad, why in skipped:
-        (log or _warn)(f"warning: --init-from: skipped damaged checkpoint {bad} ({why}); using {path.name}")
-    source = dict(state["ema"])
+    is_file = Path(folder).is_file()
+    if is_file:
+        from zoo.weights import convert, read_state_dict
+
+        path, state = Path(folder), {}
+        try:
+            source, _ = convert(read_state_dict(path), model, family or "", str(path))
+        except ValueError as error:
+            raise CheckpointError(f"--init-from: {error}") from None
+    else:
+        path, state, skipped = newest_checkpoint(folder, keys=("ema",))
+        if path is None:
+            raise FileNotFoundError(f"--init-from {folder}: no checkpoint there")
+        for bad, why in skipped:
+            (log or _warn)(f"warning: --init-from: skipped damaged checkpoint {bad} ({why}); using {path.name}")
+        source = dict(state["ema"])
     target = model.state_dict()
     resized = []
     for key, value in target.items():
@@ -212,9 +226,13 @@ def init_from_run(model: nn.Module, folder: str | Path, wanted: str | None = Non
             extras = source[key].shape[1] - old_grid**2
             source[key] = resize_learned(source[key], extras, old_grid, new_grid, new_grid)
             resized.append(key)
-    bad = [b for b in _mismatch(target, source) if not b.endswith("(unexpected)")]
+    bad = [b for b in _mismatch(target, source) if is_file or not b.endswith("(unexpected)")]
     if bad:
         wanted = wanted or type(model).__name__
+        if is_file:
+            raise CheckpointError(
+                f"--init-from {path} does not fit {wanted} ({len(bad)} tensors differ, e.g. {'; '.join(bad[:3])})"
+            )
         fix = "--init-from needs a run of the same model (only learned position embeddings may differ in size)"
         raise CheckpointError(f"--init-from: {_fit_error(path, state, wanted, bad, fix)}")
     model.load_state_dict({k: source[k] for k in target})
@@ -324,7 +342,7 @@ class Trainer:
         self.model = build_model(self.setup, config.overrides).to(self.device)
         self.teacher = self._prepare_distillation() if config.distill else None
         if config.init_from:
-            init_from_run(self.model, config.init_from, wanted=wanted, log=self.log)
+            init_from_run(self.model, config.init_from, wanted=wanted, log=self.log, family=self.setup.entry.family)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
@@ -407,7 +425,10 @@ class Trainer:
 
     def _prepare_distillation(self) -> nn.Module:
         spec = self.config.distill
-        _, _, teacher = load_run_model(spec.teacher, ema=True, device=self.device)
+        if Path(spec.teacher).is_file():
+            teacher = self._teacher_from_file(spec.teacher)
+        else:
+            _, _, teacher = load_run_model(spec.teacher, ema=True, device=self.device)
         teacher.requires_grad_(False)
         if spec.transfer:
             distill.transfer_weights(teacher, self.model)
@@ -416,6 +437,19 @@ class Trainer:
         elif spec.mamba_init != "default":
             raise ValueError(f"distill.mamba_init must be 'default' or 'attention', got {spec.mamba_init!r}")
         return teacher
+
+    def _teacher_from_file(self, path: str) -> nn.Module:
+        """The student's all-attention twin (PixArt-alpha: ``SAx<depth>``, PixArt's position table) with the
+        weights of a checkpoint file, e.g. PixArt-alpha's official ``PixArt-XL-2-512x512.pth`` or its diffusers
+        ``diffusion_pytorch_model.safetensors`` (read as ``zoo.create_model(..., pretrained=PATH)`` reads them)."""
+        import zoo
+
+        overrides = {**self.setup.overrides, "layout": f"SAx{len(self.model.blocks)}", "pos_embed": "pixart"}
+        try:
+            teacher = zoo.create_model(self.setup.entry.name, pretrained=path, **overrides)
+        except ValueError as error:
+            raise CheckpointError(f"distill.teacher: {error}") from None
+        return teacher.to(self.device).eval()
 
     def _dataset(self) -> Dataset:
         config = self.config

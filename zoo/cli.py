@@ -50,7 +50,7 @@ def show_command(
     name: str = typer.Argument(..., help="Registry name, e.g. dit-xl/2."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """The configuration, inputs and paper metadata of one entry."""
+    """The configuration, inputs and paper metadata of one entry, and where its official weights are."""
     try:
         entry = get_entry(name)
     except KeyError as exc:
@@ -64,6 +64,7 @@ def show_command(
         "inputs": dataclasses.asdict(entry.inputs),
         "paper": dataclasses.asdict(entry.paper) if entry.paper else None,
         "params": count_parameters(entry.name),
+        "weights": _weights(entry.name),
     }
     if as_json:
         print(json.dumps(info))
@@ -72,10 +73,26 @@ def show_command(
     table.add_column("field")
     table.add_column("value")
     for key, value in info.items():
+        if key == "weights":
+            continue
         table.add_row(
             key, json.dumps(value) if isinstance(value, dict) else f"{value:,}" if key == "params" else str(value)
         )
+    weights = info["weights"]
+    for item in weights["published"]:
+        note = f" ({item['note']})" if item["note"] else ""
+        table.add_row("official weights", f"{item['file']} from {item['source']}{note}", style=None)
+    table.add_row("load them", weights["how"] if weights["published"] else "none are published for this entry")
     console.print(table)
+
+
+def _weights(name: str) -> dict:
+    """Where the official weights of ``name`` are published, and how to pass them."""
+    from zoo.weights import published
+
+    found = [dataclasses.asdict(p) for p in published(name)]
+    how = f'zoo.create_model("{name}", pretrained=PATH)' if found else None
+    return {"published": found, "how": how}
 
 
 def run() -> None:

@@ -1,8 +1,10 @@
 """The model registry: every backbone configuration, by name, with what its paper reports.
 
 ``create_model(name, **overrides)`` builds an entry (under ``with torch.device("meta"):`` for shape-only
-work), ``list_models()`` names them, ``get_entry(name)`` returns the entry with its paper metadata. Model
-files register their configurations with ``register(...)`` at import time (timm's pattern, flattened: a
+work); ``create_model(name, pretrained=PATH)`` loads a checkpoint into it, strictly, through the family's
+filter in ``zoo.weights`` (the official layouts of DiT, U-ViT and PixArt-alpha, and ours). ``list_models()``
+names them, ``get_entry(name)`` returns the entry with its paper metadata. Model files register their
+configurations with ``register(...)`` at import time (timm's pattern, flattened: a
 configuration is data, not a factory function).
 """
 
@@ -12,6 +14,7 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import nn
@@ -105,9 +108,22 @@ def get_entry(name: str) -> ModelEntry:
     raise KeyError(f"unknown model {name!r}.{hint} (`zoo list` shows all {len(_REGISTRY)} names)")
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build the registered configuration ``name`` with constructor options overridden by ``overrides``."""
-    return get_entry(name).build(**overrides)
+def create_model(name: str, pretrained: str | Path | None = None, **overrides: Any) -> nn.Module:
+    """Build the registered configuration ``name`` with constructor options overridden by ``overrides``.
+
+    ``pretrained``: a checkpoint file (the official weights of the entry's family, in their published
+    layout, or our own state dict), loaded strictly: a missing, unexpected or mis-shaped tensor is a
+    ValueError naming the keys and the model (``zoo.weights``; ``zoo show NAME`` says where the official
+    weights are published). Pass the options the weights were trained with, e.g. ``input_size=64`` for
+    ``DiT-XL-2-512x512.pt``."""
+    entry = get_entry(name)
+    model = entry.build(**overrides)
+    if pretrained is not None:
+        from zoo.weights import load_pretrained
+
+        label = " ".join([entry.name, *(f"{k}={v!r}" for k, v in overrides.items())])
+        load_pretrained(model, pretrained, entry.family, label)
+    return model
 
 
 def list_models(family: str | None = None) -> list[str]:

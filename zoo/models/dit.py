@@ -1,8 +1,10 @@
 """DiT: Scalable Diffusion Models with Transformers (Peebles & Xie, ICCV 2023).
 
 Read top to bottom: embeddings -> adaLN-Zero blocks -> final layer -> the model -> the registry entries.
-Parameter names follow facebookresearch/DiT ``models.py`` so its checkpoints load (its ``pos_embed``
-buffer is not kept: the fixed sin-cos embedding is recomputed for whatever latent grid comes in).
+Parameter names follow facebookresearch/DiT ``models.py``: its checkpoints (``DiT-XL-2-256x256.pt``,
+``DiT-XL-2-512x512.pt``) load with ``zoo.create_model("dit-xl/2", pretrained=PATH)``. Their ``pos_embed`` (a
+saved, fixed sin-cos table) is checked against ours and dropped: the table is recomputed for whatever latent
+grid comes in (``zoo/weights.py``; tested on files in the official layout, ``tests/test_weights.py``).
 
 Deliberate differences from the official code, each a choice the paper leaves open:
 - ``forward_with_cfg`` guides all latent channels (the official code guides the first three, kept there

@@ -8,13 +8,22 @@ teacher is ``"SAx28"``; T2MD is Sec. 4.1's ``"SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-W
 (SA at blocks 0, 7, 14, 21).
 
 PixArt-alpha XL/2 as its public code builds it (PixArt-alpha/PixArt-alpha ``PixArt.py``; parameter names
-follow it so its checkpoints load): patch 2, width 1152, 16 heads, 4 latent channels in, 8 out (learned
-sigma); captions are T5 embeddings (120 tokens x 4096) through a caption MLP (4096 -> 1152 -> 1152, tanh
-GELU), with a fixed random null caption buffer for CFG (dropped with p = 0.1 in training); adaLN-single: the
-timestep MLP output goes through one shared SiLU -> Linear(d, 6d) (``t_block``), to which each block adds its
-own learned (6, d) table; x += g1 SA(LN(x)(1+s1)+b1); x += CrossAttn(x, caption); x += g2 MLP(LN(x)(1+s2)+b2);
-final LayerNorm modulated by a (2, d) table plus the raw timestep embedding, then Linear. Fixed 2-D sin-cos
-positional embedding with PixArt's per-axis normalisation (``pos_embed="pixart"``).
+follow it, so its checkpoints load with ``zoo.create_model(name, pretrained=PATH)``, see ``zoo/weights.py``):
+patch 2, width 1152, 16 heads, 4 latent channels in, 8 out (learned sigma); captions are T5 embeddings (120
+tokens x 4096) through a caption MLP (4096 -> 1152 -> 1152, tanh GELU), with a fixed random null caption
+buffer for CFG (dropped with p = 0.1 in training); adaLN-single: the timestep MLP output goes through one
+shared SiLU -> Linear(d, 6d) (``t_block``), to which each block adds its own learned (6, d) table; x += g1
+SA(LN(x)(1+s1)+b1); x += CrossAttn(x, caption); x += g2 MLP(LN(x)(1+s2)+b2); final LayerNorm modulated by a
+(2, d) table plus the raw timestep embedding, then Linear. Fixed 2-D sin-cos positional embedding with
+PixArt's per-axis normalisation (``pos_embed="pixart"``).
+
+T2MD's teacher: the paper distils PixArt-alpha (Sec. 3.1, 3.3: "we choose the open-source PixArt-alpha as the
+teacher model") at 512 x 512 ("Starting from the distilled 512x512 resolution base model", Abstract; Fig. 4
+"each 512x512 stage"), then adapts and fine-tunes to 1024 and 2048. It names no checkpoint file; the public
+configuration that fits is PixArt-alpha XL/2 at 512 px (``pixart-alpha-xl/2``, ``PixArt-XL-2-512x512.pth``:
+lewei_scale 1, no resolution / aspect-ratio conditioning, SD VAE latents, T5 captions of 120 tokens), not
+the 1024-MS model (``pixart-alpha-xl/2-1024-ms``). ``ablations train`` takes such a checkpoint file as the
+distillation teacher (``DistillConfig.teacher``) as well as a teacher run.
 
 Our reading of T2MD where the paper is brief (Sec. 3.3, 4.1):
 - A Mamba block scans its orientation forwards and backwards with one shared Mamba-2 (d_state 256,

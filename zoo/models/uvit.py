@@ -5,7 +5,9 @@ The transformer baseline of DiM (Teng et al.) and WD-Mamba. Everything is a toke
 sequence, pre-LN ViT blocks in a U: depth//2 "in" blocks whose outputs are kept, one mid block, depth//2
 "out" blocks that each merge one kept output (last in, first out) with Linear(2d -> d) on the
 concatenation. Output: LayerNorm -> Linear to patch pixels -> drop the extra tokens -> unpatchify ->
-optional 3x3 conv. Noise prediction only. Parameter names follow baofff/U-ViT ``libs/uvit.py``.
+optional 3x3 conv. Noise prediction only. Parameter names follow baofff/U-ViT ``libs/uvit.py``, so its
+checkpoints (``nnet_ema.pth``, e.g. ``imagenet256_uvit_huge.pth``) load with ``zoo.create_model(name,
+pretrained=PATH)``; the learned ``pos_embed`` must match the grid (``img_size``).
 
 Choices where the paper is silent:
 - Other token grids (another resolution or aspect ratio): the patch part of the learned positional

@@ -1,0 +1,420 @@
+"""``zoo.create_model(name, pretrained=PATH)``: official checkpoint layouts in their real containers.
+
+The official layouts are written down here from the public code (facebookresearch/DiT ``models.py``,
+baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` / ``PixArtMS.py``) as key -> shape descriptions,
+independently of ``zoo.weights``; the diffusers layout comes from diffusers' own ``PixArtTransformer2DModel``,
+which is also the reference computation for PixArt-alpha.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import zoo
+from zoo.weights import export_state_dict, load_pretrained
+
+
+def _dit_official_keys(depth: int, d: int, p: int, c_in: int, classes: int, tokens: int) -> dict[str, tuple]:
+    keys = {
+        "x_embedder.proj.weight": (d, c_in, p, p),
+        "x_embedder.proj.bias": (d,),
+        "pos_embed": (1, tokens, d),
+        "t_embedder.mlp.0.weight": (d, 256),
+        "t_embedder.mlp.0.bias": (d,),
+        "t_embedder.mlp.2.weight": (d, d),
+        "t_embedder.mlp.2.bias": (d,),
+        "y_embedder.embedding_table.weight": (classes + 1, d),
+        "final_layer.linear.weight": (p * p * 2 * c_in, d),
+        "final_layer.linear.bias": (p * p * 2 * c_in,),
+        "final_layer.adaLN_modulation.1.weight": (2 * d, d),
+        "final_layer.adaLN_modulation.1.bias": (2 * d,),
+    }
+    for i in range(depth):
+        for name, out, inp in (
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("mlp.fc1", 4 * d, d),
+            ("mlp.fc2", d, 4 * d),
+            ("adaLN_modulation.1", 6 * d, d),
+        ):
+            keys[f"blocks.{i}.{name}.weight"], keys[f"blocks.{i}.{name}.bias"] = (out, inp), (out,)
+    return keys  # fmt: skip
+
+
+def _uvit_official_keys(depth: int, d: int, p: int, c: int, classes: int, grid: int, conv: bool) -> dict[str, tuple]:
+    extras = 1 + int(classes > 0)
+    keys = {
+        "patch_embed.proj.weight": (d, c, p, p),
+        "patch_embed.proj.bias": (d,),
+        "pos_embed": (1, extras + grid * grid, d),
+        "norm.weight": (d,),
+        "norm.bias": (d,),
+        "decoder_pred.weight": (p * p * c, d),
+        "decoder_pred.bias": (p * p * c,),
+    }
+    if classes > 0:
+        keys["label_emb.weight"] = (classes, d)
+    if conv:
+        keys["final_layer.weight"], keys["final_layer.bias"] = (c, c, 3, 3), (c,)
+    blocks = [f"in_blocks.{i}" for i in range(depth // 2)] + ["mid_block"]
+    blocks += [f"out_blocks.{i}" for i in range(depth // 2)]
+    for block in blocks:
+        for name, shape in (
+            ("norm1.weight", (d,)),
+            ("norm1.bias", (d,)),
+            ("attn.qkv.weight", (3 * d, d)),
+            ("attn.proj.weight", (d, d)),
+            ("attn.proj.bias", (d,)),
+            ("norm2.weight", (d,)),
+            ("norm2.bias", (d,)),
+            ("mlp.fc1.weight", (4 * d, d)),
+            ("mlp.fc1.bias", (4 * d,)),
+            ("mlp.fc2.weight", (d, 4 * d)),
+            ("mlp.fc2.bias", (d,)),
+        ):
+            keys[f"{block}.{name}"] = shape
+        if block.startswith("out_blocks"):
+            keys[f"{block}.skip_linear.weight"], keys[f"{block}.skip_linear.bias"] = (d, 2 * d), (d,)
+    return keys  # fmt: skip
+
+
+def _pixart_official_keys(depth: int, d: int, p: int, c_in: int, cap: int, tokens: int, grid: int, ms: bool):
+    keys = {
+        "x_embedder.proj.weight": (d, c_in, p, p),
+        "x_embedder.proj.bias": (d,),
+        "pos_embed": (1, grid * grid, d),
+        "t_embedder.mlp.0.weight": (d, 256),
+        "t_embedder.mlp.0.bias": (d,),
+        "t_embedder.mlp.2.weight": (d, d),
+        "t_embedder.mlp.2.bias": (d,),
+        "t_block.1.weight": (6 * d, d),
+        "t_block.1.bias": (6 * d,),
+        "y_embedder.y_embedding": (tokens, cap),
+        "y_embedder.y_proj.fc1.weight": (d, cap),
+        "y_embedder.y_proj.fc1.bias": (d,),
+        "y_embedder.y_proj.fc2.weight": (d, d),
+        "y_embedder.y_proj.fc2.bias": (d,),
+        "final_layer.scale_shift_table": (2, d),
+        "final_layer.linear.weight": (p * p * 2 * c_in, d),
+        "final_layer.linear.bias": (p * p * 2 * c_in,),
+    }
+    if ms:
+        for name in ("csize_embedder", "ar_embedder"):
+            keys |= {
+                f"{name}.mlp.0.weight": (d // 3, 256),
+                f"{name}.mlp.0.bias": (d // 3,),
+                f"{name}.mlp.2.weight": (d // 3, d // 3),
+                f"{name}.mlp.2.bias": (d // 3,),
+            }
+    for i in range(depth):
+        keys[f"blocks.{i}.scale_shift_table"] = (6, d)
+        for name, out, inp in (
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("cross_attn.q_linear", d, d),
+            ("cross_attn.kv_linear", 2 * d, d),
+            ("cross_attn.proj", d, d),
+            ("mlp.fc1", 4 * d, d),
+            ("mlp.fc2", d, 4 * d),
+        ):
+            keys[f"blocks.{i}.{name}.weight"], keys[f"blocks.{i}.{name}.bias"] = (out, inp), (out,)
+    return keys  # fmt: skip
+
+
+def _official_sincos(dim: int, grid: int, base: int | None = None, scale: float = 1.0) -> torch.Tensor:
+    """MAE/DiT/PixArt ``get_2d_sincos_pos_embed`` (numpy; meshgrid w first; first half of the channels from
+    grid[0], the column coordinate). ``base``: PixArt's base_size (positions / (grid / base) / scale)."""
+    pos = np.arange(grid, dtype=np.float32)
+    if base is not None:
+        pos = pos / (grid / base) / scale
+    mesh = np.stack(np.meshgrid(pos, pos), axis=0).reshape(2, -1)
+    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4))
+
+    def one(coords):
+        out = np.einsum("m,d->md", coords, omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    return torch.from_numpy(np.concatenate([one(mesh[0]), one(mesh[1])], axis=1)).float()[None]
+
+
+def _random_like(keys: dict[str, tuple], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {k: torch.randn(shape, generator=generator) * 0.05 for k, shape in keys.items()}
+
+
+def _shapes(state: dict) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _inputs(shape=(2, 4, 8, 8), classes: int = 10):
+    g = torch.Generator().manual_seed(1)
+    return (
+        torch.randn(shape, generator=g),
+        torch.tensor([3.0, 700.0]),
+        torch.randint(0, classes, (shape[0],), generator=g),
+    )
+
+
+# ---------------------------------------------------------------- DiT
+
+
+def test_dit_official_checkpoint_loads_and_reproduces_outputs(tmp_path):
+    model = zoo.create_model("dit-tiny").eval()
+    with torch.no_grad():  # adaLN-Zero starts at the identity: randomise so outputs depend on every weight
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    exported = export_state_dict(model, "dit")
+    assert _shapes(exported) == _dit_official_keys(2, 64, 2, 4, 10, 16)
+    assert (exported["pos_embed"] - _official_sincos(64, 4)).abs().max() < 1e-6  # DiT's own table
+    path = tmp_path / "DiT-tiny-32x32.pt"
+    torch.save(exported, path)  # the released files are plain state dicts
+    loaded = zoo.create_model("dit-tiny", pretrained=path).eval()
+    x, t, y = _inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y), model(x, t, y))
+    torch.save({"model": exported, "ema": exported}, tmp_path / "train.pt")  # DiT's training checkpoints
+    assert torch.equal(zoo.create_model("dit-tiny", pretrained=tmp_path / "train.pt").blocks[1].mlp.fc2.weight,
+                       model.blocks[1].mlp.fc2.weight)  # fmt: skip
+
+
+def test_dit_official_fixed_table_is_checked(tmp_path):
+    state = _random_like(_dit_official_keys(2, 64, 2, 4, 10, 16), torch.Generator().manual_seed(0))
+    state["pos_embed"] = _official_sincos(64, 4)
+    zoo.create_model("dit-tiny", pretrained=state)
+    state["pos_embed"] = state["pos_embed"] + 1e-2
+    with pytest.raises(ValueError, match="pos_embed differs from DiT's fixed sin-cos table"):
+        zoo.create_model("dit-tiny", pretrained=state)
+
+
+def test_full_size_dit_xl_official_layouts_on_meta():
+    for grid in (16, 32):  # DiT-XL-2-256x256.pt and -512x512.pt
+        keys = _dit_official_keys(28, 1152, 2, 4, 1000, grid * grid)
+        state = {k: torch.empty(s, device="meta") for k, s in keys.items()}
+        state["pos_embed"] = _official_sincos(1152, grid)
+        with torch.device("meta"):
+            model = zoo.create_model("dit-xl/2", pretrained=state, input_size=2 * grid)
+        assert sum(p.numel() for p in model.parameters()) == 674_834_720
+
+
+# ---------------------------------------------------------------- strictness and bad files
+
+
+def test_strict_load_names_the_keys_and_the_model(tmp_path):
+    good = export_state_dict(zoo.create_model("dit-tiny"), "dit")
+    missing = {k: v for k, v in good.items() if k != "blocks.0.attn.qkv.weight"}
+    with pytest.raises(ValueError, match=r"does not fit dit-tiny: 1 missing \(blocks\.0\.attn\.qkv\.weight\)"):
+        zoo.create_model("dit-tiny", pretrained=missing)
+    with pytest.raises(ValueError, match=r"1 unexpected \(blocks\.2\.attn\.qkv\.weight\)"):
+        zoo.create_model("dit-tiny", pretrained={**good, "blocks.2.attn.qkv.weight": torch.zeros(3)})
+    wrong = {**good, "y_embedder.embedding_table.weight": torch.zeros(12, 64)}
+    with pytest.raises(ValueError, match=r"1 mis-shaped \(y_embedder\.embedding_table\.weight \(12, 64\) in the check"):
+        zoo.create_model("dit-tiny", pretrained=wrong)
+    torch.save(good, tmp_path / "dit.pt")
+    with pytest.raises(
+        ValueError, match=r"dit.pt does not fit dit-tiny depth=3: 10 missing \(blocks.2.attn.qkv.weight;"
+    ):
+        zoo.create_model("dit-tiny", pretrained=tmp_path / "dit.pt", depth=3)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    for path, match in ((text, "notes.pt: not a checkpoint"), (tmp_path / "absent.pt", "absent.pt: no such"),
+                        (tmp_path / "x.safetensors", "x.safetensors: not a safetensors")):  # fmt: skip
+        if path.suffix == ".safetensors":
+            path.write_bytes(b"\x00" * 20)
+        with pytest.raises(ValueError, match=match) as info:
+            zoo.create_model("dit-tiny", pretrained=path)
+        assert "\n" not in str(info.value)
+    torch.save({"step": torch.tensor(3), "notes": "x"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt: not a checkpoint"):
+        zoo.create_model("dit-tiny", pretrained=tmp_path / "other.pt")
+
+
+# ---------------------------------------------------------------- U-ViT
+
+
+def test_uvit_nnet_ema_loads_and_reproduces_outputs(tmp_path):
+    model = zoo.create_model("uvit-tiny").eval()
+    assert _shapes(model.state_dict()) == _uvit_official_keys(2, 64, 2, 3, 11, 4, conv=True)
+    torch.save(export_state_dict(model, "uvit"), tmp_path / "nnet_ema.pth")
+    loaded = zoo.create_model("uvit-tiny", pretrained=tmp_path / "nnet_ema.pth").eval()
+    x, t, y = _inputs((2, 3, 8, 8))
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y), model(x, t, y))
+    with pytest.raises(ValueError, match=r"pos_embed \(1, 18, 64\) in the checkpoint vs \(1, 66, 64\).*img_size=8"):
+        zoo.create_model("uvit-tiny", pretrained=tmp_path / "nnet_ema.pth", img_size=16)
+
+
+def test_full_size_uvit_official_layouts_on_meta():
+    for name, depth, d, conv in (("uvit-l/2", 20, 1024, True), ("uvit-h/2", 28, 1152, False)):
+        keys = _uvit_official_keys(depth, d, 2, 4, 1001, 16, conv)
+        with torch.device("meta"):
+            zoo.create_model(name, pretrained={k: torch.empty(s) for k, s in keys.items()})
+    keys = _uvit_official_keys(12, 512, 2, 3, 0, 16, conv=True)  # cifar10_uvit_small.pth
+    with torch.device("meta"):
+        zoo.create_model("uvit-s/2-cifar10", pretrained={k: torch.empty(s) for k, s in keys.items()})
+
+
+# ---------------------------------------------------------------- PixArt-alpha
+
+
+_TINY_MS = dict(input_size=16, hidden_size=48, depth=2, layout="SAx2", num_heads=4, caption_channels=32,
+                caption_tokens=6)  # fmt: skip
+
+
+def _text_inputs(shape=(2, 4, 8, 8)):
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(shape, generator=g), torch.randn(shape[0], 6, 32, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    return x, torch.tensor([10.0, 500.0]), y, mask
+
+
+@pytest.mark.parametrize("name, overrides", [("pixart-tiny", {}), ("pixart-alpha-xl/2-1024-ms", _TINY_MS)])
+def test_pixart_original_pth_loads_and_reproduces_outputs(tmp_path, name, overrides):
+    model = zoo.create_model(name, **overrides).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    exported = export_state_dict(model, "pixart")
+    d, ms = model.x_embedder.proj.out_channels, bool(overrides)
+    assert _shapes(exported) == _pixart_official_keys(len(model.blocks), d, 2, 4, 32, 6, model.base_size, ms)
+    expected = _official_sincos(d, model.base_size, model.base_size, model.lewei_scale)
+    assert (exported["pos_embed"] - expected).abs().max() < 1e-5  # PixArt's own (float32 positions) table
+    torch.save({"state_dict": exported}, tmp_path / "PixArt.pth")  # the .pth files nest it under state_dict
+    loaded = zoo.create_model(name, pretrained=tmp_path / "PixArt.pth", **overrides).eval()
+    x, t, y, mask = _text_inputs((2, 4, 16, 12))
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y, mask), model(x, t, y, mask))
+    if ms:  # 1024-MS: lewei_scale 2; a model asked for scale 1 is told which scale the table is
+        with pytest.raises(ValueError, match="lewei_scale=2, pass that"):
+            zoo.create_model(name, pretrained=tmp_path / "PixArt.pth", **{**overrides, "lewei_scale": 1.0})
+    else:
+        with pytest.raises(ValueError, match="base grid is 8x8: pass input_size=8"):
+            zoo.create_model(name, pretrained=tmp_path / "PixArt.pth", input_size=16)
+
+
+def _diffusers_pixart(ms: bool):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    ref = diffusers.PixArtTransformer2DModel(
+        num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=8, num_layers=2, sample_size=16,
+        patch_size=2, norm_type="ada_norm_single", caption_channels=32, cross_attention_dim=48,
+        norm_elementwise_affine=False, norm_eps=1e-6, activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
+        attention_bias=True, use_additional_conditions=ms, interpolation_scale=2 if ms else 1,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.1)
+    return ref
+
+
+@pytest.mark.parametrize("ms", [False, True])
+def test_pixart_diffusers_safetensors_match_diffusers_outputs(tmp_path, ms):
+    safetensors = pytest.importorskip("safetensors.torch")
+    ref = _diffusers_pixart(ms)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    safetensors.save_file(ref.state_dict(), str(path))
+    overrides = (
+        {**_TINY_MS, "lewei_scale": 2.0}
+        if ms
+        else {k: _TINY_MS[k] for k in ("input_size", "hidden_size", "depth", "layout", "num_heads")}
+    )
+    name = "pixart-alpha-xl/2-1024-ms" if ms else "pixart-tiny"
+    with pytest.warns(UserWarning, match="holds no y_embedder.y_embedding"):
+        model = zoo.create_model(name, pretrained=path, **overrides).eval()
+    x, t, y, mask = _text_inputs((2, 4, 16, 12))  # non-square: resolution (128, 96), aspect ratio 16/12
+    added = {"resolution": torch.tensor([[128.0, 96.0]] * 2), "aspect_ratio": torch.tensor([[16 / 12]] * 2)}
+    with torch.no_grad():
+        theirs = ref(x, encoder_hidden_states=y, timestep=t, encoder_attention_mask=mask.long(), return_dict=False,
+                     added_cond_kwargs=added if ms else {"resolution": None, "aspect_ratio": None})[0]  # fmt: skip
+        ours = model(x, t, y, mask)
+    assert (ours - theirs).abs().max() < 1e-5
+    exported = export_state_dict(model, "pixart", layout="diffusers")
+    assert _shapes(exported) == _shapes(ref.state_dict())
+    assert all(torch.equal(exported[k], v) for k, v in ref.state_dict().items())
+    torch.save(exported, tmp_path / "diffusion_pytorch_model.bin")
+    with pytest.warns(UserWarning):
+        again = zoo.create_model(name, pretrained=tmp_path / "diffusion_pytorch_model.bin", **overrides).eval()
+    with torch.no_grad():
+        assert torch.equal(again(x, t, y, mask), ours)
+
+
+def test_full_size_pixart_1024_ms_official_and_diffusers_layouts_on_meta():
+    diffusers = pytest.importorskip("diffusers")
+    keys = _pixart_official_keys(28, 1152, 2, 4, 4096, 120, 64, ms=True)
+    state = {k: torch.empty(s, device="meta") for k, s in keys.items()}
+    state["pos_embed"] = _official_sincos(1152, 64, 64, 2.0)  # PixArt-XL-2-1024-MS.pth: lewei_scale 2
+    with torch.device("meta"):
+        model = zoo.create_model("pixart-alpha-xl/2-1024-ms", pretrained=state)
+        base = zoo.create_model("pixart-alpha-xl/2")
+        extra = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("csize_", "ar_")))
+        assert (
+            extra == 493_056 == sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in base.parameters())
+        )
+        ref = diffusers.PixArtTransformer2DModel(  # the published transformer/config.json of PixArt-XL-2-1024-MS
+            num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+            sample_size=128, patch_size=2, norm_type="ada_norm_single", caption_channels=4096,
+            cross_attention_dim=1152, norm_elementwise_affine=False, norm_eps=1e-6,
+            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, attention_bias=True,
+        )  # fmt: skip
+        assert ref.use_additional_conditions and ref.config.interpolation_scale in (None, 2)
+        with pytest.warns(UserWarning, match="y_embedding"):
+            load_pretrained(model, ref.state_dict(), "pixart", "pixart-alpha-xl/2-1024-ms")
+
+
+# ---------------------------------------------------------------- DiM (Teng) and our own files
+
+
+def test_dim_teng_official_layout_is_refused_and_our_own_state_dict_loads(tmp_path):
+    model = zoo.create_model("dim-teng-tiny")
+    torch.save(model.state_dict(), tmp_path / "ours.pt")
+    loaded = zoo.create_model("dim-teng-tiny", pretrained=tmp_path / "ours.pt")
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    official = {"transformer_blocks.0.norm1.weight": torch.zeros(64), "additional_embed": torch.zeros(1, 18, 64)}
+    with pytest.raises(ValueError, match="official DiM layout .*not verified"):
+        zoo.create_model("dim-teng-tiny", pretrained=official)
+
+
+# ---------------------------------------------------------------- the training side and the CLI
+
+
+def test_init_from_and_teacher_accept_official_files(tmp_path):
+    from ablations.experiment import DistillConfig, RunConfig
+    from ablations.train import CheckpointError, Trainer
+
+    teacher = zoo.create_model("pixart-tiny", in_channels=3)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.normal_(0, 0.05)
+    torch.save({"state_dict": export_state_dict(teacher, "pixart")}, tmp_path / "PixArt-tiny.pth")
+    spec = DistillConfig(teacher=str(tmp_path / "PixArt-tiny.pth"))
+    student = RunConfig(model="t2md-tiny", space="pixel", batch=2, steps=1, distill=spec)
+    trainer = Trainer(student, tmp_path / "student")
+    assert torch.equal(trainer.teacher.blocks[1].mlp.fc1.weight, teacher.blocks[1].mlp.fc1.weight)
+    assert torch.equal(trainer.model.blocks[0].attn.qkv.weight, teacher.blocks[0].attn.qkv.weight)  # transferred
+
+    config = RunConfig(
+        model="pixart-tiny", space="pixel", batch=2, steps=1, init_from=str(tmp_path / "PixArt-tiny.pth")
+    )
+    assert torch.equal(Trainer(config, tmp_path / "init").model.t_block[1].weight, teacher.t_block[1].weight)
+    (tmp_path / "bad.pth").write_text("x")
+    with pytest.raises(CheckpointError, match="bad.pth: not a checkpoint"):
+        Trainer(RunConfig(model="pixart-tiny", space="pixel", steps=1, init_from=str(tmp_path / "bad.pth")),
+                tmp_path / "bad")  # fmt: skip
+
+
+def test_zoo_show_says_where_official_weights_are():
+    from zoo.cli import app
+
+    shown = CliRunner().invoke(app, ["show", "pixart-alpha-xl/2-1024-ms"])
+    assert shown.exit_code == 0 and "PixArt-XL-2-1024-MS.pth" in shown.output
+    assert 'zoo.create_model("pixart-alpha-xl/2-1024-ms", pretrained=PATH)' in shown.output
+    assert (
+        "dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt" in CliRunner().invoke(app, ["show", "dit-xl/2"]).output
+    )
+    assert "none are published" in CliRunner().invoke(app, ["show", "dit-s/2"]).output
