@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from results.cluster import cli_options as cluster_cli_options
+
 app = typer.Typer(help="Train, sample, score; run and report the papers' ablation tables.", no_args_is_help=True)
 data_app = typer.Typer(help="Data sets: download where there is internet.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -274,6 +276,7 @@ def download_command(name: str, root: Path = typer.Option(None, "--root")) -> No
     console.print(f"CIFAR-10 in {folder}")
 
 
+_CLUSTER = cluster_cli_options()
 RUNS = typer.Option(None, "--runs", help="Where table runs live (default $MAMBABENCH_RUNS or ./mambabench-runs).")
 
 
@@ -336,8 +339,20 @@ def run_command(
     device: str = typer.Option("cpu", "--device"),
     threads: int = typer.Option(1, "--threads", help="CPU threads per job (1: a busy 2-core box is slow with 2)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
+    executor: str = _CLUSTER["executor"],
+    cluster_config: Path = _CLUSTER["cluster_config"],
+    partition: str = _CLUSTER["partition"],
+    account: str = _CLUSTER["account"],
+    time: int = _CLUSTER["time"],
+    nodes: int = _CLUSTER["nodes"],
+    gpus_per_node: int = _CLUSTER["gpus_per_node"],
+    procs_per_node: int = _CLUSTER["procs_per_node"],
+    parallel: int = _CLUSTER["parallel"],
+    jobs_dir: Path = _CLUSTER["jobs_dir"],
+    status: bool = _CLUSTER["status"],
 ) -> None:
-    """Train and score every variant of a table (finished variants are reused), then print the report."""
+    """Train and score every variant of a table (finished variants are reused), then print the report.
+    With --executor local|slurm every (variant, seed) is a submitit job (students after their teacher)."""
     from ablations.tables import get_table
 
     try:
@@ -348,6 +363,14 @@ def run_command(
                    data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
                    runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
         _check_table_job(table, **job)
+        if executor or cluster_config or status:
+            _table_on_cluster(table, job, status, jobs_dir, cluster_config, executor=executor, partition=partition,
+                              account=account, time=time, nodes=nodes, gpus_per_node=gpus_per_node,
+                              procs_per_node=procs_per_node, parallel=parallel)  # fmt: skip
+            if status:
+                return
+            _print_report(table, preset, runs, as_json=False)
+            return
         helpers = _start_helpers(job, jobs - 1)
         _table_job(**job, prefix="[job 1] " if jobs > 1 else "")
         failed = [p.exitcode for p in helpers if (p.join() or p.exitcode)]
@@ -356,6 +379,28 @@ def run_command(
     except (ValueError, KeyError, FileNotFoundError) as error:
         _fail(error)
     _print_report(table, preset, runs, as_json=False)
+
+
+def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, config: Path | None, **given) -> None:
+    """``ablations run --executor local|slurm``: one submitit job per (variant, seed); rows merged on return."""
+    from ablations.tables.runner import run_table_on_cluster, runs_root, variant_jobs
+    from results.cluster import cluster_options, print_status
+    from results.store import ResultsStore
+
+    options = cluster_options(config, **given)
+    root = runs_root(job["runs"]).resolve()
+    jobs_dir = Path(jobs_dir or root / "jobs" / f"{table.id}-{job['preset']}")
+    seeds = range(job["seeds"])
+    if status:
+        keys = list(variant_jobs(table, job["preset"], job["variants"], seeds, root, job["data_root"], job["vae"])[0])
+        print_status(jobs_dir, keys, console)
+        return
+    states = run_table_on_cluster(table, job["preset"], job["variants"], seeds, options, jobs_dir, job["data_root"],
+                                  job["vae"], root, job["device"], job["threads"], ResultsStore(job["store"]),
+                                  log=lambda line: console.print(line, highlight=False))  # fmt: skip
+    failed = sorted(key for key, state in states.items() if state != "done")
+    if failed:
+        raise ValueError(f"jobs not done: {', '.join(failed)} (`--status` shows why; the same command resubmits)")
 
 
 def _check_table_job(table, preset: str, variants, seeds: int, **_) -> None:

@@ -18,6 +18,7 @@ from bench.inputs import parse_resolution
 from bench.latency import measure_latency
 from bench.sweep import METRICS, RETRIED, SweepSettings, row_measurements, run_case_subprocess, run_sweep
 from results.cli_errors import run_app
+from results.cluster import cli_options as cluster_cli_options
 from results.store import STORE_RULE, Measurement, ResultsStore
 
 app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency, memory, sweeps, paper tables.",
@@ -43,6 +44,7 @@ def _check_device(device: str) -> None:
 
 
 STORE = typer.Option(None, "--store", help=f"Results store ({STORE_RULE}).")
+_CLUSTER = cluster_cli_options()
 NO_STORE = typer.Option(False, "--no-store", help="Do not record the rows in the results store.")
 
 
@@ -127,8 +129,16 @@ def flops_command(
     for c in rows:
         share = partial(_share, c)
         shares = (share("attention"), share("scan"), share("linear"), share("conv"))
-        table.add_row(c.model, c.resolution, "x".join(map(str, c.input_shape[1:])), str(c.seq_len),
-                      f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.2f}", f"{c.flops / 1e9:.2f}", *shares)
+        table.add_row(
+            c.model,
+            c.resolution,
+            "x".join(map(str, c.input_shape[1:])),
+            str(c.seq_len),
+            f"{c.params / 1e6:.2f}",
+            f"{c.macs / 1e9:.2f}",
+            f"{c.flops / 1e9:.2f}",
+            *shares,
+        )
     console.print(table)
     for index, macs in fvcore.items():
         c = rows[index]
@@ -188,9 +198,11 @@ def latency_command(
                         single = floor_s > 30
                         if not as_json:
                             note = "; timing one run (warm-up at the model's native size)" if single else ""
-                            console.print(f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
-                                          f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
-                                          f"measured now) the timed unit takes at least {floor_s:.1f} s{note}")
+                            console.print(
+                                f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
+                                f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
+                                f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
+                            )
                     if single and not as_json:
                         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -200,11 +212,34 @@ def latency_command(
                             def on_block(done: int, total: int, task=task) -> None:
                                 progress.update(task, completed=done, total=total)
 
-                            result = measure_latency(name, resolution, batch, device, dtype, threads, steps, cfg,
-                                                     compile, min_time, single_run=True, on_block=on_block)
+                            result = measure_latency(
+                                name,
+                                resolution,
+                                batch,
+                                device,
+                                dtype,
+                                threads,
+                                steps,
+                                cfg,
+                                compile,
+                                min_time,
+                                single_run=True,
+                                on_block=on_block,
+                            )
                     else:
-                        result = measure_latency(name, resolution, batch, device, dtype, threads, steps, cfg, compile,
-                                                 min_time, single_run=single)
+                        result = measure_latency(
+                            name,
+                            resolution,
+                            batch,
+                            device,
+                            dtype,
+                            threads,
+                            steps,
+                            cfg,
+                            compile,
+                            min_time,
+                            single_run=single,
+                        )
                     results.append(result)
                 except (KeyError, ValueError) as exc:
                     console.print(f"[red]{exc.args[0]}[/]")
@@ -276,9 +311,11 @@ def profile_command(
                               "device": "cpu", "dtype": "float32", **r.as_dict()}))  # fmt: skip
         return
     gemm, rate = result.gemm_gmacs_per_s, result.total_macs / result.total_s / 1e9
-    console.print(f"{model} @ {result.resolution}, batch {batch}, CPU {threads} thread(s): one forward "
-                  f"{result.total_s:.3f} s, {result.total_macs / 1e9:.2f} GMACs counted ({rate:.1f} GMAC/s = "
-                  f"{100 * rate / gemm:.0f}% of this CPU's fp32 GEMM peak, {gemm:.1f} GMAC/s measured now)")
+    console.print(
+        f"{model} @ {result.resolution}, batch {batch}, CPU {threads} thread(s): one forward "
+        f"{result.total_s:.3f} s, {result.total_macs / 1e9:.2f} GMACs counted ({rate:.1f} GMAC/s = "
+        f"{100 * rate / gemm:.0f}% of this CPU's fp32 GEMM peak, {gemm:.1f} GMAC/s measured now)"
+    )
     for kind, title in (("category", "op category"), ("block", "block type")):
         table = Table(title=f"Time per {title} (MAC = multiply-add, counted on meta; GMAC/s achieved)")
         for col in (title, "calls", "s", "% of time", "GMACs", "GMAC/s", "% of GEMM"):
@@ -336,6 +373,7 @@ def memory_command(
     for col in ("model", "image px", "status", "inference", "train step", "inf. est.", "train est.", "baseline"):
         left = col in ("model", "image px", "status")
         table.add_column(col, justify="left" if left else "right", no_wrap=col == "model")
+
     def mib(row: dict, key: str) -> str:
         return f"{row[key]:.0f}" if isinstance(row.get(key), float | int) else "-"
 
@@ -402,8 +440,11 @@ def sweep_command(
     res: list[str] = typer.Option([], "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
     metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops, latency and/or memory."),
     preset: str = typer.Option("quick", "--preset", help="Named sweep used when no --model is given (quick)."),
-    out: Path = typer.Option(None, help="CSV to append rows to (and resume from); default bench-sweep.csv, or the "
-                             "preset's results/sweeps/<preset>/sweep.csv."),
+    out: Path = typer.Option(
+        None,
+        help="CSV to append rows to (and resume from); default bench-sweep.csv, or the "
+        "preset's results/sweeps/<preset>/sweep.csv.",
+    ),
     plot_dir: Path = typer.Option(None, help="Write PNG plots here (default: next to the CSV)."),
     pair: list[str] = typer.Option([], help="MAMBA:ATTENTION models whose crossover to mark."),
     batch: int = typer.Option(1, help="Batch size."),
@@ -416,6 +457,15 @@ def sweep_command(
     store: Path = STORE,
     no_store: bool = NO_STORE,
     as_json: bool = typer.Option(False, "--json", help="Print the new rows as JSON lines (no progress bar)."),
+    executor: str = _CLUSTER["executor"],
+    cluster_config: Path = _CLUSTER["cluster_config"],
+    partition: str = _CLUSTER["partition"],
+    account: str = _CLUSTER["account"],
+    time: int = _CLUSTER["time"],
+    gpus_per_node: int = _CLUSTER["gpus_per_node"],
+    parallel: int = _CLUSTER["parallel"],
+    jobs_dir: Path = _CLUSTER["jobs_dir"],
+    status: bool = _CLUSTER["status"],
 ) -> None:
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable
     (a rerun also retries error and timeout rows). Exits 1 when a case failed (error or timeout).
@@ -455,6 +505,11 @@ def sweep_command(
     _check_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
+    if executor or cluster_config or status:
+        _sweep_on_cluster(groups, out, settings, pairs, plot_dir, force, store, no_store, as_json, status,
+                          jobs_dir or out.parent / "jobs", cluster_config, executor=executor, partition=partition,
+                          account=account, time=time, gpus_per_node=gpus_per_node, parallel=parallel)  # fmt: skip
+        return
     recorder = None if no_store else ResultsStore(store).recorder()
 
     def record(row: dict) -> None:
@@ -493,6 +548,39 @@ def sweep_command(
     if failed:
         console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
                       "again; it retries only those[/]")  # fmt: skip
+        raise typer.Exit(1)
+
+
+def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool, store, no_store: bool,
+                      as_json: bool, status: bool, jobs_dir: Path, config: Path | None, **given) -> None:  # fmt: skip
+    """``bench sweep --executor local|slurm``: every case a job (results.cluster), rows merged on return."""
+    from bench.plots import plot_sweep
+    from bench.sweep import run_sweep_on_cluster, sweep_cases
+    from results.cluster import cluster_options, merge_stores, print_status
+
+    options = cluster_options(config, **given)
+    if status:
+        keys = [k for g in groups for k in sweep_cases(g.models, g.resolutions, g.metrics, settings)]
+        print_status(jobs_dir, keys, console)
+        return
+    new, states = [], {}
+    for g in groups:
+        rows, group_states = run_sweep_on_cluster(g.models, g.resolutions, g.metrics, out, settings, options,
+                                                  jobs_dir, force, log=console.print)  # fmt: skip
+        new, states = new + rows, {**states, **group_states}
+    if not no_store:
+        runs, rows = merge_stores(jobs_dir, ResultsStore(store))
+        console.print(f"merged {rows} row(s) of {runs} job(s) into {ResultsStore(store).path}")
+    if as_json:
+        for row in new:
+            print(json.dumps(row))
+    failed = sorted(k for k, s in states.items() if s != "done")
+    console.print(f"{len(new)} new row(s) in {out}; jobs: {len(states) - len(failed)} done, {len(failed)} not")
+    for path in plot_sweep(out, plot_dir or out.parent, pairs):
+        console.print(f"plot: {path}")
+    if failed or any(r["status"] in RETRIED for r in new):
+        console.print(f"[red]failed: {', '.join(failed) or 'cases with error/timeout rows'}; `--status` shows why; "
+                      "the same command resubmits them[/]")  # fmt: skip
         raise typer.Exit(1)
 
 

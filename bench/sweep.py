@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inputs import parse_resolution
-from results.locks import claim_byte
+from results.locks import claim, claim_byte
 from results.store import Measurement
 
 KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
@@ -226,3 +226,71 @@ def row_measurements(row: dict) -> list[Measurement]:
                               **common)  # fmt: skip
         return [failure, *(m for m in values if m.metric.endswith("_estimate"))]
     return values
+
+
+# ---------------------------------------------------------------- on a cluster: one job per case
+
+
+def sweep_case_job(model: str, resolution: str, metric: str, settings: SweepSettings, job_folder: Path) -> None:
+    """One case as a cluster job: its row in the job's own CSV and results store (merged by the driver)."""
+    from results.store import ResultsStore
+
+    recorder = ResultsStore(job_folder / "results.sqlite").recorder()
+    run_sweep([model], [resolution], [metric], job_folder / "sweep.csv", settings, force=True,
+              on_row=lambda row: recorder.add(row_measurements(row)))  # fmt: skip
+
+
+def sweep_cases(models: Iterable[str], resolutions: Iterable[str], metrics: Iterable[str],
+                settings: SweepSettings) -> dict[str, tuple]:  # fmt: skip
+    """job key -> (model, resolution, metric) for every case of a sweep."""
+    from results.cluster import job_key
+
+    cases = {}
+    for model in models:
+        for metric in metrics:
+            for resolution in resolutions:
+                res = str(parse_resolution(resolution))
+                key = job_key(model, res, metric, f"b{settings.batch}", settings.device, settings.dtype,
+                              f"t{settings.threads}")  # fmt: skip
+                cases[key] = (model, res, metric)
+    return cases
+
+
+def run_sweep_on_cluster(
+    models: Iterable[str],
+    resolutions: Iterable[str],
+    metrics: Iterable[str],
+    out_csv: Path,
+    settings: SweepSettings,
+    options,
+    jobs_dir: Path,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, str]]:
+    """Every case the CSV does not hold (all with ``force``) as a job; waits; appends the jobs' rows to the CSV
+    (a case once: what the CSV already finished is not appended again). Returns (new rows, job states).
+    Unlike the in-process sweep, larger sizes are not skipped after an OOM: the cases run side by side."""
+    from results.cluster import run_jobs
+
+    cases = sweep_cases(models, resolutions, metrics, settings)
+    done = finished_keys(out_csv) if not force else set()
+
+    def key_of(case):
+        model, res, metric = case
+        return _key(dict(model=model, resolution=res, metric=metric, **_settings_key(settings)))
+
+    todo = {key: case for key, case in cases.items() if key_of(case) not in done}
+    if force:
+        for key in todo:
+            (jobs_dir / key / "done.json").unlink(missing_ok=True)
+    states = run_jobs({key: (sweep_case_job, (*case, settings)) for key, case in todo.items()}, jobs_dir, options,
+                      "mambabench-sweep", log=log)  # fmt: skip
+    new = []
+    with claim(out_csv.with_name(out_csv.name + ".merge.lock")):
+        finished = finished_keys(out_csv)
+        for key in todo:
+            for row in latest_rows(read_rows(jobs_dir / key / "sweep.csv")):
+                if _key(row) not in finished or force:
+                    _append(out_csv, row)
+                    new.append(row)
+    return new, states

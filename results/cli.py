@@ -76,6 +76,23 @@ def export_command(
     console.print(f"{len(rows)} row(s) -> {csv_path}")
 
 
+@app.command("import")
+def import_command(
+    sources: list[Path] = typer.Argument(..., help="Store files, or folders searched for */results.sqlite "
+                                         "(a cluster run's jobs folder)."),  # fmt: skip
+    store: Path = STORE,
+) -> None:
+    """Merge other stores' runs into this one (idempotent: a run already imported is skipped)."""
+    db = ResultsStore(store)
+    files = [p for s in sources for p in ([s] if s.is_file() else sorted(s.glob("**/results.sqlite")))]
+    if not files:
+        raise ValueError(f"no results store in {', '.join(map(str, sources))}")
+    for path in files:
+        runs, rows = db.import_from(path)
+        console.print(f"{path}: {runs} run(s), {rows} row(s) added", highlight=False)
+    console.print(f"store: {db.path}", highlight=False)
+
+
 @app.command("plot")
 def plot_command(
     metric: str = typer.Option(..., "--metric", help="e.g. gmacs, latency_median, memory_train_peak, fid."),

@@ -24,6 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ STORE_RULE = "--store PATH, else $MAMBABENCH_RESULTS, else $XDG_DATA_HOME/mambab
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, command TEXT, git_commit TEXT, git_dirty INTEGER,
-    host TEXT, cpu TEXT, gpu TEXT, python TEXT, torch TEXT, packages TEXT);
+    host TEXT, cpu TEXT, gpu TEXT, python TEXT, torch TEXT, packages TEXT, origin TEXT);
 CREATE TABLE IF NOT EXISTS measurements (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER REFERENCES runs(id), created REAL, source TEXT,
     model TEXT, config TEXT, resolution TEXT, batch INTEGER, dtype TEXT, device TEXT, backend TEXT,
@@ -144,10 +145,12 @@ class ResultsStore:
 
     def _initialise(self, db: sqlite3.Connection) -> None:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "measurements" in tables:
+        if "measurements" in tables:  # a store written by an earlier version: add what it lacks
             columns = {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
-            if "variant" not in columns:  # a store written before rows carried their identity
+            if "variant" not in columns:
                 db.execute("ALTER TABLE measurements ADD COLUMN variant TEXT DEFAULT ''")
+            if "origin" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:
+                db.execute("ALTER TABLE runs ADD COLUMN origin TEXT")
             return
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
@@ -170,11 +173,12 @@ class ResultsStore:
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
-                "INSERT INTO runs (started, command, git_commit, git_dirty, host, cpu, gpu, python, torch, packages)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), ctx.get("command", ""), ctx.get("git_commit", ""), ctx.get("git_dirty", 0),
-                 ctx.get("host", ""), ctx.get("cpu", ""), ctx.get("gpu", ""), ctx.get("python", ""),
-                 ctx.get("torch", ""), ctx.get("packages", "{}")),
+                "INSERT INTO runs (started, command, git_commit, git_dirty, host, cpu, gpu, python, torch, packages,"
+                " origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ctx.get("started", time.time()), ctx.get("command", ""), ctx.get("git_commit", ""),
+                 ctx.get("git_dirty", 0), ctx.get("host", ""), ctx.get("cpu", ""), ctx.get("gpu", ""),
+                 ctx.get("python", ""), ctx.get("torch", ""), ctx.get("packages", "{}"),
+                 ctx.get("origin") or uuid.uuid4().hex),
             )  # fmt: skip
             return int(cursor.lastrowid)
 
@@ -203,6 +207,23 @@ class ResultsStore:
 
     def has_run(self, run_id: int) -> bool:
         return bool(self._execute(lambda db: db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()))
+
+    def import_from(self, source: str | Path) -> tuple[int, int]:
+        """Copy the runs of another store (a cluster job's own file) into this one: (runs, rows) added. A run is
+        known by its ``origin`` id, so importing the same file again adds nothing."""
+        other = ResultsStore(source, create=False)
+        known = {r["origin"] for r in self.runs()}
+        runs = rows = 0
+        for run in other.runs():
+            if run["origin"] in known:
+                continue
+            run_id = self.start_run({k: run[k] for k in run if k not in ("id", "rows")})
+            measurements = other.measurements(run["id"])
+            fields = {f for f in Measurement.__dataclass_fields__}
+            self.add(run_id, [Measurement(**{**{k: m[k] for k in fields if k in m}, "config": json.loads(m["config"])})
+                              for m in measurements])  # fmt: skip
+            runs, rows = runs + 1, rows + len(measurements)
+        return runs, rows
 
     def runs(self) -> list[dict]:
         query = (
