@@ -35,6 +35,7 @@ def test_every_table_of_the_issue_is_registered_with_three_presets():
     assert set(TABLES) == EXPECTED and get_table("table1").id == "t2md-table1"
     for table in TABLES.values():
         assert set(table.presets) >= {"smoke", "cpu", "paper"}, table.id
+        assert all(spec.name == name for name, spec in table.presets.items()), table.id  # names its index folder
         assert sum(v.reference for v in table.variants) == 1, table.id
         for variant in table.variants:
             zoo.get_entry(variant.model)

@@ -167,7 +167,7 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
             path = score_file(folder, step, preset, cfg)
             if path.is_file():
                 log(f"{name} @{label}: scored already ({path.name})")
-                results.append(_as_row(json.loads(path.read_text()), table, variant, seed))
+                results.append(_as_row(json.loads(path.read_text()), table, variant, seed, preset))
                 _write_index(root, table, preset, results)
                 continue
             if checkpoint_step(folder) < step and not is_finished(folder):
@@ -218,10 +218,11 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
     return results, folder
 
 
-def _as_row(result: dict, table: TableSpec, variant: Variant, seed: int) -> dict:
-    """A score file as a row of this table: a run shared by two tables (Teng's full model in Tables 4 and 6)
-    was scored under the other table's variant name."""
-    return {**result, "table": table.id, "variant": variant.key, "label": variant.label, "seed": seed}
+def _as_row(result: dict, table: TableSpec, variant: Variant, seed: int, preset: Preset) -> dict:
+    """A score file as a row of this table and preset: a run shared by two tables (Teng's full model in Tables
+    4 and 6) was scored under the other table's variant name (and a shared run may serve two presets)."""
+    return {**result, "table": table.id, "variant": variant.key, "label": variant.label, "seed": seed,
+            "preset": preset.name}  # fmt: skip
 
 
 def index_file(root: Path, table: TableSpec, preset: Preset) -> Path:

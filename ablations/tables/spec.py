@@ -97,7 +97,7 @@ def smoke_preset(**fields: Any) -> Preset:
     return Preset("smoke", **{**_SMOKE, **fields})
 
 
-def cpu_preset(**fields: Any) -> Preset:
+def cpu_preset(name: str = "cpu", **fields: Any) -> Preset:
     """The CPU scale every table shares (32 px, 3K steps of batch 32, FID of 1K samples against 5K training
-    images), with a table's own fields on top."""
-    return Preset("cpu", **{**_CPU, **fields})
+    images), with a table's own fields on top; ``name`` for a variation of it (e.g. "cpu-builtin")."""
+    return Preset(name, **{**_CPU, **fields})

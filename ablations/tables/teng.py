@@ -29,6 +29,7 @@ def _presets(table: str) -> dict[str, Preset]:
             cost=_CPU_COST[table],
         ),
         "cpu-builtin": cpu_preset(
+            "cpu-builtin",
             data="builtin",
             steps=1200,
             ref_n=2000,
