@@ -1,1 +1,2 @@
-"""The papers' experiments: training stages and (to come) tables, data, sampling and FID."""
+"""The papers' experiments: training (diffusion, teacher forcing, distillation), data sets, sampling, FID and
+the papers' ablation tables as runnable specs (``ablations.tables``)."""

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from results.cluster import cli_options as cluster_cli_options
+from zoo import settings
 
 app = typer.Typer(help="Train, sample, score; run and report the papers' ablation tables.", no_args_is_help=True)
 data_app = typer.Typer(help="Data sets: download where there is internet.", no_args_is_help=True)
@@ -34,7 +35,7 @@ def _main(
 
 
 def _debug() -> bool:
-    return _DEBUG["on"] or os.environ.get("MAMBABENCH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    return _DEBUG["on"] or settings.debug()
 
 
 def _fail(error: Exception) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import pickle
 import tarfile
 import urllib.request
@@ -26,6 +25,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from zoo import settings
 
 DATASETS = ("builtin", "cifar10", "celeba", "imagenet")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -38,7 +39,7 @@ class DatasetMissing(FileNotFoundError):
 
 def default_data_root() -> Path:
     """``$MAMBABENCH_DATA`` or ``./data``."""
-    return Path(os.environ.get("MAMBABENCH_DATA", "data"))
+    return settings.data_dir()
 
 
 # ---------------------------------------------------------------- built-in procedural data set

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from zoo import settings
 
 FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -39,7 +40,7 @@ class InceptionMissing(FileNotFoundError):
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("MAMBABENCH_CACHE", Path.home() / ".cache" / "mambabench"))
+    return settings.cache_dir()
 
 
 def _fidelity_cache_file() -> Path:
@@ -112,7 +113,7 @@ def convert_fid_helper(source: Path, target: Path) -> Path:
 def find_inception_weights(weights: str | Path | None = None) -> Path:
     """The torch-fidelity Inception state dict to use (module doc: search order); converts fid-helper's once."""
     looked = []
-    explicit = weights or os.environ.get("MAMBABENCH_INCEPTION")
+    explicit = weights or settings.inception_weights()
     if explicit:
         if Path(explicit).is_file():
             return Path(explicit)

@@ -5,13 +5,13 @@ ours and exits 1 with a line saying so."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 
 import typer
 
 from results.store import StoreError
+from zoo import settings
 
 EXPECTED = (ValueError, LookupError, OSError, sqlite3.Error, StoreError)
 
@@ -27,7 +27,7 @@ def message(error: BaseException) -> str:
 
 def run_app(app: typer.Typer) -> None:
     """Run ``app`` and turn any exception into a one-line error (exit 2, or 1 for an unexpected one)."""
-    debug = "--debug" in sys.argv[1:] or os.environ.get("MAMBABENCH_DEBUG", "") not in ("", "0")
+    debug = "--debug" in sys.argv[1:] or settings.debug()
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
     try:

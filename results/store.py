@@ -17,7 +17,6 @@ fix. The store knows nothing of models: it stores rows.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import socket
 import sqlite3
@@ -29,6 +28,8 @@ from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from zoo import settings
 
 STORE_RULE = "--store PATH, else $MAMBABENCH_RESULTS, else $XDG_DATA_HOME/mambabench/results.sqlite"
 
@@ -67,13 +68,8 @@ class Measurement:
 
 
 def store_location(path: str | Path | None = None) -> tuple[Path, str]:
-    """(path, where it came from) by the one rule of ``STORE_RULE``."""
-    if path:
-        return Path(path), "--store"
-    if os.environ.get("MAMBABENCH_RESULTS"):
-        return Path(os.environ["MAMBABENCH_RESULTS"]), "$MAMBABENCH_RESULTS"
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data_home / "mambabench" / "results.sqlite", "the default"
+    """(path, where it came from) by the one rule of ``STORE_RULE`` (``zoo.settings``)."""
+    return settings.results_store(path)
 
 
 def store_path(path: str | Path | None = None) -> Path:

@@ -15,7 +15,6 @@ holds, coming back to them at the end to read their scores. No run is trained tw
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,11 +23,12 @@ from ablations.data import open_dataset
 from ablations.experiment import DistillConfig, RunConfig, config_hash, model_setup
 from ablations.tables.spec import Preset, TableSpec, Variant
 from results.locks import claim
+from zoo import settings
 
 
 def runs_root(path: str | Path | None = None) -> Path:
     """``path``, else ``$MAMBABENCH_RUNS``, else ``./mambabench-runs``."""
-    return Path(path or os.environ.get("MAMBABENCH_RUNS") or "mambabench-runs")
+    return settings.runs_dir(path)
 
 
 def variant_config(

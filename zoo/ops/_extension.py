@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import platform
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from zoo import settings
 
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp", "gated_rmsnorm_cpu.cpp")
@@ -40,7 +41,7 @@ def cpu_signature() -> str:
 
 def cache_root() -> Path:
     """Per-machine cache folder of the harness (compiled kernels and the like)."""
-    return Path(os.environ.get("MAMBABENCH_CACHE", Path.home() / ".cache" / "mambabench"))
+    return settings.cache_dir()
 
 
 def cache_dir() -> Path:
@@ -51,7 +52,7 @@ def cache_dir() -> Path:
 @functools.cache
 def load_cpu_kernels() -> ModuleType | None:
     """The compiled CPU kernels, or ``None`` (with one warning) when they cannot be built."""
-    if os.environ.get("MAMBABENCH_NO_CPP") == "1":
+    if settings.cpp_kernels_disabled():
         return None
     import logging
 
