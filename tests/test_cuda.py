@@ -95,13 +95,41 @@ def test_mamba1_vim_layer_on_cuda_matches_cpu_with_gradients(dtype):
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.cuda())
     gpu.float().square().mean().backward()
-    if _cuda.available()["mamba_ssm.selective_scan"]:
-        assert backends.last_used()["selective_scan"] == "mamba_ssm"
-    if _cuda.available()["causal_conv1d"]:
-        assert backends.last_used()["causal_conv1d"] == "causal_conv1d"
+    if _cuda.mamba_inner_fn_no_out_proj() is not None:  # Vim's fork: the fused mixer per direction
+        assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
+    else:
+        if _cuda.available()["mamba_ssm.selective_scan"]:
+            assert backends.last_used()["selective_scan"] == "mamba_ssm"
+        if _cuda.available()["causal_conv1d"]:
+            assert backends.last_used()["causal_conv1d"] == "causal_conv1d"
     assert _rel(gpu, cpu) < TOLERANCE[dtype]
     for name, p in gpu_layer.named_parameters():
         assert _rel(p.grad, grads_cpu[name]) < 10 * TOLERANCE[dtype], name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mamba1_layer_on_cuda_runs_the_fused_mixer(dtype):
+    """DiM (Teng et al.) and WD-Mamba's unidirectional layer: mamba_ssm's mamba_inner_fn when installed."""
+    from zoo.layers.mamba import Mamba
+
+    torch.manual_seed(0)
+    layer = Mamba(64, d_conv=3)
+    x = torch.randn(2, 200, 64)
+    cpu = layer(x)
+    cpu.square().mean().backward()
+    gpu_layer = Mamba(64, d_conv=3).cuda()
+    gpu_layer.load_state_dict(layer.state_dict())
+    backends.reset()
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        gpu = gpu_layer(x.cuda())
+    gpu.float().square().mean().backward()
+    if _cuda.available()["mamba_ssm.mamba_inner"]:
+        assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
+    if os.environ.get("MAMBABENCH_REQUIRE_CUDA_EXTRA") == "1":
+        assert _cuda.available()["mamba_ssm.mamba_inner"]
+    assert _rel(gpu, cpu) < TOLERANCE[dtype]
+    for (name, p), q in zip(layer.named_parameters(), gpu_layer.parameters(), strict=True):
+        assert _rel(q.grad, p.grad) < 10 * TOLERANCE[dtype], name
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

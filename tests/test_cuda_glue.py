@@ -115,3 +115,28 @@ def test_fused_mamba2_glue(dtype, reverse):
         return ops.conv_scan_norm(zxbcdt, cw, cb, dtb, A, D, P, G, nw, 1e-5, d_inner // G, reverse)
 
     _compare(glue, ours, inputs, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("form", ["unidirectional", "vim-v2", "vim-v2-shared-dt"])
+def test_fused_mamba1_layer_glue(dtype, form):
+    """The Mamba-1 layer's fused CUDA call (mamba_inner_fn; Vim's mamba_inner_fn_no_out_proj per direction)
+    vs the layer's CPU path: output and every parameter's gradient."""
+    from zoo.layers.mamba import Mamba
+
+    torch.manual_seed(5)
+    kwargs = {"unidirectional": dict(d_conv=3), "vim-v2": dict(bimamba=True, divide_out=True),
+              "vim-v2-shared-dt": dict(bimamba=True, share_dt_proj=True)}[form]  # fmt: skip
+    layer = Mamba(24, d_state=8, **kwargs)
+    fused = Mamba(24, d_state=8, **kwargs).to(dtype)
+    fused.load_state_dict(layer.state_dict())
+    hidden = torch.randn(2, 37, 24)
+    fn = oracle.mamba_inner_fn_no_out_proj if layer.bimamba else oracle.mamba_inner_fn
+    got = fused.fused_forward(hidden.to(dtype), fn)
+    want = layer(hidden)
+    assert got.dtype == dtype and _rel_err(got, want) < TOL[dtype]
+    grad = torch.randn_like(want)
+    got.backward(grad.to(dtype))
+    want.backward(grad)
+    for (name, p), q in zip(layer.named_parameters(), fused.parameters(), strict=True):
+        assert _rel_err(q.grad, p.grad) < 3 * TOL[dtype], name

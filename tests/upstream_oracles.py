@@ -74,3 +74,32 @@ def mamba_split_conv1d_scan_combined(zxbcdt, conv1d_weight, conv1d_bias, dt_bias
     if outproj_weight is not None:
         y = F.linear(y, outproj_weight, outproj_bias)
     return y
+
+
+def mamba_inner_fn_no_out_proj(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, A, B=None, C=None,
+                               D=None, delta_bias=None, B_proj_bias=None, C_proj_bias=None,
+                               delta_softplus=True):  # fmt: skip
+    """mamba_ssm (Vim's fork) selective_scan_interface.mamba_inner_fn_no_out_proj: the Mamba-1 mixer from the
+    joint projection xz (batch, 2 d_inner, L) to the gated scan output (batch, d_inner, L)."""
+    assert xz.dim() == 3 and xz.stride(-1) == 1, "xz must be (batch, 2 d_inner, L) with L contiguous"
+    assert conv1d_weight.dim() == 3 and conv1d_weight.shape[1] == 1, "conv1d_weight is the Conv1d weight (d, 1, w)"
+    assert B is None and C is None and B_proj_bias is None and C_proj_bias is None  # input-dependent B and C
+    assert A.dtype == torch.float32 and A.dim() == 2 and (A < 0).all()
+    rank, d_state = delta_proj_weight.shape[1], A.shape[-1]
+    x, z = xz.chunk(2, dim=1)
+    x = causal_conv1d_fn(x, conv1d_weight[:, 0], conv1d_bias, activation="silu")
+    x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, rank + 2 d_state)
+    delta = (x_dbl[..., :rank] @ delta_proj_weight.t()).transpose(1, 2)  # (batch, d_inner, L), bias not added
+    B = x_dbl[..., rank : rank + d_state].transpose(1, 2)
+    C = x_dbl[..., rank + d_state :].transpose(1, 2)
+    return selective_scan_fn(x, delta, A, B, C, D, z, delta_bias, delta_softplus).to(xz.dtype)  # as upstream's
+
+
+def mamba_inner_fn(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight, out_proj_bias,
+                   A, B=None, C=None, D=None, delta_bias=None, B_proj_bias=None, C_proj_bias=None,
+                   delta_softplus=True, cu_seqlens=None, seq_idx=None):  # fmt: skip
+    """mamba_ssm.ops.selective_scan_interface.mamba_inner_fn: the same, then out_proj -> (batch, L, d_model)."""
+    assert cu_seqlens is None and seq_idx is None
+    y = mamba_inner_fn_no_out_proj(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, A, B, C, D,
+                                   delta_bias, B_proj_bias, C_proj_bias, delta_softplus)  # fmt: skip
+    return F.linear(y.transpose(1, 2), out_proj_weight, out_proj_bias)

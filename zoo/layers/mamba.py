@@ -5,6 +5,10 @@ CPU kernels and the CUDA ones (the ops in ``zoo.ops`` pick the backend by device
   A_log, D, out_proj. ``bimamba=True`` is Vim's "v2" bidirectional form (hustvl/Vim): shared in_proj and
   out_proj; a second conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b scan the flipped sequence; the two
   directions are summed, or averaged with ``divide_out=True`` (as the published Vim models do).
+  On CUDA, with the ``[cuda]`` extra, the mixer runs as the papers' code runs it: mamba_ssm's fused
+  ``mamba_inner_fn`` (unidirectional: DiM of Teng et al., WD-Mamba) or, for the bidirectional form, Vim's
+  ``mamba_inner_fn_no_out_proj`` once per direction when that fork is installed (upstream mamba_ssm lacks it:
+  the separate CUDA ops run instead). Counting on the meta device never takes this path.
   ``share_dt_proj=True`` keeps one x_proj and dt_proj for both directions (the backward direction still has
   its own conv1d_b, A_b_log and D_b): the smallest bidirectional form, used where a paper's parameter
   counts rule out Vim's separate projections (DiM of Mo & Tian).
@@ -19,9 +23,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo import ops
+from zoo.ops import _cuda, backends
 
 
 def _inverse_softplus_dt(size: int, dt_min: float, dt_max: float, floor: float) -> Tensor:
@@ -97,7 +103,39 @@ class Mamba(nn.Module):
                                z.transpose(1, 2), dt_proj.bias.float(), True)  # fmt: skip
         return y.transpose(1, 2)
 
+    def fused_kernel(self):
+        """mamba_ssm's fused mixer function for this layer, or None (not on CUDA, or not installed)."""
+        if backends.using_reference_kernels():
+            return None
+        return _cuda.mamba_inner_fn_no_out_proj() if self.bimamba else _cuda.mamba_inner_fn()
+
+    def fused_forward(self, hidden: Tensor, fn) -> Tensor:
+        """The mixer through ``fn`` (``mamba_inner_fn``, or ``mamba_inner_fn_no_out_proj`` when bidirectional),
+        called as mamba_ssm's ``Mamba.forward`` and Vim's v2 layer call it: xz (batch, 2 d_inner, L) with L
+        contiguous, A = -exp(A_log) in float32, D and the dt bias in float32, softplus on dt."""
+        batch, length, _ = hidden.shape
+        xz = (self.in_proj.weight @ hidden.reshape(-1, hidden.shape[-1]).t()).view(-1, batch, length).transpose(0, 1)
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias.to(xz.dtype)[None, :, None]
+        A = -torch.exp(self.A_log.float())
+        if not self.bimamba:
+            return fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+                      self.out_proj.weight, self.out_proj.bias, A, None, None, self.D.float(),
+                      delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # fmt: skip
+        x_proj_b, dt_proj_b = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)
+        y = fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight, A, None, None,
+               self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # fmt: skip
+        yb = fn(xz.flip(-1), self.conv1d_b.weight, self.conv1d_b.bias, x_proj_b.weight, dt_proj_b.weight,
+                -torch.exp(self.A_b_log.float()), None, None, self.D_b.float(), delta_bias=dt_proj_b.bias.float(),
+                delta_softplus=True)  # fmt: skip
+        y = y + yb.flip(-1)
+        y = y / 2 if self.divide_out else y
+        return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
+
     def forward(self, hidden: Tensor) -> Tensor:
+        if hidden.is_cuda and (fused := self.fused_kernel()) is not None:
+            backends.record("mamba1_mixer", "mamba_ssm-fused")
+            return self.fused_forward(hidden, fused)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) views, token-major
         y = self._scan(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         if self.bimamba:  # Vim v2: the shared in_proj output scanned backwards (the projection runs once)
