@@ -35,6 +35,3 @@ def test_forward_shapes_non_square_and_cfg():
     model = zoo.create_model("dim-mo-tiny").eval()
     out = model(torch.randn(2, 4, 8, 12), torch.tensor([1, 2]), torch.tensor([0, 10]))
     assert out.shape == (2, 8, 8, 12)
-    x = torch.randn(1, 4, 8, 8).repeat(2, 1, 1, 1)
-    guided = model.forward_with_cfg(x, torch.tensor([3, 3]), torch.tensor([2, 10]), 1.5)
-    assert guided.shape == (2, 8, 8, 8)

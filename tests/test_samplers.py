@@ -141,6 +141,33 @@ def test_cfg_combination_and_null_batch():
     assert unguided(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))[0, 0] == 3
 
 
+@pytest.mark.parametrize("name", ["dit-tiny", "dim-mo-tiny", "dim-teng-tiny", "uvit-tiny", "pixart-tiny", "t2md-tiny"])
+def test_cfg_on_every_family(name):
+    """CFG lives in one place (the sampler): for every family's conditioning (class labels with a null class,
+    captions with a null caption) it is eps_u + w (eps_c - eps_u) on the noise channels, the conditional
+    variance channels, and the plain conditional prediction at w = 1. (WD-Mamba is unconditional.)"""
+    from ablations.experiment import RunConfig, model_setup
+
+    torch.manual_seed(0)
+    setup = model_setup(RunConfig(model=name, space="pixel"))  # latent models on pixels: no VAE needed
+    model = setup.build().eval()
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, setup.channels, setup.input_size, setup.input_size)
+    t = torch.tensor([300, 700])
+    y = setup.condition(model, torch.tensor([1, 2]))
+    null = setup.null_condition(model, 2, torch.device("cpu"))
+    with torch.no_grad():
+        cond, uncond = model(x, t, y), model(x, t, null)
+        out = guided(model, y, null, 3.0, setup.channels)(x, t)
+        plain = guided(model, y, null, 1.0, setup.channels)(x, t)
+    c = setup.channels
+    assert torch.allclose(out[:, :c], uncond[:, :c] + 3.0 * (cond[:, :c] - uncond[:, :c]), atol=1e-4)
+    assert torch.allclose(out[:, c:], cond[:, c:], atol=1e-5) and torch.allclose(plain, cond, atol=1e-6)
+    assert not torch.allclose(cond[:, :c], uncond[:, :c], atol=1e-4)  # the condition reaches the output
+
+
 def test_upsample_guidance_wrapper_is_identity_late_in_sampling():
     d = GaussianDiffusion.from_name("linear")
     fn = with_upsample_guidance(lambda x, t: torch.cat([x, x], 1), d, channels=1, m=2)

@@ -57,10 +57,7 @@ def test_forward_non_square_masked_captions_and_cfg():
     mask[1, 3:] = False
     out = model(torch.randn(2, 4, 8, 12), torch.tensor([10, 500]), y, mask)
     assert out.shape == (2, 8, 8, 12)
-    null = model.null_caption(1)
-    xx = torch.randn(1, 4, 8, 8).repeat(2, 1, 1, 1)
-    guided = model.forward_with_cfg(xx, torch.tensor([3, 3]), torch.cat([y[:1], null]), 2.0)
-    assert guided.shape == (2, 8, 8, 8)
+    assert model.null_caption(2).shape == y.shape  # CFG's unconditional input (tests/test_samplers.py)
 
 
 def test_position_embedding_choice():

@@ -37,7 +37,6 @@ from torch import Tensor, nn
 
 from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
-from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
@@ -97,11 +96,6 @@ class DiMMo(nn.Module):
             seq = block(seq)
         out = self.linear_out(self.norm_final(seq[:, len(tokens) :]))
         return unpatchify(out, h, w, self.patch_size, self.out_channels)
-
-    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
-        """CFG as in DiT (second half of the batch = null labels); every latent channel is guided."""
-        half = x[: len(x) // 2]
-        return combine_cfg(self.forward(torch.cat([half, half], dim=0), t, y), self.in_channels, cfg_scale)
 
 
 _PAPER = "Mo & Tian 2024 (DiM)"

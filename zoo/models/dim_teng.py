@@ -45,7 +45,6 @@ from torch import Tensor, nn
 
 from zoo.layers.blocks import PatchEmbed
 from zoo.layers.embeddings import TimestepEmbedder, modulate, timestep_embedding
-from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba
 from zoo.layers.padding import EndOfLinePadding
 from zoo.layers.patch import token_grid, unpatchify
@@ -226,12 +225,6 @@ class DiMTeng(nn.Module):
         out = self.linear_out(modulate(self.norm_final(grid), shift, scale))
         out = unpatchify(out, h, w, self.patch_size, self.in_channels)
         return out if self.final_conv is None else self.final_conv(out)
-
-    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
-        """CFG on a batch whose second half repeats the first with null labels (standard w; the DiM and
-        U-ViT code's ``scale`` is w - 1). Every output channel is guided (noise prediction only)."""
-        half = x[: len(x) // 2]
-        return combine_cfg(self.forward(torch.cat([half, half]), t, y), self.in_channels, cfg_scale)
 
 
 _PAPER = "Teng et al. 2024 (DiM)"

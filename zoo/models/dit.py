@@ -7,20 +7,18 @@ saved, fixed sin-cos table) is checked against ours and dropped: the table is re
 grid comes in (``zoo/weights.py``; tested on files in the official layout, ``tests/test_weights.py``).
 
 Deliberate differences from the official code, each a choice the paper leaves open:
-- ``forward_with_cfg`` guides all latent channels (the official code guides the first three, kept there
-  for JAX reproducibility).
+- Classifier-free guidance (in the sampler, ``ablations.samplers.guided``, for every model) guides all
+  latent channels (the official code guides the first three, kept there for JAX reproducibility).
 - Non-square and other-size latents work: the sin-cos embedding is computed for the actual h x w grid.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from zoo.layers.attention import SelfAttention
 from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh, modulate
-from zoo.layers.guidance import combine_cfg
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
 from zoo.registry import InputSpec, PaperInfo, register
@@ -124,12 +122,6 @@ class DiT(nn.Module):
             x = block(x, c)
         x = self.final_layer(x, c)
         return unpatchify(x, h, w, self.patch_size, self.out_channels)
-
-    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
-        """Classifier-free guidance on a batch whose second half repeats the first with null labels:
-        eps = eps_u + w (eps_c - eps_u) on every latent channel; the sigma channels pass through."""
-        half = x[: len(x) // 2]
-        return combine_cfg(self.forward(torch.cat([half, half], dim=0), t, y), self.in_channels, cfg_scale)
 
 
 # Configurations of DiT Table 1 x patch sizes 2/4/8. Reported GFLOPs (forward MACs, 256 px) are Table 4's;

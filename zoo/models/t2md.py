@@ -54,7 +54,6 @@ from zoo.layers.attention import SelfAttention
 from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.cross_attention import CrossAttention
 from zoo.layers.embeddings import TimestepEmbedder, gelu_tanh, modulate
-from zoo.layers.guidance import combine_cfg
 from zoo.layers.mamba import Mamba2
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_centered, sincos_2d_pixart
@@ -267,12 +266,6 @@ class PixArtHybrid(nn.Module):
     def null_caption(self, batch: int) -> Tensor:
         """The fixed null caption (for the unconditional half of a CFG batch)."""
         return self.y_embedder.y_embedding[None].expand(batch, -1, -1)
-
-    def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float, mask: Tensor | None = None):
-        """CFG on a batch whose second half repeats the first with null captions; all latent channels."""
-        half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half], dim=0), t, y, mask)
-        return combine_cfg(out, self.in_channels, cfg_scale)
 
 
 _TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120,
