@@ -4,6 +4,8 @@ grouped B/C, with and without D, z, delta_bias, softplus)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -185,7 +187,7 @@ def test_ops_pass_torch_library_opcheck():
     torch.library.opcheck(
         torch.ops.zoo.ssd_scan,
         (x, torch.randn(1, 10, 2), -torch.rand(2), torch.randn(1, 10, 1, 4), torch.randn(1, 10, 1, 4),
-         None, None, None, True, False),
+         None, None, None, True, False, 256),
     )  # fmt: skip
     torch.library.opcheck(torch.ops.zoo.causal_conv1d, (torch.randn(1, 4, 9, requires_grad=True),
                                                         torch.randn(4, 3), None, True, True))  # fmt: skip
@@ -205,3 +207,26 @@ def test_ops_run_on_meta_and_count_flops():
     counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
     assert counts["zoo.selective_scan"] == 9 * 2 * 64 * 100 * 16
     assert counts["zoo.attention"] == 4 * 2 * 4 * 100 * 100 * 32
+
+
+def test_ssd_chunk_size_reaches_the_cuda_call_and_the_count():
+    """``Mamba2(chunk_size=)`` is mamba_ssm's chunk length on CUDA and the counted algorithm's T everywhere."""
+    seen = []
+
+    def spy(x, dt, A, B, C, chunk_size, **kwargs):
+        seen.append(chunk_size)
+        return x
+
+    ssd_module = sys.modules["zoo.ops.ssd"]
+    x = torch.randn(1, 8, 2, 4)
+    ssd_module._cuda_ssd(x, torch.rand(1, 8, 2), -torch.rand(2), torch.randn(1, 8, 1, 4), torch.randn(1, 8, 1, 4),
+                         None, None, None, True, chunk_size=64, fn=spy)  # fmt: skip
+    assert seen == [64]
+    from zoo.layers.mamba import Mamba2
+
+    def count(chunk: int) -> int:
+        with torch.device("meta"), FlopCounterMode(display=False) as counter:
+            Mamba2(64, d_state=16, headdim=16, chunk_size=chunk)(torch.empty(1, 512, 64))
+        return counter.get_total_flops()
+
+    assert count(64) < count(256)  # fewer intra-chunk MACs with shorter chunks

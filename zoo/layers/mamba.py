@@ -205,4 +205,5 @@ class Mamba2(nn.Module):
         the sequence from its end (= flip, mix, flip) without flipped copies."""
         return ops.conv_scan_norm(zxbcdt, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.dt_bias,
                                   -torch.exp(self.A_log.float()), self.D, self.headdim, self.ngroups,
-                                  self.norm.weight, self.norm.eps, self.norm.group_size, reverse)  # fmt: skip
+                                  self.norm.weight, self.norm.eps, self.norm.group_size, reverse,
+                                  self.chunk_size)  # fmt: skip

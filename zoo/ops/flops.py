@@ -7,9 +7,10 @@ device. Each returns the cost of the forward pass.
 - attention: QK^T and AV, 2 * (2 * B * H * Lq * Lk * Dh), the same as torch's SDPA formula.
 - selective_scan: 9 * B * D * L * N, A. Gu's estimate for the Mamba-1 scan (state-spaces/mamba issue
   #110: discretisation, state update and output contraction), plus the D skip and z gate terms.
-- ssd_scan: the matmuls of the chunked SSD algorithm with chunk length T (here T = 256, mamba_ssm's
-  default): per token 2 * (T * G * N [C.B] + T * H * P [intra-chunk] + 2 * H * P * N [chunk states and
-  state read-out]), which is what both the Triton kernel and the CPU path execute.
+- ssd_scan: the matmuls of the chunked SSD algorithm with chunk length T (the op's ``chunk_size``, mamba_ssm's
+  default 256, what its Triton kernel runs): per token 2 * (T * G * N [C.B] + T * H * P [intra-chunk] +
+  2 * H * P * N [chunk states and state read-out]). Our CPU kernel runs chunks of 64 (fewer intra-chunk
+  MACs); counts follow the op's chunk_size whatever the backend, so they compare architectures.
 - causal_conv1d: 2 * B * D * L * W.
 - conv_scan_norm (the fused Mamba-2 core): causal_conv1d + ssd_scan of its parts.
 """
@@ -39,10 +40,10 @@ def selective_scan_flops(u_shape, A_shape, has_D: bool, has_z: bool) -> int:
     return 9 * b * d * length * n + extra * b * d * length
 
 
-def ssd_scan_flops(x_shape, B_shape, has_D: bool, has_z: bool) -> int:
+def ssd_scan_flops(x_shape, B_shape, has_D: bool, has_z: bool, chunk: int = SSD_FLOP_CHUNK) -> int:
     b, length, h, p = x_shape
     g, n = B_shape[2], B_shape[3]
-    t = min(SSD_FLOP_CHUNK, length)
+    t = min(chunk, length)
     per_token = 2 * (t * g * n + t * h * p + 2 * h * p * n)
     extra = (2 if has_D else 0) * h * p + (5 if has_z else 0) * h * p
     return b * length * (per_token + extra)
@@ -64,20 +65,22 @@ def _selective_scan(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_
 
 
 @register_flop_formula(torch.ops.zoo.ssd_scan)
-def _ssd_scan(x_shape, dt_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None,
-              **kwargs) -> int:  # fmt: skip
-    return ssd_scan_flops(x_shape, B_shape, D_shape is not None, z_shape is not None)
+def _ssd_scan(x_shape, dt_shape, A_shape, B_shape, C_shape, D_shape, z_shape, dt_bias_shape=None, dt_softplus=False,
+              reverse=False, chunk_size=SSD_FLOP_CHUNK, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+    return ssd_scan_flops(x_shape, B_shape, D_shape is not None, z_shape is not None, chunk_size)
 
 
 @register_flop_formula(torch.ops.zoo.conv_scan_norm)
 def _conv_scan_norm(zxbcdt_shape, conv_weight_shape, conv_bias_shape, dt_bias_shape, A_shape, D_shape, headdim,
-                    ngroups, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+                    ngroups, norm_weight_shape=None, eps=None, norm_group=None, reverse=False,
+                    chunk_size=SSD_FLOP_CHUNK, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
     """The conv's and the SSD scan's FLOPs, as if run unfused (the gated norm counts none, as every norm)."""
     b, length, _ = zxbcdt_shape
     nheads, conv_dim = A_shape[0], conv_weight_shape[0]
     d_state = (conv_dim - nheads * headdim) // (2 * ngroups)
     conv_flops = causal_conv1d_flops((b, conv_dim, length), conv_weight_shape)
-    scan_flops = ssd_scan_flops((b, length, nheads, headdim), (b, length, ngroups, d_state), D_shape is not None, False)
+    scan_flops = ssd_scan_flops((b, length, nheads, headdim), (b, length, ngroups, d_state), D_shape is not None, False,
+                                chunk_size)  # fmt: skip
     return conv_flops + scan_flops
 
 

@@ -37,7 +37,8 @@ def _sizes(zxbcdt: Tensor, conv_weight: Tensor, A: Tensor, headdim: int, ngroups
 
 
 def conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim: int, ngroups: int,
-                             norm_weight, eps: float, norm_group: int, reverse: bool = False) -> Tensor:  # fmt: skip
+                             norm_weight, eps: float, norm_group: int, reverse: bool = False,
+                             chunk_size: int = 256) -> Tensor:  # fmt: skip
     """The unfused composition of our ops (differentiable; the non-CPU path and the backward)."""
     nheads, d_inner, conv_dim, d_state = _sizes(zxbcdt, conv_weight, A, headdim, ngroups)
     b, L, _ = zxbcdt.shape
@@ -45,7 +46,7 @@ def conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, head
     xBC = causal_conv1d(xBC.transpose(1, 2), conv_weight, conv_bias, "silu", reverse=reverse).transpose(1, 2)
     x, B, C = torch.split(xBC, [d_inner, ngroups * d_state, ngroups * d_state], dim=-1)
     y = ssd_scan(x.unflatten(-1, (nheads, headdim)), dt, A, B.unflatten(-1, (ngroups, d_state)),
-                 C.unflatten(-1, (ngroups, d_state)), 256, D=D, dt_bias=dt_bias, dt_softplus=True,
+                 C.unflatten(-1, (ngroups, d_state)), chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True,
                  reverse=reverse)  # fmt: skip
     return gated_rmsnorm(y.reshape(b, L, d_inner), z, norm_weight, eps, norm_group)
 
@@ -59,6 +60,7 @@ def _uses_cpp(zxbcdt: Tensor) -> bool:
 def _conv_scan_norm_op(
     zxbcdt: Tensor, conv_weight: Tensor, conv_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
     D: Tensor | None, headdim: int, ngroups: int, norm_weight: Tensor, eps: float, norm_group: int, reverse: bool,
+    chunk_size: int,
 ) -> Tensor:  # fmt: skip
     if _uses_cpp(zxbcdt):
         backends.record("conv_scan_norm", "cpu-cpp")
@@ -73,25 +75,27 @@ def _conv_scan_norm_op(
     backends.record("conv_scan_norm", "composed")
     with torch.no_grad():
         return conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups,
-                                        norm_weight, eps, norm_group, reverse).contiguous()  # fmt: skip
+                                        norm_weight, eps, norm_group, reverse, chunk_size).contiguous()  # fmt: skip
 
 
 @_conv_scan_norm_op.register_fake
-def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse):
+def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse,
+      chunk_size):  # fmt: skip
     return zxbcdt.new_empty(*zxbcdt.shape[:2], A.shape[0] * headdim)
 
 
 def _setup_context(ctx, inputs, output):
-    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse = inputs
+    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, *flags = inputs
     ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
-    ctx.config = (headdim, ngroups, eps, norm_group, reverse)
+    ctx.config = (headdim, ngroups, eps, norm_group, *flags)  # flags: reverse, chunk_size
 
 
 def _backward(ctx, grad):
     zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight = ctx.saved_tensors
-    headdim, ngroups, eps, norm_group, reverse = ctx.config
-    args = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse)
-    needs = [*ctx.needs_input_grad[:6], False, False, ctx.needs_input_grad[8], False, False, False]
+    headdim, ngroups, eps, norm_group, reverse, chunk = ctx.config
+    args = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse,
+            chunk)  # fmt: skip
+    needs = [*ctx.needs_input_grad[:6], False, False, ctx.needs_input_grad[8], False, False, False, False]
     return tuple(grads_by_recompute(conv_scan_norm_reference, args, needs, grad))
 
 
@@ -99,13 +103,13 @@ _conv_scan_norm_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _cuda_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim: int, ngroups: int, norm_weight,
-                         eps: float, reverse: bool = False, fn=None) -> Tensor:  # fmt: skip
+                         eps: float, reverse: bool = False, chunk_size: int = 256, fn=None) -> Tensor:  # fmt: skip
     """The call into mamba_ssm's fused kernel (``fn``: ``mamba_split_conv1d_scan_combined`` or a function with
     that signature): conv, scan and gated norm (group = d_inner / ngroups, gate before the norm) in one
     autograd function; no out projection. ``reverse`` flips the sequence around it."""
     fn = fn or _cuda.mamba_split_conv1d_scan_combined()
     x = zxbcdt.flip(1) if reverse else zxbcdt
-    out = fn(x, conv_weight, conv_bias, dt_bias, A, D, 256, rmsnorm_weight=norm_weight, rmsnorm_eps=eps,
+    out = fn(x, conv_weight, conv_bias, dt_bias, A, D, chunk_size, rmsnorm_weight=norm_weight, rmsnorm_eps=eps,
              outproj_weight=None, headdim=headdim, ngroups=ngroups, norm_before_gate=False)  # fmt: skip
     return out.flip(1) if reverse else out
 
@@ -113,7 +117,7 @@ def _cuda_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim:
 def conv_scan_norm(
     zxbcdt: Tensor, conv1d_weight: Tensor, conv1d_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
     D: Tensor | None, headdim: int, ngroups: int, rmsnorm_weight: Tensor, rmsnorm_eps: float = 1e-5,
-    norm_group: int | None = None, reverse: bool = False,
+    norm_group: int | None = None, reverse: bool = False, chunk_size: int = 256,
 ) -> Tensor:
     """Conv + SiLU, SSD scan and gated RMSNorm of a Mamba-2 layer in one op (see module doc). On CUDA with
     mamba_ssm installed, its fused ``mamba_split_conv1d_scan_combined`` runs (and differentiates) it."""
@@ -122,6 +126,6 @@ def conv_scan_norm(
     if fused is not None and dt_bias is not None and (norm_group or d_inner) == d_inner // ngroups:
         backends.record("conv_scan_norm", "mamba_ssm-fused")
         return _cuda_conv_scan_norm(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups,
-                                    rmsnorm_weight, rmsnorm_eps, reverse)  # fmt: skip
+                                    rmsnorm_weight, rmsnorm_eps, reverse, chunk_size)  # fmt: skip
     return _conv_scan_norm_op(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight,
-                              rmsnorm_eps, norm_group or d_inner, reverse)  # fmt: skip
+                              rmsnorm_eps, norm_group or d_inner, reverse, int(chunk_size))  # fmt: skip

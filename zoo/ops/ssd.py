@@ -9,7 +9,9 @@
 - dt = softplus?(dt + dt_bias); per head: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T (state N x headdim);
   y_t = C_t^T h_t + D x_t; out = y * silu(z) when z is given. Returned in ``x``'s dtype.
 
-``chunk_size`` is part of mamba_ssm's signature; the result does not depend on it. On the CPU the forward
+``chunk_size`` is part of mamba_ssm's signature and goes to its kernel on CUDA (``Mamba2(chunk_size=)``); the
+result does not depend on it, and the FLOP count uses it as the chunk length of the algorithm it counts
+(``zoo/ops/flops.py``) whatever a backend does. On the CPU the forward
 runs our C++ kernel (``csrc/ssd_cpu.cpp``: the state-space-duality algorithm with chunks of 64 tokens, its
 state terms as GEMMs over all heads, reading token-major views without copies); the backward, and the
 forward when the kernel cannot be built, use ``ssd_scan_chunked``, the same algorithm in differentiable
@@ -20,6 +22,8 @@ the chunks backwards instead of flipping copies; other backends flip.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -117,10 +121,10 @@ def ssd_scan_chunked(
     return y.to(dtype)
 
 
-def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, fn=None):
+def _cuda_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, chunk_size: int = 256, fn=None):
     """The call into mamba_ssm (``fn``: its ``mamba_chunk_scan_combined`` or a function with that signature)."""
     fn = fn or _cuda.mamba_chunk_scan_combined()
-    return fn(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
+    return fn(x, dt, A, B, C, chunk_size=chunk_size, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
 
 
 def _inner_contiguous(t: Tensor, dims: int) -> Tensor:
@@ -163,10 +167,11 @@ def _flipped(fn):
     return run
 
 
-def _implementation(x: Tensor, differentiable: bool = False):
-    """(backend name, function) for the forward, or for the recomputation a backward differentiates."""
+def _implementation(x: Tensor, differentiable: bool = False, chunk_size: int = 256):
+    """(backend name, function) for the forward, or for the recomputation a backward differentiates. Only
+    mamba_ssm's kernel takes ``chunk_size``; ours choose their own (the result does not depend on it)."""
     if x.is_cuda and _cuda.mamba_chunk_scan_combined() is not None:
-        return "mamba_ssm", _flipped(_cuda_ssd)
+        return "mamba_ssm", _flipped(functools.partial(_cuda_ssd, chunk_size=chunk_size))
     if not (differentiable or x.is_cuda or backends.using_reference_kernels()) and load_cpu_kernels() is not None:
         return "cpu-cpp", _cpp_ssd
     return "torch-ssd", _flipped(ssd_scan_chunked)
@@ -184,27 +189,28 @@ def _ssd_scan_op(
     dt_bias: Tensor | None,
     dt_softplus: bool,
     reverse: bool,
+    chunk_size: int,
 ) -> Tensor:
-    name, fn = _implementation(x)
+    name, fn = _implementation(x, chunk_size=chunk_size)
     backends.record("ssd_scan", name)
     with torch.no_grad():
         return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse).contiguous()
 
 
 @_ssd_scan_op.register_fake
-def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse):
+def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse, chunk_size):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:8])
-    ctx.dt_softplus, ctx.reverse = inputs[8], inputs[9]
+    ctx.dt_softplus, ctx.reverse, ctx.chunk_size = inputs[8], inputs[9], inputs[10]
 
 
 def _backward(ctx, grad):
     args = (*ctx.saved_tensors, ctx.dt_softplus, ctx.reverse)
-    _, fn = _implementation(args[0], differentiable=True)
-    return tuple(grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False, False], grad))
+    _, fn = _implementation(args[0], differentiable=True, chunk_size=ctx.chunk_size)
+    return (*grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False, False], grad), None)
 
 
 _ssd_scan_op.register_autograd(_backward, setup_context=_setup_context)
@@ -224,10 +230,9 @@ def ssd_scan(
     reverse: bool = False,
 ) -> Tensor:
     """SSD scan with ``mamba_chunk_scan_combined``'s arguments and semantics (see module doc)."""
-    del chunk_size  # the result does not depend on it; each backend picks its own
     if x.shape[2] % B.shape[2] or B.shape != C.shape:
         raise ValueError(
             f"ssd_scan: B and C must have equal shapes with a group count dividing heads={x.shape[2]}; "
             f"got B {tuple(B.shape)}, C {tuple(C.shape)}"
         )
-    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse)
+    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse, int(chunk_size))
