@@ -191,6 +191,8 @@ def latency_command(
             for r in res:
                 try:
                     resolution = parse_resolution(r)
+                    measure = partial(measure_latency, name, resolution, batch, device, dtype, threads, steps, cfg,
+                                      compile, min_time)  # fmt: skip
                     single = False
                     if device == "cpu" and not compile:
                         macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
@@ -212,34 +214,9 @@ def latency_command(
                             def on_block(done: int, total: int, task=task) -> None:
                                 progress.update(task, completed=done, total=total)
 
-                            result = measure_latency(
-                                name,
-                                resolution,
-                                batch,
-                                device,
-                                dtype,
-                                threads,
-                                steps,
-                                cfg,
-                                compile,
-                                min_time,
-                                single_run=True,
-                                on_block=on_block,
-                            )
+                            result = measure(single_run=True, on_block=on_block)
                     else:
-                        result = measure_latency(
-                            name,
-                            resolution,
-                            batch,
-                            device,
-                            dtype,
-                            threads,
-                            steps,
-                            cfg,
-                            compile,
-                            min_time,
-                            single_run=single,
-                        )
+                        result = measure(single_run=single)
                     results.append(result)
                 except (KeyError, ValueError) as exc:
                     console.print(f"[red]{exc.args[0]}[/]")
