@@ -106,12 +106,18 @@ def config_hash(config: RunConfig) -> str:
     their resolved path. A configuration without either hashes exactly as before this rule.
 
     The device is not part of it, like the data root and the worker count: where a run trains is a choice
-    of how, not of what (a run started on a GPU may be resumed on a CPU); ``done.json`` records it."""
+    of how, not of what (a run started on a GPU may be resumed on a CPU); ``done.json`` records it.
+
+    The model entry's ``revision`` enters when it is above 0: an entry whose architecture was corrected
+    names new runs, and runs trained before the correction (and baselines made from them) no longer match."""
     return _hash(config, frozenset())
 
 
 def _hash(config: RunConfig, seen: frozenset[str]) -> str:
     data = config.to_dict()
+    revision = _model_revision(config.model)
+    if revision:
+        data["model_revision"] = revision
     data.pop("data_root", None)
     data.pop("workers", None)
     if data.get("init_from"):
@@ -119,6 +125,13 @@ def _hash(config: RunConfig, seen: frozenset[str]) -> str:
     if data.get("distill"):
         data["distill"]["teacher"] = run_identity(data["distill"]["teacher"], seen)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _model_revision(name: str) -> int:
+    try:
+        return zoo.get_entry(name).revision
+    except KeyError:  # a run of a model this version does not know: its hash is all it has
+        return 0
 
 
 def run_identity(folder: str | Path, seen: frozenset[str] = frozenset()) -> str:

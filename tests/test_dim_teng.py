@@ -8,20 +8,61 @@ from torch import nn
 
 import zoo
 from zoo.layers.scan_order import scan_permutation
-from zoo.models.dim_teng import DiMBlock
+from zoo.models.dim_teng import DiMBlock, cyclic_block_scans, official_block_scans
 
 
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_schedule_follows_section_3_2():
+def test_schedule_is_the_official_codes():
+    # the official configs' block schedules (depth 25: S/2 on CIFAR-10; depth 49: L/2 and H/2)
+    assert official_block_scans("1234", 25) == "1234123412341432143214321"
+    assert official_block_scans("1234", 49) == "1234123412341234123412341432143214321432143214321"
+    assert official_block_scans("12", 9) == "121212121" and official_block_scans("1", 9) == "1" * 9
+    assert cyclic_block_scans("1234", 6) == "123412"
     model = zoo.create_model("dim-teng-tiny")
-    assert model.block_orders() == ["row", "row_reversed", "col", "col_reversed", "row"]
-    assert zoo.create_model("dim-teng-tiny", scan_patterns="12").block_orders()[:3] == ["row", "row_reversed", "row"]
-    assert set(zoo.create_model("dim-teng-tiny", scan_patterns="1").block_orders()) == {"row"}
-    with pytest.raises(ValueError, match="pattern numbers"):
-        zoo.create_model("dim-teng-tiny", scan_patterns="15")
+    assert model.block_scans == ["row", "row_reversed", "col", "row_reversed", "row"]  # 12321
+    assert set(zoo.create_model("dim-teng-tiny", scan_patterns="1").block_scans) == {"row"}
+    assert zoo.create_model("dim-teng-tiny", block_scans="44444").block_scans == ["col_reversed"] * 5
+    for bad in (dict(scan_patterns="15"), dict(block_scans="1234")):
+        with pytest.raises(ValueError, match="pattern numbers|patterns for 5 blocks"):
+            zoo.create_model("dim-teng-tiny", **bad)
+    with pytest.raises(ValueError, match="earlier blocks"):
+        zoo.create_model("dim-teng-tiny", skips={2: (3,)})
+
+
+def test_the_schedule_changes_what_a_model_with_the_same_weights_computes():
+    torch.manual_seed(0)
+    official = zoo.create_model("dim-teng-tiny", depth=9).eval()
+    cyclic = zoo.create_model("dim-teng-tiny", depth=9, block_scans=cyclic_block_scans("1234", 9)).eval()
+    cyclic.load_state_dict(official.state_dict())
+    x, t, y = torch.randn(1, 3, 8, 8), torch.tensor([500]), torch.tensor([1])
+    with torch.no_grad():
+        a, b = official(x, t, y), cyclic(x, t, y)
+    assert (a - b).abs().max() > 1e-3 * a.abs().max()
+
+
+def test_rho_padding_cycles_the_tokens_along_the_pad_positions():
+    from zoo.layers.padding import EndOfLinePadding
+
+    h, w, k = 2, 4, 3
+    lateral, rho = EndOfLinePadding(1, k), EndOfLinePadding(1, k, layout="rho")
+    with torch.no_grad():
+        lateral.tokens.copy_(torch.arange(k, dtype=torch.float)[:, None] + 100)
+        rho.tokens.copy_(lateral.tokens)
+    x = torch.zeros(1, h * w, 1)
+    grid_l = lateral.pad(x, h, w).reshape(h + k, w + k)
+    grid_r = rho.pad(x, h, w).reshape(h + k, w + k)
+    pads = grid_r[grid_r >= 100] - 100  # row-major pad positions of the rho layout: 0, 1, 2, 0, 1, 2, ...
+    assert pads.tolist() == [i % k for i in range(len(pads))]
+    assert torch.equal(grid_l[:h], grid_r[:h])  # right-hand columns agree
+    assert grid_l[h:].eq(torch.arange(k)[:, None] + 100).all()  # lateral: row h + i is token i
+    real = torch.randn(1, h * w, 1)
+    assert torch.equal(rho.unpad(rho.pad(real, h, w), h, w), real)
+    assert (
+        zoo.create_model("dim-teng-tiny", pad_layout="rho")(x.new_zeros(1, 3, 8, 6), torch.tensor([1])).shape[-1] == 6
+    )
 
 
 class _CumSum(nn.Module):
@@ -95,6 +136,16 @@ def test_ablation_switches_remove_their_parts():
         assert model(x, t, y).shape == x.shape
 
 
+def test_cifar10_entry_keeps_the_official_label_table():
+    with torch.device("meta"):
+        model = zoo.create_model("dim-teng-s/2-cifar10")
+    assert _count(model) == 50_568_716  # configs/cifar10_S_DiM.py: num_embeds_ada_norm=10, trained unconditionally
+    assert (
+        model.label_token.num_embeddings == 11 and zoo.get_entry("dim-teng-s/2-cifar10").inputs.conditioning == "none"
+    )
+    assert zoo.get_entry("dim-teng-h/2-512").config["pad_layout"] == "rho"
+
+
 def test_wide_models_merge_skips_with_two_linears():
     with torch.device("meta"):
         model = zoo.create_model("dim-teng-h/2")
@@ -108,8 +159,8 @@ def test_non_square_and_other_resolutions():
     for shape in ((8, 12), (16, 16), (4, 6)):
         x = torch.randn(1, 3, *shape)
         assert model(x, torch.tensor([1]), torch.tensor([0])).shape == x.shape
-    with pytest.raises(ValueError, match="class-conditional"):
-        model(torch.randn(1, 3, 8, 8), torch.tensor([1]))
+    x = torch.randn(1, 3, 8, 8)  # no labels: the null class, as the official code does
+    assert torch.equal(model(x, torch.tensor([1])), model(x, torch.tensor([1]), torch.tensor([10])))
     with torch.device("meta"):  # 3840x2160 image -> 270x480 latent on the paper's 512-px model
         big = zoo.create_model("dim-teng-h/2-512")
         out = big(torch.empty(1, 4, 270, 480), torch.zeros(1), torch.zeros(1, dtype=torch.long))

@@ -45,6 +45,9 @@ class InputSpec:
     num_classes: int = 0
     caption_tokens: int = 0  # text models: caption embeddings (B, caption_tokens, caption_channels)
     caption_channels: int = 0
+    # 0: an image model, x (B, C, H, W); else a video model, x (B, C, T, H, W), trained on clips of this many
+    # frames (the clip length bench uses when none is given; any T runs)
+    frames: int = 0
 
     @property
     def spatial_factor(self) -> int:
@@ -60,6 +63,9 @@ class ModelEntry:
     inputs: InputSpec
     paper: PaperInfo | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # raised whenever what the entry computes changes (same name, same options, another function), so that
+    # runs trained and baselines measured before no longer match it (it enters the run config hash)
+    revision: int = 0
 
     def build(self, **overrides: Any) -> nn.Module:
         _check_overrides(self, overrides)
@@ -77,13 +83,14 @@ def register(
     inputs: InputSpec,
     paper: PaperInfo | None = None,
     tags: tuple[str, ...] = (),
+    revision: int = 0,
 ) -> ModelEntry:
-    """Add a configuration; names are unique and lower-case."""
+    """Add a configuration; names are unique and lower-case. ``revision``: see ``ModelEntry``."""
     if name != name.lower():
         raise ValueError(f"registry names are lower-case: {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    entry = ModelEntry(name, family, builder, dict(config), inputs, paper, tags)
+    entry = ModelEntry(name, family, builder, dict(config), inputs, paper, tags, revision)
     _REGISTRY[name] = entry
     return entry
 

@@ -1,39 +1,48 @@
 """DiM: Diffusion Mamba for Efficient High-Resolution Image Synthesis (Teng et al., 2024).
 
-Read top to bottom: block -> model -> registry entries. The paper's Sec. 3.2 designs, each a constructor
-switch (the rows of its Tables 4 and 6):
+Read top to bottom: schedules -> block -> model -> registry entries. The paper's Sec. 3.2 designs, each a
+constructor switch (the rows of its Tables 4 and 6):
 
-- ``scan_patterns``: the scan order of each block cycles through these (paper numbering, Fig. 2:
-  1 = row-major, 2 = reversed row-major, 3 = column-major, 4 = reversed column-major), block i using
-  ``scan_patterns[i % len]``, as Sec. 3.2 describes. ``"1234"`` is the full model, ``"12"`` and ``"1"``
-  Table 6's ablations.
+- ``scan_patterns``: the scan orders the blocks switch between (paper numbering, Fig. 2: 1 = row-major,
+  2 = reversed row-major, 3 = column-major, 4 = reversed column-major). ``"1234"`` is the full model, ``"12"``
+  and ``"1"`` Table 6's ablations.
 - ``pad_tokens``: learnable end-of-line tokens after every row and column (``zoo.layers.padding``).
 - ``local_conv``: a 3x3 depthwise conv after the patch embedding and one before the output layer.
 - ``long_skip``: U-Net style skips from the first half of the blocks to the second half (last in, first out).
 - ``final_conv`` (off, as in DiM; WD-Mamba turns it on): a 3x3 conv on the unpatchified output.
 
-Choices taken from the official code (tyshiwo1/DiM-DiffusionMamba) where the paper is silent or vague:
+The block layout is data, passed to the constructor: ``block_scans`` (the pattern of every block, a string
+of digits) and ``skips`` (which earlier blocks' outputs each merging block receives). By default they are
+the official code's (tyshiwo1/DiM-DiffusionMamba, ``adapter_attn4mamba.py`` and ``mamba_2d.py``): block 0
+uses pattern 1 and sits outside the U; the K encoder blocks cycle forward through the patterns starting at
+the second, the K decoder blocks cycle backward and the last block returns to pattern 1 (depth 25 with
+"1234": ``1234123412341432143214321``); decoder block ``2K + 1 - j`` merges encoder block ``j``. The paper's
+Sec. 3.2 reads as a plain cycle (``1234 1234 ...``), which ``cyclic_block_scans`` gives for a variant;
+WD-Mamba passes its W-Net layout.
 
-- Sequence: [time token, class token (conditional models), 3 learned "split" tokens, padded grid]. The time
-  token is the raw sinusoid of width d (U-ViT's convention, which the paper cites for its tokens; the paper
-  text says "fully-connected layers"), the class token a table of ``num_classes + 1`` rows (last row = null
-  class for CFG). Prefix tokens stay in front in every scan order.
+Choices taken from the official code where the paper is silent or vague:
+
+- Sequence: [time token, class token (models with a label table), 3 learned "split" tokens, padded grid].
+  The time token is the raw sinusoid of width d (U-ViT's convention, which the paper cites for its tokens;
+  the paper text says "fully-connected layers"), the class token a table of ``num_classes + 1`` rows (last
+  row = null class for CFG; without labels every sample gets the null class, as the code does: its
+  unconditional CIFAR-10 model keeps a 10-class table). Prefix tokens stay in front in every scan order.
 - A learned positional embedding (zeros at init) over prefix + grid; for another grid size its patch part
   is bilinearly resized. Mamba-1 mixers with d_state 16, d_conv 3, expand 2, no in/out projection bias;
   three padding tokens per line (= d_conv, so a line's first token never sees the previous line through
-  the conv).
+  the conv), laid out as the code's ``lateral`` (256 px, CIFAR-10) or ``rho_pad`` (512 px) schedule.
 - Conditioning also through adaLN-single (PixArt): a global (shift, scale, gate) from the timestep MLP plus a
   second class table, added to a per-block learned (3, d) table; RMSNorm; residual x + (1 + gate) * mixer.
   No MLP in the blocks. The final layer: RMSNorm modulated by (shift, scale) from the time sinusoid plus the
   class token, then Linear to patch pixels. Noise prediction only.
 - Skip merge at the entry of a decoder block: Linear(2d -> d) on the concatenation for d <= 512, two d x d
-  Linears summed for larger widths. Block 0 is outside the U: 1 + K encoder + K decoder blocks.
+  Linears summed for larger widths.
 
 Our own choice: the residual stream is always kept in row-major order on the padded grid; each block
-permutes its normalised input into the block's scan order and its mixer output back. Skips therefore merge
-token-wise for any schedule (the official code needs a special schedule for that), and the model's output
-does not depend on the internal order (tested). Parameter counts follow the code's configs: 50.6 / 386.1 /
-862.4 M for S / L / H against the paper's rounded 50 / 380 / 860 M (+1.2 / +1.6 / +0.3 %).
+permutes its normalised input into the block's scan order and its mixer output back. The official code
+permutes the residual stream itself from block to block; every operation outside the mixer is token-wise,
+so both compute the same function, and skips merge token-wise for any schedule. Parameter counts follow
+the code's configs: 50.6 / 386.1 / 862.4 M for S / L / H against the paper's rounded 50 / 380 / 860 M.
 """
 
 from __future__ import annotations
@@ -54,6 +63,37 @@ from zoo.registry import InputSpec, PaperInfo, register
 
 SCAN_PATTERNS = {"1": "row", "2": "row_reversed", "3": "col", "4": "col_reversed"}  # paper Fig. 2 numbering
 NUM_SPLIT_TOKENS = 3
+Skips = dict[int, tuple[int, ...]]  # merging block -> the earlier blocks whose outputs it receives (summed)
+
+
+def official_block_scans(patterns: str, depth: int) -> str:
+    """The official code's schedule (``_init_scan_patterns`` with ``encoder_start_blk_id=1``): block 0 on the
+    first pattern; encoder blocks step forward through the patterns, decoder blocks step backward (the middle
+    block of an even-length U repeating its neighbour's step back), the last block back on the first pattern."""
+    k, encoder_start = len(patterns), 1
+    middle = encoder_start + (depth - encoder_start) // 2
+    step, scans = 0, []
+    for i in range(depth):
+        if i < encoder_start or i == depth - 1:
+            step = 0
+        elif i < middle:
+            step = (step + 1) % k
+        elif i > middle or (depth - encoder_start) % 2 == 0:
+            step = (step - 1) % k
+        scans.append(patterns[step])
+    return "".join(scans)
+
+
+def cyclic_block_scans(patterns: str, depth: int) -> str:
+    """Block i on pattern ``i % len(patterns)``: the plain cycle the paper's Sec. 3.2 describes."""
+    return "".join(patterns[i % len(patterns)] for i in range(depth))
+
+
+def u_net_skips(depth: int) -> Skips:
+    """The official U: block 0 outside it, blocks 1..K keep their outputs, block 2K + 1 - j merges block j."""
+    if depth % 2 == 0:
+        raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
+    return {depth - j: (j,) for j in range(1, (depth - 1) // 2 + 1)}
 
 
 class DiMBlock(nn.Module):
@@ -98,7 +138,10 @@ class DiMTeng(nn.Module):
         depth: int = 49,
         num_classes: int = 1000,
         scan_patterns: str = "1234",
+        block_scans: str | None = None,
+        skips: Skips | None = None,
         pad_tokens: bool = True,
+        pad_layout: str = "lateral",
         local_conv: bool = True,
         long_skip: bool = True,
         final_conv: bool = False,
@@ -107,14 +150,21 @@ class DiMTeng(nn.Module):
         expand: int = 2,
     ):
         super().__init__()
-        unknown = set(scan_patterns) - set(SCAN_PATTERNS)
-        if not scan_patterns or unknown:
-            raise ValueError(f"scan_patterns is a string of pattern numbers 1-4 (e.g. '1234'), got {scan_patterns!r}")
+        for name, value in (("scan_patterns", scan_patterns), ("block_scans", block_scans or "1")):
+            if not value or set(value) - set(SCAN_PATTERNS):
+                raise ValueError(f"{name} is a string of pattern numbers 1-4 (e.g. '1234'), got {value!r}")
+        block_scans = block_scans or official_block_scans(scan_patterns, depth)
+        if len(block_scans) != depth:
+            raise ValueError(f"block_scans gives {len(block_scans)} patterns for {depth} blocks")
+        skips = (u_net_skips(depth) if skips is None else dict(skips)) if long_skip else {}
+        if any(not 0 <= j < i for i, sources in skips.items() for j in sources):
+            raise ValueError(f"skips must map a block to earlier blocks, got {skips}")
         d = hidden_size
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.num_classes = num_classes
-        self.conditional = num_classes > 0
-        self.scan_patterns = [SCAN_PATTERNS[p] for p in scan_patterns]
+        self.conditional = num_classes > 0  # has a label table (may still be trained without labels)
+        self.block_scans = [SCAN_PATTERNS[p] for p in block_scans]
+        self.skips = skips
         self.grid = input_size // patch_size
         self.prefix = 1 + int(self.conditional) + NUM_SPLIT_TOKENS
 
@@ -126,17 +176,15 @@ class DiMTeng(nn.Module):
         self.first_conv = nn.Conv2d(d, d, 3, padding=1, groups=d) if local_conv else None
         self.last_conv = nn.Conv2d(d, d, 3, padding=1, groups=d) if local_conv else None
         # Sec. 3.2 "learnable padding token": end-of-line tokens, as many as the conv width
-        self.padding = EndOfLinePadding(d, num_tokens=d_conv) if pad_tokens else None
+        self.padding = EndOfLinePadding(d, num_tokens=d_conv, layout=pad_layout) if pad_tokens else None
 
         # adaLN-single (code): global (shift, scale, gate) from time MLP + a second class table
         self.t_embedder = TimestepEmbedder(d)
         self.label_adaln = nn.Embedding(num_classes + 1, d) if self.conditional else None
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 3 * d))
 
-        self.long_skip = long_skip
         mamba_kwargs = dict(d_state=d_state, d_conv=d_conv, expand=expand)
-        merging = self.skip_merging_blocks(depth)
-        self.blocks = nn.ModuleList(DiMBlock(d, i in merging, mamba_kwargs) for i in range(depth))
+        self.blocks = nn.ModuleList(DiMBlock(d, i in skips, mamba_kwargs) for i in range(depth))
         self.final_conv = nn.Conv2d(in_channels, in_channels, 3, padding=1) if final_conv else None
 
         self.norm_final = nn.RMSNorm(d, eps=1e-5)
@@ -160,27 +208,19 @@ class DiMTeng(nn.Module):
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
 
-    def skip_merging_blocks(self, depth: int) -> set[int]:
-        """Blocks that merge a long skip: the decoder half. Block 0 is outside the U (1 + K + K blocks)."""
-        if depth % 2 == 0:
-            raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
-        return set(range(depth - (depth - 1) // 2, depth)) if self.long_skip else set()
-
     def run_blocks(self, x: Tensor, cond: Tensor, perms: dict[str, Tensor]) -> Tensor:
-        """The U: blocks 1..K keep their outputs, blocks K+1..2K merge them last in, first out."""
-        skips: list[Tensor] = []
-        merging = self.skip_merging_blocks(len(self.blocks))
-        for i, (block, order) in enumerate(zip(self.blocks, self.block_orders(), strict=True)):
-            if i in merging:
-                x = block.merge_skip(x, skips.pop())
+        """Every block in turn, in its scan order; a block in ``skips`` first merges the sum of its sources'
+        outputs (kept only while a later block still needs them)."""
+        last_use = {j: i for i, sources in self.skips.items() for j in sources}
+        kept: dict[int, Tensor] = {}
+        for i, (block, order) in enumerate(zip(self.blocks, self.block_scans, strict=True)):
+            if i in self.skips:
+                first, *rest = (kept.pop(j) if last_use[j] == i else kept[j] for j in self.skips[i])
+                x = block.merge_skip(x, sum(rest, first))
             x = block(x, cond, self.prefix, None if order == "row" else perms[order])
-            if merging and 1 <= i < min(merging):
-                skips.append(x)
+            if i in last_use:
+                kept[i] = x
         return x
-
-    def block_orders(self) -> list[str]:
-        """Scan order of each block (Sec. 3.2: row, reversed row, column, reversed column, then again)."""
-        return [self.scan_patterns[i % len(self.scan_patterns)] for i in range(len(self.blocks))]
 
     def _depthwise(self, conv: nn.Conv2d | None, x: Tensor, h: int, w: int) -> Tensor:
         if conv is None:
@@ -191,8 +231,8 @@ class DiMTeng(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "input")
         b, d = x.shape[0], self.pos_embed.shape[-1]
-        if self.conditional and y is None:
-            raise ValueError("this DiM is class-conditional: pass labels y (num_classes = null class)")
+        if self.conditional and y is None:  # no labels: the null class for all (the code's unconditional use)
+            y = torch.full((b,), self.num_classes, dtype=torch.long, device=x.device)
         time_token = timestep_embedding(t, d).to(x.dtype)
         tokens = [time_token[:, None]]
         if self.conditional:
@@ -214,7 +254,7 @@ class DiMTeng(nn.Module):
             c = c + self.label_adaln(y)
         cond = self.t_block(c)
 
-        perms = {order: scan_permutation(gh, gw, order).to(x.device) for order in set(self.scan_patterns)}
+        perms = {order: scan_permutation(gh, gw, order).to(x.device) for order in set(self.block_scans)}
         x_seq = self.run_blocks(x_seq, cond, perms)
 
         grid = x_seq[:, self.prefix :]
@@ -228,6 +268,9 @@ class DiMTeng(nn.Module):
 
 
 _PAPER = "Teng et al. 2024 (DiM)"
+# 1: the official code's block schedule, rho padding at 512 px and the CIFAR-10 label table (issue #14);
+# before, blocks cycled 1234..., 512 px used lateral padding and the CIFAR-10 model had no label table
+_REVISION = 1
 _IMAGENET = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000)
 _TABLE1 = "Table 1 (GFLOPs at a 32x32 input, batch 1)"
 _ROUNDED = 0.02  # the paper rounds to 50 / 380 / 860 M; the official configs give 50.6 / 386.1 / 862.4 M
@@ -238,8 +281,10 @@ _GFLOPS_NOTE = (
 register(
     "dim-teng-s/2-cifar10",
     family="dim-teng",
+    revision=_REVISION,
     builder=DiMTeng,
-    config=dict(input_size=32, patch_size=2, in_channels=3, hidden_size=512, depth=25, num_classes=0),
+    # configs/cifar10_S_DiM.py: trained unconditionally (mode 'uncond') with a 10-class label table kept
+    config=dict(input_size=32, patch_size=2, in_channels=3, hidden_size=512, depth=25, num_classes=10),
     inputs=InputSpec(in_channels=3, latent=False, image_size=32, conditioning="none"),
     paper=PaperInfo(
         _PAPER, _TABLE1, params_m=50, gflops=12, gflops_image_size=32, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
@@ -248,6 +293,7 @@ register(
 register(
     "dim-teng-l/2",
     family="dim-teng",
+    revision=_REVISION,
     builder=DiMTeng,
     config=dict(hidden_size=1024, depth=49),
     inputs=_IMAGENET,
@@ -258,6 +304,7 @@ register(
 register(
     "dim-teng-h/2",
     family="dim-teng",
+    revision=_REVISION,
     builder=DiMTeng,
     config=dict(hidden_size=1536, depth=49),
     inputs=_IMAGENET,
@@ -268,14 +315,16 @@ register(
 register(
     "dim-teng-h/2-512",
     family="dim-teng",
+    revision=_REVISION,
     builder=DiMTeng,
-    config=dict(input_size=64, hidden_size=1536, depth=49),
+    config=dict(input_size=64, hidden_size=1536, depth=49, pad_layout="rho"),  # configs/imagenet512_H_DiM_ft.py
     inputs=InputSpec(in_channels=4, latent=True, image_size=512, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Sec. 4.1 (fine-tuned at 512 px)", params_m=860, params_tolerance=_ROUNDED),
 )
 register(
     "dim-teng-tiny",
     family="dim-teng",
+    revision=_REVISION,
     builder=DiMTeng,
     config=dict(input_size=8, patch_size=2, in_channels=3, hidden_size=64, depth=5, num_classes=10),
     inputs=InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10),

@@ -26,9 +26,7 @@ the published number equals the code built with 1000 classes (462.6 M).
 
 from __future__ import annotations
 
-from torch import Tensor
-
-from zoo.models.dim_teng import DiMTeng
+from zoo.models.dim_teng import DiMTeng, Skips, cyclic_block_scans
 from zoo.registry import InputSpec, PaperInfo, register
 
 W_NET = "enc6,mid1,dec6,enc6,mid1,dec6"
@@ -51,8 +49,30 @@ def parse_stages(stages: str) -> list[tuple[str, int]]:
     return parsed
 
 
+def w_net_skips(stages: list[tuple[str, int]]) -> Skips:
+    """Decoder k's blocks receive encoder k's block outputs mirror-wise, plus those of every earlier encoder at
+    the same mirrored position (Sec. 3.2: "skip connections link each Mamba encoder to the decoders")."""
+    encoders: dict[int, list[int]] = {}  # encoder number -> its block indices
+    skips: Skips = {}
+    seen = {"enc": 0, "mid": 0, "dec": 0}
+    block = 0
+    for kind, count in stages:
+        seen[kind] += 1
+        number = seen[kind]
+        for index in range(count):
+            if kind == "enc":
+                encoders.setdefault(number, []).append(block)
+            elif kind == "dec":
+                mirror = len(encoders[number]) - 1 - index
+                skips[block] = tuple(encoders[e][mirror] for e in (number, *range(1, number)))
+            block += 1
+    return skips
+
+
 class WDMamba(DiMTeng):
-    """``model(x, t, y=None)`` -> noise prediction; ``stages`` sets the W-Net, U-Net or half-U layout."""
+    """``model(x, t, y=None)`` -> noise prediction; ``stages`` sets the W-Net, U-Net or half-U layout. DiM's
+    model with another block layout: the skips of ``w_net_skips`` and DiM's scan patterns cycled block by block
+    (the public code computes DiM's schedule for a depth it does not build; the paper gives none)."""
 
     def __init__(
         self,
@@ -62,44 +82,17 @@ class WDMamba(DiMTeng):
         in_channels: int = 4,
         hidden_size: int = 1536,
         num_classes: int = 0,
+        scan_patterns: str = "1234",
         **dim_options,
     ):
-        self.stages = parse_stages(stages)
-        depth = sum(n for _, n in self.stages)
+        layout = parse_stages(stages)
+        depth = sum(n for _, n in layout)
         super().__init__(
             input_size=input_size, patch_size=patch_size, in_channels=in_channels, hidden_size=hidden_size,
-            depth=depth, num_classes=num_classes, final_conv=True, **dim_options,
+            depth=depth, num_classes=num_classes, final_conv=True, scan_patterns=scan_patterns,
+            block_scans=cyclic_block_scans(scan_patterns, depth), skips=w_net_skips(layout), **dim_options,
         )  # fmt: skip
-
-    def _stage_of_block(self) -> list[tuple[str, int, int]]:
-        """(kind, stage number among its kind, index inside the stage) for every block."""
-        out, seen = [], {"enc": 0, "mid": 0, "dec": 0}
-        for kind, count in self.stages:
-            seen[kind] += 1
-            out += [(kind, seen[kind], i) for i in range(count)]
-        return out
-
-    def skip_merging_blocks(self, depth: int) -> set[int]:
-        if not self.long_skip:
-            return set()
-        return {i for i, (kind, _, _) in enumerate(self._stage_of_block()) if kind == "dec"}
-
-    def run_blocks(self, x: Tensor, cond: Tensor, perms: dict[str, Tensor]) -> Tensor:
-        kept: dict[int, list[Tensor]] = {}  # encoder number -> its block outputs
-        layout = self._stage_of_block()
-        orders = self.block_orders()
-        for i, block in enumerate(self.blocks):
-            kind, number, index = layout[i]
-            if kind == "dec" and self.long_skip:
-                mirror = len(kept[number]) - 1 - index
-                skip = kept[number][mirror]
-                for earlier in range(1, number):  # encoder 1 also reaches decoder 2 (Sec. 3.2)
-                    skip = skip + kept[earlier][mirror]
-                x = block.merge_skip(x, skip)
-            x = block(x, cond, self.prefix, None if orders[i] == "row" else perms[orders[i]])
-            if kind == "enc":
-                kept.setdefault(number, []).append(x)
-        return x
+        self.stages = layout
 
 
 _PAPER = "Polamreddy et al. (WD-Mamba)"
