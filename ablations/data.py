@@ -9,6 +9,7 @@ the trainer, so FID reference images come from exactly the same pipeline.
 - ``celeba``: ``<root>/celeba/img_align_celeba/*.jpg`` + ``list_eval_partition.txt``; cropped then resized.
 - ``imagenet``: ``<root>/imagenet/{train,val}/<wnid>/*.JPEG`` (ImageFolder), ADM/DiT centre crop.
 - ``latents:<dir>``: shards written by ``ablations latents`` (VAE moments; see ``ablations.latents``).
+- ``videoshapes``, ``ucf101``: video clips (3, T, H, W), see ``ablations.video_data``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 from zoo import settings
 
 DATASETS = ("builtin", "cifar10", "celeba", "imagenet")
+VIDEO_DATASETS = ("videoshapes", "ucf101")  # ablations.video_data (imported when used)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
@@ -242,9 +244,15 @@ class ImageNet(Dataset):
         return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), label
 
 
-def open_dataset(name: str, root: str | Path | None = None, size: int = 32, split: str = "train") -> Dataset:
-    """A data set by name at ``size`` pixels. Missing files raise ``DatasetMissing`` naming the fix."""
+def open_dataset(name: str, root: str | Path | None = None, size: int = 32, split: str = "train", frames: int = 16,
+                 interval: int | None = None) -> Dataset:  # fmt: skip
+    """A data set by name at ``size`` pixels. Missing files raise ``DatasetMissing`` naming the fix. ``frames``
+    and ``interval`` apply to the video sets only (``ablations.video_data.open_video_dataset``)."""
     root = Path(root) if root is not None else default_data_root()
+    if name in VIDEO_DATASETS:
+        from ablations.video_data import open_video_dataset
+
+        return open_video_dataset(name, root, size, frames, interval, split)
     if name == "builtin":
         return BuiltinShapes(size=size, seed=0 if split == "train" else 1)
     if name == "cifar10":
@@ -255,12 +263,17 @@ def open_dataset(name: str, root: str | Path | None = None, size: int = 32, spli
         return CelebA(root, split, size=size)
     if name == "imagenet":
         return ImageNet(root, split, size=size)
-    raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or latents:<dir>")
+    known = ", ".join((*DATASETS, *VIDEO_DATASETS))
+    raise ValueError(f"unknown data set {name!r}; choose one of {known} or latents:<dir>")
 
 
 def dataset_present(name: str, root: str | Path | None = None) -> bool:
     """Whether ``open_dataset(name, root)`` would find its files (cheap: no image is decoded)."""
     root = Path(root) if root is not None else default_data_root()
+    if name in VIDEO_DATASETS:
+        from ablations.video_data import video_dataset_present
+
+        return video_dataset_present(name, root)
     return {
         "builtin": lambda: True,
         "cifar10": lambda: (root / "cifar-10-batches-py" / "data_batch_1").is_file(),

@@ -188,9 +188,11 @@ class FeatureStats:
     count: int
 
     @classmethod
-    def of(cls, features: Tensor) -> FeatureStats:
+    def of(cls, features: Tensor, population: bool = False) -> FeatureStats:
+        """Statistics of (N, D) features; ``population``: the covariance divides by N, not N - 1 (StyleGAN-V's
+        FVD statistics)."""
         array = features.double().numpy()
-        return cls(array.mean(axis=0), np.cov(array, rowvar=False), len(array))
+        return cls(array.mean(axis=0), np.cov(array, rowvar=False, bias=population), len(array))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -3,8 +3,9 @@
 Latent models (DiT, DiM-Mo, T2MD at 256+) train on ``vae.encode(x).latent_dist.sample() * scaling_factor``
 (0.18215 for the SD VAE DiT uses). Encoding every image every epoch is the slow part of training, so
 ``write_latent_shards`` stores each image's posterior moments (mean and log-variance, float16) once, also for
-its mirror image when flips are on, and ``LatentShards`` draws a fresh latent from them at each step. The VAE
-is only ever loaded from a local folder: no download at run time.
+its mirror image when flips are on, and ``LatentShards`` draws a fresh latent from them at each step. Video
+clips (B, 3, T, H, W) go through the same functions frame by frame. The VAE is only ever loaded from a local
+folder: no download at run time.
 """
 
 from __future__ import annotations
@@ -43,9 +44,19 @@ def scaling_factor(vae) -> float:
     return float(getattr(vae.config, "scaling_factor", 0.18215))
 
 
+def _per_frame(fn, x: Tensor) -> Tensor:
+    """``fn`` on the frames of clips (B, C, T, H, W) as one image batch, back to (B, C', T, H', W')."""
+    b, c, t = x.shape[:3]
+    out = fn(x.transpose(1, 2).reshape(b * t, c, *x.shape[3:]))
+    return out.view(b, t, *out.shape[1:]).transpose(1, 2)
+
+
 @torch.no_grad()
 def encode_moments(vae, images: Tensor) -> Tensor:
-    """Posterior moments (B, 2C, h, w) = (mean, logvar) of uint8 images (B, 3, H, W)."""
+    """Posterior moments (B, 2C, h, w) = (mean, logvar) of uint8 images (B, 3, H, W); clips (B, 3, T, H, W)
+    are encoded frame by frame into (B, 2C, T, h, w) (Mo & Tian Sec. 3.5: each frame's latent)."""
+    if images.dim() == 5:
+        return _per_frame(lambda frames: encode_moments(vae, frames), images)
     x = images.to(next(vae.parameters()).device, torch.float32) / 127.5 - 1
     dist = vae.encode(x).latent_dist
     return torch.cat([dist.mean, dist.logvar], dim=1)
@@ -60,7 +71,9 @@ def sample_latent(moments: Tensor, scale: float, generator: torch.Generator | No
 
 @torch.no_grad()
 def decode(vae, latents: Tensor) -> Tensor:
-    """uint8 images (B, 3, H, W) from scaled latents."""
+    """uint8 images (B, 3, H, W) from scaled latents; latent clips (B, C, T, h, w) frame by frame."""
+    if latents.dim() == 5:
+        return _per_frame(lambda frames: decode(vae, frames), latents)
     x = vae.decode(latents.to(next(vae.parameters()).device) / scaling_factor(vae)).sample
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 

@@ -9,6 +9,7 @@ test or a job can set it at any time.
 | ``MAMBABENCH_RUNS`` | ``./mambabench-runs`` | where ``ablations run`` keeps table runs (``--runs`` wins) |
 | ``MAMBABENCH_DATA`` | ``./data`` | where data sets are looked for (``--data-root`` wins) |
 | ``MAMBABENCH_INCEPTION`` | unset | the FID Inception weights file (``--inception`` wins) |
+| ``MAMBABENCH_I3D`` | unset | the FVD I3D weights, StyleGAN-V's ``i3d_torchscript.pt`` (``--i3d`` wins) |
 | ``MAMBABENCH_DEBUG`` | unset | ``1``: a failing command shows its traceback instead of one line |
 """
 
@@ -50,6 +51,10 @@ def data_dir() -> Path:
 
 def inception_weights() -> str | None:
     return os.environ.get("MAMBABENCH_INCEPTION") or None
+
+
+def i3d_weights() -> str | None:
+    return os.environ.get("MAMBABENCH_I3D") or None
 
 
 def debug() -> bool:
