@@ -1,6 +1,6 @@
 """One benchmark case in its own process: ``python -m bench.case --model M --res R --metric flops|latency|memory``
-prints one JSON row. ``bench sweep`` runs every case this way, so an out-of-memory kill or a crash ends
-only that case."""
+prints one JSON row (``R``: ``WxH``, or ``TxWxH`` for a clip of a video entry). ``bench sweep`` runs every
+case this way, so an out-of-memory kill or a crash ends only that case."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def run_case(model: str, res: str, metric: str, batch: int, device: str, dtype: 
     if metric == "flops":
         c = count_flops(model, resolution, batch)
         return {"gmacs": c.macs / 1e9, "gflops": c.flops / 1e9, "params_m": c.params / 1e6,
-                "tokens": c.input_shape[2] * c.input_shape[3] // c.patch_size**2, "seq_len": c.seq_len}  # fmt: skip
+                "tokens": c.tokens, "seq_len": c.seq_len}  # fmt: skip
     if metric == "latency":
         r = measure_latency(model, resolution, batch, device, dtype, threads, min_time=min_time)
         backends = ";".join(f"{k}={v}" for k, v in sorted(r.backends.items()))

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from bench.flops import FlopCount, count_flops
 from bench.fvcore_counter import fvcore_macs
-from bench.inputs import parse_resolution
+from bench.inputs import Resolution, case_resolution, parse_resolution
 from bench.latency import measure_latency
 from bench.sweep import METRICS, RETRIED, SweepSettings, row_measurements, run_case_subprocess, run_sweep
 from results.cli_errors import run_app
@@ -23,7 +23,7 @@ from results.store import STORE_RULE, Measurement, ResultsStore
 
 app = typer.Typer(help="Cost of any registry entry at any resolution: FLOPs, latency, memory, sweeps, paper tables.",
                   no_args_is_help=True)  # fmt: skip
-console = Console(width=max(Console().width, 110))
+console = Console(width=max(Console().width, 120))  # a video row of `bench flops` needs ~120
 
 
 def _check_device(device: str) -> None:
@@ -46,6 +46,8 @@ def _check_device(device: str) -> None:
 STORE = typer.Option(None, "--store", help=f"Results store ({STORE_RULE}).")
 _CLUSTER = cluster_cli_options()
 NO_STORE = typer.Option(False, "--no-store", help="Do not record the rows in the results store.")
+FRAMES = typer.Option([], "--frames", help="Video entries: frames per clip, repeat for several (default: the "
+                      "entry's own clip length, 16 for the XL entries). Rows name a clip TxWxH.")  # fmt: skip
 
 
 def _record(store: Path | None, no_store: bool, rows: list[Measurement], quiet: bool = False) -> None:
@@ -66,6 +68,19 @@ def _check_model(name: str) -> None:
     zoo.get_entry(name)
 
 
+def _cases(models: list[str], res: list[str], frames: list[int]) -> list[tuple[str, Resolution]]:
+    """Every (model, size) case, a video entry's sizes as clips (``case_resolution``), checked before any runs:
+    an unknown model, a bad size or a frame count for an image entry is one line and exit 2."""
+    import zoo
+
+    try:
+        return [(name, case_resolution(zoo.get_entry(name), parse_resolution(r, f)))
+                for name in models for r in res for f in (frames or [None])]  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        console.print(f"[red]{exc.args[0]}[/]", highlight=False)
+        raise typer.Exit(2) from exc
+
+
 def _check_counts(**values: int) -> None:
     bad = [f"--{k} {v}" for k, v in values.items() if v is None or v < 1]
     if bad:
@@ -74,6 +89,9 @@ def _check_counts(**values: int) -> None:
 
 def _share(count: FlopCount, category: str) -> str:
     return f"{100 * count.by_category.get(category, 0) / count.flops:.0f}%" if count.flops else "-"
+
+
+_PX = "px"  # WxH, or TxWxH for a clip of T frames
 
 
 @app.callback()
@@ -87,6 +105,7 @@ def flops_command(
     res: list[str] = typer.Option(["256"], "--res", "-r", help="Image size: 256 or WxH like 3840x2160."),
     batch: int = typer.Option(1, help="Batch size."),
     counter: str = typer.Option("meta", help="meta (ours) or fvcore (also fvcore: a real CPU forward, <= 1 TMAC)."),
+    frames: list[int] = FRAMES,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
     store: Path = STORE,
     no_store: bool = NO_STORE,
@@ -96,15 +115,14 @@ def flops_command(
         raise ValueError(f"--counter must be meta or fvcore, got {counter!r}")
     _check_counts(batch=batch)
     rows, fvcore = [], {}
-    for name in model:
-        for r in res:
-            try:
-                rows.append(count_flops(name, parse_resolution(r), batch))
-                if counter == "fvcore":
-                    fvcore[len(rows) - 1] = fvcore_macs(name, parse_resolution(r), batch, rows[-1].macs)[0]
-            except (KeyError, ValueError) as exc:
-                console.print(f"[red]{exc.args[0]}[/]")
-                raise typer.Exit(2) from exc
+    for name, resolution in _cases(model, res, frames):
+        try:
+            rows.append(count_flops(name, resolution, batch))
+            if counter == "fvcore":
+                fvcore[len(rows) - 1] = fvcore_macs(name, resolution, batch, rows[-1].macs)[0]
+        except (KeyError, ValueError) as exc:
+            console.print(f"[red]{exc.args[0]}[/]")
+            raise typer.Exit(2) from exc
     _record(store, no_store, [
         Measurement(c.model, metric, value, unit, c.resolution, batch, device="meta", source="bench flops",
                     config={"seq_len": c.seq_len, "input_shape": list(c.input_shape)})
@@ -121,11 +139,10 @@ def flops_command(
                               "fvcore_macs": fvcore.get(rows.index(c))}))  # fmt: skip
         return
     table = Table(title=f"Forward cost, batch {batch}, counted on the meta device (MAC = multiply-add; FLOPs = 2 MACs)")
-    for col in ("model", "image px (WxH)", "input", "seq", "params (M)", "GMACs", "GFLOPs", "attention", "scan",
-                "linear", "conv"):  # fmt: skip
-        table.add_column(
-            col, justify="left" if col in ("model", "image px (WxH)", "input") else "right", no_wrap=col == "model"
-        )
+    for col in ("model", _PX, "input", "seq", "params (M)", "GMACs", "GFLOPs", "attn", "scan", "linear",
+                "conv"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", _PX, "input") else "right",
+                         no_wrap=col in ("model", _PX, "input"), overflow="fold")  # fmt: skip
     for c in rows:
         share = partial(_share, c)
         shares = (share("attention"), share("scan"), share("linear"), share("conv"))
@@ -159,6 +176,7 @@ def latency_command(
     cfg: bool = typer.Option(False, "--cfg", help="With --steps: classifier-free guidance (batch doubled)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time not counted)."),
     min_time: float = typer.Option(1.0, help="Repeat until this many seconds (and at least 5 runs)."),
+    frames: list[int] = FRAMES,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
     store: Path = STORE,
     no_store: bool = NO_STORE,
@@ -182,45 +200,42 @@ def latency_command(
 
     _check_counts(threads=threads, batch=batch, **({"steps": steps} if steps is not None else {}))
     _check_device(device)
-    for name in model:
-        _check_model(name)
+    cases = _cases(model, res, frames)
     torch.set_num_threads(threads)
     results = []
     try:
-        for name in model:
-            for r in res:
-                try:
-                    resolution = parse_resolution(r)
-                    measure = partial(measure_latency, name, resolution, batch, device, dtype, threads, steps, cfg,
-                                      compile, min_time)  # fmt: skip
-                    single = False
-                    if device == "cpu" and not compile:
-                        macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
-                        floor_s *= steps or 1
-                        single = floor_s > 30
-                        if not as_json:
-                            note = "; timing one run (warm-up at the model's native size)" if single else ""
-                            console.print(
-                                f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
-                                f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
-                                f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
-                            )
-                    if single and not as_json:
-                        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                      console=console) as progress:  # fmt: skip
-                            task = progress.add_task(f"{name} {resolution}", total=None)
+        for name, resolution in cases:
+            try:
+                measure = partial(measure_latency, name, resolution, batch, device, dtype, threads, steps, cfg,
+                                  compile, min_time)  # fmt: skip
+                single = False
+                if device == "cpu" and not compile:
+                    macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
+                    floor_s *= steps or 1
+                    single = floor_s > 30
+                    if not as_json:
+                        note = "; timing one run (warm-up at the model's native size)" if single else ""
+                        console.print(
+                            f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
+                            f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
+                            f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
+                        )
+                if single and not as_json:
+                    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                  console=console) as progress:  # fmt: skip
+                        task = progress.add_task(f"{name} {resolution}", total=None)
 
-                            def on_block(done: int, total: int, task=task) -> None:
-                                progress.update(task, completed=done, total=total)
+                        def on_block(done: int, total: int, task=task) -> None:
+                            progress.update(task, completed=done, total=total)
 
-                            result = measure(single_run=True, on_block=on_block)
-                    else:
-                        result = measure(single_run=single)
-                    results.append(result)
-                except (KeyError, ValueError) as exc:
-                    console.print(f"[red]{exc.args[0]}[/]")
-                    raise typer.Exit(2) from exc
+                        result = measure(single_run=True, on_block=on_block)
+                else:
+                    result = measure(single_run=single)
+                results.append(result)
+            except (KeyError, ValueError) as exc:
+                console.print(f"[red]{exc.args[0]}[/]")
+                raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: the case in progress was dropped, nothing partial is reported[/]")
         _record(store, no_store, _latency_rows(results), quiet=as_json)  # the finished cases are kept
@@ -231,7 +246,7 @@ def latency_command(
             print(json.dumps(result.as_dict()))
         return
     table = Table(title=f"Latency on {device} ({dtype}, {threads} thread(s)): median of repeated runs after warm-up")
-    for col in ("model", "image px (WxH)", "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs",
+    for col in ("model", _PX, "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs",
                 "backends"):  # fmt: skip
         table.add_column(col, no_wrap=col == "model")
     for r in results:
@@ -317,6 +332,7 @@ def memory_command(
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
     threads: int = typer.Option(1, help="torch intra-op threads."),
     timeout: float = typer.Option(600.0, help="Seconds per case."),
+    frames: list[int] = FRAMES,
     as_json: bool = typer.Option(False, "--json"),
     store: Path = STORE,
     no_store: bool = NO_STORE,
@@ -327,19 +343,17 @@ def memory_command(
 
     _check_counts(threads=threads, batch=batch)
     _check_device(device)
-    for name in model:
-        _check_model(name)
-    resolutions = [str(parse_resolution(r)) for r in res]
+    cases = _cases(model, res, frames)
     settings = SweepSettings(batch, device, dtype, threads, 1.0, timeout)
     rows = []
-    for name in model:
-        for resolution in resolutions:
-            status, detail, values = run_case_subprocess(name, resolution, "memory", settings)
-            if status != "ok":  # the estimate is counted on meta: shown whatever the measurement did
-                values = estimate_row(name, resolution, batch, dtype)
-            rows.append({"model": name, "resolution": resolution, "batch": batch, "device": device, "dtype": dtype,
-                         "threads": threads, "metric": "memory", "status": status, "detail": detail,
-                         **values})  # fmt: skip
+    for name, size in cases:
+        resolution = str(size)
+        status, detail, values = run_case_subprocess(name, resolution, "memory", settings)
+        if status != "ok":  # the estimate is counted on meta: shown whatever the measurement did
+            values = estimate_row(name, resolution, batch, dtype)
+        rows.append({"model": name, "resolution": resolution, "batch": batch, "device": device, "dtype": dtype,
+                     "threads": threads, "metric": "memory", "status": status, "detail": detail,
+                     **values})  # fmt: skip
     _record(store, no_store, [m for row in rows for m in row_measurements(row)], quiet=as_json)
     failed = [r for r in rows if r["status"] in ("error", "timeout")]
     if as_json:
@@ -347,8 +361,8 @@ def memory_command(
             print(json.dumps(row))
         raise typer.Exit(1 if failed else 0)
     table = Table(title=f"Peak memory (MiB), batch {batch}, {dtype} on {device}: measured, and estimated on meta")
-    for col in ("model", "image px", "status", "inference", "train step", "inf. est.", "train est.", "baseline"):
-        left = col in ("model", "image px", "status")
+    for col in ("model", _PX, "status", "inference", "train step", "inf. est.", "train est.", "baseline"):
+        left = col in ("model", _PX, "status")
         table.add_column(col, justify="left" if left else "right", no_wrap=col == "model")
 
     def mib(row: dict, key: str) -> str:
@@ -416,7 +430,7 @@ def sweep_command(
     model: list[str] = typer.Option([], "--model", "-m", help="Registry name(s); repeat. None: the --preset."),
     res: list[str] = typer.Option([], "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
     metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops, latency and/or memory."),
-    preset: str = typer.Option("quick", "--preset", help="Named sweep used when no --model is given (quick)."),
+    preset: str = typer.Option("quick", "--preset", help="Named sweep used when no --model is given: quick, video."),
     out: Path = typer.Option(
         None,
         help="CSV to append rows to (and resume from); default bench-sweep.csv, or the "
@@ -431,6 +445,7 @@ def sweep_command(
     min_time: float = typer.Option(None, help="Latency: repeat until this many seconds (default 1, quick 0.5)."),
     timeout: float = typer.Option(600.0, help="Seconds per case before it becomes a timeout row."),
     force: bool = typer.Option(False, "--force", help="Redo cases the CSV already holds."),
+    frames: list[int] = FRAMES,
     store: Path = STORE,
     no_store: bool = NO_STORE,
     as_json: bool = typer.Option(False, "--json", help="Print the new rows as JSON lines (no progress bar)."),
@@ -447,9 +462,9 @@ def sweep_command(
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable
     (a rerun also retries error and timeout rows). Exits 1 when a case failed (error or timeout).
     With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
-    memory of small twins; a few minutes on 2 CPU cores)."""
-    from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
-    from bench.presets import PRESETS, SweepGroup
+    memory of small twins; a few minutes on 2 CPU cores; video: FLOPs of the XL video entries on 16- and
+    64-frame clips, seconds)."""
+    from bench.presets import PRESETS, SweepGroup, resolve_groups
 
     if model:
         if not res:
@@ -459,6 +474,9 @@ def sweep_command(
         pairs = [tuple(p.split(":", 1)) for p in pair]
         out = out or Path("bench-sweep.csv")
         min_time = min_time or 1.0
+    elif frames:
+        console.print("[red]--frames goes with --model: a preset sets its own clip lengths (--preset video)[/]")
+        raise typer.Exit(2)
     elif preset in PRESETS:
         chosen = PRESETS[preset]
         groups, pairs = list(chosen.groups), list(chosen.pairs) + [tuple(p.split(":", 1)) for p in pair]
@@ -473,11 +491,11 @@ def sweep_command(
     if bad or any(len(p) != 2 for p in pairs):
         console.print(f"[red]--metric takes {'/'.join(METRICS)} (got {bad}); --pair takes MAMBA:ATTENTION[/]")
         raise typer.Exit(2)
-    for g in groups:
-        for r in g.resolutions:
-            parse_resolution(r)
-        for name in g.models:
-            _check_model(name)
+    try:  # one group per model, a video entry's sizes as clips; unknown names and bad sizes stop here
+        groups = resolve_groups(groups, frames)
+    except (KeyError, ValueError) as exc:
+        console.print(f"[red]{exc.args[0]}[/]", highlight=False)
+        raise typer.Exit(2) from exc
     _check_counts(batch=batch, threads=threads)
     _check_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -498,6 +516,8 @@ def sweep_command(
 
     new = []
     if as_json:
+        from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
+
         for g in groups:
             new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=record)
         plot_sweep(out, plot_dir or out.parent, pairs)
@@ -519,8 +539,7 @@ def sweep_command(
         progress.update(task, completed=total)
     stored = "" if recorder is None else f"; store run {recorder.run_id} in {recorder.store.path}"
     console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}{stored}")
-    for path in plot_sweep(out, plot_dir or out.parent, pairs):
-        console.print(f"plot: {path}")
+    _report_plots(out, plot_dir, pairs)
     failed = [r for r in new if r["status"] in RETRIED]
     if failed:
         console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
@@ -528,10 +547,22 @@ def sweep_command(
         raise typer.Exit(1)
 
 
+def _report_plots(out: Path, plot_dir: Path | None, pairs) -> None:
+    """Draw the sweep's plots next to its CSV (or in ``plot_dir``) and print their paths and crossovers."""
+    from bench.plots import crossovers, plot_sweep  # matplotlib: imported only where a plot is drawn
+
+    for path in plot_sweep(out, plot_dir or out.parent, pairs):
+        console.print(f"plot: {path}")
+    for c in crossovers(out, pairs):
+        clip = f" on {c['frames']}-frame clips" if c["frames"] else ""
+        side = f" (≈{c['side_px']:.0f}² px {'frames' if c['frames'] else 'images'})" if c["unit"] != "px" else ""
+        console.print(f"crossover ({c['plot']}): {c['mamba']} cheaper than {c['attention']}{clip} beyond "
+                      f"≈{c['x']:.0f} {c['unit']}{side}", highlight=False)  # fmt: skip
+
+
 def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool, store, no_store: bool,
                       as_json: bool, status: bool, jobs_dir: Path, config: Path | None, **given) -> None:  # fmt: skip
     """``bench sweep --executor local|slurm``: every case a job (results.cluster), rows merged on return."""
-    from bench.plots import plot_sweep
     from bench.sweep import run_sweep_on_cluster, sweep_cases
     from results.cluster import cluster_options, merge_stores, print_status
 
@@ -553,8 +584,7 @@ def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool,
             print(json.dumps(row))
     failed = sorted(k for k, s in states.items() if s != "done")
     console.print(f"{len(new)} new row(s) in {out}; jobs: {len(states) - len(failed)} done, {len(failed)} not")
-    for path in plot_sweep(out, plot_dir or out.parent, pairs):
-        console.print(f"plot: {path}")
+    _report_plots(out, plot_dir, pairs)
     if failed or any(r["status"] in RETRIED for r in new):
         console.print(f"[red]failed: {', '.join(failed) or 'cases with error/timeout rows'}; `--status` shows why; "
                       "the same command resubmits them[/]")  # fmt: skip

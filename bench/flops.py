@@ -8,12 +8,13 @@ as MACs (DiT's "GFLOPs") and FLOPs (= 2 x MACs), with a breakdown by category.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.inputs import Resolution, example_inputs
+from bench.inputs import Resolution, case_resolution, example_inputs
 from zoo.registry import get_entry
 
 _CATEGORIES = {
@@ -46,10 +47,17 @@ class FlopCount:
     def macs(self) -> float:
         return self.flops / 2
 
+    @property
+    def tokens(self) -> int:
+        """Patch tokens of the input: grid / patch² per frame, times the frames of a clip."""
+        return math.prod(self.input_shape[2:]) // self.patch_size**2
+
 
 def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> FlopCount:
-    """Forward FLOPs of ``name`` on one ``res`` image batch, counted on the meta device."""
+    """Forward FLOPs of ``name`` on one ``res`` batch (images, or clips for a video entry), counted on the meta
+    device."""
     entry = get_entry(name)
+    res = case_resolution(entry, res)
     with torch.device("meta"):
         model = entry.build(**overrides).eval()
     x, t, y = example_inputs(entry, res, model.patch_size, batch)

@@ -1,4 +1,10 @@
-"""Resolutions and example inputs: image pixels -> what a registry entry consumes."""
+"""Resolutions and example inputs: image pixels (and, for video entries, frames) -> what a registry entry consumes.
+
+A size is ``WxH`` for an image model and ``TxWxH`` for a clip of T frames of W x H pixels: that string is
+the ``resolution`` of every row a video case writes (sweep CSV, results store), so the frame count is part of
+a row's identity. ``case_resolution`` fills in a video entry's own clip length when none is given and
+refuses a frame count for an image entry.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from zoo.layers.patch import nearest_multiples
-from zoo.registry import ModelEntry
+from zoo.registry import ModelEntry, get_entry, list_models
 
 
 @dataclass(frozen=True)
@@ -16,21 +22,46 @@ class Resolution:
 
     width: int
     height: int
+    frames: int = 0  # 0: an image; T: a clip of T frames (video entries)
 
     def __str__(self) -> str:
-        return f"{self.width}x{self.height}"
+        size = f"{self.width}x{self.height}"
+        return f"{self.frames}x{size}" if self.frames else size
 
 
-def parse_resolution(text: str) -> Resolution:
-    """``"256"`` (square) or ``"3840x2160"`` (width x height, image pixels)."""
+def parse_resolution(text: str, frames: int | None = None) -> Resolution:
+    """``"256"`` (square) or ``"3840x2160"`` (width x height, image pixels); ``"16x256x256"`` is a clip
+    (frames x width x height, as video rows write it). ``frames`` (``--frames``) makes the size a clip."""
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) not in (1, 2) or min(values, default=0) <= 0:
+    if len(values) not in (1, 2, 3) or min(values, default=0) <= 0:
         raise ValueError(f"resolution {text!r}: expected a size like 256 or WxH like 3840x2160 (image pixels)")
-    return Resolution(values[0], values[-1])
+    if frames is not None and frames < 1:
+        raise ValueError(f"--frames {frames}: a clip needs at least 1 frame (e.g. --frames 16)")
+    if len(values) == 3:
+        if frames is not None and frames != values[0]:
+            raise ValueError(f"resolution {text!r} says {values[0]} frames and --frames says {frames}: give one")
+        frames, values = values[0], values[1:]
+    return Resolution(values[0], values[-1], frames or 0)
+
+
+def video_entries() -> list[str]:
+    """Registry names of the video entries (``InputSpec.frames`` > 0)."""
+    return [name for name in list_models() if get_entry(name).inputs.frames]
+
+
+def case_resolution(entry: ModelEntry, res: Resolution) -> Resolution:
+    """The size a case of ``entry`` runs at: a video entry given no frame count takes its own clip length
+    (``InputSpec.frames``); an image entry given one is a ValueError naming the fix."""
+    if entry.inputs.frames:
+        return res if res.frames else Resolution(res.width, res.height, entry.inputs.frames)
+    if res.frames:
+        raise ValueError(f"{entry.name} is an image model and takes no frame count ({res}): drop --frames, or "
+                         f"choose a video entry ({', '.join(video_entries())})")  # fmt: skip
+    return res
 
 
 def input_grid(entry: ModelEntry, res: Resolution, patch_size: int) -> tuple[int, int]:
@@ -47,9 +78,12 @@ def input_grid(entry: ModelEntry, res: Resolution, patch_size: int) -> tuple[int
 
 
 def example_inputs(entry: ModelEntry, res: Resolution, patch_size: int, batch: int = 1, device="meta"):
-    """(x, t, y) for ``model(x, t, y)`` at ``res``: random-free empties on the meta device."""
+    """(x, t, y) for ``model(x, t, y)`` at ``res``: random-free empties on the meta device. A video entry's x
+    is a clip (batch, channels, frames, height, width) (see ``case_resolution``)."""
+    res = case_resolution(entry, res)
     h, w = input_grid(entry, res, patch_size)
-    x = torch.empty(batch, entry.inputs.in_channels, h, w, device=device)
+    clip = (res.frames,) if res.frames else ()
+    x = torch.empty(batch, entry.inputs.in_channels, *clip, h, w, device=device)
     t = torch.zeros(batch, device=device)
     spec = entry.inputs
     y = None

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bench.inputs import Resolution, example_inputs
+from bench.inputs import Resolution, case_resolution, example_inputs
 from zoo.ops import backends
 from zoo.registry import get_entry
 
@@ -109,6 +109,7 @@ def measure_latency(
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     dev, torch_dtype = torch.device(device), DTYPES[dtype]
     entry = get_entry(name)
+    res = case_resolution(entry, res)
     with torch.device(dev):
         model = entry.build().eval().to(torch_dtype)
     eval_batch = 2 * batch if cfg else batch
@@ -128,9 +129,7 @@ def measure_latency(
 
     backends.reset()
     if single_run:
-        from bench.inputs import Resolution
-
-        small = Resolution(entry.inputs.image_size, entry.inputs.image_size)
+        small = Resolution(entry.inputs.image_size, entry.inputs.image_size, min(entry.inputs.frames, 2))
         warm = [_random_like(v, dev, torch_dtype) for v in example_inputs(entry, small, model.patch_size, eval_batch)]
         with torch.inference_mode():
             model(warm[0], torch.full_like(warm[1], 500.0), warm[2])  # builds kernels, warms the allocator

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.inputs import Resolution, example_inputs
+from bench.inputs import Resolution, case_resolution, example_inputs
 from bench.latency import DTYPES, _random_like
 from zoo.registry import get_entry
 
@@ -105,6 +105,7 @@ def measure_memory(
     cuda = dev.type == "cuda"
     baseline = torch.cuda.memory_allocated(dev) / MB if cuda else _rss_mb()
     entry = get_entry(name)
+    res = case_resolution(entry, res)
     with torch.device(dev):
         model = entry.build().to(torch_dtype)
     x, t, y = (_random_like(v, dev, torch_dtype) for v in example_inputs(entry, res, model.patch_size, batch))

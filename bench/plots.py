@@ -1,8 +1,15 @@
-"""Plots of a sweep CSV: cost against tokens (log-log), latency against resolution with crossovers."""
+"""Plots of a sweep CSV: cost against tokens (log-log), latency against resolution with crossovers.
+
+A line is one model at one clip length: image rows (``frames`` 0 or absent) are a line per model, video rows
+a line per (model, frame count), so 16-frame and 64-frame clips never join into one zig-zag line, and a pair's
+crossover is found between lines of the same frame count. ``crossovers`` returns the marked points as data.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -12,13 +19,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.sweep import read_rows  # noqa: E402
 
+Line = tuple[str, int]  # (model, frames per clip; 0 for an image model)
 
-def _series(rows: list[dict], metric: str, x: str, y: str) -> dict[str, list[tuple[float, float]]]:
-    out: dict[str, list[tuple[float, float]]] = {}
+
+def _series(rows: list[dict], metric: str, x: str, y: str) -> dict[Line, list[tuple[float, float]]]:
+    out: dict[Line, list[tuple[float, float]]] = {}
     for row in rows:
         if row["metric"] == metric and row["status"] == "ok" and row.get(x) and row.get(y):
-            out.setdefault(row["model"], []).append((float(row[x]), float(row[y])))
-    return {model: sorted(points) for model, points in out.items()}
+            line = (row["model"], int(row.get("frames") or 0))
+            out.setdefault(line, []).append((float(row[x]), float(row[y])))
+    return {line: sorted(points) for line, points in out.items()}
+
+
+def _label(line: Line) -> str:
+    model, frames = line
+    return f"{model}, {frames} frames" if frames else model
 
 
 def crossover(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float | None:
@@ -35,20 +50,30 @@ def crossover(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> flo
     return None
 
 
-def _mark_crossovers(ax, series: dict, pairs, to_x, unit: str) -> None:
+def _pair_crossovers(series: dict[Line, list], pairs) -> list[tuple[str, str, int, float]]:
+    """(mamba, attention, frames, x) for each pair's lines of equal frame count that cross."""
+    found = []
     for mamba, attention in pairs:
-        if mamba in series and attention in series:
-            x = crossover(series[mamba], series[attention])
-            if x is not None:
-                ax.axvline(to_x(x), color="grey", linestyle="--")
-                ax.annotate(f"{mamba} cheaper than {attention}\nbeyond ≈{to_x(x):.0f} {unit}", (to_x(x), 0.02),
-                            xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="bottom")  # fmt: skip
+        for model, frames in series:
+            if model == mamba and (attention, frames) in series:
+                x = crossover(series[(mamba, frames)], series[(attention, frames)])
+                if x is not None:
+                    found.append((mamba, attention, frames, x))
+    return found
+
+
+def _mark_crossovers(ax, series: dict, pairs, to_x, unit: str) -> None:
+    for mamba, attention, frames, x in _pair_crossovers(series, pairs):
+        clip = f" ({frames} frames)" if frames else ""
+        ax.axvline(to_x(x), color="grey", linestyle="--")
+        ax.annotate(f"{mamba} cheaper than {attention}{clip}\nbeyond ≈{to_x(x):.0f} {unit}", (to_x(x), 0.02),
+                    xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="bottom")  # fmt: skip
 
 
 def _log_log_plot(series: dict, to_x, pairs, unit: str, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
-    for model, points in series.items():
-        ax.plot([to_x(x) for x, _ in points], [y for _, y in points], marker="o", label=model)
+    for line, points in series.items():
+        ax.plot([to_x(x) for x, _ in points], [y for _, y in points], marker="o", label=_label(line))
     _mark_crossovers(ax, series, pairs, to_x, unit)
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
@@ -59,20 +84,63 @@ def _log_log_plot(series: dict, to_x, pairs, unit: str, path: Path, xlabel: str,
     return path
 
 
+@dataclass(frozen=True)
+class _Plot:
+    name: str
+    metric: str  # sweep rows drawn
+    x: str  # column on the x axis (drawn as to_x(x))
+    y: str
+    to_x: Callable[[float], float]
+    unit: str  # of the drawn x
+    file: str
+    xlabel: str
+    ylabel: str  # "{device}": the device of the rows
+    title: str
+
+
+_PLOTS = (
+    _Plot("cost", "flops", "tokens", "gmacs", lambda x: x, "tokens", "cost_vs_tokens.png",
+          "patch tokens (latent grid / patch², times frames for a clip)", "GMACs per forward (batch 1, counted)",
+          "Forward cost vs tokens"),
+    _Plot("latency", "latency", "pixels", "median_ms", math.sqrt, "px", "latency_vs_resolution.png",
+          "resolution (√(W·H) pixels of an image or frame)", "median latency per forward (ms, {device})",
+          "Latency vs resolution"),
+)  # fmt: skip
+
+
+def _side_px(rows: list[dict], model: str, frames: int, tokens: float) -> float | None:
+    """The side √(W·H) of an image or frame whose input has ``tokens`` patch tokens (per clip), from the
+    pixels-per-token ratio of the model's own flops rows."""
+    for row in rows:
+        if row["model"] == model and row["metric"] == "flops" and int(row.get("frames") or 0) == frames:
+            if row.get("tokens") and row.get("pixels"):
+                per_token = float(row["pixels"]) * max(frames, 1) / float(row["tokens"])
+                return math.sqrt(tokens / max(frames, 1) * per_token)
+    return None
+
+
+def crossovers(csv_path: Path, pairs: list[tuple[str, str]]) -> list[dict]:
+    """The crossovers the plots mark, as rows: plot, mamba, attention, frames, x and its unit (tokens of the
+    clip or image for cost; the side √(W·H) of a frame or image for latency) and ``side_px``, that side for
+    both plots."""
+    rows, out = read_rows(csv_path), []
+    for p in _PLOTS:
+        for mamba, attention, frames, x in _pair_crossovers(_series(rows, p.metric, p.x, p.y), pairs):
+            side = p.to_x(x) if p.unit == "px" else _side_px(rows, mamba, frames, x)
+            out.append(dict(plot=p.name, mamba=mamba, attention=attention, frames=frames, x=p.to_x(x), unit=p.unit,
+                            side_px=side))  # fmt: skip
+    return out
+
+
 def plot_sweep(csv_path: Path, out_dir: Path, pairs: list[tuple[str, str]] = ()) -> list[Path]:
     """Write cost_vs_tokens.png and latency_vs_resolution.png (those with data); returns their paths."""
     rows = read_rows(csv_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    cost = _series(rows, "flops", "tokens", "gmacs")
-    if cost:
-        written.append(_log_log_plot(cost, lambda x: x, pairs, "tokens", out_dir / "cost_vs_tokens.png",
-                                     "patch tokens (latent grid / patch²)", "GMACs per forward (batch 1, counted)",
-                                     "Forward cost vs tokens"))  # fmt: skip
-    latency = _series(rows, "latency", "pixels", "median_ms")
-    if latency:
-        device = next((r["device"] for r in rows if r["metric"] == "latency"), "?")
-        written.append(_log_log_plot(latency, math.sqrt, pairs, "px", out_dir / "latency_vs_resolution.png",
-                                     "resolution (√(W·H) pixels)", f"median latency per forward (ms, {device})",
-                                     "Latency vs resolution"))  # fmt: skip
+    for p in _PLOTS:
+        series = _series(rows, p.metric, p.x, p.y)
+        if series:
+            device = next((r["device"] for r in rows if r["metric"] == p.metric), "?")
+            written.append(_log_log_plot(series, p.to_x, pairs, p.unit, out_dir / p.file, p.xlabel,
+                                         p.ylabel.format(device=device), p.title))  # fmt: skip
     return written

@@ -4,6 +4,12 @@
 - latency (1 thread, CPU) of two small twins, DiM-S/2 (Mo & Tian) and DiT-S/2, at small sizes, with
   their crossover marked;
 - peak memory of the same twins at 256.
+
+``quick`` is image-only. ``video`` counts the FLOPs of the two video backbones, Latte-XL/2 and DiM's video
+model (XL/2), on clips: 16 frames at 256², 512² (UCF-101's 16-frame clips, DiM Sec. 4.1, and the same at
+512²) and, to show where the crossover lies, 1024² and 2048²; 64 frames at 256² (4x longer clips, the token
+count of 16x512² spent on time instead of space). Counting takes seconds; timings of these shapes need a
+GPU (README, "Video").
 """
 
 from __future__ import annotations
@@ -43,4 +49,32 @@ QUICK = SweepPreset(
     pairs=(("dim-mo-s/2", "dit-s/2"), ("t2md", "pixart-alpha-xl/2"), ("dim-mo-xl/2", "dit-xl/2")),
     out=Path("results") / "sweeps" / "quick" / "sweep.csv",
 )
-PRESETS = {"quick": QUICK}
+VIDEO_MODELS = ("latte-xl/2", "dim-mo-video-xl/2")
+VIDEO = SweepPreset(
+    name="video",
+    groups=(
+        SweepGroup(
+            VIDEO_MODELS, ("16x256x256", "16x512x512", "16x1024x1024", "16x2048x2048", "64x256x256"), ("flops",)
+        ),
+    ),
+    pairs=(("dim-mo-video-xl/2", "latte-xl/2"),),
+    out=Path("results") / "sweeps" / "video" / "sweep.csv",
+)
+PRESETS = {"quick": QUICK, "video": VIDEO}
+
+
+def resolve_groups(groups: list[SweepGroup], frames: list[int] | tuple[int, ...] = ()) -> list[SweepGroup]:
+    """One group per model, its sizes as that model runs them: each size once per ``frames`` value (``--frames``),
+    a video entry's own clip length where none is given (``TxWxH``). An image entry given frames, or a size
+    that does not parse, is a ValueError naming the fix (before any case runs)."""
+    from bench.inputs import case_resolution, parse_resolution
+    from zoo.registry import get_entry
+
+    resolved = []
+    for group in groups:
+        for name in group.models:
+            entry = get_entry(name)
+            sizes = [str(case_resolution(entry, parse_resolution(r, f))) for r in group.resolutions
+                     for f in (frames or [None])]  # fmt: skip
+            resolved.append(SweepGroup((name,), tuple(dict.fromkeys(sizes)), group.metrics))
+    return resolved

@@ -8,6 +8,10 @@ killed sweep leaves whole rows), and a sweep run again skips every case the CSV 
 redo), so an interrupted sweep resumes. Error and timeout rows (and the sizes skipped after a timeout) are
 run again on a rerun; the newer row of a case supersedes the older (``latest_rows``). Two sweeps writing one
 CSV claim each case with a lock (``<csv>.lock``, one byte per case), so no case runs twice at once.
+
+A clip of a video entry is the resolution ``TxWxH`` (frames, width, height; ``bench.inputs``): the frame
+count is part of a case's key and of every store row's resolution, and the ``frames`` column repeats it
+(0 for an image); ``pixels`` is one frame's, ``tokens`` the whole clip's.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from results.locks import claim, claim_byte
 from results.store import Measurement
 
 KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
-COLUMNS = [*KEY, "pixels", "status", "detail", "tokens", "seq_len", "params_m", "gmacs", "gflops", "median_ms",
-           "iqr_ms", "min_ms", "samples_per_s", "runs", "backends", "baseline_mb", "inference_peak_mb",
+COLUMNS = [*KEY, "pixels", "frames", "status", "detail", "tokens", "seq_len", "params_m", "gmacs", "gflops",
+           "median_ms", "iqr_ms", "min_ms", "samples_per_s", "runs", "backends", "baseline_mb", "inference_peak_mb",
            "train_peak_mb", "inference_delta_mb", "train_delta_mb", "inference_estimate_mb", "train_estimate_mb",
            "source"]  # fmt: skip
 METRICS = ("flops", "latency", "memory")
@@ -159,7 +163,7 @@ def run_sweep(
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run the missing cases (all with ``force``), smallest resolution first; returns the new rows."""
-    ordered = sorted(resolutions, key=lambda r: (p := parse_resolution(r)).width * p.height)
+    ordered = sorted(resolutions, key=lambda r: max((p := parse_resolution(r)).frames, 1) * p.width * p.height)
     done = finished_keys(out_csv) if not force else set()
     lock = out_csv.with_name(out_csv.name + ".lock")
     new_rows = []
@@ -179,7 +183,7 @@ def run_sweep(
                 res = parse_resolution(resolution)
                 row = dict(model=model, resolution=str(res), metric=metric, batch=settings.batch,
                            device=settings.device, dtype=settings.dtype, threads=settings.threads,
-                           pixels=res.width * res.height)  # fmt: skip
+                           pixels=res.width * res.height, frames=res.frames)  # fmt: skip
                 if _key(row) in done:
                     continue
                 with claim_byte(lock, _case_byte(_key(row))) as mine:
@@ -218,7 +222,7 @@ def row_measurements(row: dict) -> list[Measurement]:
                   dtype=row["dtype"], device=row["device"] if row["metric"] != "flops" else "meta",
                   backend=row.get("backends", "") or "", source="bench sweep",
                   config={"threads": row["threads"], "tokens": row.get("tokens"), "seq_len": row.get("seq_len"),
-                          "memory_source": row.get("source")})  # fmt: skip
+                          "frames": int(row.get("frames") or 0), "memory_source": row.get("source")})  # fmt: skip
     values = [Measurement(metric=metric, value=float(row[column]), unit=unit, **common)
               for column, metric, unit in _VALUES[row["metric"]] if row.get(column) not in (None, "")]  # fmt: skip
     if row["status"] != "ok":  # the failure, and what was counted regardless (a memory estimate on meta)

@@ -13,9 +13,20 @@ from bench.inputs import Resolution, parse_resolution
 def test_parse_resolution():
     assert parse_resolution("256") == Resolution(256, 256)
     assert parse_resolution("3840x2160") == Resolution(3840, 2160)
-    for bad in ("", "0", "12x", "axb", "1x2x3"):
+    for bad in ("", "0", "12x", "axb", "1x2x3x4", "0x8x8"):
         with pytest.raises(ValueError, match="expected a size"):
             parse_resolution(bad)
+
+
+def test_parse_clip_resolution_round_trips():
+    clip = parse_resolution("16x256x128")  # how a video row names its size: frames x width x height
+    assert clip == Resolution(256, 128, frames=16) and str(clip) == "16x256x128"
+    assert parse_resolution("256x128", frames=16) == clip == parse_resolution("16x256x128", frames=16)
+    assert str(parse_resolution("256")) == "256x256"  # an image row is unchanged
+    with pytest.raises(ValueError, match="says 16 frames and --frames says 8: give one"):
+        parse_resolution("16x256x256", frames=8)
+    with pytest.raises(ValueError, match="--frames 0: a clip needs at least 1 frame"):
+        parse_resolution("256", frames=0)
 
 
 def test_dit_flops_match_paper_and_scale_with_tokens():

@@ -14,12 +14,15 @@ def test_tiny_model_loss_decreases(name):
     entry = zoo.get_entry(name)
     model = zoo.create_model(name)
     size = entry.inputs.image_size // entry.inputs.spatial_factor
-    x = torch.randn(4, entry.inputs.in_channels, size, size)
-    t = torch.randint(0, 1000, (4,))
+    # video entries: (B, C, T, H, W), as many clips as make 4 frames (the images of an image entry's batch)
+    clip = (entry.inputs.frames,) if entry.inputs.frames else ()
+    batch = max(1, 4 // entry.inputs.frames) if entry.inputs.frames else 4
+    x = torch.randn(batch, entry.inputs.in_channels, *clip, size, size)
+    t = torch.randint(0, 1000, (batch,))
     spec = entry.inputs
     y = {
-        "class": lambda: torch.randint(0, spec.num_classes, (4,)),
-        "text": lambda: torch.randn(4, spec.caption_tokens, spec.caption_channels),
+        "class": lambda: torch.randint(0, spec.num_classes, (batch,)),
+        "text": lambda: torch.randn(batch, spec.caption_tokens, spec.caption_channels),
         "none": lambda: None,
     }[spec.conditioning]()
     noise = torch.randn_like(x)

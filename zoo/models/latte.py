@@ -1,0 +1,115 @@
+"""Latte: Latent Diffusion Transformer for Video Generation (Ma et al., 2024; arXiv 2401.03048).
+
+The baseline of DiM's video table (Mo & Tian, Table 3: "Latte" 477.97 FVD on UCF-101). Latte compares four
+ways of splitting a clip's tokens into spatial and temporal attention and keeps the first, which is what we
+build: DiT blocks (``zoo.models.dit``: adaLN-Zero, tanh-GELU MLP, qkv with bias) in pairs, the first of a
+pair attending over the tokens of each frame, the second over the frames of each token position.
+
+Choices, each named in a one-line comment where it is made:
+- Section numbers are those of the arXiv paper; each comment also names the section's topic.
+- Conditioning: class labels (101 UCF-101 classes, plus DiT's null row for classifier-free guidance) and
+  the timestep, summed and injected by adaLN-Zero in every block (Latte's "S-AdaLN"). Latte's UCF-101 models
+  are class-conditional; its FaceForensics / SkyTimelapse / Taichi models are not (``num_classes`` is an
+  option, but ``y`` is always given, as for DiT).
+- Temporal position: Latte's absolute (fixed 1-D sin-cos) embedding of the frame index, added once, before
+  the first temporal block; the paper does not say where, this is where the authors' released model adds it.
+  Computed for the clip that comes in, so any frame count runs (Latte trains at 16).
+- Spatial position: DiT's fixed 2-D sin-cos table, computed for the actual grid (any size, non-square too).
+- Not built: image-video joint training ("Latte+IMG", a training recipe: images appended to the clip skip the
+  temporal blocks) and Latte's other three variants.
+
+Parameters: Latte-XL is 673.68 M in the paper's table of model sizes (28 blocks x 1152, 16 heads), which is
+exactly this model without a class table (673,681,568); the class-conditional UCF-101 model adds the
+102 x 1152 label table: 673,799,072 (+0.017%).
+
+Tensors: ``model(x, t, y)`` with x (B, C, T, H, W) latents, t (B,), y (B,) labels (``num_classes`` = null)
+-> (B, 2C, T, H, W) (noise and learned sigma, as DiT).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.pos_embed import sincos_2d_like
+from zoo.layers.video import (
+    batch_as_frames,
+    check_clip,
+    frames_as_batch,
+    sincos_frames_like,
+    to_spatial,
+    to_temporal,
+)
+from zoo.models.dit import DiT
+from zoo.registry import InputSpec, PaperInfo, register
+
+
+class Latte(DiT):
+    """DiT's embedders, blocks, final layer and initialisation; the blocks alternate spatial / temporal."""
+
+    def __init__(
+        self,
+        input_size: int = 32,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        hidden_size: int = 1152,
+        depth: int = 28,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        class_dropout_prob: float = 0.1,
+        num_classes: int = 101,
+        learn_sigma: bool = True,
+    ):
+        if depth % 2:
+            raise ValueError(f"Latte's blocks come in spatial/temporal pairs: depth must be even, got {depth}")
+        super().__init__(input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio,
+                         class_dropout_prob, num_classes, learn_sigma)  # fmt: skip
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        """x (B, C, T, H, W) latents, t (B,) timesteps, y (B,) labels -> (B, out_channels, T, H, W)."""
+        batch, _, frames, height, width = check_clip(x, "Latte")
+        h, w = token_grid(height, width, self.patch_size, "latent")
+        dim = self.x_embedder.proj.out_channels
+        # Sec. 3.3.1 (clip patch embedding): uniform frame patch embedding, each frame patchified like an image
+        seq = self.x_embedder(frames_as_batch(x)) + sincos_2d_like(x, dim, h, w)  # (B*T, N, D), DiT's 2-D table
+        # Sec. 3.3.2 (timestep-class injection): S-AdaLN, t and class embeddings summed (DiT's adaLN-Zero)
+        c = self.t_embedder(t) + self.y_embedder(y, self.training)
+        c_spatial, c_temporal = c.repeat_interleave(frames, 0), c.repeat_interleave(h * w, 0)
+        for index, block in enumerate(self.blocks):
+            if index % 2 == 0:  # Sec. 3.2 (Variant 1): spatial block, attention over the tokens of one frame
+                seq = block(seq, c_spatial)
+                continue
+            seq = to_temporal(seq, frames)  # Sec. 3.2 (Variant 1): temporal block, over the frames of one token
+            if index == 1:  # Sec. 3.3.3 (temporal positional embedding): absolute sin-cos, before the first one
+                seq = seq + sincos_frames_like(x, dim, frames)
+            seq = to_spatial(block(seq, c_temporal), h * w)
+        # DiT Sec. 3.2 (transformer decoder; Latte keeps DiT's): adaLN final layer and linear, per frame
+        out = self.final_layer(seq, c_spatial)
+        return batch_as_frames(unpatchify(out, h, w, self.patch_size, self.out_channels), frames)
+
+
+_UCF101 = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=101, frames=16)
+
+register(
+    "latte-xl/2",
+    family="latte",
+    builder=Latte,
+    config=dict(patch_size=2, hidden_size=1152, depth=28, num_heads=16, num_classes=101),
+    inputs=_UCF101,
+    paper=PaperInfo(
+        "Ma et al. 2024 (Latte)",
+        "model sizes (Latte-XL); UCF-101 setting of Mo & Tian Table 3",
+        params_m=673.68,
+        note="the paper's count is the model without a class table (673.68 M exactly); the UCF-101 "
+        "class-conditional model adds its 102 x 1152 label table (+0.017%)",
+    ),
+)
+
+register(
+    "latte-tiny",
+    family="latte",
+    builder=Latte,
+    config=dict(input_size=8, patch_size=2, in_channels=3, hidden_size=64, depth=4, num_heads=4, num_classes=10),
+    inputs=InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10, frames=4),
+    tags=("tiny",),
+)
