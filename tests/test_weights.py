@@ -1,12 +1,15 @@
 """``zoo.create_model(name, pretrained=PATH)``: official checkpoint layouts in their real containers.
 
 The official layouts are written down here from the public code (facebookresearch/DiT ``models.py``,
-baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` / ``PixArtMS.py``) as key -> shape descriptions,
+baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` / ``PixArtMS.py``, tyshiwo1/DiM-DiffusionMamba
+``mamba_attn_diff/models/*.py`` and its vendored ``mamba_simple.py``) as key -> shape descriptions,
 independently of ``zoo.weights``; the diffusers layout comes from diffusers' own ``PixArtTransformer2DModel``,
 which is also the reference computation for PixArt-alpha.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -368,16 +371,168 @@ def test_full_size_pixart_1024_ms_official_and_diffusers_layouts_on_meta():
 # ---------------------------------------------------------------- DiM (Teng) and our own files
 
 
-def test_dim_teng_official_layout_is_refused_and_our_own_state_dict_loads(tmp_path):
+def _dim_teng_official_keys(depth: int, d: int, p: int, c: int, classes: int, grid: int) -> dict[str, tuple]:
+    """tyshiwo1/DiM-DiffusionMamba ``Mamba2DModel`` as its DiM configs build it (rms, no_ff, is_extra_tokens,
+    use_a4m_adapter, use_pad_token, ada_norm_single, encoder_start_blk_id=1, mamba_d_conv=3, d_state 16)."""
+    k, inner, rank = 3, 2 * d, -(-d // 16)
+    keys = {
+        "pos_embed.proj.weight": (d, c, p, p),  # UViTPatchEmbed
+        "pos_embed.proj.bias": (d,),
+        "additional_embed": (1, 1 + int(classes > 0) + grid * grid, d),
+        "adaln_single.emb.timestep_embedder.linear_1.weight": (d, 256),
+        "adaln_single.emb.timestep_embedder.linear_1.bias": (d,),
+        "adaln_single.emb.timestep_embedder.linear_2.weight": (d, d),
+        "adaln_single.emb.timestep_embedder.linear_2.bias": (d,),
+        "adaln_single.linear.weight": (3 * d, d),
+        "adaln_single.linear.bias": (3 * d,),
+        "a4m_adapter.first_smoother.weight": (d, 1, 3, 3),
+        "a4m_adapter.first_smoother.bias": (d,),
+        "a4m_adapter.last_smoother.weight": (d, 1, 3, 3),
+        "a4m_adapter.last_smoother.bias": (d,),
+        "a4m_adapter.pad_token_dec_split": (1, k, d),
+        "a4m_adapter.pad_token": (1, d, k),
+        "norm_out.norm.weight": (d,),
+        "proj_out_1.weight": (2 * d, d),
+        "proj_out_1.bias": (2 * d,),
+        "proj_out_2.weight": (p * p * c, d),
+        "proj_out_2.bias": (p * p * c,),
+    }
+    if classes > 0:
+        keys["label_emb.weight"] = (classes + 1, d)
+        keys["adaln_single.emb.class_embedder.embedding_table.weight"] = (classes + 1, d)
+    for i in range(depth):
+        block = f"transformer_blocks.{i}"
+        keys |= {
+            f"{block}.norm1.norm.weight": (d,),
+            f"{block}.scale_shift_table": (3, d),
+            f"{block}.attn1.in_proj.weight": (2 * inner, d),
+            f"{block}.attn1.conv1d.weight": (inner, 1, k),
+            f"{block}.attn1.conv1d.bias": (inner,),
+            f"{block}.attn1.x_proj.weight": (rank + 32, inner),
+            f"{block}.attn1.dt_proj.weight": (inner, rank),
+            f"{block}.attn1.dt_proj.bias": (inner,),
+            f"{block}.attn1.A_log": (inner, 16),
+            f"{block}.attn1.D": (inner,),
+            f"{block}.attn1.out_proj.weight": (d, inner),
+        }
+        if i >= depth - (depth - 1) // 2:  # is_skip_list
+            if d <= 512:
+                keys[f"{block}.skip_linear.weight"], keys[f"{block}.skip_linear.bias"] = (d, 2 * d), (d,)
+            else:
+                for j in (0, 1):
+                    keys[f"{block}.skip_linear.{j}.weight"], keys[f"{block}.skip_linear.{j}.bias"] = (d, d), (d,)
+    return keys  # fmt: skip
+
+
+def _dim_teng_pairs(m) -> dict[str, torch.Tensor]:
+    """Official key -> the tensor of ours it must equal (in the official shape)."""
+    pairs = {
+        "pos_embed.proj.weight": m.x_embedder.proj.weight,
+        "label_emb.weight": m.label_token.weight,
+        "additional_embed": m.pos_embed,
+        "adaln_single.emb.timestep_embedder.linear_1.weight": m.t_embedder.mlp[0].weight,
+        "adaln_single.emb.timestep_embedder.linear_2.bias": m.t_embedder.mlp[2].bias,
+        "adaln_single.emb.class_embedder.embedding_table.weight": m.label_adaln.weight,
+        "adaln_single.linear.weight": m.t_block[1].weight,
+        "a4m_adapter.first_smoother.weight": m.first_conv.weight,
+        "a4m_adapter.last_smoother.bias": m.last_conv.bias,
+        "a4m_adapter.pad_token": m.padding.tokens.t()[None],  # (1, d, k)
+        "a4m_adapter.pad_token_dec_split": m.split_tokens[None],  # (1, k, d)
+        "transformer_blocks.2.norm1.norm.weight": m.blocks[2].norm.weight,
+        "transformer_blocks.2.scale_shift_table": m.blocks[2].scale_shift_table,
+        "transformer_blocks.4.skip_linear.weight": m.blocks[4].skip_proj.weight,
+        "norm_out.norm.weight": m.norm_final.weight,
+        "proj_out_1.weight": m.final_modulation[1].weight,
+        "proj_out_2.bias": m.linear_out.bias,
+    }
+    for name in ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight", "dt_proj.bias",
+                 "A_log", "D", "out_proj.weight"):  # fmt: skip
+        pairs[f"transformer_blocks.3.attn1.{name}"] = m.blocks[3].mixer.get_parameter(name)
+    return pairs
+
+
+def _dim_teng_official_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    return _random_like(_dim_teng_official_keys(5, 64, 2, 3, 10, 4), torch.Generator().manual_seed(seed))
+
+
+def test_dim_teng_official_nnet_ema_loads_into_the_right_parameters(tmp_path):
+    state = _dim_teng_official_state()
+    state["a4m_adapter.pad_token"][0, 5, 1] = 7.0  # channel 5 of padding token 1
+    state["a4m_adapter.pad_token_dec_split"][0, 2, 9] = 8.0  # channel 9 of split token 2
+    torch.save(state, tmp_path / "nnet_ema.pth")  # train_ldm_discrete.py saves nnet_ema.state_dict() as is
+    model = zoo.create_model("dim-teng-tiny", pretrained=tmp_path / "nnet_ema.pth").eval()
+    assert model.padding.tokens[1, 5] == 7.0 and model.split_tokens[2, 9] == 8.0
+    for key, ours in _dim_teng_pairs(model).items():
+        assert torch.equal(ours, state[key]), key
+    # adapter_attn4mamba.py lateral_token_pad: column w+i of every row and row h+i hold pad_token[0, :, i]
+    grid = model.padding.pad(torch.zeros(1, 16, 64), 4, 4).reshape(7, 7, 64)
+    for i in range(3):
+        assert torch.equal(grid[0, 4 + i], state["a4m_adapter.pad_token"][0, :, i])
+        assert torch.equal(grid[4 + i, 0], state["a4m_adapter.pad_token"][0, :, i])
+    # every official tensor lands somewhere, once: the model holds exactly as many numbers
+    assert sum(v.numel() for v in state.values()) == sum(p.numel() for p in model.parameters())
+
+    exported = export_state_dict(model, "dim-teng")  # the inverse: our names back to the official ones
+    assert _shapes(exported) == _shapes(state) and all(torch.equal(exported[k], v) for k, v in state.items())
+    again = zoo.create_model("dim-teng-tiny", pretrained=exported).eval()
+    x, t, y = _inputs((2, 3, 8, 8))
+    with torch.no_grad():
+        assert torch.equal(again(x, t, y), model(x, t, y))
+
+
+def test_dim_teng_official_layout_is_strict_and_names_the_keys(tmp_path):
+    good = _dim_teng_official_state()
+    missing = {k: v for k, v in good.items() if k != "transformer_blocks.3.attn1.A_log"}
+    with pytest.raises(ValueError, match=r"Mamba2DModel\) does not fit dim-teng-tiny: 1 missing "
+                                         r"\(transformer_blocks\.3\.attn1\.A_log\)$"):  # fmt: skip
+        zoo.create_model("dim-teng-tiny", pretrained=missing)
+    extra = {**good, "transformer_blocks.0.ff.net.0.proj.weight": torch.zeros(256, 64)}  # a no_ff=False model
+    with pytest.raises(ValueError, match=r"1 unexpected \(transformer_blocks\.0\.ff\.net\.0\.proj\.weight\)"):
+        zoo.create_model("dim-teng-tiny", pretrained=extra)
+    untransposed = {**good, "a4m_adapter.pad_token": torch.zeros(1, 3, 64)}
+    with pytest.raises(ValueError, match=r"1 mis-shaped \(a4m_adapter\.pad_token \(1, 3, 64\) in the checkpoint "
+                                         r"vs \(1, 64, 3\) in the model \(padding\.tokens\)\)"):  # fmt: skip
+        zoo.create_model("dim-teng-tiny", pretrained=untransposed)
+    torch.save(good, tmp_path / "nnet_ema.pth")
+    fit = r"nnet_ema\.pth: the official DiM layout .* does not fit dim-teng-tiny depth=7: 26 missing"
+    fit += r" \(transformer_blocks\.5\.scale_shift_table;.*2 unexpected \(transformer_blocks\.3\.skip_linear"
+    with pytest.raises(ValueError, match=fit):
+        zoo.create_model("dim-teng-tiny", pretrained=tmp_path / "nnet_ema.pth", depth=7)
+    with pytest.raises(ValueError, match=r"pos_embed \(1, 18, 64\) in the checkpoint vs \(1, 66, 64\).*input_size=8"):
+        zoo.create_model("dim-teng-tiny", pretrained=tmp_path / "nnet_ema.pth", input_size=16)
+
+
+def test_dim_teng_official_file_as_init_from_is_resized(tmp_path):
+    from ablations.train import init_from_run
+
+    torch.save(_dim_teng_official_state(), tmp_path / "nnet_ema.pth")  # as the 512 fine-tune starts from 256
+    model = zoo.create_model("dim-teng-tiny", input_size=16)
+    assert init_from_run(model, tmp_path / "nnet_ema.pth", family="dim-teng") == ["pos_embed"]
+    assert model.pos_embed.shape == (1, 66, 64)
+
+
+@pytest.mark.parametrize(
+    "name, depth, d, c, classes, grid",
+    [("dim-teng-h/2", 49, 1536, 4, 1000, 16), ("dim-teng-h/2-512", 49, 1536, 4, 1000, 32),
+     ("dim-teng-l/2", 49, 1024, 4, 1000, 16), ("dim-teng-s/2-cifar10", 25, 512, 3, 10, 16)],
+)  # fmt: skip
+def test_full_size_dim_teng_official_layouts_on_meta(name, depth, d, c, classes, grid):
+    keys = _dim_teng_official_keys(depth, d, 2, c, classes, grid)
+    with torch.device("meta"):
+        model = zoo.create_model(name, pretrained={k: torch.empty(s) for k, s in keys.items()})
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(math.prod(s) for s in keys.values())
+    if name == "dim-teng-s/2-cifar10":  # configs/cifar10_S_DiM.py, counted on the official model (issue #14)
+        assert count == 50_568_716
+
+
+def test_dim_teng_state_dict_in_our_names_loads(tmp_path):
     model = zoo.create_model("dim-teng-tiny")
     torch.save(model.state_dict(), tmp_path / "ours.pt")
     loaded = zoo.create_model("dim-teng-tiny", pretrained=tmp_path / "ours.pt")
     assert all(
         torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
     )
-    official = {"transformer_blocks.0.norm1.weight": torch.zeros(64), "additional_embed": torch.zeros(1, 18, 64)}
-    with pytest.raises(ValueError, match="official DiM layout .*not verified"):
-        zoo.create_model("dim-teng-tiny", pretrained=official)
 
 
 # ---------------------------------------------------------------- the training side and the CLI
@@ -418,3 +573,6 @@ def test_zoo_show_says_where_official_weights_are():
         "dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt" in CliRunner().invoke(app, ["show", "dit-xl/2"]).output
     )
     assert "none are published" in CliRunner().invoke(app, ["show", "dit-s/2"]).output
+    shown = CliRunner().invoke(app, ["show", "dim-teng-h/2"])
+    assert "1ETllUm8Dpd8-vDHefQEXEWF9whdbyhL5" in shown.output and "nnet_ema.pth" in shown.output
+    assert 'zoo.create_model("dim-teng-h/2", pretrained=PATH)' in shown.output

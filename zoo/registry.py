@@ -2,9 +2,9 @@
 
 ``create_model(name, **overrides)`` builds an entry (under ``with torch.device("meta"):`` for shape-only
 work); ``create_model(name, pretrained=PATH)`` loads a checkpoint into it, strictly, through the family's
-filter in ``zoo.weights`` (the official layouts of DiT, U-ViT and PixArt-alpha, and ours). ``list_models()``
-names them, ``get_entry(name)`` returns the entry with its paper metadata. Model files register their
-configurations with ``register(...)`` at import time (timm's pattern, flattened: a
+filter in ``zoo.weights`` (the official layouts of DiT, U-ViT, PixArt-alpha and DiM-Teng, and ours).
+``list_models()`` names them, ``get_entry(name)`` returns the entry with its paper metadata. Model files
+register their configurations with ``register(...)`` at import time (timm's pattern, flattened: a
 configuration is data, not a factory function).
 """
 

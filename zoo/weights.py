@@ -16,10 +16,16 @@ nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's tr
   ``adaln_single.*``, ``caption_projection.*``, ``transformer_blocks.N.attn1.to_q`` ...) is renamed, with q/k/v
   concatenated back into ``qkv`` and k/v into ``kv_linear``. diffusers keeps no null caption
   (``y_embedder.y_embedding``): the model keeps its own, and ``LoadReport.kept`` says so.
-- ``dim-teng``: the official checkpoints (tyshiwo1/DiM-DiffusionMamba, ``nnet_ema.pth``) are a diffusers-style
-  ``Mamba2DModel`` (``transformer_blocks.N.*``, ``a4m_adapter.*``, ``adaln_single.*``, ``additional_embed``)
-  whose mapping onto ``DiMTeng`` is not verified yet: such a file is recognised and refused with that
-  reason. Checkpoints in our own names load.
+- ``dim-teng`` (tyshiwo1/DiM-DiffusionMamba ``mamba_2d.py``, ``attention.py``, ``normalization.py``,
+  ``adapter_attn4mamba.py``; ``nnet_ema.pth``, a plain state dict of its ``Mamba2DModel``): every official
+  tensor has one counterpart in ``DiMTeng``, renamed (``transformer_blocks.N.attn1.*`` -> ``blocks.N.mixer.*``,
+  ``norm1.norm`` -> ``norm``, ``skip_linear`` -> ``skip_proj`` or ``skip_linear.0/1`` -> ``skip_proj_x/_skip``,
+  ``adaln_single.*`` -> ``t_embedder`` / ``label_adaln`` / ``t_block``, ``a4m_adapter.first/last_smoother`` ->
+  ``first_conv`` / ``last_conv``, ``additional_embed`` -> ``pos_embed``, ``label_emb`` -> ``label_token``,
+  ``norm_out.norm`` / ``proj_out_1`` / ``proj_out_2`` -> ``norm_final`` / ``final_modulation.1`` /
+  ``linear_out``) or reshaped (``a4m_adapter.pad_token`` (1, d, 3) -> ``padding.tokens`` (3, d), transposed;
+  ``a4m_adapter.pad_token_dec_split`` (1, 3, d) -> ``split_tokens`` (3, d)). The layout is checked in its own
+  names first: a missing, unexpected or mis-shaped official key is an error naming it (and our counterpart).
 - every other family: our own names (our ``ablations train`` checkpoints, ``model.state_dict()`` files).
 
 The load is strict: a missing, unexpected or mis-shaped tensor is a ValueError naming the keys and the
@@ -87,12 +93,14 @@ PUBLISHED: dict[str, tuple[Published, ...]] = {
                   "transformer/diffusion_pytorch_model.safetensors", "diffusers layout"),
     ),
     "dim-teng-h/2": (
+        Published("https://drive.google.com/drive/folders/1ETllUm8Dpd8-vDHefQEXEWF9whdbyhL5", "nnet_ema.pth",
+                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: 625K steps, FID 2.21; EMA state dict"),
         Published("https://drive.google.com/drive/folders/1TTEXKKhnJcEV9jeZbZYlXjiPyV87ZhE0", "nnet_ema.pth",
-                  "tyshiwo1/DiM-DiffusionMamba README; its layout is not mapped yet: loading it is refused"),
+                  "same README: 425K steps, FID 2.40"),
     ),
     "dim-teng-h/2-512": (
         Published("https://drive.google.com/drive/folders/1lupf4_dj4tWCpycnraGrgqh4P-6yK5Xe", "nnet_ema.pth",
-                  "tyshiwo1/DiM-DiffusionMamba README; its layout is not mapped yet: loading it is refused"),
+                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: fine-tuned at 512 px, FID 3.94; EMA state dict"),
     ),
 }  # fmt: skip
 
@@ -108,6 +116,7 @@ class LoadReport:
     layout: str  # "ours", "official", "diffusers"
     dropped: list[str] = field(default_factory=list)  # fixed tables checked against ours and dropped
     kept: list[str] = field(default_factory=list)  # model tensors the layout does not hold (kept as built)
+    model: str = ""  # the model's name for messages (registry name and overrides)
 
 
 # ---------------------------------------------------------------- reading
@@ -330,17 +339,116 @@ def _close(saved: Tensor, expected: Tensor) -> bool:
     return (saved.detach().float().reshape(expected.shape) - expected).abs().max().item() <= POS_TOLERANCE
 
 
-_DIM_OFFICIAL = ("transformer_blocks.", "a4m_adapter.", "adaln_single.", "additional_embed", "proj_out_1.")
+# tyshiwo1/DiM-DiffusionMamba ``Mamba2DModel`` (a diffusers Transformer2DModel subclass) -> our DiMTeng. The
+# parent constructor's own modules (PatchEmbed, BasicTransformerBlocks, LayerNorm norm_out, proj_out,
+# scale_shift_table, AdaLayerNormSingle) are all replaced or set to None by the subclass under the pinned
+# diffusers 0.25 (environment.yaml; and 0.42, checked), so none of them is in nnet_ema.pth: nothing is dropped.
+_DIM_TENG_TENSORS = {  # whole tensors, official -> ours
+    "additional_embed": "pos_embed",  # mamba_2d.py: learned (1, time [+ class] + grid, d), added before the adapter
+    "a4m_adapter.pad_token_dec_split": "split_tokens",  # adapter_attn4mamba.py: (1, k, d), k = mamba_d_conv
+    "a4m_adapter.pad_token": "padding.tokens",  # adapter_attn4mamba.py: (1, d, k), token i = pad_token[0, :, i]
+}
+_DIM_TENG_PREFIXES = (  # module prefixes, official -> ours (the leaf names .weight / .bias / A_log ... are kept)
+    ("pos_embed.proj.", "x_embedder.proj."),  # mamba_2d.py UViTPatchEmbed.proj: the patchify Conv2d
+    ("label_emb.", "label_token."),  # mamba_2d.py label_emb: the class token, num_embeds_ada_norm + 1 rows
+    ("adaln_single.emb.timestep_embedder.linear_1.", "t_embedder.mlp.0."),  # normalization.py PixArtAlphaEmbeddings
+    ("adaln_single.emb.timestep_embedder.linear_2.", "t_embedder.mlp.2."),  # (diffusers TimestepEmbedding)
+    ("adaln_single.emb.class_embedder.embedding_table.", "label_adaln."),  # normalization.py LabelEmbedding
+    ("adaln_single.linear.", "t_block.1."),  # normalization.py AdaRMSNormSingle.linear, applied after SiLU
+    ("a4m_adapter.first_smoother.", "first_conv."),  # adapter_attn4mamba.py: depthwise 3x3 Conv2d, with bias
+    ("a4m_adapter.last_smoother.", "last_conv."),
+    ("norm_out.norm.", "norm_final."),  # mamba_2d.py FusedAddRMSNorm -> mamba_ssm RMSNorm (weight only)
+    ("proj_out_1.", "final_modulation.1."),  # mamba_2d.py: (shift, scale) = proj_out_1(silu(time + class token))
+    ("proj_out_2.", "linear_out."),  # mamba_2d.py: to patch pixels
+    ("final_layer.", "final_conv."),  # mamba_2d.py use_final_conv (off in the DiM configs)
+)
+_DIM_TENG_BLOCK = (  # inside transformer_blocks.N. (official) / blocks.N. (ours), longest first
+    ("norm1.norm.", "norm."),  # attention.py BasicMambaBlock.norm1: FusedAddRMSNorm (ada_norm_single, rms)
+    ("attn1.", "mixer."),  # attention.py: attn1 = mamba_simple.Mamba (in_proj, conv1d, x_proj, dt_proj, A_log, D, ...)
+    ("skip_linear.0.", "skip_proj_x."),  # attention.py: dim > 512, skip_linear[0](x) + skip_linear[1](skip)
+    ("skip_linear.1.", "skip_proj_skip."),
+    ("skip_linear.", "skip_proj."),  # attention.py: dim <= 512, skip_linear(cat([x, skip]))
+    ("scale_shift_table", "scale_shift_table"),  # attention.py: (3, d) per-block (shift, scale, gate) table
+)
+_DIM_OFFICIAL = ("transformer_blocks.", "a4m_adapter.", "adaln_single.", "additional_embed", "proj_out_1.",
+                 "proj_out_2.", "norm_out.", "label_emb.", "pos_embed.proj.")  # fmt: skip
+
+
+def is_official_dim_teng(state: StateDict) -> bool:
+    return any(k.startswith(_DIM_OFFICIAL) for k in state)
+
+
+def _rename(key: str, tensors: dict[str, str], prefixes, block: tuple[str, str], block_pairs) -> str | None:
+    """``key`` renamed by the first matching rule (None: no rule), in either direction."""
+    if key in tensors:
+        return tensors[key]
+    for old, new in prefixes:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    if key.startswith(block[0]):
+        index, _, rest = key[len(block[0]) :].partition(".")
+        for old, new in block_pairs:
+            if index.isdigit() and rest.startswith(old):
+                return f"{block[1]}{index}.{new}{rest[len(old) :]}"
+    return None
+
+
+def _dim_teng_tensor(key: str, value: Tensor, to_ours: bool) -> Tensor:
+    """The reshapes: pad_token (1, d, k) <-> tokens (k, d); pad_token_dec_split (1, k, d) <-> split_tokens (k, d)."""
+    if key in ("a4m_adapter.pad_token", "padding.tokens"):
+        return value[0].transpose(0, 1).contiguous() if to_ours else value.transpose(0, 1)[None].contiguous()
+    if key in ("a4m_adapter.pad_token_dec_split", "split_tokens"):
+        return value[0] if to_ours else value[None]
+    return value
+
+
+def dim_teng_to_official(state: StateDict) -> StateDict:
+    """Our DiMTeng names -> the official ``Mamba2DModel``'s (what its ``nnet_ema.pth`` holds)."""
+    tensors = {v: k for k, v in _DIM_TENG_TENSORS.items()}
+    prefixes = [(new, old) for old, new in _DIM_TENG_PREFIXES]
+    block = [(new, old) for old, new in _DIM_TENG_BLOCK]
+    out: StateDict = {}
+    for key, value in state.items():
+        name = _rename(key, tensors, prefixes, ("blocks.", "transformer_blocks."), block)
+        if name is None:
+            raise ValueError(f"{key}: no counterpart in the official DiM layout")
+        out[name] = _dim_teng_tensor(key, value, to_ours=False)
+    return out
+
+
+def dim_teng_from_official(state: StateDict) -> StateDict:
+    """The official ``Mamba2DModel`` names -> ours; a key no rule covers passes unchanged."""
+    out: StateDict = {}
+    for key, value in state.items():
+        name = _rename(key, _DIM_TENG_TENSORS, _DIM_TENG_PREFIXES, ("transformer_blocks.", "blocks."), _DIM_TENG_BLOCK)
+        out[key if name is None else name] = _dim_teng_tensor(key, value, to_ours=True)
+    return out
 
 
 def _dim_teng_filter(state: StateDict, model: nn.Module, report: LoadReport) -> StateDict:
-    official = sorted({p for p in _DIM_OFFICIAL for k in state if k.startswith(p)})
-    if official:
-        raise ValueError(
-            f"this is the official DiM layout (tyshiwo1/DiM-DiffusionMamba Mamba2DModel: {', '.join(official)}*), "
-            "whose mapping onto our DiMTeng is not verified yet; only checkpoints in our own names load"
-        )
-    return state
+    """The official layout is checked in its own names (missing, unexpected, mis-shaped), then renamed. A
+    position table of another grid (same width and prefix) passes on as ``pos_embed``: the size check then
+    names the ``input_size`` that fits it, and ``--init-from`` resizes it (DiM's 256 -> 512 fine-tuning)."""
+    if not is_official_dim_teng(state):
+        return state
+    report.layout = "official"
+    expected = dim_teng_to_official(model.state_dict())
+    ours = dict(zip(expected, model.state_dict(), strict=True))
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shaped = []
+    for key, want in expected.items():
+        have = state.get(key)
+        if have is None or have.shape == want.shape:
+            continue
+        if key == "additional_embed" and have.dim() == 3 and have.shape[::2] == want.shape[::2]:
+            continue  # another grid: left to the size check of pos_embed
+        shaped.append(f"{key} {tuple(have.shape)} in the checkpoint vs {tuple(want.shape)} in the model ({ours[key]})")
+    if missing or unexpected or shaped:
+        what = "the official DiM layout (tyshiwo1/DiM-DiffusionMamba Mamba2DModel)"
+        raise ValueError(f"{what} does not fit {report.model or type(model).__name__}: "
+                         f"{_key_lists(missing, unexpected, shaped)}")  # fmt: skip
+    return dim_teng_from_official(state)
 
 
 FILTERS: dict[str, Callable[[StateDict, nn.Module, LoadReport], StateDict]] = {
@@ -355,11 +463,11 @@ FILTERS: dict[str, Callable[[StateDict, nn.Module, LoadReport], StateDict]] = {
 
 
 def convert(
-    state: StateDict, model: nn.Module, family: str, source: str = "state dict"
+    state: StateDict, model: nn.Module, family: str, source: str = "state dict", name: str = ""
 ) -> tuple[StateDict, LoadReport]:
     """``state`` in ``family``'s official layout (or ours) -> our names for ``model``, fixed tables checked and
-    dropped. Errors are ValueErrors naming ``source``."""
-    report = LoadReport(source=source, layout="ours")
+    dropped. Errors are ValueErrors naming ``source`` (and the model as ``name``)."""
+    report = LoadReport(source=source, layout="ours", model=name)
     try:
         state = FILTERS.get(family, lambda s, m, r: s)(dict(state), model, report)
     except ValueError as error:
@@ -382,13 +490,18 @@ def check_fit(model: nn.Module, state: StateDict, name: str, source: str) -> Non
     missing, unexpected, shaped = mismatches(model, state)
     if not (missing or unexpected or shaped):
         return
+    hint = _hint(model, state, shaped)
+    raise ValueError(f"{source} does not fit {name}: {_key_lists(missing, unexpected, shaped)}{hint}")
+
+
+def _key_lists(missing: list[str], unexpected: list[str], shaped: list[str]) -> str:
+    """Up to four keys of each kind: ``1 missing (a), 2 unexpected (b; c)``."""
     parts = []
     for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
         if keys:
             more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
             parts.append(f"{len(keys)} {what} ({'; '.join(keys[:4])}{more})")
-    hint = _hint(model, state, shaped)
-    raise ValueError(f"{source} does not fit {name}: {', '.join(parts)}{hint}")
+    return ", ".join(parts)
 
 
 def _hint(model: nn.Module, state: StateDict, shaped: list[str]) -> str:
@@ -415,7 +528,7 @@ def load_pretrained(model: nn.Module, source: str | Path | StateDict, family: st
     label = "state dict" if isinstance(source, dict) else str(source)
     name = name or type(model).__name__
     state = source if isinstance(source, dict) else read_state_dict(source)
-    state, report = convert(state, model, family, label)
+    state, report = convert(state, model, family, label, name)
     check_fit(model, state, name, label)
     meta = any(t.device.type == "meta" for t in model.state_dict().values())
     with torch.no_grad():
@@ -434,7 +547,8 @@ def load_pretrained(model: nn.Module, source: str | Path | StateDict, family: st
 
 def export_state_dict(model: nn.Module, family: str, layout: str = "official") -> StateDict:
     """``model``'s weights in an official layout: ``"official"`` (the original code's names, fixed tables
-    included, as its checkpoints hold them) or ``"diffusers"`` (PixArt only)."""
+    included, as its checkpoints hold them; DiM-Teng: the official Mamba2DModel's) or ``"diffusers"``
+    (PixArt only)."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     dim = model.x_embedder.proj.out_channels if hasattr(model, "x_embedder") else None
     if layout == "official":
@@ -443,6 +557,8 @@ def export_state_dict(model: nn.Module, family: str, layout: str = "official") -
             state = {"pos_embed": sincos_2d(dim, grid, grid)[None], **state}
         elif family == "pixart":
             state = {"pos_embed": _pixart_table(model, model.base_size, float(model.lewei_scale)), **state}
+        elif family == "dim-teng":
+            state = dim_teng_to_official(state)
         return state
     if layout == "diffusers" and family == "pixart":
         return pixart_to_diffusers(state)
