@@ -84,7 +84,9 @@ def _check_device(device: str) -> None:
 def train_command(
     model: str = typer.Option(..., "--model", "-m", help="Registry name (`zoo list`)."),
     sets: list[str] = typer.Option([], "--set", help="Model override key=value (repeatable), e.g. --set depth=4."),
-    data: str = typer.Option("builtin", "--data", help="builtin | cifar10 | celeba | imagenet | latents:DIR."),
+    data: str = typer.Option(
+        "builtin", "--data", help="builtin | cifar10 | celeba | imagenet | latents:DIR; video: videoshapes | ucf101."
+    ),
     data_root: Path = typer.Option(
         None, "--data-root", help="Where data sets live (default $MAMBABENCH_DATA or ./data)."
     ),
@@ -99,6 +101,13 @@ def train_command(
     schedule: str = typer.Option("linear", "--schedule", help="linear | scaled_linear | quadratic."),
     ckpt_every: int = typer.Option(500, "--ckpt-every"),
     seed: int = typer.Option(0, "--seed"),
+    frames: int = typer.Option(None, "--frames", help="Video models: frames per clip (default: the entry's)."),
+    frame_interval: int = typer.Option(
+        None, "--frame-interval", help="Video data: every k-th frame (default: UCF-101 3, Latte's; shapes 1)."
+    ),
+    image_joint: int = typer.Option(
+        0, "--image-joint", help="Video models: frames of other videos appended to each clip (Latte's IMG: 8)."
+    ),
     init_from: Path = typer.Option(None, "--init-from", help="Start from another run's weights (any resolution)."),
     out: Path = typer.Option(..., "--out", help="Run folder."),
     resume: bool = typer.Option(
@@ -134,6 +143,9 @@ def train_command(
             ckpt_every=ckpt_every,
             seed=seed,
             init_from=str(init_from.resolve()) if init_from else None,  # found from any working directory
+            frames=frames,
+            frame_interval=frame_interval,
+            image_joint=image_joint,
         )
         check_run_config(config)
         if not ema_warmup and ema**steps > 0.1:  # the initialisation's share left in the EMA weights at the end
@@ -181,8 +193,11 @@ def sample_command(
     threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     out: Path = typer.Option(None, "--out", help="Default: RUN/samples/<sampler>-<steps>steps-...."),
 ) -> None:
-    """Sample a trained run (EMA weights): PNG files in OUT/images and a grid in OUT/grid.png."""
+    """Sample a trained run (EMA weights): PNG files in OUT/images and a grid in OUT/grid.png; a video run: .npy
+    clips in OUT/clips, OUT/samples.gif, OUT/samples.mp4 (when PyAV has an encoder) and a frame grid OUT/grid.png."""
+    from ablations.experiment import RunConfig, model_setup
     from ablations.generate import generate
+    from ablations.generate_video import generate_video
 
     _set_threads(threads)
     _check_device(device)
@@ -190,6 +205,12 @@ def sample_command(
         if value < 1:
             _fail(ValueError(f"{option} must be at least 1, got {value}"))
     with _one_line_errors():
+        if model_setup(RunConfig.load(run)).frames:
+            if upsample_guidance:
+                raise ValueError("--upsample-guidance is for image runs; this run trained a video model")
+            folder = generate_video(run, sampler, steps, n, cfg, res, batch, seed, device, out)
+            console.print(f"{n} clips in {folder / 'clips'}; {folder / 'samples.gif'}; frames {folder / 'grid.png'}")
+            return
         folder = generate(run, sampler, steps, n, cfg, res, batch, seed, upsample_guidance, device, out)
     console.print(f"{n} samples in {folder / 'images'}; grid {folder / 'grid.png'}")
 
@@ -243,6 +264,45 @@ def fid_command(
         "FID is biased at small counts: compare equal counts only",
     )
     console.print(table)
+
+
+@app.command("fvd")
+def fvd_command(
+    run: Path = typer.Option(None, "--run", help="Score a video run's newest sample folder."),
+    clips: Path = typer.Option(None, "--clips", help="Score a folder of .npy clips (uint8 (3, T, H, W))."),
+    ref: str = typer.Option(None, "--ref", help="Video data set (default: the run's): videoshapes | ucf101."),
+    ref_n: int = typer.Option(None, "--ref-n", help="Reference clips (default: as many as generated)."),
+    data_root: Path = typer.Option(None, "--data-root"),
+    i3d: Path = typer.Option(None, "--i3d", help="StyleGAN-V's i3d_torchscript.pt (or $MAMBABENCH_I3D)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """FVD (StyleGAN-V's protocol) of generated clips against a video data set's clips."""
+    from ablations.experiment import RunConfig, model_setup
+    from ablations.fvd import score_videos
+
+    _set_threads(threads)
+    _check_device(device)
+    size = interval = None
+    with _one_line_errors():
+        if run is not None:
+            config = RunConfig.load(run)
+            ref, size, interval = ref or config.data, model_setup(config).image_size, config.frame_interval
+            if clips is None:
+                folders = sorted((run / "samples").glob("*/clips"), key=lambda p: p.stat().st_mtime)
+                if not folders:
+                    raise FileNotFoundError(f"{run} has no clips yet: run `ablations sample --run {run}` first")
+                clips = folders[-1]
+        if clips is None or ref is None:
+            raise ValueError("give --run RUN, or --clips DIR with --ref videoshapes|ucf101")
+        result = score_videos(clips, ref, size, ref_n, data_root, device, str(i3d) if i3d else None, interval)
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"FVD {result['fvd']:.4f}: {result['n_generated']} clips of {result['frames']} frames vs "
+                  f"{result['n_reference']} of {result['reference']} (I3D {result['i3d']}; FVD is biased at small "
+                  "counts: compare equal counts only)", highlight=False)  # fmt: skip
 
 
 @app.command("latents")
@@ -338,6 +398,7 @@ def run_command(
     vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent presets)."),
     runs: Path = RUNS,
     device: str = typer.Option("cpu", "--device"),
+    i3d: Path = typer.Option(None, "--i3d", help="Video tables: StyleGAN-V's i3d_torchscript.pt ($MAMBABENCH_I3D)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads per job (1: a busy 2-core box is slow with 2)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
     executor: str = _CLUSTER["executor"],
@@ -356,6 +417,8 @@ def run_command(
     With --executor local|slurm every (variant, seed) is a submitit job (students after their teacher)."""
     from ablations.tables import get_table
 
+    if i3d is not None:  # read where FVD is scored, also by --jobs helpers and cluster jobs (they inherit it)
+        os.environ["MAMBABENCH_I3D"] = str(i3d.resolve())
     try:
         table = get_table(table_name)
         if jobs < 1 or threads < 1:
@@ -485,33 +548,23 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
             print(json.dumps(row))
         return
     out = Table(title="\n".join(header(table, preset, rows)), title_justify="left")
-    primary = table.paper_metrics[0]
+    primary, metric = table.paper_metrics[0], table.our_metric
+    image_only = ("sFID", "KID", "prec.", "recall") if metric == "fid" else ("status",)
     out.add_column("variant", min_width=30)
-    for col in (
-        "ckpt",
-        "our FID",
-        "sFID",
-        "KID",
-        "prec.",
-        "recall",
-        "ours vs ref",
-        f"paper {primary}",
-        "paper vs ref",
-        "agrees",
-    ):
+    for col in ("ckpt", f"our {metric.upper()}", *image_only, "ours vs ref", f"paper {primary}", "paper vs ref",
+                "agrees"):  # fmt: skip
         out.add_column(col)
     for r in rows:
         fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+        image_cells = [fmt(r[f"ours_{k}"]) for k in ("sfid", "kid", "precision", "recall")] if metric == "fid" else []
+        cells = image_cells or [r["status"]]
         out.add_row(
             r["label"],
             r["checkpoint"],
-            fid_cell(r),
-            fmt(r["ours_sfid"]),
-            fmt(r["ours_kid"]),
-            fmt(r["ours_precision"]),
-            fmt(r["ours_recall"]),
+            fid_cell(r, metric),
+            *cells,
             r["ours_effect"],
-            fmt(r[f"paper_{primary}"]),
+            f"{r[f'paper_{primary}']:.5g}" if isinstance(r[f"paper_{primary}"], float) else fmt(r[f"paper_{primary}"]),
             r["paper_effect"],
             r["agrees"],
         )

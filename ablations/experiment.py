@@ -66,6 +66,10 @@ class RunConfig:
     workers: int = 0  # DataLoader workers
     init_from: str | None = None  # run folder whose (EMA) weights start this run, any resolution
     distill: DistillConfig | None = None
+    # video models (x: (B, C, T, H, W)); at these defaults a setting is left out of the config hash
+    frames: int | None = None  # frames per clip (default: the entry's)
+    frame_interval: int | None = None  # every k-th frame of the video (default: the data set's; UCF-101: 3)
+    image_joint: int = 0  # single frames appended to each clip: Latte's video-image joint training ("IMG")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,8 +117,14 @@ def config_hash(config: RunConfig) -> str:
     return _hash(config, frozenset())
 
 
+_VIDEO_DEFAULTS = {"frames": None, "frame_interval": None, "image_joint": 0}  # not hashed at these values
+
+
 def _hash(config: RunConfig, seen: frozenset[str]) -> str:
     data = config.to_dict()
+    for key, default in _VIDEO_DEFAULTS.items():  # image runs hash exactly as before the video settings came
+        if data.get(key) == default:
+            data.pop(key, None)
     revision = _model_revision(config.model)
     if revision:
         data["model_revision"] = revision
@@ -175,6 +185,9 @@ def check_run_config(config: RunConfig) -> None:
         ("--res", config.res, config.res is None or config.res >= 1, "a positive size in pixels"),
         ("log_every", config.log_every, config.log_every >= 1, "at least 1"),
         ("num_timesteps", config.num_timesteps, config.num_timesteps >= 2, "at least 2"),
+        ("--frames", config.frames, config.frames is None or config.frames >= 1, "at least 1"),
+        ("--frame-interval", config.frame_interval, (config.frame_interval or 1) >= 1, "at least 1"),
+        ("--image-joint", config.image_joint, config.image_joint >= 0, "0 or more"),
     ]
     for option, value, ok, what in rules:
         if not ok:
@@ -217,10 +230,16 @@ class ModelSetup:
     latent: bool  # the model works on VAE latents
     image_size: int  # training image size, pixels
     builder_options: frozenset[str]
+    frames: int = 0  # frames per clip of a video model; 0: an image model
 
     @property
     def input_size(self) -> int:
         return self.image_size // (8 if self.latent else 1)
+
+    def sample_shape(self, extra_frames: int = 0) -> tuple[int, ...]:
+        """One model input without the batch: (C, h, w), or (C, T, h, w) for a video model (T + extra frames)."""
+        size = (self.input_size, self.input_size)
+        return (self.channels, self.frames + extra_frames, *size) if self.frames else (self.channels, *size)
 
     def build(self) -> nn.Module:
         return zoo.create_model(self.entry.name, **self.overrides)
@@ -282,7 +301,28 @@ def model_setup(config: RunConfig) -> ModelSetup:
     if conditioning == "class" and num_classes <= 0:
         conditioning = "none"
     channels = 4 if latent else 3
-    return ModelSetup(entry, overrides, conditioning, num_classes, channels, latent, image_size, options)
+    frames = _frames(entry, config)
+    return ModelSetup(entry, overrides, conditioning, num_classes, channels, latent, image_size, options, frames)
+
+
+def _frames(entry: ModelEntry, config: RunConfig) -> int:
+    """Frames per clip of a video entry (0 for an image entry); a model and data set of different kinds, or
+    video settings for an image model, are errors naming what fits."""
+    from ablations.data import VIDEO_DATASETS
+
+    frames = int(getattr(entry.inputs, "frames", 0))
+    video_data = config.data in VIDEO_DATASETS
+    if not frames:
+        asked = [f"--{k.replace('_', '-')}" for k in ("frames", "frame_interval", "image_joint") if getattr(config, k)]
+        if asked or video_data:
+            what = " ".join(asked) or f"--data {config.data} (video clips)"
+            raise ValueError(f"{what}: {entry.name} is an image model; train a video entry (`zoo list`: latte-*, "
+                             "dim-mo-video-*) on clips, or this one on an image data set")  # fmt: skip
+        return 0
+    if not video_data and not config.data.startswith("latents:"):
+        raise ValueError(f"{entry.name} is a video model: train it on clips, --data videoshapes (built in, no "
+                         f"download) or ucf101, not --data {config.data}")  # fmt: skip
+    return config.frames or frames
 
 
 def build_model(setup: ModelSetup, user_overrides: dict[str, Any] | None = None) -> nn.Module:

@@ -43,6 +43,7 @@ from ablations.experiment import (
     same_run,
 )
 from ablations.latents import LatentShards, encode_moments, load_vae, sample_latent
+from ablations.video_train import append_image_frames, image_joint_kwargs
 
 
 class NonFiniteLoss(RuntimeError, ValueError):
@@ -334,6 +335,7 @@ class Trainer:
         if config.batch % self.world:
             raise ValueError(f"--batch {config.batch} (the global batch) does not split over {self.world} processes")
         self.setup: ModelSetup = model_setup(config)
+        self.model_kwargs = image_joint_kwargs(self.setup.entry.builder, config.image_joint)  # video models only
         self.diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
         self._check_folder(resume)
 
@@ -455,7 +457,8 @@ class Trainer:
         config = self.config
         if config.data.startswith("latents:"):
             return LatentShards(config.data.split(":", 1)[1])
-        return open_dataset(config.data, config.data_root, size=self.setup.image_size)
+        return open_dataset(config.data, config.data_root, size=self.setup.image_size,
+                            frames=max(self.setup.frames, 1), interval=config.frame_interval)  # fmt: skip
 
     # -- one step
 
@@ -465,7 +468,7 @@ class Trainer:
             view = flips.long() if images.shape[1] > 1 else torch.zeros_like(flips, dtype=torch.long)
             moments = images[torch.arange(len(images)), view]
             return sample_latent(moments, self.dataset.scale, g).to(self.device)
-        images = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
+        images = torch.where(flips.view(-1, *[1] * (images.dim() - 1)), images.flip(-1), images)  # images or clips
         if self.setup.latent:
             return sample_latent(encode_moments(self.vae, images), self.vae.config.scaling_factor, g).to(self.device)
         return images.to(self.device, torch.float32) / 127.5 - 1
@@ -502,7 +505,7 @@ class Trainer:
     def _loss(self, stage: str, x0: Tensor, t: Tensor, noise: Tensor, y) -> dict[str, Tensor]:
         x_t = self.diffusion.q_sample(x0, t, noise)
         if stage == "diffusion":
-            return self.diffusion.training_loss(self.wrapped(x_t, t, y), x0, x_t, t, noise)
+            return self.diffusion.training_loss(self.wrapped(x_t, t, y, **self.model_kwargs), x0, x_t, t, noise)
         if stage == "teacher_forcing":
             loss = distill.teacher_forcing_loss(self.teacher, self.wrapped_module(), x_t, t, y)
             return {"teacher_forcing": loss, "loss": loss}
@@ -562,7 +565,7 @@ class Trainer:
         share = config.batch // self.world
         sampler = StepBatches(len(self.dataset), config.batch, self.start, end, config.seed, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=_collate)
-        shape = (self.setup.channels, self.setup.input_size, self.setup.input_size)
+        shape = self.setup.sample_shape(extra_frames=config.image_joint)  # (C, h, w) or (C, T [+ images], h, w)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and self.device.type == "cuda" else nullcontext()
         )
@@ -576,7 +579,7 @@ class Trainer:
                 stage = self._set_stage(step)
                 torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
                 g, flips, t, noise, drop = self._draws(step, shape)
-                x0 = self._model_input(images, flips, g)
+                x0 = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
                 y = self.setup.condition(self.model, labels.to(self.device))
                 if y is not None and drop.any():
                     null = self.setup.null_condition(self.model, share, self.device)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from random_i3d import write_random_i3d
 
 from ablations import fvd as fvd_module
 from ablations.fid import FeatureStats, frechet_distance
@@ -16,35 +15,12 @@ from ablations.fvd import I3DFeatures, I3DMissing, find_i3d_weights, fvd, score_
 from ablations.video_data import VideoShapes
 from ablations.video_io import save_clip
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
-
-
-class RandomI3D(nn.Module):
-    """StyleGAN-V's I3D call, ``net(uint8 clips (N, 3, T, H, W), rescale, resize, return_features)`` -> (N, D),
-    on a random 3-D conv; it refuses any other flags, so the test also checks how FVD calls the network."""
-
-    def __init__(self, dim: int = 12):
-        super().__init__()
-        self.conv = nn.Conv3d(3, 16, 3, stride=2, padding=1)
-        self.head = nn.Linear(16, dim)
-        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")  # default init: near-constant features
-
-    def forward(self, x: Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> Tensor:
-        if not (rescale and resize and return_features and x.dtype == torch.uint8):
-            raise RuntimeError("called without StyleGAN-V's flags on uint8 clips")
-        clip = x.float() / 127.5 - 1
-        clip = F.interpolate(clip, size=(clip.shape[2], 32, 32), mode="trilinear", align_corners=False)
-        return self.head(torch.relu(self.conv(clip)).mean(dim=(2, 3, 4)))
-
 
 @pytest.fixture
 def i3d_file(tmp_path, monkeypatch):
     monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MAMBABENCH_I3D", raising=False)
-    torch.manual_seed(0)
-    path = tmp_path / "i3d_torchscript.pt"
-    torch.jit.script(RandomI3D()).save(str(path))
-    return path
+    return write_random_i3d(tmp_path / "i3d_torchscript.pt")
 
 
 def _rotated_gaussians(seed: int, dim: int = 6):
@@ -114,6 +90,6 @@ def test_missing_or_wrong_i3d_names_the_fix(tmp_path, monkeypatch):
         I3DFeatures(not_torchscript)
     fallback = fvd_module.default_i3d_file()
     fallback.parent.mkdir(parents=True)
-    torch.jit.script(RandomI3D()).save(str(fallback))
+    write_random_i3d(fallback)
     monkeypatch.delenv("MAMBABENCH_I3D")
     assert find_i3d_weights() == fallback

@@ -23,6 +23,7 @@ EXPECTED = {
     "teng-table4",
     "teng-table6",
     "mo-table2",
+    "mo-table3",
     "mo-table5",
     "mo-table6",
     "mo-table7",
@@ -66,7 +67,7 @@ def test_every_variant_builds_at_every_preset(preset):
             if preset == "smoke":
                 assert params < 2e6, (table.id, variant.key, params)
                 model = setup.build()
-                x = torch.randn(2, setup.channels, setup.input_size, setup.input_size)
+                x = torch.randn(2, *setup.sample_shape())  # (C, h, w), or (C, T, h, w) for the video table
                 labels = torch.tensor([0, 1])
                 out = model(x, torch.tensor([10, 500]), setup.condition(model, labels))
                 assert out.shape[0] == 2 and out.shape[-1] == setup.input_size
@@ -217,7 +218,7 @@ def test_run_names_missing_data_and_vae(tmp_path):
     listing = runner.invoke(app, ["list", "--json", "--data-root", str(tmp_path)])
     rows = [json.loads(line) for line in listing.output.strip().splitlines()]
     assert len(rows) == sum(len(t.presets) for t in TABLES.values())  # one row per (table, preset)
-    assert all(r["data_present"] == (r["data"] == "builtin") for r in rows)
+    assert all(r["data_present"] == (r["data"] in ("builtin", "videoshapes")) for r in rows)
 
 
 def test_killed_table_run_resumes_and_records_each_score_once(tmp_path):

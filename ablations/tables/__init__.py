@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 
-from ablations.tables import mo, t2md, teng, wd
+from ablations.tables import mo, mo_video, t2md, teng, wd
 from ablations.tables.spec import Preset, TableSpec, Variant
 
-TABLES: dict[str, TableSpec] = {t.id: t for module in (t2md, teng, mo, wd) for t in module.TABLES}
+TABLES: dict[str, TableSpec] = {t.id: t for module in (t2md, teng, mo, mo_video, wd) for t in module.TABLES}
 _ALIASES = {alias: t.id for t in TABLES.values() for alias in t.aliases}
 
 

@@ -12,6 +12,10 @@ our FID (lower is better) and for the paper's own metric (FID, or GenEval where 
 
 Values are not comparable across presets or sample counts; directions are. Writes ``report.csv``,
 ``report.md`` and ``report.png`` beside the table's ``results.json``.
+
+"Our metric" is the table's ``our_metric``: FID for the image tables, FVD for the video table (the ``ours_fvd*``
+columns then take the place of ``ours_fid*``). A table's ``paper_only`` rows (other methods of the paper's table,
+not in the registry) are listed with the paper's number and status "paper only".
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ablations.evaluate import UNAVAILABLE
 from ablations.tables.runner import index_file, result_key, runs_root
 from ablations.tables.spec import TableSpec
 
-OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid")
+OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid", "fvd")
 
 
 PAPER_SAME = 0.01  # the paper's numbers within 1% of its reference: no claimed effect
@@ -63,18 +67,18 @@ def _agrees(ours: str, paper: str) -> str:
     return "yes" if ours == paper or (ours in no_effect and paper in no_effect) else "no"
 
 
-def _summary(results: list[dict]) -> dict:
-    """Mean of every metric over seeds, plus the FID's spread and per-seed values."""
+def _summary(results: list[dict], primary: str = "fid") -> dict:
+    """Mean of every metric over seeds, plus the primary metric's (FID's, FVD's) spread and per-seed values."""
     out = {}
     for metric in OUR_METRICS:
         values = [r[metric] for r in results if r.get(metric) is not None]
         out[f"ours_{metric}"] = statistics.fmean(values) if values else None
-    fids = [r["fid"] for r in results if r.get("fid") is not None]
+    values = [r[primary] for r in results if r.get(primary) is not None]
     out["seeds"] = len(results)
-    out["ours_fid_std"] = statistics.stdev(fids) if len(fids) >= 2 else None
-    out["ours_fid_min"] = min(fids, default=None)
-    out["ours_fid_max"] = max(fids, default=None)
-    out["ours_fid_seeds"] = " ".join(f"{f:.4g}" for f in fids)
+    out[f"ours_{primary}_std"] = statistics.stdev(values) if len(values) >= 2 else None
+    out[f"ours_{primary}_min"] = min(values, default=None)
+    out[f"ours_{primary}_max"] = max(values, default=None)
+    out[f"ours_{primary}_seeds"] = " ".join(f"{f:.4g}" for f in values)
     return out
 
 
@@ -85,10 +89,11 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
     found: dict[tuple[str, str], list[dict]] = {}
     for result in sorted(json.loads(path.read_text()) if path.is_file() else [], key=result_key):
         found.setdefault((result["variant"], result["checkpoint"]), []).append(result)
-    primary = table.paper_metrics[0]
+    primary, ours_metric = table.paper_metrics[0], table.our_metric
     rows = []
     for checkpoint in spec.checkpoints:
-        reference = [r["fid"] for r in found.get((table.reference.key, checkpoint), []) if r.get("fid") is not None]
+        reference = [r[ours_metric] for r in found.get((table.reference.key, checkpoint), [])
+                     if r.get(ours_metric) is not None]  # fmt: skip
         paper_reference = table.reference.paper.get(checkpoint, {}).get(primary)
         for variant in table.variants:
             ours = found.get((variant.key, checkpoint), [])
@@ -99,7 +104,7 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
                 "checkpoint": checkpoint,
                 "status": "ok" if ours else "not run",
                 "params_m": ours[0].get("params_m") if ours else None,
-                **_summary(ours),
+                **_summary(ours, ours_metric),
                 **{f"paper_{m}": paper.get(m) for m in table.paper_metrics},
                 "n_generated": ours[0].get("n_generated") if ours else None,
                 "n_reference": ours[0].get("n_reference") if ours else None,
@@ -107,31 +112,47 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
             if variant.reference:
                 row["ours_effect"] = row["paper_effect"] = row["agrees"] = "reference"
             else:
-                row["ours_effect"] = _our_effect([r["fid"] for r in ours if r.get("fid") is not None], reference)
+                values = [r[ours_metric] for r in ours if r.get(ours_metric) is not None]
+                row["ours_effect"] = _our_effect(values, reference)
                 row["paper_effect"] = _paper_effect(paper.get(primary), paper_reference, table.paper_higher_is_better)
                 row["agrees"] = _agrees(row["ours_effect"], row["paper_effect"])
             rows.append(row)
+        for label, number in table.paper_only if checkpoint == "final" else ():
+            other = dict.fromkeys(rows[0], None)
+            other |= {"variant": "-", "label": label, "checkpoint": checkpoint, "status": "paper only", "seeds": 0}
+            other |= {f"ours_{ours_metric}_seeds": "", f"paper_{primary}": number, "ours_effect": "-", "agrees": "-"}
+            other["paper_effect"] = _paper_effect(number, paper_reference, table.paper_higher_is_better)
+            rows.append(other)
     return rows
 
 
 def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     spec = table.presets[preset]
+    metric = table.our_metric.upper()
     counts = sorted({(r["n_generated"], r["n_reference"]) for r in rows if r["n_generated"]})
     samples = ", ".join(f"{g} generated vs {r} reference" for g, r in counts) or "nothing scored yet"
+    clips = f", clips of {spec.frames or 'the entry’s'} frames" if table.our_metric == "fvd" else ""
     lines = [
         f"{table.id}: {table.title}",
         f"paper: {table.paper}; preset: {preset} ({spec.steps} steps, batch {spec.batch}, {spec.data} at "
-        f"{spec.res} px, {spec.sampler} {spec.sample_steps} steps, CFG {spec.cfg:g} unless a row says otherwise)",
-        f"FID sample count: {samples} (FID is biased at small counts: compare only equal counts)",
+        f"{spec.res} px{clips}, {spec.sampler} {spec.sample_steps} steps, CFG {spec.cfg:g} unless a row says "
+        "otherwise)",
+        f"{metric} sample count: {samples} ({metric} is biased at small counts: compare only equal counts)",
         f"ours: {table.note}",
-        f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: {UNAVAILABLE['is']}",
     ]
+    if table.our_metric == "fid":
+        lines.append(f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: "
+                     f"{UNAVAILABLE['is']}")  # fmt: skip
+    not_run = [r["label"] for r in rows if r["status"] == "not run" and r["variant"] != "-"]
+    if not_run and table.our_metric == "fvd":
+        lines.append(f"not run: {', '.join(not_run)} (`ablations run` names why: the models lack what the row needs)")
     if spec.deviations:
         lines.append(f"deviations from the paper: {spec.deviations}")
     seeds = sorted({r["seeds"] for r in rows if r["seeds"]})
     if seeds:
         lines.append(
-            f"training seeds per row: {'/'.join(map(str, seeds))}; FID = mean ± sample standard deviation over seeds; "
+            f"training seeds per row: {'/'.join(map(str, seeds))}; {metric} = mean ± sample standard deviation over "
+            "seeds; "
             "an effect of ours counts when the means differ by more than 2 standard errors (else 'within spread'), "
             f"the paper's when over {PAPER_SAME:.0%}"
         )
@@ -143,17 +164,18 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-def _fmt(value) -> str:
+def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def fid_cell(row: dict) -> str:
-    """``12.3 ± 0.4`` over seeds, or the single value."""
-    if row["ours_fid"] is None:
+def fid_cell(row: dict, metric: str = "fid") -> str:
+    """``12.3 ± 0.4`` over seeds, or the single value (of FID, or of ``metric``)."""
+    if row.get(f"ours_{metric}") is None:
         return "-"
-    return _fmt(row["ours_fid"]) + (f" ± {row['ours_fid_std']:.2g}" if row["ours_fid_std"] is not None else "")
+    spread = row.get(f"ours_{metric}_std")
+    return _fmt(row[f"ours_{metric}"]) + (f" ± {spread:.2g}" if spread is not None else "")
 
 
 def write_report(table: TableSpec, preset: str, root: str | Path | None = None) -> tuple[list[dict], Path]:
@@ -165,15 +187,15 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    metric = table.our_metric
+    extra = ["ours_kid", "ours_precision", "ours_recall"] if metric == "fid" else ["status"]
     columns = [
         "label",
         "checkpoint",
         "seeds",
-        "ours_fid",
-        "ours_fid_seeds",
-        "ours_kid",
-        "ours_precision",
-        "ours_recall",
+        f"ours_{metric}",
+        f"ours_{metric}_seeds",
+        *extra,
         "ours_effect",
         *[f"paper_{m}" for m in table.paper_metrics],
         "paper_effect",
@@ -181,7 +203,9 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
     ]
     lines = [f"# {table.id} ({preset})", "", *[f"- {line}" for line in header(table, preset, rows)], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fid_cell(r) if c == "ours_fid" else _fmt(r[c]) for c in columns) + " |" for r in rows]
+    cell = lambda r, c: _fmt(r[c], 5 if c.startswith("paper_") else 4)  # noqa: E731  (the paper's digits: 477.97)
+    lines += ["| " + " | ".join(fid_cell(r, metric) if c == f"ours_{metric}" else cell(r, c) for c in columns) + " |"
+              for r in rows]  # fmt: skip
     if _plot_losses(table, preset, root, folder / "loss.png"):
         lines += ["", "Training loss of every run: `loss.png` (moving average over 100 steps)."]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
@@ -235,17 +259,18 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["label"] + ("" if r["checkpoint"] == "final" else f" @{r['checkpoint']}") for r in rows]
-    primary = table.paper_metrics[0]
+    primary, metric = table.paper_metrics[0], table.our_metric
     colours = {"yes": "tab:green", "no": "tab:red", "reference": "tab:blue"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
-    ours = [r["ours_fid"] if r["ours_fid"] is not None else 0 for r in rows]
-    spread = [r["ours_fid_std"] or 0 for r in rows]
+    ours = [r[f"ours_{metric}"] if r[f"ours_{metric}"] is not None else 0 for r in rows]
+    spread = [r[f"ours_{metric}_std"] or 0 for r in rows]
     axes[0].barh(names, ours, xerr=spread, capsize=3, color=[colours.get(r["agrees"], "tab:gray") for r in rows])
     for i, r in enumerate(rows):  # every seed as a dot on its bar
-        seeds = [float(v) for v in r["ours_fid_seeds"].split()]
+        seeds = [float(v) for v in r[f"ours_{metric}_seeds"].split()]
         axes[0].plot(seeds, [i] * len(seeds), "k.", markersize=4)
     seeds = "/".join(sorted({str(r["seeds"]) for r in rows if r["seeds"]})) or "0"
-    axes[0].set_xlabel(f"our FID ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is better)")
+    axes[0].set_xlabel(f"our {metric.upper()} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is "
+                       "better)")  # fmt: skip
     paper = [r[f"paper_{primary}"] if isinstance(r[f"paper_{primary}"], int | float) else 0 for r in rows]
     axes[1].barh(names, paper, color="tab:gray")
     for i, r in enumerate(rows):

@@ -41,6 +41,7 @@ def variant_config(
     seed: int = 0,
 ) -> RunConfig:
     """The training configuration of one row at one preset and training seed."""
+    video = dict(frames=preset.frames, frame_interval=preset.frame_interval, **variant.run_overrides)
     overrides = {
         **preset.model_overrides.get(variant.model, {}),
         **variant.overrides,
@@ -74,6 +75,7 @@ def variant_config(
         ckpt_every=max(1, steps // 10),
         seed=seed,
         distill=distill,
+        **video,
     )
 
 
@@ -124,6 +126,10 @@ def run_table(
             "diffusers AutoencoderKL folder, e.g. stabilityai/sd-vae-ft-ema)"
         )
     open_dataset(preset.data, data_root, size=preset.res)  # fails early, naming what is missing and how to get it
+    if table.our_metric == "fvd":
+        from ablations.fvd import find_i3d_weights
+
+        find_i3d_weights()  # before any training: FVD's I3D is user-supplied (the error says where to get it)
     root = runs_root(root)
     context = dict(table=table, preset=preset, root=root, data_root=data_root, vae=vae, device=device, log=log)
     context["recorder"] = store.recorder() if store is not None else None  # a store run begins with its first row
@@ -156,6 +162,10 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
     config = variant_config(table, variant, preset, data_root, vae, teacher_folder, seed)
     folder = run_folder(root, config)
     name = f"{table.id}/{variant.key}" + (f" seed {seed}" if seed else "")
+    blocked = not_runnable(config)
+    if blocked:
+        log(f"{name}: not run: {blocked}")
+        return [], folder
     with claim(folder / ".claim", wait) as claimed:
         if not claimed:
             log(f"{name}: another process is running {folder.name}; coming back to it at the end")
@@ -173,21 +183,25 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
             if checkpoint_step(folder) < step and not is_finished(folder):
                 log(f"{name}: training {config.model} to step {step} of {config.steps} in {folder}")
                 Trainer(config, folder, resume=True, keep_steps=tuple(steps.values())).run(stop_after=step)
-            log(f"{name} @{label}: sampling {preset.n_samples} images, scoring")
-            images = generate(
-                folder,
-                preset.sampler,
-                preset.sample_steps,
-                preset.n_samples,
-                cfg,
-                seed=seed,
-                device=device,
-                step=step,
-                out=folder / "samples" / path.stem,
-            )
-            scores = score(
-                images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device
-            )
+            log(f"{name} @{label}: sampling {preset.n_samples} {table.our_metric == 'fvd' and 'clips' or 'images'}, "
+                "scoring")  # fmt: skip
+            if table.our_metric == "fvd":
+                scores = _sample_and_score_video(folder, config, preset, cfg, seed, device, step, path.stem, data_root)
+            else:
+                images = generate(
+                    folder,
+                    preset.sampler,
+                    preset.sample_steps,
+                    preset.n_samples,
+                    cfg,
+                    seed=seed,
+                    device=device,
+                    step=step,
+                    out=folder / "samples" / path.stem,
+                )
+                scores = score(
+                    images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device
+                )
             result = {
                 "table": table.id,
                 "variant": variant.key,
@@ -216,6 +230,29 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
             results.append(result)
             _write_index(root, table, preset, results)
     return results, folder
+
+
+def not_runnable(config: RunConfig) -> str | None:
+    """Why this row's run cannot be trained with the models as they are (e.g. video-image joint training on a
+    model that cannot keep image frames out of its temporal blocks), or None."""
+    if config.image_joint:
+        from ablations.video_train import image_joint_problem
+
+        return image_joint_problem(model_setup(config).entry.builder)
+    return None
+
+
+def _sample_and_score_video(folder: Path, config: RunConfig, preset: Preset, cfg: float, seed: int, device: str,
+                            step: int, name: str, data_root) -> dict:  # fmt: skip
+    """Clips of a video run (``clips/*.npy``, GIF/MP4/PNG previews) and their FVD against the data set's clips."""
+    from ablations.fvd import score_videos
+    from ablations.generate_video import generate_video
+
+    out = generate_video(folder, preset.sampler, preset.sample_steps, preset.n_samples, cfg, seed=seed, device=device,
+                         step=step, out=folder / "samples" / name)  # fmt: skip
+    setup = model_setup(config)
+    return score_videos(out / "clips", preset.data, setup.image_size, preset.ref_n, data_root, device,
+                        interval=config.frame_interval)  # fmt: skip
 
 
 def _as_row(result: dict, table: TableSpec, variant: Variant, seed: int, preset: Preset) -> dict:
@@ -253,7 +290,8 @@ def _params_m(config: RunConfig) -> float:
     return round(sum(p.numel() for p in model.parameters()) / 1e6, 4)
 
 
-_UNITS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS"}
+_UNITS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS",
+          "fvd": "FVD"}  # fmt: skip
 
 
 def row_identity(result: dict) -> str:

@@ -28,6 +28,7 @@ class Variant:
     distill: dict[str, Any] | None = None
     teacher: bool = False  # trained first; the distillation rows learn from it
     reference: bool = False  # the full model: every other row's effect is measured against it
+    run_overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields, e.g. {"image_joint": 8}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Preset:
     ema_warmup: bool = True  # the paper presets: False (constant decay, as the papers' code)
     needs_vae: bool = False
     deviations: str = ""  # how this preset departs from the paper's protocol (shown in the report header)
+    frames: int | None = None  # video tables: frames per clip (default: the entry's)
+    frame_interval: int | None = None  # video tables: every k-th frame (default: the data set's)
     cost: str = ""  # expected cost (CPU wall time measured here, or GPU-hours by the paper's account)
 
 
@@ -71,6 +74,8 @@ class TableSpec:
     paper_higher_is_better: bool = False
     note: str = ""  # shown in every report header (e.g. metric substitutions)
     aliases: tuple[str, ...] = ()
+    our_metric: str = "fid"  # what we score every row with: "fid" (images) or "fvd" (video clips)
+    paper_only: tuple[tuple[str, float], ...] = ()  # the paper's rows of other methods: (label, its number)
 
     def variant(self, key: str) -> Variant:
         for v in self.variants:

@@ -1,0 +1,76 @@
+"""Sampling a trained video run: one ``.npy`` per clip (uint8 (3, T, H, W), what FVD reads) in ``clips/``, and
+``samples.gif``, ``samples.mp4`` (when an encoder is available) and a frame-grid ``grid.png`` to look at.
+
+As for images (``ablations.generate``): clip i has class i mod K and noise from a generator seeded by
+(seed, batch), clips already on disk are skipped (a rerun resumes), the EMA weights sample, and latent clips
+are decoded by the VAE frame by frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ablations.diffusion import GaussianDiffusion
+from ablations.generate import sample_folder_name, to_uint8
+from ablations.latents import decode, load_vae
+from ablations.samplers import guided, sample
+from ablations.train import load_run_model
+from ablations.video_io import load_clip_folder, save_clip, save_previews
+
+
+def generate_video(
+    run: str | Path,
+    sampler: str = "ddim",
+    steps: int = 50,
+    n: int = 16,
+    cfg: float = 1.0,
+    res: int | None = None,
+    batch: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    step: int | None = None,
+    frames: int | None = None,
+) -> Path:
+    """Write ``n`` clips of a video run's EMA model to ``out/clips/*.npy`` plus previews; returns ``out``."""
+    config, setup, model = load_run_model(run, ema=True, device=device, step=step)
+    if not setup.frames:
+        raise ValueError(f"{run} trained the image model {config.model}: sample it with images (ablations.generate)")
+    diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
+    res = res or setup.image_size
+    factor = 8 if setup.latent else 1
+    if res % factor:
+        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
+    frames = frames or setup.frames
+    folder = sample_folder_name(sampler, steps, n, cfg, res, False) + f"-{frames}f"
+    out = Path(out) if out else Path(run) / "samples" / folder
+    clips_dir = out / "clips"
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    vae = load_vae(config.vae, device) if setup.latent else None
+    size = res // factor
+    data_info = Path(run) / "data.json"
+    classes = json.loads(data_info.read_text())["num_classes"] if data_info.is_file() else setup.num_classes
+    if setup.conditioning == "class":
+        classes = min(classes or setup.num_classes, setup.num_classes)
+    for first in range(0, n, batch):
+        count = min(batch, n - first)
+        if all((clips_dir / f"{first + i:06d}.npy").exists() for i in range(count)):
+            continue
+        g = torch.Generator().manual_seed(seed * 1_000_003 + first)
+        noise = torch.randn(count, setup.channels, frames, size, size, generator=g).to(device)
+        labels = torch.arange(first, first + count, device=device) % max(classes, 1)
+        y = setup.condition(model, labels)
+        null = setup.null_condition(model, count, torch.device(device))
+        fn = guided(model, y, null, cfg, setup.channels)
+        x = sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
+        clips = decode(vae, x) if vae is not None else to_uint8(x)
+        for i, clip in enumerate(clips):
+            save_clip(clip.contiguous(), clips_dir / f"{first + i:06d}.npy")
+    save_previews(load_clip_folder(clips_dir, limit=16), out)
+    meta = {"run": str(run), "sampler": sampler, "steps": steps, "n": n, "cfg": cfg, "res": res, "frames": frames,
+            "seed": seed, "model": config.model}  # fmt: skip
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out

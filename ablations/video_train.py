@@ -1,0 +1,56 @@
+"""Video-image joint training ("IMG" in Mo & Tian's Table 3, Latte's recipe; Mo & Tian Sec. 4.1 say their video
+setup follows Latte): single frames of other videos of the data set are appended to each training clip along
+the frame axis, the whole tensor is noised and denoised with one loss, and the model is told how many trailing
+frames are images so that its temporal blocks (and temporal position embedding) leave them out.
+
+The engine does the data side; the model side is a keyword argument of ``forward``, ``use_image_num`` (the name
+Latte's released code uses). A model whose ``forward`` lacks it cannot be trained this way: appending frames
+without it would let the temporal blocks mix unrelated images into the clip, which is not the paper's recipe,
+so ``image_joint_problem`` names what is missing instead. Latte appends 8 frames to each UCF-101 clip.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import Tensor
+
+IMAGE_JOINT_ARG = "use_image_num"
+LATTE_UCF101_IMAGES = 8  # Latte's UCF-101 video-image joint configuration
+
+
+def image_joint_problem(builder) -> str | None:
+    """Why a model class (a registry entry's builder) cannot do video-image joint training, or None if it can."""
+    forward = getattr(builder, "forward", None)
+    if forward is None or IMAGE_JOINT_ARG not in inspect.signature(forward).parameters:
+        name = getattr(builder, "__name__", str(builder))
+        return (
+            f"{name}.forward has no `{IMAGE_JOINT_ARG}` argument: video-image joint training needs the model to "
+            "keep the appended image frames out of its temporal blocks"
+        )
+    return None
+
+
+def append_image_frames(clips: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """(B, C, T, h, w) -> (B, C, T + count, h, w): each clip followed by ``count`` single frames, each a random
+    frame of another clip of the batch (the batch is a random draw of the data set: frames of other videos)."""
+    if count == 0:
+        return clips
+    batch, frames = clips.shape[0], clips.shape[2]
+    shift = torch.randint(1, max(batch, 2), (batch, count), generator=generator)
+    source = (torch.arange(batch).view(-1, 1) + shift) % batch
+    frame = torch.randint(0, frames, (batch, count), generator=generator)
+    images = clips[source.to(clips.device), :, frame.to(clips.device)]  # (B, count, C, h, w)
+    return torch.cat([clips, images.permute(0, 2, 1, 3, 4)], dim=2)
+
+
+def image_joint_kwargs(builder, count: int) -> dict[str, int]:
+    """The keyword arguments the trainer passes to the model's forward for ``count`` appended image frames;
+    a ValueError naming what is missing when the model cannot take them."""
+    if not count:
+        return {}
+    problem = image_joint_problem(builder)
+    if problem:
+        raise ValueError(f"--image-joint {count}: {problem}")
+    return {IMAGE_JOINT_ARG: count}
