@@ -1,7 +1,8 @@
 """The committed regression baseline: counted GMACs and parameters of every registry entry at 256, 1024 and
-3840x2160 (sizes an entry cannot take are left out), in ``results/baselines/cpu-gmacs.csv``. CI compares
-fresh counts with it (tests/test_results_gate.py); regenerate it with ``python scripts/make_gmacs_baseline.py``
-and say why in the commit when a model change is intended."""
+3840x2160 (sizes an entry cannot take are left out; a video entry's rows are clips of its own length, named
+TxWxH), in ``results/baselines/cpu-gmacs.csv``. CI compares fresh counts with it (tests/test_results_gate.py);
+regenerate it with ``python scripts/make_gmacs_baseline.py`` and say why in the commit when a model change is
+intended."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def baseline_rows() -> list[dict]:
                 count = count_flops(name, parse_resolution(res))
             except ValueError:  # not divisible by this entry's patch grid
                 continue
-            common = dict(model=name, resolution=str(parse_resolution(res)), batch=1, dtype="float32", device="meta",
+            common = dict(model=name, resolution=count.resolution, batch=1, dtype="float32", device="meta",
                           status="ok", source="bench.baseline")  # fmt: skip
             rows.append(dict(common, metric="gmacs", value=repr(count.macs / 1e9), unit="GMAC"))
             rows.append(dict(common, metric="params_m", value=repr(count.params / 1e6), unit="M params"))

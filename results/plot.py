@@ -1,5 +1,6 @@
 """One plot of store rows: a metric against resolution, one line per model (log-log), or one bar per model
-when the rows have a single resolution."""
+when the rows have a single resolution. Clips of a video entry (resolution ``TxWxH``) are a line per model and
+clip length, against a frame's side."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def _side(resolution: str) -> float | None:
-    """sqrt(W * H) of "256" or "3840x2160"; None for anything else."""
+def _point(resolution: str) -> tuple[float, int] | None:
+    """(sqrt(W * H), frames) of "256", "3840x2160" (frames 0) or a clip "16x256x256"; None for anything else."""
     parts = resolution.lower().split("x")
     try:
         values = [float(p) for p in parts]
     except ValueError:
         return None
-    return math.sqrt(values[0] * values[-1]) if len(values) in (1, 2) else None
+    if len(values) not in (1, 2, 3):
+        return None
+    frames = int(values.pop(0)) if len(values) == 3 else 0
+    return math.sqrt(values[0] * values[-1]), frames
+
+
+def _series(rows: list[dict]) -> dict[str, dict[float, float]]:
+    """label -> {side: value}: a line per model and device, and per clip length for clips."""
+    series: dict[str, dict[float, float]] = defaultdict(dict)
+    for r in rows:
+        point = _point(r["resolution"])
+        if point is not None:
+            side, frames = point
+            clip = f", {frames} frames" if frames else ""
+            series[f"{r['model']} ({r['device']}{clip})"][side] = r["value"]  # the newest row of a point wins
+    return series
 
 
 def plot_metric(rows: list[dict], metric: str, path: str | Path, models: list[str] | None = None) -> Path:
@@ -41,11 +57,7 @@ def plot_metric(rows: list[dict], metric: str, path: str | Path, models: list[st
             + f"; metrics in the store: {', '.join(known) or 'none'}"
         )
     unit = chosen[0]["unit"]
-    series: dict[str, dict[float, float]] = defaultdict(dict)
-    for r in chosen:
-        side = _side(r["resolution"])
-        if side is not None:
-            series[f"{r['model']} ({r['device']})"][side] = r["value"]  # the newest row of a point wins
+    series = _series(chosen)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if all(len(points) == 1 for points in series.values()):
         names = list(series)
@@ -56,7 +68,7 @@ def plot_metric(rows: list[dict], metric: str, path: str | Path, models: list[st
         for name, points in sorted(series.items()):
             xs = sorted(points)
             ax.loglog(xs, [points[x] for x in xs], marker="o", label=name)
-        ax.set_xlabel("resolution (sqrt(W x H) pixels)")
+        ax.set_xlabel("resolution (sqrt(W x H) pixels of an image or frame)")
         ax.set_ylabel(f"{metric} ({unit})")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)

@@ -41,6 +41,18 @@ def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
         (["profile", "-m", "dit-tiny", "--threads", "0"], "--threads 0"),
         (["paper", "teng-table1", "--threads", "0"], "--threads 0"),
         (["flops", "-m", "dit-s/2", "-r", "3840x2160", "--counter", "fvcore", "--no-store"], "use the meta counter"),
+        # --frames: video entries only, whole clips, and a size the patch grid takes
+        (
+            ["flops", "-m", "dit-tiny", "-r", "32", "--frames", "4", "--no-store"],
+            "dit-tiny is an image model and takes no frame count (4x32x32): drop --frames, or choose a video entry",
+        ),
+        (["latency", "-m", "latte-tiny", "-m", "dit-tiny", "-r", "8", "--frames", "2"], "dit-tiny is an image model"),
+        (["memory", "-m", "dim-mo-video-tiny", "-r", "8", "--frames", "0"], "--frames 0: a clip needs at least 1"),
+        (["sweep", "-m", "dit-tiny", "-m", "latte-tiny", "-r", "8", "--frames", "2"], "dit-tiny is an image model"),
+        (["sweep", "--preset", "video", "--frames", "16"], "--frames goes with --model"),
+        (["flops", "-m", "latte-tiny", "-r", "2x8x8", "--frames", "3", "--no-store"], "says 2 frames and --frames"),
+        (["flops", "-m", "latte-tiny", "-r", "7", "--frames", "3", "--no-store"], "cannot take 3x7x7 px"),
+        (["flops", "-m", "latte-xl/2", "-r", "250", "--no-store"], "width 250 -> try [224, 240, 256, 272]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, expected):

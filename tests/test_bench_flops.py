@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -61,3 +63,20 @@ def test_fvcore_agrees_within_one_percent_at_256(name):
     ours = count_flops(name, Resolution(256, 256)).macs
     assert abs(fv - ours) / ours < 0.01
     assert by_op["linear"] > 0 and (by_op.get("attention", 0) > 0 or by_op.get("selective_scan", 0) > 0)
+
+
+def test_cli_counts_clips_and_rows_name_their_frames(tmp_path):
+    from results.store import ResultsStore
+
+    store = tmp_path / "s.sqlite"
+    args = ["flops", "-m", "latte-tiny", "-m", "dim-mo-video-tiny", "-r", "8", "--frames", "2", "--json", "--store"]
+    result = CliRunner().invoke(app, [*args, str(store)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [(r["model"], r["resolution"], r["input_shape"]) for r in rows] == [
+        ("latte-tiny", "2x8x8", [1, 3, 2, 8, 8]),
+        ("dim-mo-video-tiny", "2x8x8", [1, 3, 2, 8, 8]),
+    ]
+    assert {m["resolution"] for m in ResultsStore(store).measurements()} == {"2x8x8"}
+    default = CliRunner().invoke(app, ["flops", "-m", "latte-tiny", "-r", "16x8", "--json", "--no-store"])
+    assert json.loads(default.output)["input_shape"] == [1, 3, 4, 8, 16]  # the entry's own 4 frames, W x H

@@ -38,3 +38,10 @@ def test_cli_json_and_errors():
     assert ok.exit_code == 0 and '"unit": "forward"' in ok.output and '"device": "cpu"' in ok.output
     bad = CliRunner().invoke(app, ["latency", "-m", "uvit-tiny", "--dtype", "float8"])
     assert bad.exit_code == 2 and "dtype" in bad.output
+
+
+def test_clip_latency_and_the_entry_s_own_clip_length():
+    result = measure_latency("dim-mo-video-tiny", Resolution(8, 12, frames=3), min_time=0.0, min_runs=2, max_runs=2)
+    assert result.resolution == "3x8x12" and result.runs == 2 and result.backends["selective_scan"] == "cpu-cpp"
+    ok = CliRunner().invoke(app, ["latency", "-m", "latte-tiny", "-r", "8", "--min-time", "0", "--json", "--no-store"])
+    assert ok.exit_code == 0 and '"resolution": "4x8x8"' in ok.output

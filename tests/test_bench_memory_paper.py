@@ -107,3 +107,37 @@ def test_results_plot(tmp_path):
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="metrics in the store: gmacs"):
         plot_metric(store.measurements(), "fid", tmp_path / "q.png")
+
+
+def test_clip_memory_estimate_and_cli_cases(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    four = estimate_memory("dim-mo-video-tiny", parse_resolution("8"))  # the entry's own 4 frames
+    assert four == estimate_memory("dim-mo-video-tiny", parse_resolution("4x8x8"))
+    assert estimate_memory("dim-mo-video-tiny", parse_resolution("8", frames=16))[1] > four[1]  # longer clips
+    cases = []
+
+    def measured(model, resolution, metric, settings):
+        cases.append((model, resolution))
+        return "ok", "", {"inference_peak_mb": 1.0, "train_peak_mb": 2.0}
+
+    monkeypatch.setattr("bench.cli.run_case_subprocess", measured)
+    args = ["memory", "-m", "latte-tiny", "-r", "8", "-r", "16x8", "--frames", "2", "--store", str(tmp_path / "s")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert cases == [("latte-tiny", "2x8x8"), ("latte-tiny", "2x16x8")]
+
+
+def test_results_plot_draws_clips_a_line_per_clip_length(tmp_path):
+    from results.plot import _point, _series
+
+    assert _point("3840x2160") == (pytest.approx(2880.0), 0) and _point("16x256x256") == (256.0, 16)
+    assert _point("1x2x3x4") is None
+    store = ResultsStore(tmp_path / "s.sqlite")
+    rows = [Measurement("latte-tiny", "gmacs", float(f * side), "GMAC", f"{f}x{side}x{side}", device="meta")
+            for f in (4, 16) for side in (8, 16)]  # fmt: skip
+    store.add(store.start_run(), rows)
+    assert _series(store.measurements()) == {"latte-tiny (meta, 4 frames)": {8.0: 32.0, 16.0: 64.0},
+                                             "latte-tiny (meta, 16 frames)": {8.0: 128.0, 16.0: 256.0}}  # fmt: skip
+    assert plot_metric(store.measurements(), "gmacs", tmp_path / "clips.png").stat().st_size > 5000

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.plots import crossover, plot_sweep
-from bench.sweep import SweepSettings, classify_failure, read_rows, run_sweep
+import pytest
+
+from bench.inputs import parse_resolution
+from bench.plots import crossover, crossovers, plot_sweep
+from bench.presets import PRESETS, SweepGroup, resolve_groups
+from bench.sweep import SweepSettings, classify_failure, read_rows, row_measurements, run_sweep
 
 
 def fake_case(model, resolution, metric, settings):
@@ -66,3 +70,70 @@ def test_real_subprocess_case(tmp_path: Path):
     out = tmp_path / "sweep.csv"
     rows = run_sweep(["dit-tiny"], ["64"], ["flops"], out, SweepSettings(timeout_s=300))
     assert rows[0]["status"] == "ok" and float(rows[0]["gmacs"]) > 0 and int(rows[0]["tokens"]) == 16
+
+
+def clip_case(model, resolution, metric, settings):
+    """Clips: per frame, 'attn' costs t²/50 and 'ssm' 2t for t = (side/16)² tokens; a clip costs T frames."""
+    res = parse_resolution(resolution)
+    per_frame = (res.width // 16) ** 2
+    cost = res.frames * (per_frame**2 / 50 if model == "attn" else 2.0 * per_frame)
+    return "ok", "", {"gmacs": cost, "tokens": res.frames * per_frame}
+
+
+def test_clip_rows_carry_frames_and_each_clip_length_is_its_own_line(tmp_path: Path):
+    out = tmp_path / "sweep.csv"
+    sizes = ["16x64x64", "16x128x128", "16x256x256", "64x128x128", "64x256x256"]
+    rows = run_sweep(["attn", "ssm"], sizes, ["flops"], out, run_case=clip_case)
+    assert ("64x128x128", 64, 128 * 128) in {(r["resolution"], r["frames"], r["pixels"]) for r in rows}
+    assert run_sweep(["attn", "ssm"], sizes, ["flops"], out, run_case=clip_case) == []  # frames are in the key
+    assert [r["resolution"] for r in run_sweep(["ssm"], ["32x64x64"], ["flops"], out, run_case=clip_case)] == [
+        "32x64x64"
+    ]
+    # 16x256² and 64x128² have the same token count; lines of one clip length cross where a frame has 100
+    # tokens (160 px), which only holds if 16- and 64-frame rows are never joined into one line
+    found = crossovers(out, [("ssm", "attn")])
+    assert sorted((c["frames"], round(c["side_px"], 6)) for c in found if c["plot"] == "cost") == [(16, 160), (64, 160)]
+    assert [p.name for p in plot_sweep(out, tmp_path, [("ssm", "attn")])] == ["cost_vs_tokens.png"]
+    store_rows = row_measurements(rows[0])
+    assert store_rows[0].resolution == rows[0]["resolution"] and store_rows[0].config["frames"] == rows[0]["frames"]
+
+
+def test_groups_take_frames_per_model_and_the_video_preset_covers_the_issue_shapes():
+    groups = resolve_groups([SweepGroup(("dit-tiny", "latte-tiny"), ("8", "16x8"), ("flops",))])
+    assert [(g.models, g.resolutions) for g in groups] == [(("dit-tiny",), ("8x8", "16x8")),
+                                                           (("latte-tiny",), ("4x8x8", "4x16x8"))]  # fmt: skip
+    (group,) = resolve_groups([SweepGroup(("latte-tiny",), ("8", "16x8"), ("flops",))], frames=[2, 3])
+    assert group.resolutions == ("2x8x8", "3x8x8", "2x16x8", "3x16x8")
+    with pytest.raises(ValueError, match="dit-tiny is an image model"):
+        resolve_groups([SweepGroup(("dit-tiny",), ("8",), ("flops",))], frames=[2])
+    video = resolve_groups(list(PRESETS["video"].groups))
+    assert {g.models[0] for g in video} == {"latte-xl/2", "dim-mo-video-xl/2"}
+    assert all({"16x256x256", "16x512x512", "64x256x256"} <= set(g.resolutions) for g in video)
+    assert PRESETS["video"].pairs == (("dim-mo-video-xl/2", "latte-xl/2"),)
+    quick = resolve_groups(list(PRESETS["quick"].groups))  # stays image-only
+    assert all(parse_resolution(r).frames == 0 for g in quick for r in g.resolutions)
+
+
+def test_cli_sweep_of_clips(tmp_path: Path, monkeypatch):
+    """`bench sweep --frames` end to end, the counts made in this process (``bench.case.run_case``, what the
+    case subprocess runs; test_real_subprocess_case covers the subprocess)."""
+    from typer.testing import CliRunner
+
+    from bench.case import run_case
+    from bench.cli import app
+    from results.store import ResultsStore
+
+    def in_process(model, resolutions, settings):
+        return {
+            r: ("ok", "", run_case(model, r, "flops", settings.batch, "cpu", "float32", 1, 0.0)) for r in resolutions
+        }
+
+    monkeypatch.setattr("bench.sweep.run_flops_batch", in_process)
+    out, store = tmp_path / "sweep.csv", tmp_path / "s.sqlite"
+    args = ["sweep", "-m", "latte-tiny", "-r", "8", "--frames", "2", "--frames", "3", "--metric", "flops", "--out",
+            str(out), "--store", str(store)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["resolution"]: r for r in read_rows(out)}
+    assert set(rows) == {"2x8x8", "3x8x8"} and rows["3x8x8"]["tokens"] == "48" and rows["3x8x8"]["frames"] == "3"
+    assert {m["resolution"] for m in ResultsStore(store).measurements()} == {"2x8x8", "3x8x8"}

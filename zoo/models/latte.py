@@ -1,16 +1,17 @@
 """Latte: Latent Diffusion Transformer for Video Generation (Ma et al., 2024; arXiv 2401.03048).
 
-The baseline of DiM's video table (Mo & Tian, Table 3: "Latte" 477.97 FVD on UCF-101). Latte compares four
-ways of splitting a clip's tokens into spatial and temporal attention and keeps the first, which is what we
-build: DiT blocks (``zoo.models.dit``: adaLN-Zero, tanh-GELU MLP, qkv with bias) in pairs, the first of a
-pair attending over the tokens of each frame, the second over the frames of each token position.
+The baseline of DiM's video table (Mo & Tian, Table 3: "Latte" 477.97 FVD on UCF-101). Latte proposes four
+ways of splitting a clip's tokens into spatial and temporal attention; its released UCF-101 model is the
+first, which is what we build: DiT blocks (``zoo.models.dit``: adaLN-Zero, tanh-GELU MLP, qkv with bias) in
+pairs, the first of a pair attending over the tokens of each frame, the second over the frames of each token
+position.
 
 Choices, each named in a one-line comment where it is made:
 - Section numbers are those of the arXiv paper; each comment also names the section's topic.
 - Conditioning: class labels (101 UCF-101 classes, plus DiT's null row for classifier-free guidance) and
-  the timestep, summed and injected by adaLN-Zero in every block (Latte's "S-AdaLN"). Latte's UCF-101 models
-  are class-conditional; its FaceForensics / SkyTimelapse / Taichi models are not (``num_classes`` is an
-  option, but ``y`` is always given, as for DiT).
+  the timestep, summed and injected by adaLN-Zero in every block (Latte's "S-AdaLN"): Latte's UCF-101 model,
+  the one DiM's Table 3 compares with, is class-conditional on the 101 classes. ``y`` is always given, as
+  for DiT (``num_classes`` is an option).
 - Temporal position: Latte's absolute (fixed 1-D sin-cos) embedding of the frame index, added once, before
   the first temporal block; the paper does not say where, this is where the authors' released model adds it.
   Computed for the clip that comes in, so any frame count runs (Latte trains at 16).
