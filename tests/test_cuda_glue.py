@@ -1,22 +1,58 @@
 """The CUDA glue of every op, run on the CPU through oracles with the upstream signatures
-(upstream_oracles.py): forward and gradients, float32 and bfloat16, against our CPU kernels. What would
-otherwise only be exercised on a GPU (argument order, layouts, dt bias and softplus, D, z, chunk size, the
-fused Mamba-2 call and its norm options, reverse scans) is checked here."""
+(upstream_oracles.py): forward and gradients, float32 and bfloat16, against our CPU kernels. Each op is
+called as a model calls it, with its backend table's CUDA rows selected (``simulate_device("cuda")``) and
+the CUDA packages' entry points replaced by the oracles, so the dispatch, the custom op's backward and
+what would otherwise only be exercised on a GPU (argument order, layouts, dt bias and softplus, D, z, chunk
+size, the fused Mamba-2 call and its norm options, reverse scans) are checked here, and each test asserts
+which backend ran."""
 
 from __future__ import annotations
 
-import sys
+from contextlib import contextmanager
 
 import pytest
 import torch
 import upstream_oracles as oracle
 
 from zoo import ops
+from zoo.ops import _cuda, backends
+from zoo.ops.dispatch import simulate_device
 
-conv_module, ssd_module = sys.modules["zoo.ops.conv"], sys.modules["zoo.ops.ssd"]
-scan_module, attention_module = sys.modules["zoo.ops.mamba1_scan"], sys.modules["zoo.ops.softmax_attention"]
-fused_module = sys.modules["zoo.ops.mamba2_fused"]
 TOL = {torch.float32: 2e-4, torch.bfloat16: 4e-2}
+_PROBES = ("selective_scan_fn", "mamba_chunk_scan_combined", "mamba_split_conv1d_scan_combined", "causal_conv1d_fn",
+           "flash_attn_func", "mamba_inner_fn", "mamba_inner_fn_no_out_proj")  # fmt: skip
+
+
+@pytest.fixture
+def cuda_oracles(monkeypatch):
+    """The CUDA packages 'installed': every probe in zoo.ops._cuda returns the oracle of the same name."""
+    for name in _PROBES:
+        monkeypatch.setattr(_cuda, name, _returns(getattr(oracle, name)))
+
+
+def _returns(value):
+    return lambda: value
+
+
+@contextmanager
+def _on_cuda_rows(op: str, backend: str):
+    backends.reset()
+    with simulate_device("cuda"):
+        yield
+    assert backends.last_used()[op] == backend
+
+
+def _through_cuda_rows(op: str, backend: str):
+    """Decorator: the function runs with the CUDA rows selected, and ``backend`` must be the one that ran."""
+
+    def wrap(fn):
+        def run(*args):
+            with _on_cuda_rows(op, backend):
+                return fn(*args)
+
+        return run
+
+    return wrap
 
 
 def _rel_err(a, b):
@@ -38,14 +74,15 @@ def _compare(glue, ours, inputs, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_selective_scan_glue(dtype):
+def test_selective_scan_glue(dtype, cuda_oracles):
     torch.manual_seed(0)
     inputs = [torch.randn(2, 16, 40), 0.5 * torch.randn(2, 16, 40) - 1, -torch.rand(16, 8) - 0.1,
               torch.randn(2, 8, 40), torch.randn(2, 8, 40), torch.randn(16), torch.randn(2, 16, 40),
               0.1 * torch.randn(16)]  # fmt: skip
 
+    @_through_cuda_rows(op="selective_scan", backend="mamba_ssm")
     def glue(u, delta, A, B, C, D, z, bias):
-        return scan_module._cuda_selective_scan(u, delta, A, B, C, D, z, bias, True, fn=oracle.selective_scan_fn)
+        return ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
 
     def ours(u, delta, A, B, C, D, z, bias):
         return ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
@@ -55,14 +92,14 @@ def test_selective_scan_glue(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_ssd_glue(dtype, reverse):
+def test_ssd_glue(dtype, reverse, cuda_oracles):
     torch.manual_seed(1)
     inputs = [torch.randn(1, 70, 4, 8), torch.randn(1, 70, 4), -torch.rand(4) - 0.2, torch.randn(1, 70, 2, 8) / 3,
               torch.randn(1, 70, 2, 8) / 3, torch.randn(4), torch.randn(1, 70, 4, 8), 0.1 * torch.randn(4)]  # fmt: skip
 
+    @_through_cuda_rows(op="ssd_scan", backend="mamba_ssm")
     def glue(x, dt, A, B, C, D, z, bias):
-        run = ssd_module._flipped(lambda *a: ssd_module._cuda_ssd(*a, fn=oracle.mamba_chunk_scan_combined))
-        return run(x, dt, A, B, C, D, z, bias, True, reverse)
+        return ops.ssd_scan(x, dt, A, B, C, 64, D, z, bias, True, reverse)
 
     def ours(x, dt, A, B, C, D, z, bias):
         return ops.ssd_scan(x, dt, A, B, C, 64, D, z, bias, True, reverse)
@@ -71,13 +108,13 @@ def test_ssd_glue(dtype, reverse):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_causal_conv1d_glue(dtype):
+def test_causal_conv1d_glue(dtype, cuda_oracles):
     torch.manual_seed(2)
     inputs = [torch.randn(2, 24, 30), torch.randn(24, 4), torch.randn(24)]
 
+    @_through_cuda_rows(op="causal_conv1d", backend="causal_conv1d")
     def glue(x, w, b):
-        return conv_module._flipped(lambda *a: conv_module._cuda_conv(*a, fn=oracle.causal_conv1d_fn))(
-            x, w, b, True, True)
+        return ops.causal_conv1d(x, w, b, "silu", reverse=True)
 
     def ours(x, w, b):
         return ops.causal_conv1d(x, w, b, "silu", reverse=True)
@@ -86,19 +123,17 @@ def test_causal_conv1d_glue(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_flash_attention_glue(dtype):
+def test_flash_attention_glue(dtype, cuda_oracles):
+    """flash-attn takes half precision only: float32 on CUDA stays with SDPA."""
     torch.manual_seed(3)
     inputs = [torch.randn(2, 3, 17, 16), torch.randn(2, 3, 9, 16), torch.randn(2, 3, 9, 16)]
-
-    def glue(q, k, v):
-        return attention_module._attention_flash(q, k, v, fn=oracle.flash_attn_func)
-
-    _compare(glue, ops.attention, inputs, dtype)
+    expected = "sdpa" if dtype == torch.float32 else "flash_attn"
+    _compare(_through_cuda_rows("attention", expected)(ops.attention), ops.attention, inputs, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_fused_mamba2_glue(dtype, reverse):
+def test_fused_mamba2_glue(dtype, reverse, cuda_oracles):
     """Our fused CPU core vs mamba_split_conv1d_scan_combined's call as the Mamba-2 layer makes it (gate
     before the norm, norm groups of d_inner / ngroups, no out projection)."""
     torch.manual_seed(4)
@@ -107,9 +142,9 @@ def test_fused_mamba2_glue(dtype, reverse):
     inputs = [torch.randn(1, 50, d_inner + conv_dim + H), torch.randn(conv_dim, 4) * 0.5, torch.randn(conv_dim),
               0.3 * torch.randn(H), -torch.rand(H) - 0.3, torch.randn(H), torch.rand(d_inner) + 0.5]  # fmt: skip
 
+    @_through_cuda_rows(op="conv_scan_norm", backend="mamba_ssm-fused")
     def glue(zxbcdt, cw, cb, dtb, A, D, nw):
-        return fused_module._cuda_conv_scan_norm(zxbcdt, cw, cb, dtb, A, D, P, G, nw, 1e-5, reverse,
-                                                 fn=oracle.mamba_split_conv1d_scan_combined)  # fmt: skip
+        return ops.conv_scan_norm(zxbcdt, cw, cb, dtb, A, D, P, G, nw, 1e-5, d_inner // G, reverse)
 
     def ours(zxbcdt, cw, cb, dtb, A, D, nw):
         return ops.conv_scan_norm(zxbcdt, cw, cb, dtb, A, D, P, G, nw, 1e-5, d_inner // G, reverse)
@@ -140,3 +175,51 @@ def test_fused_mamba1_layer_glue(dtype, form):
     want.backward(grad)
     for (name, p), q in zip(layer.named_parameters(), fused.parameters(), strict=True):
         assert _rel_err(q.grad, p.grad) < 3 * TOL[dtype], name
+
+
+def test_cuda_rows_fall_back_when_the_packages_are_missing(monkeypatch):
+    """Without the CUDA extra, CUDA tensors take the PyTorch rows (and the op still differentiates)."""
+    for name in _PROBES:
+        monkeypatch.setattr(_cuda, name, _returns(None))
+    x, w = torch.randn(1, 8, 12, requires_grad=True), torch.randn(8, 4)
+    with _on_cuda_rows("causal_conv1d", "torch-conv1d"):
+        y = ops.causal_conv1d(x, w, None, "silu")
+    y.sum().backward()
+    assert x.grad is not None and ops.dispatch.backend_table()["selective_scan"]["cuda"] == ["mamba_ssm", "torch-loop"]
+
+
+@pytest.mark.parametrize("name", ["dim-teng-tiny", "dim-mo-tiny", "t2md-tiny"])
+def test_whole_models_on_the_cuda_rows(name, cuda_oracles, monkeypatch):
+    """A model as a GPU would run it (fused Mamba-1 mixers, the fused Mamba-2 core, the CUDA scans, convs and
+    attention rows, through the oracles) computes what it computes on the CPU, gradients included. The
+    oracles' scans run on the vectorised PyTorch scans here (the element-by-element references hold millions
+    of autograd nodes for a whole model; the op tests above check the oracles against those)."""
+    import zoo
+    from zoo.ops.mamba1_scan import selective_scan_loop
+    from zoo.ops.ssd import ssd_scan_chunked
+
+    monkeypatch.setattr(oracle, "selective_scan_reference", selective_scan_loop)
+    monkeypatch.setattr(oracle, "ssd_reference", ssd_scan_chunked)
+    torch.manual_seed(0)
+    model = zoo.create_model(name)
+    spec = zoo.get_entry(name).inputs
+    x = torch.randn(2, spec.in_channels, spec.image_size, spec.image_size)
+    t = torch.tensor([10, 500])
+    cond = (
+        torch.tensor([1, 2])
+        if spec.conditioning == "class"
+        else torch.randn(2, spec.caption_tokens, spec.caption_channels)
+    )
+    want = model(x, t, cond)
+    want_grads = torch.autograd.grad(want.square().mean(), list(model.parameters()), allow_unused=True)
+    backends.reset()
+    with simulate_device("cuda"):
+        got = model(x, t, cond)
+        ran = backends.last_used()
+        got_grads = torch.autograd.grad(got.square().mean(), list(model.parameters()), allow_unused=True)
+    cuda_names = {"mamba_ssm", "mamba_ssm-fused", "causal_conv1d", "sdpa"}
+    assert ran and set(ran.values()) <= cuda_names, ran
+    assert _rel_err(got, want) < 1e-4
+    for g, w in zip(got_grads, want_grads, strict=True):
+        if w is not None:
+            assert _rel_err(g, w) < 1e-3

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo import ops
 from zoo.ops import _cuda, backends
+from zoo.ops.dispatch import device_type
 
 
 def _inverse_softplus_dt(size: int, dt_min: float, dt_max: float, floor: float) -> Tensor:
@@ -133,7 +134,7 @@ class Mamba(nn.Module):
         return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        if hidden.is_cuda and (fused := self.fused_kernel()) is not None:
+        if device_type(hidden) == "cuda" and (fused := self.fused_kernel()) is not None:
             backends.record("mamba1_mixer", "mamba_ssm-fused")
             return self.fused_forward(hidden, fused)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) views, token-major

@@ -1,13 +1,15 @@
 """Custom ops with one semantics on every device: selective scan (Mamba-1), SSD scan (Mamba-2), causal
 depthwise conv1d, gated RMSNorm, the fused Mamba-2 core (conv + scan + norm) and softmax attention.
 
-Each is a ``torch.library`` custom op (``torch.ops.zoo.*``): one node in a trace, a fake implementation
-for the meta device, a FLOP formula for ``torch.utils.flop_counter.FlopCounterMode`` and opaque to
-``torch.compile``. Each picks its backend by device at call time: the ``[cuda]`` extra's kernels on a GPU
-when they import, our own CPU implementations otherwise; ``backends.last_used()`` says which ran.
+Each is a ``torch.library`` custom op (``torch.ops.zoo.*``), defined in one way (``dispatch.define_op``):
+one node in a trace, a fake implementation for the meta device, a FLOP formula for
+``torch.utils.flop_counter.FlopCounterMode`` (``flops.py``), opaque to ``torch.compile``, and a backend
+table per device type: the ``[cuda]`` extra's kernels on a GPU when they import, our C++ kernels on the CPU,
+PyTorch code where neither applies. ``backends.last_used()`` says which ran, ``dispatch.backend_table()``
+what can run where.
 """
 
-from . import flops  # noqa: F401  (registers the FLOP formulas)
+from . import dispatch, flops  # noqa: F401  (flops registers the FLOP formulas)
 from .conv import causal_conv1d
 from .mamba1_scan import selective_scan
 from .mamba2_fused import conv_scan_norm

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from . import _cuda, backends
 from ._extension import load_cpu_kernels
-from ._recompute import grads_by_recompute
+from .dispatch import Backend, define_op
 
 _ACTIVATIONS = (None, "silu", "swish")
 
@@ -64,45 +64,25 @@ def _flipped(fn):
     return run
 
 
-def _uses_cpp(x: Tensor, weight: Tensor) -> bool:
+def _cpp_usable(x: Tensor, weight: Tensor, *_: object) -> bool:
     return (
-        not x.is_cuda and x.dtype == weight.dtype == torch.float32 and weight.shape[1] <= 8
+        x.dtype == weight.dtype == torch.float32 and weight.shape[1] <= 8
         and not backends.using_reference_kernels()
         and load_cpu_kernels() is not None
     )  # fmt: skip
 
 
-def _implementation(x: Tensor, weight: Tensor):
-    if x.is_cuda and _cuda.causal_conv1d_fn() is not None:
-        return "causal_conv1d", _flipped(_cuda_conv)
-    if _uses_cpp(x, weight):
-        return "cpu-cpp", _cpp_conv
-    return "torch-conv1d", _flipped(causal_conv1d_torch)
+def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
+    x, weight, bias, silu, reverse = args
+    if reverse:  # the backward kernel has no reverse mode: differentiate the flipped problem
+        dx, dw, db = _CONV_BACKWARD(grad.flip(-1), x.flip(-1), weight, bias, silu)
+        dx = dx.flip(-1)
+    else:
+        dx, dw, db = _CONV_BACKWARD(grad, x, weight, bias, silu)
+    return [dx, dw, db if bias is not None else None, None, None]
 
 
-@torch.library.custom_op("zoo::causal_conv1d", mutates_args=())
-def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool, reverse: bool) -> Tensor:
-    name, fn = _implementation(x, weight)
-    backends.record("causal_conv1d", name)
-    with torch.no_grad():
-        out = fn(x, weight, bias, silu, reverse)
-    return out if out.stride(1) == 1 and x.stride(1) == 1 else out.contiguous()
-
-
-@_causal_conv1d_op.register_fake
-def _(x, weight, bias, silu, reverse):
-    return torch.empty_like(x)
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:3])
-    ctx.silu, ctx.reverse = inputs[3], inputs[4]
-
-
-@torch.library.custom_op("zoo::causal_conv1d_backward", mutates_args=())
-def _causal_conv1d_backward_op(
-    grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool
-) -> list[Tensor]:
+def _cpp_conv_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool) -> list[Tensor]:
     """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only."""
     empty = x.new_empty(0)
     dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
@@ -112,28 +92,48 @@ def _causal_conv1d_backward_op(
     return [dx.transpose(1, 2).contiguous(), dw, db]
 
 
-@_causal_conv1d_backward_op.register_fake
-def _(grad, x, weight, bias, silu):
+def _fake_conv_backward(grad, x, weight, bias, silu):
     return [torch.empty_like(x), torch.empty_like(weight), x.new_empty(0) if bias is None else torch.empty_like(bias)]
 
 
-def _backward(ctx, grad):
-    x, weight, bias = ctx.saved_tensors
-    needs = ctx.needs_input_grad
-    if _uses_cpp(x, weight):
-        if ctx.reverse:  # the backward kernel has no reverse mode: differentiate the flipped problem
-            dx, dw, db = _causal_conv1d_backward_op(grad.flip(-1), x.flip(-1), weight, bias, ctx.silu)
-            dx = dx.flip(-1)
-        else:
-            dx, dw, db = _causal_conv1d_backward_op(grad, x, weight, bias, ctx.silu)
-        return (dx if needs[0] else None, dw if needs[1] else None, db if bias is not None and needs[2] else None,
-                None, None)  # fmt: skip
-    # other backends: autograd of a recomputation (outside any custom op, where autograd is live)
-    _, fn = _implementation(x, weight)
-    return (*grads_by_recompute(fn, (x, weight, bias, ctx.silu, ctx.reverse), [*needs[:3], False, False], grad),)
+_CONV_BACKWARD = define_op(
+    "causal_conv1d_backward",
+    "(Tensor grad, Tensor x, Tensor weight, Tensor? bias, bool silu) -> Tensor[]",
+    [Backend("cpu-cpp", "cpu", _cpp_conv_backward)],
+    _fake_conv_backward,
+)
 
 
-_causal_conv1d_op.register_autograd(_backward, setup_context=_setup_context)
+def _fake_conv(x, weight, bias, silu, reverse):
+    return torch.empty_like(x)
+
+
+def _keep_layout(fn):
+    """``fn``'s output in x's layout: token-major when x is a token-major view, else contiguous."""
+
+    def run(x, weight, bias, silu, reverse):
+        out = fn(x, weight, bias, silu, reverse)
+        return out if out.stride(1) == 1 and x.stride(1) == 1 else out.contiguous()
+
+    return run
+
+
+_OP = define_op(
+    "causal_conv1d",
+    "(Tensor x, Tensor weight, Tensor? bias, bool silu, bool reverse) -> Tensor",
+    [
+        Backend(
+            "causal_conv1d",
+            "cuda",
+            _keep_layout(_flipped(_cuda_conv)),
+            usable=lambda *a: _cuda.causal_conv1d_fn() is not None,
+        ),
+        Backend("torch-conv1d", "cuda", _keep_layout(_flipped(causal_conv1d_torch))),
+        Backend("cpu-cpp", "cpu", _keep_layout(_cpp_conv), usable=_cpp_usable, backward=_cpp_backward),
+        Backend("torch-conv1d", "cpu", _keep_layout(_flipped(causal_conv1d_torch))),
+    ],
+    _fake_conv,
+)
 
 
 def causal_conv1d(
@@ -142,4 +142,4 @@ def causal_conv1d(
     """Causal depthwise conv1d (see module doc)."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"causal_conv1d: activation must be one of {_ACTIVATIONS}, got {activation!r}")
-    return _causal_conv1d_op(x, weight, bias, activation is not None, reverse)
+    return _OP(x, weight, bias, activation is not None, reverse)

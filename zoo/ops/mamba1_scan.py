@@ -27,7 +27,7 @@ from torch import Tensor
 
 from . import _cuda, backends
 from ._extension import load_cpu_kernels
-from ._recompute import grads_by_recompute
+from .dispatch import Backend, define_op
 
 
 def selective_scan_loop(
@@ -90,66 +90,23 @@ def _f32(t: Tensor | None, like: Tensor) -> Tensor:
     return like.new_empty(0, dtype=torch.float32) if t is None else t.float().contiguous()
 
 
-@torch.library.custom_op("zoo::selective_scan", mutates_args=())
-def _selective_scan_op(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    delta_bias: Tensor | None,
-    delta_softplus: bool,
-) -> Tensor:
-    if u.is_cuda:
-        if _cuda.selective_scan_fn() is not None:
-            backends.record("selective_scan", "mamba_ssm")
-            return _cuda_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
-        _cuda_fallback_warning()
-        backends.record("selective_scan", "torch-loop")
-        return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+def _cpp_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """Our C++ kernel. u, delta and z keep their strides: it reads token-major views (a Mamba layer's
+    activations) without a transposing copy and writes its output in u's layout."""
     ext = load_cpu_kernels()
-    if ext is None:
-        backends.record("selective_scan", "torch-loop")
-        return selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    backends.record("selective_scan", "cpu-cpp")
-    # u, delta and z keep their strides: the kernel reads token-major views (a Mamba layer's activations)
-    # without a transposing copy, and writes its output in u's layout
+    Bt, Ct = B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous()
     if backends.using_reference_kernels():  # the earlier path: channel-major copies, portable kernel
-        out = ext.selective_scan_fwd(
-            _f32(u, u), _f32(delta, u), _f32(A, u),
-            B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
-            _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus, True,
-        )  # fmt: skip
-        return out.to(u.dtype)
-    out = ext.selective_scan_fwd(
-        u.float(), delta.float(), _f32(A, u),
-        B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
-        _f32(D, u), u.new_empty(0, dtype=torch.float32) if z is None else z.float(), _f32(delta_bias, u),
-        delta_softplus, False,
-    )  # fmt: skip
-    return out.to(u.dtype)
+        return ext.selective_scan_fwd(
+            _f32(u, u), _f32(delta, u), _f32(A, u), Bt, Ct, _f32(D, u), _f32(z, u), _f32(delta_bias, u),
+            delta_softplus, True,
+        ).to(u.dtype)  # fmt: skip
+    return ext.selective_scan_fwd(
+        u.float(), delta.float(), _f32(A, u), Bt, Ct, _f32(D, u),
+        u.new_empty(0, dtype=torch.float32) if z is None else z.float(), _f32(delta_bias, u), delta_softplus, False,
+    ).to(u.dtype)  # fmt: skip
 
 
-@_selective_scan_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    return torch.empty_like(u)
-
-
-@torch.library.custom_op("zoo::selective_scan_backward", mutates_args=())
-def _selective_scan_backward_op(
-    dout: Tensor,
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    delta_bias: Tensor | None,
-    delta_softplus: bool,
-) -> list[Tensor]:
+def _cpp_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> list[Tensor]:
     """[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias] from our C++ kernel (CPU); absent inputs get empty tensors."""
     ext = load_cpu_kernels()
     du, ddelta, dA, dB, dC, dD, dz, dbias = ext.selective_scan_bwd(
@@ -166,38 +123,53 @@ def _selective_scan_backward_op(
     ]  # fmt: skip
 
 
-@_selective_scan_backward_op.register_fake
-def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _fake_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     def like(t: Tensor | None) -> Tensor:
         return u.new_empty(0) if t is None else torch.empty_like(t)
 
     return [like(u), like(delta), like(A), like(B), like(C), like(D), like(z), like(delta_bias)]
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:8])
-    ctx.delta_softplus = inputs[8]
+_SCAN_BACKWARD = define_op(
+    "selective_scan_backward",
+    "(Tensor dout, Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, "
+    "bool delta_softplus) -> Tensor[]",
+    [Backend("cpu-cpp", "cpu", _cpp_scan_backward)],
+    _fake_scan_backward,
+)
 
 
-def _backward(ctx, dout):
-    u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
-    if u.is_cuda or load_cpu_kernels() is None:
-        # CUDA (mamba_ssm's autograd function) or the loop fallback: autograd of a recomputation, here and not
-        # inside a custom op (whose body runs below the autograd dispatch key)
-        args = (u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
-        fn = _cuda_selective_scan if u.is_cuda else selective_scan_loop
-        needs = [t is not None and n for t, n in zip(args[:8], ctx.needs_input_grad[:8], strict=True)]
-        return (*grads_by_recompute(fn, args, [*needs, False], dout)[:8], None)
-    grads = _selective_scan_backward_op(dout.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus)
-    present = (u, delta, A, B, C, D, z, delta_bias)
-    out = [
-        g if (t is not None and need) else None
-        for g, t, need in zip(grads, present, ctx.needs_input_grad[:8], strict=True)
-    ]
-    return (*out, None)
+def _cpp_backward(dout: Tensor, args, needs) -> list[Tensor | None]:
+    grads = _SCAN_BACKWARD(dout.contiguous(), *args)
+    return [*grads, None]  # absent inputs: their empty gradients are dropped by `needs`
 
 
-_selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
+def _cuda_loop(*args) -> Tensor:
+    _cuda_fallback_warning()
+    return selective_scan_loop(*args)
+
+
+_SCAN_SCHEMA = (
+    "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, "
+    "bool delta_softplus) -> Tensor"
+)
+_OP = define_op(
+    "selective_scan",
+    _SCAN_SCHEMA,
+    [
+        Backend(
+            "mamba_ssm",
+            "cuda",
+            lambda *args: _cuda_selective_scan(*args).contiguous(),
+            usable=lambda *a: _cuda.selective_scan_fn() is not None,
+            differentiable=_cuda_selective_scan,
+        ),
+        Backend("torch-loop", "cuda", _cuda_loop, differentiable=selective_scan_loop),
+        Backend("cpu-cpp", "cpu", _cpp_scan, usable=lambda *a: load_cpu_kernels() is not None, backward=_cpp_backward),
+        Backend("torch-loop", "cpu", selective_scan_loop),
+    ],
+    lambda u, *rest: torch.empty_like(u),
+)
 
 
 def selective_scan(
@@ -225,4 +197,4 @@ def selective_scan(
             f"selective_scan: B and C need the same number of groups dividing dim={u.shape[1]}, "
             f"got {B.shape[1]} and {C.shape[1]}"
         )
-    return _selective_scan_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _OP(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -20,8 +20,8 @@ from torch import Tensor
 
 from . import _cuda, backends
 from ._extension import load_cpu_kernels
-from ._recompute import grads_by_recompute
 from .conv import causal_conv1d
+from .dispatch import Backend, define_op
 from .norm import gated_rmsnorm
 from .ssd import ssd_scan
 
@@ -51,57 +51,6 @@ def conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, head
     return gated_rmsnorm(y.reshape(b, L, d_inner), z, norm_weight, eps, norm_group)
 
 
-def _uses_cpp(zxbcdt: Tensor) -> bool:
-    return (not zxbcdt.is_cuda and zxbcdt.dtype == torch.float32 and not backends.using_reference_kernels()
-            and load_cpu_kernels() is not None)  # fmt: skip
-
-
-@torch.library.custom_op("zoo::conv_scan_norm", mutates_args=())
-def _conv_scan_norm_op(
-    zxbcdt: Tensor, conv_weight: Tensor, conv_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
-    D: Tensor | None, headdim: int, ngroups: int, norm_weight: Tensor, eps: float, norm_group: int, reverse: bool,
-    chunk_size: int,
-) -> Tensor:  # fmt: skip
-    if _uses_cpp(zxbcdt):
-        backends.record("conv_scan_norm", "cpu-cpp")
-        empty = zxbcdt.new_empty(0)
-        Df = empty if D is None else (D.float()[:, None] if D.dim() == 1 else D.float()).expand(A.shape[0], headdim)
-        x = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
-        return load_cpu_kernels().ssd_conv_norm_fwd(
-            x, conv_weight.float().contiguous(), empty if conv_bias is None else conv_bias.float().contiguous(),
-            empty if dt_bias is None else dt_bias.float().contiguous(), A.float().contiguous(), Df.contiguous(),
-            headdim, ngroups, norm_weight.float().contiguous(), eps, norm_group, reverse,
-        )  # fmt: skip
-    backends.record("conv_scan_norm", "composed")
-    with torch.no_grad():
-        return conv_scan_norm_reference(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups,
-                                        norm_weight, eps, norm_group, reverse, chunk_size).contiguous()  # fmt: skip
-
-
-@_conv_scan_norm_op.register_fake
-def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse,
-      chunk_size):  # fmt: skip
-    return zxbcdt.new_empty(*zxbcdt.shape[:2], A.shape[0] * headdim)
-
-
-def _setup_context(ctx, inputs, output):
-    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, *flags = inputs
-    ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
-    ctx.config = (headdim, ngroups, eps, norm_group, *flags)  # flags: reverse, chunk_size
-
-
-def _backward(ctx, grad):
-    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight = ctx.saved_tensors
-    headdim, ngroups, eps, norm_group, reverse, chunk = ctx.config
-    args = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse,
-            chunk)  # fmt: skip
-    needs = [*ctx.needs_input_grad[:6], False, False, ctx.needs_input_grad[8], False, False, False, False]
-    return tuple(grads_by_recompute(conv_scan_norm_reference, args, needs, grad))
-
-
-_conv_scan_norm_op.register_autograd(_backward, setup_context=_setup_context)
-
-
 def _cuda_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim: int, ngroups: int, norm_weight,
                          eps: float, reverse: bool = False, chunk_size: int = 256, fn=None) -> Tensor:  # fmt: skip
     """The call into mamba_ssm's fused kernel (``fn``: ``mamba_split_conv1d_scan_combined`` or a function with
@@ -114,18 +63,77 @@ def _cuda_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim:
     return out.flip(1) if reverse else out
 
 
+def _cpp_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps,
+                        norm_group, reverse, chunk_size) -> Tensor:  # fmt: skip
+    """One C++ pass per chunk of 64 tokens (its own chunk length: the result does not depend on it)."""
+    empty = zxbcdt.new_empty(0)
+    Df = empty if D is None else (D.float()[:, None] if D.dim() == 1 else D.float()).expand(A.shape[0], headdim)
+    x = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
+    return load_cpu_kernels().ssd_conv_norm_fwd(
+        x, conv_weight.float().contiguous(), empty if conv_bias is None else conv_bias.float().contiguous(),
+        empty if dt_bias is None else dt_bias.float().contiguous(), A.float().contiguous(), Df.contiguous(),
+        headdim, ngroups, norm_weight.float().contiguous(), eps, norm_group, reverse,
+    )  # fmt: skip
+
+
+def _cpp_usable(zxbcdt: Tensor, *args: object) -> bool:
+    return (zxbcdt.dtype == torch.float32 and not backends.using_reference_kernels()
+            and load_cpu_kernels() is not None)  # fmt: skip
+
+
+def _fused_usable(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group,
+                  reverse, chunk_size) -> bool:  # fmt: skip
+    """mamba_ssm's kernel imports, and the layer is one it computes: a dt bias, and the norm over groups of
+    d_inner / ngroups channels (its RMSNormGated's grouping)."""
+    fused = _cuda.mamba_split_conv1d_scan_combined() is not None
+    return fused and dt_bias is not None and norm_group == A.shape[0] * headdim // ngroups
+
+
+def _cuda_fused(*args) -> Tensor:
+    *first, norm_group, reverse, chunk_size = args
+    return _cuda_conv_scan_norm(*first, reverse, chunk_size)
+
+
+def _composed(*args) -> Tensor:
+    return conv_scan_norm_reference(*args).contiguous()
+
+
+def _fake(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse,
+          chunk_size):  # fmt: skip
+    return zxbcdt.new_empty(*zxbcdt.shape[:2], A.shape[0] * headdim)
+
+
+_OP = define_op(
+    "conv_scan_norm",
+    "(Tensor zxbcdt, Tensor conv_weight, Tensor? conv_bias, Tensor? dt_bias, Tensor A, Tensor? D, int headdim, "
+    "int ngroups, Tensor norm_weight, float eps, int norm_group, bool reverse, int chunk_size) -> Tensor",
+    [
+        Backend("mamba_ssm-fused", "cuda", _cuda_fused, usable=_fused_usable, native_autograd=True),
+        Backend("composed", "cuda", _composed, differentiable=conv_scan_norm_reference),
+        Backend("cpu-cpp", "cpu", _cpp_conv_scan_norm, usable=_cpp_usable, differentiable=conv_scan_norm_reference),
+        Backend("composed", "cpu", _composed, differentiable=conv_scan_norm_reference),
+    ],
+    _fake,
+)
+
+
 def conv_scan_norm(
-    zxbcdt: Tensor, conv1d_weight: Tensor, conv1d_bias: Tensor | None, dt_bias: Tensor | None, A: Tensor,
-    D: Tensor | None, headdim: int, ngroups: int, rmsnorm_weight: Tensor, rmsnorm_eps: float = 1e-5,
-    norm_group: int | None = None, reverse: bool = False, chunk_size: int = 256,
+    zxbcdt: Tensor,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    dt_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    headdim: int,
+    ngroups: int,
+    rmsnorm_weight: Tensor,
+    rmsnorm_eps: float = 1e-5,
+    norm_group: int | None = None,
+    reverse: bool = False,
+    chunk_size: int = 256,
 ) -> Tensor:
     """Conv + SiLU, SSD scan and gated RMSNorm of a Mamba-2 layer in one op (see module doc). On CUDA with
     mamba_ssm installed, its fused ``mamba_split_conv1d_scan_combined`` runs (and differentiates) it."""
     _, d_inner, _, _ = _sizes(zxbcdt, conv1d_weight, A, headdim, ngroups)
-    fused = _cuda.mamba_split_conv1d_scan_combined() if zxbcdt.is_cuda else None
-    if fused is not None and dt_bias is not None and (norm_group or d_inner) == d_inner // ngroups:
-        backends.record("conv_scan_norm", "mamba_ssm-fused")
-        return _cuda_conv_scan_norm(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups,
-                                    rmsnorm_weight, rmsnorm_eps, reverse, chunk_size)  # fmt: skip
-    return _conv_scan_norm_op(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight,
-                              rmsnorm_eps, norm_group or d_inner, reverse, int(chunk_size))  # fmt: skip
+    return _OP(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, headdim, ngroups, rmsnorm_weight, rmsnorm_eps,
+               norm_group or d_inner, reverse, int(chunk_size))  # fmt: skip

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from . import backends
 from ._extension import load_cpu_kernels
-from ._recompute import grads_by_recompute
+from .dispatch import Backend, define_op
 
 
 def gated_rmsnorm_torch(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
@@ -25,10 +25,6 @@ def gated_rmsnorm_torch(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_
     groups = g.unflatten(-1, (-1, group_size))
     groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + eps)
     return (groups.flatten(-2) * weight.float()).to(dtype)
-
-
-def _uses_cpp(x: Tensor) -> bool:
-    return not x.is_cuda and not backends.using_reference_kernels() and load_cpu_kernels() is not None
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -42,34 +38,29 @@ def _rows(t: Tensor) -> Tensor:
         return t.reshape(-1, t.shape[-1])
 
 
-@torch.library.custom_op("zoo::gated_rmsnorm", mutates_args=())
-def _gated_rmsnorm_op(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
-    if _uses_cpp(x):
-        backends.record("gated_rmsnorm", "cpu-cpp")
-        out = load_cpu_kernels().gated_rmsnorm_fwd(_rows(x), _rows(z), weight.float().contiguous(), eps, group_size)
-        return out.view(x.shape).to(x.dtype)
-    backends.record("gated_rmsnorm", "torch")
-    with torch.no_grad():
-        return gated_rmsnorm_torch(x, z, weight, eps, group_size).contiguous()
+def _cpp_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
+    out = load_cpu_kernels().gated_rmsnorm_fwd(_rows(x), _rows(z), weight.float().contiguous(), eps, group_size)
+    return out.view(x.shape).to(x.dtype)
 
 
-@_gated_rmsnorm_op.register_fake
-def _(x, z, weight, eps, group_size):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+def _cpp_usable(*args: object) -> bool:
+    return not backends.using_reference_kernels() and load_cpu_kernels() is not None
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:3])
-    ctx.eps, ctx.group_size = inputs[3], inputs[4]
+def _torch_norm(*args) -> Tensor:
+    return gated_rmsnorm_torch(*args).contiguous()
 
 
-def _backward(ctx, grad):
-    x, z, weight = ctx.saved_tensors
-    args = (x, z, weight, ctx.eps, ctx.group_size)
-    return tuple(grads_by_recompute(gated_rmsnorm_torch, args, [*ctx.needs_input_grad[:3], False, False], grad))
-
-
-_gated_rmsnorm_op.register_autograd(_backward, setup_context=_setup_context)
+_OP = define_op(
+    "gated_rmsnorm",
+    "(Tensor x, Tensor z, Tensor weight, float eps, int group_size) -> Tensor",
+    [
+        Backend("torch", "cuda", _torch_norm, differentiable=gated_rmsnorm_torch),
+        Backend("cpu-cpp", "cpu", _cpp_norm, usable=_cpp_usable, differentiable=gated_rmsnorm_torch),
+        Backend("torch", "cpu", _torch_norm, differentiable=gated_rmsnorm_torch),
+    ],
+    lambda x, z, weight, eps, group_size: torch.empty(x.shape, dtype=x.dtype, device=x.device),
+)
 
 
 def gated_rmsnorm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group_size: int | None = None) -> Tensor:
@@ -78,4 +69,4 @@ def gated_rmsnorm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group
     if x.shape != z.shape or x.shape[-1] % group_size or weight.shape != (x.shape[-1],):
         raise ValueError(f"gated_rmsnorm: x {tuple(x.shape)}, z {tuple(z.shape)}, weight {tuple(weight.shape)} and "
                          f"group size {group_size} do not fit")  # fmt: skip
-    return _gated_rmsnorm_op(x, z, weight, eps, group_size)
+    return _OP(x, z, weight, eps, group_size)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _cuda, backends
-from ._recompute import grads_by_recompute
+from . import _cuda
+from .dispatch import Backend, define_op
 
 
 def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
@@ -30,45 +30,28 @@ def _attention_flash(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = 
     return fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
-def _implementation(q: Tensor, key_mask: Tensor | None):
-    if (
-        q.is_cuda
-        and key_mask is None
-        and q.dtype in (torch.float16, torch.bfloat16)
-        and _cuda.flash_attn_func() is not None
-    ):
-        return "flash_attn", _attention_flash
-    return "sdpa", attention_sdpa
+def _flash_usable(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> bool:
+    return key_mask is None and q.dtype in (torch.float16, torch.bfloat16) and _cuda.flash_attn_func() is not None
 
 
-@torch.library.custom_op("zoo::attention", mutates_args=())
-def _attention_op(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> Tensor:
-    name, fn = _implementation(q, key_mask)
-    backends.record("attention", name)
-    with torch.no_grad():
-        return fn(q, k, v, key_mask).contiguous()
+def _contiguous(fn):
+    return lambda *args: fn(*args).contiguous()
 
 
-@_attention_op.register_fake
-def _(q, k, v, key_mask):
-    return q.new_empty(*q.shape[:-1], v.shape[-1])
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad):
-    args = ctx.saved_tensors
-    _, fn = _implementation(args[0], args[3])
-    return tuple(grads_by_recompute(fn, args, [*ctx.needs_input_grad[:3], False], grad))
-
-
-_attention_op.register_autograd(_backward, setup_context=_setup_context)
+_OP = define_op(
+    "attention",
+    "(Tensor q, Tensor k, Tensor v, Tensor? key_mask) -> Tensor",
+    [
+        Backend("flash_attn", "cuda", _contiguous(_attention_flash), usable=_flash_usable),
+        Backend("sdpa", "cuda", _contiguous(attention_sdpa)),
+        Backend("sdpa", "cpu", _contiguous(attention_sdpa)),
+    ],
+    lambda q, k, v, key_mask: q.new_empty(*q.shape[:-1], v.shape[-1]),
+)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
     """Softmax attention (see module doc)."""
     if key_mask is not None and key_mask.dtype != torch.bool:
         raise TypeError(f"attention: key_mask must be bool (True = attend), got {key_mask.dtype}")
-    return _attention_op(q, k, v, key_mask)
+    return _OP(q, k, v, key_mask)

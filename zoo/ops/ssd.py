@@ -31,7 +31,7 @@ from torch import Tensor
 
 from . import _cuda, backends
 from ._extension import load_cpu_kernels
-from ._recompute import grads_by_recompute
+from .dispatch import Backend, define_op
 
 _CPU_CHUNK = 64
 _BLOCK_CHUNKS = 8
@@ -148,9 +148,16 @@ def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse=False):
         Df = D.float()
         Df = (Df[:, None] if Df.dim() == 1 else Df).expand(heads, headdim).contiguous()
     y = ext.ssd_fwd(
-        _inner_contiguous(x, 2), _inner_contiguous(dt, 1), A.float().contiguous(), _inner_contiguous(B, 2),
-        _inner_contiguous(C, 2), Df, empty if z is None else _inner_contiguous(z, 2),
-        empty if dt_bias is None else dt_bias.float().contiguous(), dt_softplus, reverse,
+        _inner_contiguous(x, 2),
+        _inner_contiguous(dt, 1),
+        A.float().contiguous(),
+        _inner_contiguous(B, 2),
+        _inner_contiguous(C, 2),
+        Df,
+        empty if z is None else _inner_contiguous(z, 2),
+        empty if dt_bias is None else dt_bias.float().contiguous(),
+        dt_softplus,
+        reverse,
     )
     return y.to(x.dtype)
 
@@ -167,53 +174,47 @@ def _flipped(fn):
     return run
 
 
-def _implementation(x: Tensor, differentiable: bool = False, chunk_size: int = 256):
-    """(backend name, function) for the forward, or for the recomputation a backward differentiates. Only
-    mamba_ssm's kernel takes ``chunk_size``; ours choose their own (the result does not depend on it)."""
-    if x.is_cuda and _cuda.mamba_chunk_scan_combined() is not None:
-        return "mamba_ssm", _flipped(functools.partial(_cuda_ssd, chunk_size=chunk_size))
-    if not (differentiable or x.is_cuda or backends.using_reference_kernels()) and load_cpu_kernels() is not None:
-        return "cpu-cpp", _cpp_ssd
-    return "torch-ssd", _flipped(ssd_scan_chunked)
+def _cuda_flipped(*args) -> Tensor:
+    """mamba_ssm's kernel with the op's chunk size (only it takes one: ours choose their own, and the result
+    does not depend on it), reversed by flipping."""
+    *inputs, chunk_size = args
+    return _flipped(functools.partial(_cuda_ssd, chunk_size=chunk_size))(*inputs)
 
 
-@torch.library.custom_op("zoo::ssd_scan", mutates_args=())
-def _ssd_scan_op(
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None,
-    z: Tensor | None,
-    dt_bias: Tensor | None,
-    dt_softplus: bool,
-    reverse: bool,
-    chunk_size: int,
-) -> Tensor:
-    name, fn = _implementation(x, chunk_size=chunk_size)
-    backends.record("ssd_scan", name)
-    with torch.no_grad():
-        return fn(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse).contiguous()
+def _without_chunk(fn):
+    """``fn`` called with the op's arguments but the last (the chunk size)."""
+    return lambda *args: fn(*args[:-1])
 
 
-@_ssd_scan_op.register_fake
-def _(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse, chunk_size):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+def _contiguous(fn):
+    return lambda *args: fn(*args).contiguous()
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:8])
-    ctx.dt_softplus, ctx.reverse, ctx.chunk_size = inputs[8], inputs[9], inputs[10]
-
-
-def _backward(ctx, grad):
-    args = (*ctx.saved_tensors, ctx.dt_softplus, ctx.reverse)
-    _, fn = _implementation(args[0], differentiable=True, chunk_size=ctx.chunk_size)
-    return (*grads_by_recompute(fn, args, [*ctx.needs_input_grad[:8], False, False], grad), None)
-
-
-_ssd_scan_op.register_autograd(_backward, setup_context=_setup_context)
+_TORCH_SSD = _without_chunk(_flipped(ssd_scan_chunked))
+_OP = define_op(
+    "ssd_scan",
+    "(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, bool dt_softplus, "
+    "bool reverse, int chunk_size) -> Tensor",
+    [
+        Backend(
+            "mamba_ssm",
+            "cuda",
+            _contiguous(_cuda_flipped),
+            usable=lambda *a: _cuda.mamba_chunk_scan_combined() is not None,
+            differentiable=_cuda_flipped,
+        ),
+        Backend("torch-ssd", "cuda", _contiguous(_TORCH_SSD), differentiable=_TORCH_SSD),
+        Backend(
+            "cpu-cpp",
+            "cpu",
+            _contiguous(_without_chunk(_cpp_ssd)),
+            usable=lambda *a: not backends.using_reference_kernels() and load_cpu_kernels() is not None,
+            differentiable=_TORCH_SSD,  # the backward: autograd of the PyTorch SSD
+        ),
+        Backend("torch-ssd", "cpu", _contiguous(_TORCH_SSD), differentiable=_TORCH_SSD),
+    ],
+    lambda x, *rest: torch.empty(x.shape, dtype=x.dtype, device=x.device),
+)
 
 
 def ssd_scan(
@@ -235,4 +236,4 @@ def ssd_scan(
             f"ssd_scan: B and C must have equal shapes with a group count dividing heads={x.shape[2]}; "
             f"got B {tuple(B.shape)}, C {tuple(C.shape)}"
         )
-    return _ssd_scan_op(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse, int(chunk_size))
+    return _OP(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse, int(chunk_size))
