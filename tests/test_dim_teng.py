@@ -125,7 +125,7 @@ def test_ablation_switches_remove_their_parts():
     full = zoo.create_model("dim-teng-tiny")
     d, k, skips = 64, 3, 2
     no_pad = zoo.create_model("dim-teng-tiny", pad_tokens=False)
-    assert no_pad.padding is None and _count(full) - _count(no_pad) == k * d
+    assert no_pad.padding is None and no_pad.split_tokens is None and _count(full) - _count(no_pad) == 2 * k * d
     no_conv = zoo.create_model("dim-teng-tiny", local_conv=False)
     assert no_conv.first_conv is None and _count(full) - _count(no_conv) == 2 * (9 * d + d)
     no_skip = zoo.create_model("dim-teng-tiny", long_skip=False)

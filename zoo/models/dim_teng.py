@@ -6,7 +6,8 @@ constructor switch (the rows of its Tables 4 and 6):
 - ``scan_patterns``: the scan orders the blocks switch between (paper numbering, Fig. 2: 1 = row-major,
   2 = reversed row-major, 3 = column-major, 4 = reversed column-major). ``"1234"`` is the full model, ``"12"``
   and ``"1"`` Table 6's ablations.
-- ``pad_tokens``: learnable end-of-line tokens after every row and column (``zoo.layers.padding``).
+- ``pad_tokens``: learnable end-of-line tokens after every row and column (``zoo.layers.padding``), and the
+  three "split" tokens after the prefix (the code builds both only with padding on).
 - ``local_conv``: a 3x3 depthwise conv after the patch embedding and one before the output layer.
 - ``long_skip``: U-Net style skips from the first half of the blocks to the second half (last in, first out).
 - ``final_conv`` (off, as in DiM; WD-Mamba turns it on): a 3x3 conv on the unpatchified output.
@@ -166,11 +167,14 @@ class DiMTeng(nn.Module):
         self.block_scans = [SCAN_PATTERNS[p] for p in block_scans]
         self.skips = skips
         self.grid = input_size // patch_size
-        self.prefix = 1 + int(self.conditional) + NUM_SPLIT_TOKENS
+        # the split tokens are padding tokens too: the code builds them only with padding on
+        # (adapter_attn4mamba.py, pad_token_dec_split), so Table 4's no-padding row has neither
+        num_split = NUM_SPLIT_TOKENS if pad_tokens else 0
+        self.prefix = 1 + int(self.conditional) + num_split
 
         self.x_embedder = PatchEmbed(patch_size, in_channels, d, bias=True)
         self.label_token = nn.Embedding(num_classes + 1, d) if self.conditional else None
-        self.split_tokens = nn.Parameter(torch.randn(NUM_SPLIT_TOKENS, d) * 0.02)
+        self.split_tokens = nn.Parameter(torch.randn(num_split, d) * 0.02) if pad_tokens else None
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + int(self.conditional) + self.grid**2, d))
         # Sec. 3.2 "lightweight local feature enhancement": 3x3 depthwise convs at input and output
         self.first_conv = nn.Conv2d(d, d, 3, padding=1, groups=d) if local_conv else None
@@ -246,8 +250,8 @@ class DiMTeng(nn.Module):
         gh, gw = (h, w) if self.padding is None else self.padding.padded_size(h, w)
         if self.padding is not None:
             grid = self.padding.pad(grid, h, w)
-        split = self.split_tokens.to(x.dtype)[None].expand(b, -1, -1)
-        x_seq = torch.cat([prefix, split, grid], dim=1)
+        split = [] if self.split_tokens is None else [self.split_tokens.to(x.dtype)[None].expand(b, -1, -1)]
+        x_seq = torch.cat([prefix, *split, grid], dim=1)
 
         c = self.t_embedder(t)
         if self.conditional:
