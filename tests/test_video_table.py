@@ -93,9 +93,18 @@ class JointStandIn(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
         super().__init__()
+        self.in_channels, self.out_channels, self.num_classes, self.conditioning = (
+            in_channels,
+            in_channels,
+            num_classes,
+            "class",
+        )
         self.conv = nn.Conv3d(in_channels, in_channels, (1, 3, 3), padding=(0, 1, 1))
         self.temporal = nn.Linear(in_channels, in_channels)
         self.label = nn.Embedding(num_classes + 1, in_channels)
+
+    def null_condition(self, batch: int, device=None) -> torch.Tensor:  # the null label, for condition dropout
+        return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
 
     def forward(self, x, t, y, use_image_num: int = 0):
         JointStandIn.calls.append((tuple(x.shape), use_image_num))
