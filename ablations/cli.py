@@ -240,10 +240,8 @@ def fid_command(
             ref = ref or config.data
             size = model_setup(config).image_size
         if images is None:
-            folders = sorted((run / "samples").glob("*/images"), key=lambda p: p.stat().st_mtime)
-            if not folders:
-                _fail(FileNotFoundError(f"{run} has no samples yet: run `ablations sample --run {run}` first"))
-            images = folders[-1]
+            with _one_line_errors():
+                images = _newest_samples(run, "images")
     if images is None or ref is None:
         _fail(ValueError("give --run RUN, or --images DIR with --ref DATASET|STATS.npz"))
     with _one_line_errors():
@@ -264,6 +262,14 @@ def fid_command(
         "FID is biased at small counts: compare equal counts only",
     )
     console.print(table)
+
+
+def _newest_samples(run: Path, kind: str) -> Path:
+    """A run's newest ``samples/*/<kind>`` folder (``images``, or ``clips`` of a video run)."""
+    folders = sorted((run / "samples").glob(f"*/{kind}"), key=lambda p: p.stat().st_mtime)
+    if not folders:
+        raise FileNotFoundError(f"{run} has no samples yet: run `ablations sample --run {run}` first")
+    return folders[-1]
 
 
 @app.command("fvd")
@@ -289,11 +295,7 @@ def fvd_command(
         if run is not None:
             config = RunConfig.load(run)
             ref, size, interval = ref or config.data, model_setup(config).image_size, config.frame_interval
-            if clips is None:
-                folders = sorted((run / "samples").glob("*/clips"), key=lambda p: p.stat().st_mtime)
-                if not folders:
-                    raise FileNotFoundError(f"{run} has no clips yet: run `ablations sample --run {run}` first")
-                clips = folders[-1]
+            clips = clips or _newest_samples(run, "clips")
         if clips is None or ref is None:
             raise ValueError("give --run RUN, or --clips DIR with --ref videoshapes|ucf101")
         result = score_videos(clips, ref, size, ref_n, data_root, device, str(i3d) if i3d else None, interval)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,32 @@ def load_image_folder(folder: str | Path, limit: int | None = None) -> Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+def class_count(run: str | Path, setup) -> int:
+    """How many classes sample labels cycle through: the run's data set's (``data.json``), at most the model's."""
+    data_info = Path(run) / "data.json"
+    classes = json.loads(data_info.read_text())["num_classes"] if data_info.is_file() else setup.num_classes
+    if setup.conditioning == "class":
+        classes = min(classes or setup.num_classes, setup.num_classes)
+    return classes
+
+
+def sample_batch(model, setup, diffusion: GaussianDiffusion, first: int, count: int, shape: tuple[int, ...],
+                 classes: int, cfg: float, seed: int, sampler: str, steps: int, device: str,
+                 wrap: Callable | None = None) -> Tensor:  # fmt: skip
+    """x_0 of samples ``first .. first + count - 1`` of ``shape`` (an image's or a clip's, without the batch):
+    sample i has class i mod ``classes``, the noise comes from a generator seeded by (seed, first); ``wrap``
+    wraps the guided model function (upsample guidance)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + first)
+    noise = torch.randn(count, *shape, generator=g).to(device)
+    labels = torch.arange(first, first + count, device=device) % max(classes, 1)
+    y = setup.condition(model, labels)
+    null = setup.null_condition(model, count, torch.device(device))
+    fn = guided(model, y, null, cfg, setup.channels)
+    if wrap is not None:
+        fn = wrap(fn)
+    return sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
+
+
 def generate(
     run: str | Path,
     sampler: str = "ddim",
@@ -87,23 +114,14 @@ def generate(
     images_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
     size = res // factor
-    data_info = Path(run) / "data.json"
-    classes = json.loads(data_info.read_text())["num_classes"] if data_info.is_file() else setup.num_classes
-    if setup.conditioning == "class":
-        classes = min(classes or setup.num_classes, setup.num_classes)
+    classes = class_count(run, setup)
+    wrap = (lambda fn: with_upsample_guidance(fn, diffusion, setup.channels, m)) if upsample_guidance else None
     for first in range(0, n, batch):
         count = min(batch, n - first)
         if all((images_dir / f"{first + i:06d}.png").exists() for i in range(count)):
             continue
-        g = torch.Generator().manual_seed(seed * 1_000_003 + first)
-        noise = torch.randn(count, setup.channels, size, size, generator=g).to(device)
-        labels = torch.arange(first, first + count, device=device) % max(classes, 1)
-        y = setup.condition(model, labels)
-        null = setup.null_condition(model, count, torch.device(device))
-        fn = guided(model, y, null, cfg, setup.channels)
-        if upsample_guidance:
-            fn = with_upsample_guidance(fn, diffusion, setup.channels, m)
-        x = sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
+        shape = (setup.channels, size, size)
+        x = sample_batch(model, setup, diffusion, first, count, shape, classes, cfg, seed, sampler, steps, device, wrap)
         images = decode(vae, x) if vae is not None else to_uint8(x)
         for i, image in enumerate(images):
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(images_dir / f"{first + i:06d}.png")

@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from ablations.diffusion import GaussianDiffusion
-from ablations.generate import sample_folder_name, to_uint8
+from ablations.generate import class_count, sample_batch, sample_folder_name, to_uint8
 from ablations.latents import decode, load_vae
-from ablations.samplers import guided, sample
 from ablations.train import load_run_model
 from ablations.video_io import load_clip_folder, save_clip, save_previews
 
@@ -51,21 +48,13 @@ def generate_video(
     clips_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
     size = res // factor
-    data_info = Path(run) / "data.json"
-    classes = json.loads(data_info.read_text())["num_classes"] if data_info.is_file() else setup.num_classes
-    if setup.conditioning == "class":
-        classes = min(classes or setup.num_classes, setup.num_classes)
+    classes = class_count(run, setup)
     for first in range(0, n, batch):
         count = min(batch, n - first)
         if all((clips_dir / f"{first + i:06d}.npy").exists() for i in range(count)):
             continue
-        g = torch.Generator().manual_seed(seed * 1_000_003 + first)
-        noise = torch.randn(count, setup.channels, frames, size, size, generator=g).to(device)
-        labels = torch.arange(first, first + count, device=device) % max(classes, 1)
-        y = setup.condition(model, labels)
-        null = setup.null_condition(model, count, torch.device(device))
-        fn = guided(model, y, null, cfg, setup.channels)
-        x = sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
+        shape = (setup.channels, frames, size, size)
+        x = sample_batch(model, setup, diffusion, first, count, shape, classes, cfg, seed, sampler, steps, device)
         clips = decode(vae, x) if vae is not None else to_uint8(x)
         for i, clip in enumerate(clips):
             save_clip(clip.contiguous(), clips_dir / f"{first + i:06d}.npy")

@@ -64,6 +64,7 @@ RULES: tuple[tuple[str, Rule], ...] = (  # first matching pattern wins
     ("fid_std", Rule("absolute", 0.0, "never")),
     ("fid", Rule("absolute", 0.5, "higher")),
     ("sfid", Rule("absolute", 0.5, "higher")),
+    ("fvd", Rule("relative", 0.02, "higher")),  # FVD: hundreds at the paper scale (Mo & Tian Table 3)
     ("kid", Rule("absolute", 0.001, "higher")),
     ("is", Rule("relative", 0.02, "lower")),
     ("precision", Rule("absolute", 0.01, "lower")),

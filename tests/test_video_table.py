@@ -63,10 +63,11 @@ def test_mo_table3_smoke_mechanics(tmp_path, i3d):
     assert {label: by_label[label]["paper_fvd"] for label in PAPER_TABLE3} == PAPER_TABLE3
     ours = {r["variant"]: r["fvd"] for r in results}
     assert by_label["DiM"]["ours_fvd"] == ours["dim"] and by_label["Latte"]["ours_fvd"] == ours["latte"]
-    assert by_label["DiM+IMG"]["status"] == "not run" and by_label["LVDM"]["status"] == "paper only"
+    assert by_label["DiM+IMG"]["status"] == "cannot run yet" and by_label["LVDM"]["status"] == "paper only"
     assert by_label["Latte+IMG"]["paper_effect"] == "better" and by_label["Latte"]["paper_effect"] == "worse"
     text = (report / "report.md").read_text()
     assert "477.97" in text and "2886.9" in text and "FVD sample count: 4 generated vs 4 reference" in text
+    assert "cannot run yet: Latte+IMG, DiM+IMG: Latte.forward has no `use_image_num`" in text
     fvds = [m for m in store.measurements() if m["metric"] == "fvd"]
     assert len(fvds) == 2 and {m["unit"] for m in fvds} == {"FVD"}
 

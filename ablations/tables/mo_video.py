@@ -10,6 +10,7 @@ sampler or guidance scale for video: the paper preset says what we chose. Our ro
 
 from __future__ import annotations
 
+from ablations.fvd import FVD_CLIPS, FVD_FRAMES
 from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_preset
 from ablations.video_train import LATTE_UCF101_IMAGES
 
@@ -61,14 +62,14 @@ PRESETS = {
         ema_warmup=False,
         data="ucf101",
         res=256,
-        frames=16,
+        frames=FVD_FRAMES,
         frame_interval=3,
         steps=300_000,
         batch=32,
         lr=1e-4,
         ema=0.9999,
-        n_samples=2048,
-        ref_n=2048,
+        n_samples=FVD_CLIPS,
+        ref_n=FVD_CLIPS,
         sampler="ddpm",
         sample_steps=250,
         cfg=1.0,

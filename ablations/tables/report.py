@@ -27,7 +27,8 @@ import statistics
 from pathlib import Path
 
 from ablations.evaluate import UNAVAILABLE
-from ablations.tables.runner import index_file, result_key, runs_root
+from ablations.experiment import RunConfig
+from ablations.tables.runner import index_file, not_runnable, result_key, runs_root
 from ablations.tables.spec import TableSpec
 
 OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid", "fvd")
@@ -67,6 +68,11 @@ def _agrees(ours: str, paper: str) -> str:
     return "yes" if ours == paper or (ours in no_effect and paper in no_effect) else "no"
 
 
+def _blocker(variant) -> str | None:
+    """Why a row cannot be trained with the registry's models as they are (``runner.not_runnable``), or None."""
+    return not_runnable(RunConfig(model=variant.model, **variant.run_overrides))
+
+
 def _summary(results: list[dict], primary: str = "fid") -> dict:
     """Mean of every metric over seeds, plus the primary metric's (FID's, FVD's) spread and per-seed values."""
     out = {}
@@ -102,7 +108,7 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
                 "variant": variant.key,
                 "label": variant.label,
                 "checkpoint": checkpoint,
-                "status": "ok" if ours else "not run",
+                "status": "ok" if ours else ("cannot run yet" if _blocker(variant) else "not run"),
                 "params_m": ours[0].get("params_m") if ours else None,
                 **_summary(ours, ours_metric),
                 **{f"paper_{m}": paper.get(m) for m in table.paper_metrics},
@@ -143,9 +149,9 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     if table.our_metric == "fid":
         lines.append(f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: "
                      f"{UNAVAILABLE['is']}")  # fmt: skip
-    not_run = [r["label"] for r in rows if r["status"] == "not run" and r["variant"] != "-"]
-    if not_run and table.our_metric == "fvd":
-        lines.append(f"not run: {', '.join(not_run)} (`ablations run` names why: the models lack what the row needs)")
+    blocked = [v for v in table.variants if _blocker(v)]
+    if blocked:
+        lines.append(f"cannot run yet: {', '.join(v.label for v in blocked)}: {_blocker(blocked[0])}")
     if spec.deviations:
         lines.append(f"deviations from the paper: {spec.deviations}")
     seeds = sorted({r["seeds"] for r in rows if r["seeds"]})

@@ -236,9 +236,10 @@ def not_runnable(config: RunConfig) -> str | None:
     """Why this row's run cannot be trained with the models as they are (e.g. video-image joint training on a
     model that cannot keep image frames out of its temporal blocks), or None."""
     if config.image_joint:
+        import zoo
         from ablations.video_train import image_joint_problem
 
-        return image_joint_problem(model_setup(config).entry.builder)
+        return image_joint_problem(zoo.get_entry(config.model).builder)
     return None
 
 
