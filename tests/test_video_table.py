@@ -75,6 +75,15 @@ def test_mo_table3_smoke_mechanics(tmp_path, i3d):
     run_table(table, "smoke", root=runs, log=again.append)
     assert sum("scored already" in line for line in again) == 2 and not any(": training " in line for line in again)
 
+    # an interrupted scoring resumes: a lost clip is sampled again (the same clip), the rest are kept
+    clip = sorted((folder / "clips").glob("*.npy"))[1]
+    kept = np.load(clip)
+    clip.unlink()
+    next(runs.glob("runs/dim-mo-video-*/scores/*.json")).unlink()
+    resumed = run_table(table, "smoke", root=runs, log=lambda _: None)
+    assert np.array_equal(np.load(clip), kept)
+    assert {r["variant"]: r["fvd"] for r in resumed} == pytest.approx(ours)
+
 
 def test_missing_i3d_stops_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr("ablations.fvd._cache_dir", lambda: tmp_path / "cache")
