@@ -18,7 +18,7 @@ import torch
 from ablations.diffusion import GaussianDiffusion
 from ablations.experiment import model_setup
 from ablations.tables import TABLES
-from ablations.tables.runner import variant_config
+from ablations.tables.runner import not_runnable, variant_config
 
 
 def _train_seconds_per_step(config, repeats: int = 2) -> float:
@@ -26,7 +26,7 @@ def _train_seconds_per_step(config, repeats: int = 2) -> float:
     model = setup.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     diffusion = GaussianDiffusion.from_name(config.schedule)
-    x0 = torch.randn(config.batch, setup.channels, setup.input_size, setup.input_size)
+    x0 = torch.randn(config.batch, *setup.sample_shape())  # images, or clips (C, T, h, w)
     labels = torch.arange(config.batch) % 10
     y = setup.condition(model, labels)
 
@@ -55,7 +55,8 @@ def _train_seconds_per_step(config, repeats: int = 2) -> float:
 def _sample_seconds_per_image(config, batch: int = 64) -> float:
     setup = model_setup(config)
     model = setup.build().eval()
-    x = torch.randn(batch, setup.channels, setup.input_size, setup.input_size)
+    batch = 8 if setup.frames else batch  # clips: 8 at a time
+    x = torch.randn(batch, *setup.sample_shape())
     y = setup.condition(model, torch.arange(batch) % 10)
     with torch.no_grad():
         model(x, torch.zeros(batch, dtype=torch.long), y)
@@ -89,14 +90,17 @@ def main() -> None:
     for name in args.tables:
         table = TABLES[name]
         preset = table.presets[args.preset]
-        seen, train_s, sample_s, fid_s = set(), 0.0, 0.0, preset.ref_n * inception
+        video = table.our_metric == "fvd"  # the I3D is user-supplied: FVD is not timed (0 in the FID column)
+        seen, train_s, sample_s, fid_s = set(), 0.0, 0.0, 0.0 if video else preset.ref_n * inception
         teacher = "teacher" if table.teacher else None
         for variant in table.variants:
             config = variant_config(table, variant, preset, teacher=teacher)
+            if not_runnable(config):  # e.g. video-image joint training on a model without use_image_num
+                continue
             cfg = variant.cfg if variant.cfg is not None else preset.cfg
             evals = preset.n_samples * preset.sample_steps * (2 if cfg != 1 else 1) * len(preset.checkpoints)
             sample_s += evals * _sample_seconds_per_image(config)
-            fid_s += preset.n_samples * len(preset.checkpoints) * inception
+            fid_s += 0.0 if video else preset.n_samples * len(preset.checkpoints) * inception
             key = (config.model, repr(config.overrides), repr(config.distill))
             if key not in seen:
                 seen.add(key)

@@ -24,9 +24,9 @@ def _models(hidden: int, depth: int, heads: int, classes: int, patch: int = 2) -
     return {"latte-xl/2": {**common, "num_heads": heads}, "dim-mo-video-xl/2": common}
 
 
-_CPU_COST = (  # one thread, a loaded 2-core VM; sampling and the real I3D not timed
-    "~3.5 h on 2 CPU cores for the two trainable rows (estimated: measured 1.3 s (Latte) and 3.6 s (DiM) a step; "
-    "sampling 512 clips and FVD ~0.5 h)"
+_CPU_COST = (  # scripts/estimate_presets.py --preset cpu-builtin --tables mo-table3 --threads 1 (this 2-core VM)
+    "~3.1 h on one core for the two trainable rows (measured per step: training 2.7 h, sampling 0.5 h), plus "
+    "the I3D's features of 1K clips (not timed: the I3D is user-supplied)"
 )
 _CPU_COMMON = dict(res=32, frames=16, steps=2000, batch=8, lr=4e-4, n_samples=512, ref_n=512, cfg=1.0, space="pixel")
 PRESETS = {
