@@ -370,6 +370,8 @@ def variant_jobs(table: TableSpec, preset_name: str, variants: list[str] | None,
             key = job_key(table.id, preset.name, variant.key, f"seed{seed}")
             teacher = None if variant.teacher else _teacher_folder(table, preset, root, data_root, vae, seed)
             config = variant_config(table, variant, preset, data_root, vae, teacher, seed)
+            if not_runnable(config):  # no job: the report says why the row cannot run
+                continue
             cfg = variant.cfg if variant.cfg is not None else preset.cfg
             scored = all(score_file(run_folder(root, config), step, preset, cfg).is_file()
                          for step in checkpoint_steps(preset, config.steps).values())  # fmt: skip
