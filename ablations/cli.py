@@ -384,7 +384,7 @@ def list_command(
         table.add_row(name, " ".join(r["variants"]), r["preset"], data, present, r["cost"] or "-")
     console.print(table)
     console.print(
-        "Missing data: `ablations data download cifar10`; CelebA and ImageNet need a manual download "
+        "Missing data: `ablations data download cifar10`; CelebA, ImageNet and UCF-101 need a manual download "
         "(the error of `ablations run` says where to put them)."
     )
 
