@@ -229,7 +229,6 @@ class ModelSetup:
     channels: int  # input channels of the model (3 in pixel space, 4 for latents)
     latent: bool  # the model works on VAE latents
     image_size: int  # training image size, pixels
-    builder_options: frozenset[str]
     frames: int = 0  # frames per clip of a video model; 0: an image model
 
     @property
@@ -256,12 +255,11 @@ class ModelSetup:
         return None
 
     def null_condition(self, model: nn.Module, batch: int, device: torch.device) -> Tensor | None:
-        """The unconditional input for CFG and label dropout: the null class or the model's null caption."""
-        if self.conditioning == "class":
-            return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
-        if self.conditioning == "text":
-            return _unwrap(model).null_caption(batch).to(device)
-        return None
+        """The unconditional input for CFG and label dropout: the model's (``Backbone.null_condition``: the null
+        class or the null caption), or None for a run trained without conditions."""
+        if self.conditioning == "none":
+            return None
+        return _unwrap(model).null_condition(batch, device)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -269,23 +267,20 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def model_setup(config: RunConfig) -> ModelSetup:
-    """Resolve the entry, the input space and the conditioning of a run (clear errors for bad combinations)."""
-    import inspect
-
+    """Resolve the entry, the input space and the conditioning of a run (clear errors for bad combinations).
+    Every model takes the contract's options (``zoo.models.base``), so nothing here depends on the family."""
     entry = zoo.get_entry(config.model)
     overrides = dict(config.overrides)
-    options = frozenset(inspect.signature(entry.builder).parameters)
     latent = entry.inputs.latent
     image_size = config.res or entry.inputs.image_size
     if config.space == "pixel" and latent:
         image_size = config.res or entry.inputs.image_size // 8  # the entry's token grid, now in pixels
         latent = False
-        key = "in_chans" if "in_chans" in options else "in_channels"
-        overrides.setdefault(key, 3)
+        overrides.setdefault("in_channels", 3)
     elif config.space == "latent" and not latent:  # a pixel model run on VAE latents (4 channels)
         latent = True
         image_size = config.res or entry.inputs.image_size * 8
-        overrides.setdefault("in_chans" if "in_chans" in options else "in_channels", 4)
+        overrides.setdefault("in_channels", 4)
     elif config.space not in ("auto", "pixel", "latent"):
         raise ValueError(f"--space must be auto, pixel or latent, got {config.space!r}")
     if latent and config.vae is None and not config.data.startswith("latents:"):
@@ -294,15 +289,13 @@ def model_setup(config: RunConfig) -> ModelSetup:
             "stabilityai/sd-vae-ft-ema downloaded with `huggingface-cli download`), or --data latents:DIR from "
             "`ablations latents`, or train it on pixels with --space pixel"
         )
-    if "class_dropout_prob" in options:
-        overrides["class_dropout_prob"] = 0.0  # the trainer drops labels itself (deterministic under DDP)
     conditioning = entry.inputs.conditioning
     num_classes = int(overrides.get("num_classes", entry.inputs.num_classes))
     if conditioning == "class" and num_classes <= 0:
         conditioning = "none"
     channels = 4 if latent else 3
     frames = _frames(entry, config)
-    return ModelSetup(entry, overrides, conditioning, num_classes, channels, latent, image_size, options, frames)
+    return ModelSetup(entry, overrides, conditioning, num_classes, channels, latent, image_size, frames)
 
 
 def _frames(entry: ModelEntry, config: RunConfig) -> int:

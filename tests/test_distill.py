@@ -65,7 +65,7 @@ def test_captured_mixer_inputs_equal_a_hand_run_of_the_teacher():
     h = teacher.x_embedder(x) + teacher.positions(4, 4)
     t_emb = teacher.t_embedder(t)
     t6 = teacher.t_block(t_emb)
-    caption = teacher.y_embedder(y, False)
+    caption = teacher.y_embedder(y)
     with torch.no_grad():
         for n, block in enumerate(teacher.blocks):
             shift, scale = (block.scale_shift_table[None] + t6.view(2, 6, -1))[:, :2].unbind(1)

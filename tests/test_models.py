@@ -65,10 +65,10 @@ def test_uvit_forward_conditional_and_unconditional_and_other_grids():
     out = model(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), torch.tensor([0, 10]))
     assert out.shape == (2, 3, 8, 8)
     assert model(torch.randn(1, 3, 12, 8), torch.tensor([1]), torch.tensor([0])).shape == (1, 3, 12, 8)
-    with pytest.raises(ValueError, match="class-conditional"):
-        model(torch.randn(1, 3, 8, 8), torch.tensor([1]))
-    uncond = zoo.create_model("uvit-tiny", num_classes=-1)
-    assert uncond(torch.randn(1, 3, 8, 8), torch.tensor([1])).shape == (1, 3, 8, 8)
+    x = torch.randn(1, 3, 8, 8)  # no labels: the null label (10), as for every class model (zoo.models.base)
+    assert torch.equal(model(x, torch.tensor([1])), model(x, torch.tensor([1]), torch.tensor([10])))
+    uncond = zoo.create_model("uvit-tiny", num_classes=0)
+    assert uncond.label_emb is None and uncond(x, torch.tensor([1])).shape == (1, 3, 8, 8)
 
 
 def test_uvit_has_long_skips_in_lifo_order():

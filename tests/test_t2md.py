@@ -57,7 +57,7 @@ def test_forward_non_square_masked_captions_and_cfg():
     mask[1, 3:] = False
     out = model(torch.randn(2, 4, 8, 12), torch.tensor([10, 500]), y, mask)
     assert out.shape == (2, 8, 8, 12)
-    assert model.null_caption(2).shape == y.shape  # CFG's unconditional input (tests/test_samplers.py)
+    assert model.null_condition(2).shape == y.shape  # CFG's unconditional input (tests/test_samplers.py)
 
 
 def test_position_embedding_choice():

@@ -102,7 +102,7 @@ def test_ddp_two_processes_match_one(tmp_path):
 def test_init_from_another_resolution_resizes_learned_positions(tmp_path):
     train(RunConfig(model="uvit-tiny", batch=4, steps=1, ema=0.0), tmp_path / "low")
     config = RunConfig(
-        model="uvit-tiny", overrides={"img_size": 16}, res=16, batch=4, steps=1, init_from=str(tmp_path / "low")
+        model="uvit-tiny", overrides={"input_size": 16}, res=16, batch=4, steps=1, init_from=str(tmp_path / "low")
     )
     trainer = Trainer(config, tmp_path / "high")
     low = _params(tmp_path / "low", "ema")

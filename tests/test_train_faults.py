@@ -168,7 +168,9 @@ def test_a_failed_start_leaves_nothing_in_the_way(tmp_path):
 
 
 def test_config_hash_does_not_depend_on_how_paths_are_spelt(tmp_path, monkeypatch):
-    assert config_hash(RunConfig(model="dim-teng-tiny")) == "39f72e839f38"  # unchanged for plain configs
+    assert config_hash(RunConfig(model="dit-tiny")) == "55333f7343d8"  # unchanged for plain configs
+    # an entry's revision enters: DiM-Teng's official schedule (revision 1) names new runs (before: 39f72e839f38)
+    assert config_hash(RunConfig(model="dim-teng-tiny")) == "704f6e9d3779"
     teacher = tmp_path / "runs" / "teacher"
     RunConfig(model="pixart-tiny", space="pixel", steps=2).save(teacher)
     monkeypatch.chdir(tmp_path)

@@ -247,8 +247,8 @@ def test_uvit_nnet_ema_loads_and_reproduces_outputs(tmp_path):
     x, t, y = _inputs((2, 3, 8, 8))
     with torch.no_grad():
         assert torch.equal(loaded(x, t, y), model(x, t, y))
-    with pytest.raises(ValueError, match=r"pos_embed \(1, 18, 64\) in the checkpoint vs \(1, 66, 64\).*img_size=8"):
-        zoo.create_model("uvit-tiny", pretrained=tmp_path / "nnet_ema.pth", img_size=16)
+    with pytest.raises(ValueError, match=r"pos_embed \(1, 18, 64\) in the checkpoint vs \(1, 66, 64\).*input_size=8"):
+        zoo.create_model("uvit-tiny", pretrained=tmp_path / "nnet_ema.pth", input_size=16)
 
 
 def test_full_size_uvit_official_layouts_on_meta():

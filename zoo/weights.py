@@ -8,7 +8,7 @@ nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's tr
   sin-cos table (a frozen Parameter); it is checked against ours (``sincos_2d``) and dropped, since our DiT
   recomputes the table for whatever grid comes in. ``DiT-XL-2-512x512.pt`` saves a 32 x 32 table.
 - ``uvit`` (baofff/U-ViT ``libs/uvit.py``, ``nnet_ema.pth``): our names are U-ViT's; ``pos_embed`` is learned
-  and must match the model's grid (``img_size``).
+  and must match the model's grid (``input_size``).
 - ``pixart`` / ``t2md`` (PixArt-alpha ``PixArt.py`` / ``PixArtMS.py``, the ``.pth`` files wrap the state dict
   under ``state_dict``): our names are PixArt's; the saved ``pos_embed`` buffer (fixed sin-cos with
   ``lewei_scale`` over the base grid) is checked and dropped. The diffusers layout
@@ -509,7 +509,7 @@ def _hint(model: nn.Module, state: StateDict, shaped: list[str]) -> str:
     if not any(s.startswith("pos_embed ") for s in shaped) or state["pos_embed"].dim() != 3:
         return ""
     if hasattr(model, "extras"):  # U-ViT: [label,] time tokens first
-        extras, option = model.extras, "img_size"
+        extras, option = model.extras, "input_size"
     elif hasattr(model, "conditional"):  # DiM (Teng): time [, label] tokens first
         extras, option = 1 + int(model.conditional), "input_size"
     else:

@@ -12,14 +12,14 @@ _SMOKE = {
     "wd-mamba-u": {"hidden_size": 64, "stages": "enc2,mid1,dec2"},
     "wd-mamba-halfu": {"hidden_size": 64, "stages": "enc2,mid1"},
     "dim-teng-h/2": {"hidden_size": 64, "depth": 5},
-    "uvit-s/2-cifar10": {"embed_dim": 64, "depth": 2, "num_heads": 4},
+    "uvit-s/2-cifar10": {"hidden_size": 64, "depth": 2, "num_heads": 4},
 }
 _CPU = {  # CelebA at 32 px, patch 4 for every model (8x8 tokens), about width / 16
     "wd-mamba": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1,dec3,enc3,mid1,dec3"},
     "wd-mamba-u": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1,dec3"},
     "wd-mamba-halfu": {"hidden_size": 96, "patch_size": 4, "input_size": 32, "stages": "enc3,mid1"},
     "dim-teng-h/2": {"hidden_size": 96, "depth": 9, "patch_size": 4, "input_size": 32},
-    "uvit-s/2-cifar10": {"embed_dim": 128, "depth": 6, "num_heads": 4, "patch_size": 4},
+    "uvit-s/2-cifar10": {"hidden_size": 128, "depth": 6, "num_heads": 4, "patch_size": 4},
 }
 _CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
     "wd-table1": "~2.6 h on 2 CPU cores (3 runs; measured)",
@@ -59,7 +59,7 @@ def _presets(table: str) -> dict[str, Preset]:
             space="latent",
             needs_vae=True,
             deviations="the paper gives neither the FID sample count nor the CelebA crop: 50K samples and "
-            "U-ViT's 128 px centre crop are our choice; U-ViT runs on the 8x8 latents (img_size 8)",
+            "U-ViT's 128 px centre crop are our choice; U-ViT runs on the 8x8 latents (input_size 8)",
             cost="GPU-hours not reported by the paper (it trained on 2 A100s)",
         ),
     }
@@ -76,7 +76,7 @@ TABLE1 = TableSpec(
             "uvit",
             "U-ViT (44M)",
             "uvit-s/2-cifar10",
-            preset_overrides={"paper": {"img_size": 8}},
+            preset_overrides={"paper": {"input_size": 8}},
             paper={"final": {"fid": 87.51}},
         ),
         Variant("wd-mamba", "WD-Mamba (463M)", "wd-mamba", paper={"final": {"fid": 68.59}}, reference=True),

@@ -37,28 +37,16 @@ class TimestepEmbedder(nn.Module):
 class LabelEmbedder(nn.Module):
     """Class-label table with one extra row, the null class ``num_classes``, for classifier-free guidance.
 
-    During training labels are replaced by the null class with probability ``dropout_prob`` (DiT).
-    The null row exists whenever ``dropout_prob > 0`` or ``null_class`` is set, so a model can be sampled
-    with CFG.
-    """
+    DiT's embedder also replaces labels by the null class during training; here the trainer does that (the
+    model contract, ``zoo.models.base``), so the table is all this module holds (same name and shape, so
+    DiT's checkpoints load)."""
 
-    def __init__(self, num_classes: int, hidden_size: int, dropout_prob: float, null_class: bool | None = None):
+    def __init__(self, num_classes: int, hidden_size: int):
         super().__init__()
-        self.has_null = dropout_prob > 0 if null_class is None else null_class
-        self.embedding_table = nn.Embedding(num_classes + int(self.has_null), hidden_size)
+        self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
         self.num_classes = num_classes
-        self.dropout_prob = dropout_prob
 
-    def token_drop(self, labels: Tensor, force_drop_ids: Tensor | None = None) -> Tensor:
-        if force_drop_ids is None:
-            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
-        else:
-            drop = force_drop_ids == 1
-        return torch.where(drop, self.num_classes, labels)
-
-    def forward(self, labels: Tensor, train: bool, force_drop_ids: Tensor | None = None) -> Tensor:
-        if (train and self.dropout_prob > 0) or force_drop_ids is not None:
-            labels = self.token_drop(labels, force_drop_ids)
+    def forward(self, labels: Tensor) -> Tensor:
         return self.embedding_table(labels)
 
 

@@ -40,6 +40,7 @@ from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
 from zoo.layers.mamba import Mamba
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
+from zoo.models.base import Backbone
 from zoo.registry import InputSpec, PaperInfo, register
 
 
@@ -58,8 +59,8 @@ class DiMMoBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class DiMMo(nn.Module):
-    """``model(x, t, y)`` -> noise and sigma prediction (2 x in_channels), like DiT."""
+class DiMMo(Backbone):
+    """``model(x, t, cond)`` -> noise and sigma prediction (2 x in_channels), like DiT (``zoo.models.base``)."""
 
     def __init__(
         self,
@@ -69,17 +70,14 @@ class DiMMo(nn.Module):
         hidden_size: int = 1152,
         depth: int = 36,
         mlp_ratio: float = 4.0,
-        class_dropout_prob: float = 0.1,
         num_classes: int = 1000,
         learn_sigma: bool = True,
     ):
-        super().__init__()
-        self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.num_classes = num_classes
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                         num_classes=num_classes, learn_sigma=learn_sigma)  # fmt: skip
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, null_class=True)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size)
         self.blocks = nn.ModuleList(DiMMoBlock(hidden_size, mlp_ratio) for _ in range(depth))
         self.norm_final = nn.LayerNorm(hidden_size, eps=1e-6)
         self.linear_out = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
@@ -87,10 +85,11 @@ class DiMMo(nn.Module):
         nn.init.zeros_(self.linear_out.bias)
         nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
         patches = self.x_embedder(x) + sincos_2d_like(x, self.x_embedder.proj.out_channels, h, w)
-        tokens = [self.t_embedder(t)[:, None], self.y_embedder(y, self.training)[:, None]]
+        tokens = [self.t_embedder(t)[:, None], self.y_embedder(y)[:, None]]
         seq = torch.cat([*tokens, patches], dim=1)
         for block in self.blocks:
             seq = block(seq)

@@ -55,24 +55,23 @@ class DiMMoVideo(DiMMo):
         hidden_size: int = 1152,
         depth: int = 36,
         mlp_ratio: float = 4.0,
-        class_dropout_prob: float = 0.1,
         num_classes: int = 101,
         learn_sigma: bool = True,
     ):
         if depth % 2:
             raise ValueError(f"the video blocks come in spatial/temporal pairs: depth must be even, got {depth}")
-        super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, class_dropout_prob,
-                         num_classes, learn_sigma)  # fmt: skip
+        super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, num_classes, learn_sigma)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        """x (B, C, T, H, W) latents, t (B,) timesteps, y (B,) labels -> (B, out_channels, T, H, W)."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W)."""
+        y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "DiM video")
         h, w = token_grid(height, width, self.patch_size, "latent")
         dim = self.x_embedder.proj.out_channels
         # Sec. 3.5: each frame's latent patchified into L tokens; Sec. 3.2: DiM's 2-D position table per frame
         patches = self.x_embedder(frames_as_batch(x)) + sincos_2d_like(x, dim, h, w)  # (B*T, L, D)
         # Sec. 3.2: time and class tokens in front of the patches (ours: the same pair in front of every frame)
-        prefix = torch.stack([self.t_embedder(t), self.y_embedder(y, self.training)], dim=1)  # (B, 2, D)
+        prefix = torch.stack([self.t_embedder(t), self.y_embedder(y)], dim=1)  # (B, 2, D)
         seq = torch.cat([prefix.repeat_interleave(frames, 0), patches], dim=1)  # (B*T, 2 + L, D)
         tokens = seq.shape[1]
         for index, block in enumerate(self.blocks):

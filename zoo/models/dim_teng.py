@@ -60,6 +60,7 @@ from zoo.layers.padding import EndOfLinePadding
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import resize_learned
 from zoo.layers.scan_order import scan_permutation
+from zoo.models.base import Backbone, noise_only
 from zoo.registry import InputSpec, PaperInfo, register
 
 SCAN_PATTERNS = {"1": "row", "2": "row_reversed", "3": "col", "4": "col_reversed"}  # paper Fig. 2 numbering
@@ -127,8 +128,8 @@ class DiMBlock(nn.Module):
         return x + (1 + gate.unsqueeze(1)) * out
 
 
-class DiMTeng(nn.Module):
-    """``model(x, t, y=None)`` -> noise prediction of x's shape (y only for class-conditional models)."""
+class DiMTeng(Backbone):
+    """``model(x, t, cond=None)`` -> noise prediction of x's shape (labels, or None: the null class)."""
 
     def __init__(
         self,
@@ -149,8 +150,11 @@ class DiMTeng(nn.Module):
         d_state: int = 16,
         d_conv: int = 3,
         expand: int = 2,
+        learn_sigma: bool = False,
     ):
-        super().__init__()
+        noise_only(learn_sigma, "DiM (Teng et al.)")
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                         num_classes=num_classes)  # fmt: skip
         for name, value in (("scan_patterns", scan_patterns), ("block_scans", block_scans or "1")):
             if not value or set(value) - set(SCAN_PATTERNS):
                 raise ValueError(f"{name} is a string of pattern numbers 1-4 (e.g. '1234'), got {value!r}")
@@ -161,8 +165,6 @@ class DiMTeng(nn.Module):
         if any(not 0 <= j < i for i, sources in skips.items() for j in sources):
             raise ValueError(f"skips must map a block to earlier blocks, got {skips}")
         d = hidden_size
-        self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
-        self.num_classes = num_classes
         self.conditional = num_classes > 0  # has a label table (may still be trained without labels)
         self.block_scans = [SCAN_PATTERNS[p] for p in block_scans]
         self.skips = skips
@@ -232,11 +234,11 @@ class DiMTeng(nn.Module):
         grid = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
         return conv(grid).flatten(2).transpose(1, 2)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "input")
         b, d = x.shape[0], self.pos_embed.shape[-1]
-        if self.conditional and y is None:  # no labels: the null class for all (the code's unconditional use)
-            y = torch.full((b,), self.num_classes, dtype=torch.long, device=x.device)
+        # no labels: the null class for all (the code's unconditional use)
+        y = self.null_condition(b, x.device) if cond is None else cond
         time_token = timestep_embedding(t, d).to(x.dtype)
         tokens = [time_token[:, None]]
         if self.conditional:

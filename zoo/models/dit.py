@@ -21,6 +21,7 @@ from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
+from zoo.models.base import Backbone
 from zoo.registry import InputSpec, PaperInfo, register
 
 
@@ -55,7 +56,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class DiT(nn.Module):
+class DiT(Backbone):
     """Class-conditional latent diffusion transformer; ``model(x, t, y)`` -> noise (and sigma) prediction.
 
     ``input_size`` is the training latent size (32 for 256 px); any latent size divisible by the patch
@@ -71,19 +72,14 @@ class DiT(nn.Module):
         depth: int = 28,
         num_heads: int = 16,
         mlp_ratio: float = 4.0,
-        class_dropout_prob: float = 0.1,
         num_classes: int = 1000,
         learn_sigma: bool = True,
     ):
-        super().__init__()
-        self.input_size = input_size
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.num_classes = num_classes
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                         num_classes=num_classes, learn_sigma=learn_sigma)  # fmt: skip
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, null_class=True)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size)
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
@@ -112,12 +108,13 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        """x (B, C, H, W) latents, t (B,) timesteps, y (B,) labels (``num_classes`` = null) -> (B, out, H, W)."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """x (B, C, H, W) latents, t (B,) timesteps, cond (B,) labels (``num_classes`` = null) -> (B, out, H, W)."""
+        y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
         pos = sincos_2d_like(x, self.x_embedder.proj.out_channels, h, w)
         x = self.x_embedder(x) + pos
-        c = self.t_embedder(t) + self.y_embedder(y, self.training)
+        c = self.t_embedder(t) + self.y_embedder(y)
         for block in self.blocks:
             x = block(x, c)
         x = self.final_layer(x, c)

@@ -57,24 +57,24 @@ class Latte(DiT):
         depth: int = 28,
         num_heads: int = 16,
         mlp_ratio: float = 4.0,
-        class_dropout_prob: float = 0.1,
         num_classes: int = 101,
         learn_sigma: bool = True,
     ):
         if depth % 2:
             raise ValueError(f"Latte's blocks come in spatial/temporal pairs: depth must be even, got {depth}")
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio,
-                         class_dropout_prob, num_classes, learn_sigma)  # fmt: skip
+                         num_classes, learn_sigma)  # fmt: skip
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        """x (B, C, T, H, W) latents, t (B,) timesteps, y (B,) labels -> (B, out_channels, T, H, W)."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W)."""
+        y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "Latte")
         h, w = token_grid(height, width, self.patch_size, "latent")
         dim = self.x_embedder.proj.out_channels
         # Sec. 3.3.1 (clip patch embedding): uniform frame patch embedding, each frame patchified like an image
         seq = self.x_embedder(frames_as_batch(x)) + sincos_2d_like(x, dim, h, w)  # (B*T, N, D), DiT's 2-D table
         # Sec. 3.3.2 (timestep-class injection): S-AdaLN, t and class embeddings summed (DiT's adaLN-Zero)
-        c = self.t_embedder(t) + self.y_embedder(y, self.training)
+        c = self.t_embedder(t) + self.y_embedder(y)
         c_spatial, c_temporal = c.repeat_interleave(frames, 0), c.repeat_interleave(h * w, 0)
         for index, block in enumerate(self.blocks):
             if index % 2 == 0:  # Sec. 3.2 (Variant 1): spatial block, attention over the tokens of one frame

@@ -41,7 +41,7 @@ class SizeEmbedder(TimestepEmbedder):
 
 class PixArtAlpha(PixArtHybrid):
     """``PixArtHybrid`` with the optional resolution / aspect-ratio micro-conditions of PixArt-alpha 1024-MS;
-    ``model(x, t, y, mask=None, resolution=None, aspect_ratio=None)``."""
+    ``model(x, t, cond=None, mask=None, resolution=None, aspect_ratio=None)``."""
 
     def __init__(self, *args, use_additional_conditions: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,17 +71,17 @@ class PixArtAlpha(PixArtHybrid):
         aspect_ratio = aspect_ratio.to(x.device, dtype).reshape(-1, 1).expand(b, 1)
         return torch.cat([self.csize_embedder(resolution), self.ar_embedder(aspect_ratio)], dim=1)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor, mask: Tensor | None = None,
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
                 resolution: Tensor | None = None, aspect_ratio: Tensor | None = None) -> Tensor:  # fmt: skip
         if not self.use_additional_conditions:
-            return super().forward(x, t, y, mask)
+            return super().forward(x, t, cond, mask)
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
         with torch.device(x.device):
             pos = self.positions(h, w)
         t_emb = self.t_embedder(t) + self.micro_conditions(x, resolution, aspect_ratio)
         x = self.x_embedder(x) + pos.to(x.dtype)
         t6 = self.t_block(t_emb)
-        caption = self.y_embedder(y, self.training)
+        caption = self.y_embedder(self.null_condition(x.shape[0], x.device) if cond is None else cond)
         for block in self.blocks:
             x = block(x, t6, caption, mask, h, w)
         x = self.final_layer(x, t_emb)

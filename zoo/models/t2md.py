@@ -58,6 +58,7 @@ from zoo.layers.mamba import Mamba2
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_centered, sincos_2d_pixart
 from zoo.layers.scan_order import from_scan_order, to_scan_order
+from zoo.models.base import Backbone
 from zoo.registry import InputSpec, PaperInfo, register
 
 T2MD_LAYOUT = "SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3"
@@ -111,22 +112,15 @@ class BidirectionalMamba2(nn.Module):
 
 
 class CaptionEmbedder(nn.Module):
-    """T5 caption embeddings -> model width (PixArt's ``y_proj``), with the null caption buffer for CFG."""
+    """T5 caption embeddings -> model width (PixArt's ``y_proj``), with the null caption buffer for CFG. PixArt
+    also swaps captions for the null one during training; here the trainer does (``zoo.models.base``)."""
 
-    def __init__(self, in_channels: int, hidden_size: int, uncond_prob: float, token_num: int):
+    def __init__(self, in_channels: int, hidden_size: int, token_num: int):
         super().__init__()
         self.y_proj = Mlp(in_channels, hidden_size, hidden_size, act_layer=gelu_tanh)
         self.register_buffer("y_embedding", torch.randn(token_num, in_channels) / in_channels**0.5)
-        self.uncond_prob = uncond_prob
 
-    def forward(self, caption: Tensor, train: bool, force_drop_ids: Tensor | None = None) -> Tensor:
-        if (train and self.uncond_prob > 0) or force_drop_ids is not None:
-            drop = (
-                torch.rand(caption.shape[0], device=caption.device) < self.uncond_prob
-                if force_drop_ids is None
-                else force_drop_ids == 1
-            )
-            caption = torch.where(drop[:, None, None], self.y_embedding.to(caption.dtype), caption)
+    def forward(self, caption: Tensor) -> Tensor:
         return self.y_proj(caption)
 
 
@@ -176,8 +170,8 @@ class T2IFinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class PixArtHybrid(nn.Module):
-    """``model(x, t, y, mask=None)``: latents, timesteps, caption embeddings (B, tokens, caption_channels)
+class PixArtHybrid(Backbone):
+    """``model(x, t, cond, mask=None)``: latents, timesteps, caption embeddings (B, tokens, caption_channels)
     and their bool mask -> noise and sigma (2 x in_channels)."""
 
     def __init__(
@@ -191,7 +185,7 @@ class PixArtHybrid(nn.Module):
         mlp_ratio: float = 4.0,
         caption_channels: int = 4096,
         caption_tokens: int = 120,
-        class_dropout_prob: float = 0.1,
+        num_classes: int = 0,
         learn_sigma: bool = True,
         layout: str = "SAx28",
         bidirectional: bool = True,
@@ -202,21 +196,23 @@ class PixArtHybrid(nn.Module):
         headdim: int = 64,
         shared_projections: bool = True,
     ):
-        super().__init__()
+        if num_classes:
+            raise ValueError(f"PixArt-alpha and T2MD condition on captions, not labels: num_classes must be 0, got "
+                             f"{num_classes}")  # fmt: skip
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                         learn_sigma=learn_sigma, conditioning="text")  # fmt: skip
         mixers = parse_layout(layout)
         if len(mixers) != depth:
             raise ValueError(f"layout {layout!r} has {len(mixers)} blocks, depth is {depth}")
         if pos_embed not in ("pixart", "centered"):
             raise ValueError(f"pos_embed must be 'pixart' or 'centered', got {pos_embed!r}")
-        self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.pos_embed_kind, self.lewei_scale = pos_embed, lewei_scale
         self.base_size = input_size // patch_size
         d = hidden_size
         self.x_embedder = PatchEmbed(patch_size, in_channels, d, bias=True)
         self.t_embedder = TimestepEmbedder(d)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-        self.y_embedder = CaptionEmbedder(caption_channels, d, class_dropout_prob, caption_tokens)
+        self.y_embedder = CaptionEmbedder(caption_channels, d, caption_tokens)
         mamba_kwargs = dict(d_state=d_state, expand=expand, headdim=headdim)
         self.blocks = nn.ModuleList(
             T2IBlock(d, num_heads, m, mlp_ratio, bidirectional, mamba_kwargs, shared_projections) for m in mixers
@@ -250,22 +246,24 @@ class PixArtHybrid(nn.Module):
             return sincos_2d_centered(dim, h, w, base=self.base_size)
         return sincos_2d_pixart(dim, h, w, self.base_size, self.lewei_scale)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """x (B, C, H, W) latents, t (B,) timesteps, cond (B, tokens, caption_channels) caption embeddings
+        (None: the null caption) with ``mask`` (B, tokens) bool -> (B, out_channels, H, W)."""
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
         with torch.device(x.device):  # built where it is used (free on the meta device when counting FLOPs)
             pos = self.positions(h, w)
         x = self.x_embedder(x) + pos.to(x.dtype)
         t_emb = self.t_embedder(t)
         t6 = self.t_block(t_emb)
-        caption = self.y_embedder(y, self.training)
+        caption = self.y_embedder(self.null_condition(x.shape[0], x.device) if cond is None else cond)
         for block in self.blocks:
             x = block(x, t6, caption, mask, h, w)
         x = self.final_layer(x, t_emb)
         return unpatchify(x, h, w, self.patch_size, self.out_channels)
 
-    def null_caption(self, batch: int) -> Tensor:
-        """The fixed null caption (for the unconditional half of a CFG batch)."""
-        return self.y_embedder.y_embedding[None].expand(batch, -1, -1)
+    def null_condition(self, batch: int, device: torch.device | str | None = None) -> Tensor:
+        """The fixed null caption (for the unconditional half of a CFG batch and caption dropout)."""
+        return self.y_embedder.y_embedding[None].expand(batch, -1, -1).to(device)
 
 
 _TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120,

@@ -70,7 +70,7 @@ def w_net_skips(stages: list[tuple[str, int]]) -> Skips:
 
 
 class WDMamba(DiMTeng):
-    """``model(x, t, y=None)`` -> noise prediction; ``stages`` sets the W-Net, U-Net or half-U layout. DiM's
+    """``model(x, t, cond=None)`` -> noise prediction; ``stages`` sets the W-Net, U-Net or half-U layout. DiM's
     model with another block layout: the skips of ``w_net_skips`` and DiM's scan patterns cycled block by block
     (the public code computes DiM's schedule for a depth it does not build; the paper gives none)."""
 
