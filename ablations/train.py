@@ -43,6 +43,7 @@ from ablations.experiment import (
     same_run,
 )
 from ablations.latents import LatentShards, encode_moments, load_vae, sample_latent
+from ablations.stages import Stage, StageSchedule
 from ablations.video_train import append_image_frames, image_joint_kwargs
 
 
@@ -364,7 +365,8 @@ class Trainer:
                 )
         self.vae = load_vae(config.vae, self.device) if config.vae else None
         self.dataset = self._dataset()
-        self._stage = None
+        self.schedule = StageSchedule(self.diffusion, self.model_kwargs, config.distill, self.teacher)
+        self._stage: Stage | None = None
         self.wrapped: nn.Module = self.model
         if self.rank == 0:
             self._begin()
@@ -485,16 +487,13 @@ class Trainer:
         part = slice(self.rank * share, (self.rank + 1) * share)
         return g, flips[part], t[part].to(self.device), noise[part].to(self.device), drop[part].to(self.device)
 
-    def _set_stage(self, step: int) -> str:
-        spec = self.config.distill
-        stage = "diffusion" if spec is None else ("teacher_forcing" if step < spec.teacher_forcing_steps else "distill")
-        if stage != self._stage:
-            if stage == "diffusion":
-                self.model.requires_grad_(True)
-            else:
-                distill.set_trainable(self.model, stage)
+    def _enter_stage(self, step: int) -> Stage:
+        """The stage of ``step``; on a change, its trainable parameters and its (DDP-wrapped or plain) model."""
+        stage = self.schedule.stage_at(step)
+        if stage is not self._stage:
+            stage.set_trainable(self.model)
             self.wrapped = self.model
-            if self.world > 1 and stage == "diffusion":  # distillation averages gradients itself (see run)
+            if self.world > 1 and stage.ddp:
                 from torch.nn.parallel import DistributedDataParallel
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
@@ -502,29 +501,12 @@ class Trainer:
             self._stage = stage
         return stage
 
-    def _loss(self, stage: str, x0: Tensor, t: Tensor, noise: Tensor, y) -> dict[str, Tensor]:
-        x_t = self.diffusion.q_sample(x0, t, noise)
-        if stage == "diffusion":
-            return self.diffusion.training_loss(self.wrapped(x_t, t, y, **self.model_kwargs), x0, x_t, t, noise)
-        if stage == "teacher_forcing":
-            loss = distill.teacher_forcing_loss(self.teacher, self.wrapped_module(), x_t, t, y)
-            return {"teacher_forcing": loss, "loss": loss}
-        spec = self.config.distill
-        terms = distill.distillation_losses(
-            self.teacher,
-            self.wrapped_module(),
-            x_t,
-            t,
-            y,
-            noise,
-            lambda_pseudo=spec.lambda_pseudo,
-            lambda_mixer=spec.lambda_mixer,
-        )
-        terms["loss"] = terms.pop("total")
-        return terms
-
-    def wrapped_module(self) -> nn.Module:
-        return self.model  # distillation hooks need the plain module (DDP syncs gradients of its parameters)
+    def _average_gradients(self) -> None:
+        """For stages DDP does not wrap (their hooks need the plain module): the gradients' mean over ranks."""
+        for p in self.model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
@@ -576,7 +558,7 @@ class Trainer:
         self.model.train()
         try:
             for step, (images, labels) in enumerate(loader, start=self.start):
-                stage = self._set_stage(step)
+                stage = self._enter_stage(step)
                 torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
                 g, flips, t, noise, drop = self._draws(step, shape)
                 x0 = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
@@ -585,7 +567,7 @@ class Trainer:
                     null = self.setup.null_condition(self.model, share, self.device)
                     y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
                 with autocast:
-                    terms = self._loss(stage, x0, t, noise, y)
+                    terms = stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y)
                 loss = terms["loss"]
                 finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
                 if self.world > 1:
@@ -597,11 +579,8 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if self.world > 1 and stage != "diffusion":  # the hooks bypass DDP: average gradients by hand
-                    for p in self.model.parameters():
-                        if p.grad is not None:
-                            dist.all_reduce(p.grad)
-                            p.grad /= self.world
+                if self.world > 1 and not stage.ddp:
+                    self._average_gradients()
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
                 self.optimizer.step()
@@ -611,7 +590,7 @@ class Trainer:
                 if log is not None and (done % config.log_every == 0 or done == config.steps):
                     record = {
                         "step": done,
-                        "stage": stage,
+                        "stage": stage.name,
                         **{k: round(v.item(), 6) for k, v in terms.items()},
                         "sec_per_step": round((time.time() - started) / (done - self.start), 4),
                     }
