@@ -464,6 +464,44 @@ def sweep_command(
     With no --model, runs the named --preset (quick: FLOPs of every family 256..3840x2160, latency and
     memory of small twins; a few minutes on 2 CPU cores; video: FLOPs of the XL video entries on 16- and
     64-frame clips, seconds)."""
+    groups, pairs, out, min_time = _sweep_plan(model, res, metric, preset, frames, pair, out, min_time, as_json)
+    _check_counts(batch=batch, threads=threads)
+    _check_device(device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
+    if executor or cluster_config or status:
+        _sweep_on_cluster(groups, out, settings, pairs, plot_dir, force, store, no_store, as_json, status,
+                          jobs_dir or out.parent / "jobs", cluster_config, executor=executor, partition=partition,
+                          account=account, time=time, gpus_per_node=gpus_per_node, parallel=parallel)  # fmt: skip
+        return
+    recorder = None if no_store else ResultsStore(store).recorder()
+
+    def record(row: dict) -> None:
+        if recorder is not None:
+            recorder.add(row_measurements(row))
+
+    new = _run_groups(groups, out, settings, force, record, show_progress=not as_json)
+    total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
+    if as_json:
+        from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
+
+        plot_sweep(out, plot_dir or out.parent, pairs)
+        for row in new:
+            print(json.dumps(row))
+        raise typer.Exit(1 if any(r["status"] in RETRIED for r in new) else 0)
+    stored = "" if recorder is None else f"; store run {recorder.run_id} in {recorder.store.path}"
+    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}{stored}")
+    _report_plots(out, plot_dir, pairs)
+    failed = [r for r in new if r["status"] in RETRIED]
+    if failed:
+        console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
+                      "again; it retries only those[/]")  # fmt: skip
+        raise typer.Exit(1)
+
+
+def _sweep_plan(model, res, metric, preset, frames, pair, out, min_time, as_json):
+    """(groups, pairs, CSV, min_time) of a sweep: the --model/--res cases, or the named --preset's; bad input is a
+    one-line error (exit 2)."""
     from bench.presets import PRESETS, SweepGroup, resolve_groups
 
     if model:
@@ -496,34 +534,18 @@ def sweep_command(
     except (KeyError, ValueError) as exc:
         console.print(f"[red]{exc.args[0]}[/]", highlight=False)
         raise typer.Exit(2) from exc
-    _check_counts(batch=batch, threads=threads)
-    _check_device(device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
-    if executor or cluster_config or status:
-        _sweep_on_cluster(groups, out, settings, pairs, plot_dir, force, store, no_store, as_json, status,
-                          jobs_dir or out.parent / "jobs", cluster_config, executor=executor, partition=partition,
-                          account=account, time=time, gpus_per_node=gpus_per_node, parallel=parallel)  # fmt: skip
-        return
-    recorder = None if no_store else ResultsStore(store).recorder()
+    return groups, pairs, out, min_time
 
-    def record(row: dict) -> None:
-        if recorder is not None:
-            recorder.add(row_measurements(row))
 
-    total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
+def _run_groups(groups, out: Path, settings, force: bool, record, show_progress: bool) -> list[dict]:
+    """Every case of ``groups`` not yet in ``out`` (each row goes to ``record``), with a progress bar and one
+    line per case when ``show_progress``; the new rows."""
+    if not show_progress:
+        return [row for g in groups for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
+                                                           on_row=record)]  # fmt: skip
     from rich.progress import Progress
 
-    new = []
-    if as_json:
-        from bench.plots import plot_sweep  # matplotlib: imported only where a plot is drawn
-
-        for g in groups:
-            new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=record)
-        plot_sweep(out, plot_dir or out.parent, pairs)
-        for row in new:
-            print(json.dumps(row))
-        raise typer.Exit(1 if any(r["status"] in RETRIED for r in new) else 0)
+    total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
     with Progress(console=console) as progress:
         task = progress.add_task("sweep", total=total)
 
@@ -534,17 +556,10 @@ def sweep_command(
             progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
                                    f" {row.get('detail', '')}")  # fmt: skip
 
-        for g in groups:
-            new += run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=report)
+        new = [row for g in groups for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
+                                                          on_row=report)]  # fmt: skip
         progress.update(task, completed=total)
-    stored = "" if recorder is None else f"; store run {recorder.run_id} in {recorder.store.path}"
-    console.print(f"{len(new)} new row(s), {total - len(new)} already in {out}{stored}")
-    _report_plots(out, plot_dir, pairs)
-    failed = [r for r in new if r["status"] in RETRIED]
-    if failed:
-        console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
-                      "again; it retries only those[/]")  # fmt: skip
-        raise typer.Exit(1)
+    return new
 
 
 def _report_plots(out: Path, plot_dir: Path | None, pairs) -> None:
