@@ -148,3 +148,28 @@ def test_counts_at_full_size_on_meta_and_how_they_scale_with_frames():
     assert attention > 4 * (1 + 1e-3)  # spatial attention is linear in the clip length, temporal quadratic
     long_clip = count_flops("dim-mo-video-tiny", parse_resolution("8", frames=64))
     assert long_clip.seq_len == 64  # the temporal blocks see sequences of all 64 frames
+
+
+@pytest.mark.parametrize("name", ["latte-tiny", "dim-mo-video-tiny"])
+def test_image_frames_stay_out_of_the_temporal_blocks(name):
+    """Video-image joint training (use_image_num, Latte's recipe for Table 3's +IMG rows): the appended image
+    frames and the clip's frames never exchange information; the clip alone computes what it computes."""
+    torch.manual_seed(0)
+    model = zoo.create_model(name).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    clip = torch.randn(1, 3, 4, 8, 8)
+    images = torch.randn(1, 3, 2, 8, 8)
+    t, y = torch.tensor([400]), torch.tensor([3])
+    with torch.no_grad():
+        joint = model(torch.cat([clip, images], dim=2), t, y, use_image_num=2)
+        alone = model(clip, t, y)
+        other = model(torch.cat([clip, images.flip(2)], dim=2), t, y, use_image_num=2)
+        other_clip = model(torch.cat([clip.flip(2), images], dim=2), t, y, use_image_num=2)
+    assert torch.allclose(joint[:, :, :4], alone, atol=1e-5)  # the images do not reach the clip
+    assert torch.allclose(other[:, :, :4], alone, atol=1e-5)
+    assert torch.allclose(other_clip[:, :, 4:], joint[:, :, 4:], atol=1e-5)  # nor the clip the images
+    assert not torch.allclose(other_clip[:, :, :4], joint[:, :, :4].flip(2), atol=1e-3)  # the clip is mixed in time
+    with pytest.raises(ValueError, match="use_image_num"):
+        model(clip, t, y, use_image_num=4)

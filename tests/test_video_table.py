@@ -49,10 +49,9 @@ def test_mo_table3_smoke_mechanics(tmp_path, i3d):
     store = ResultsStore(tmp_path / "store.sqlite")
     lines: list[str] = []
     results = run_table(table, "smoke", root=runs, store=store, log=lines.append)
-    assert sorted(r["variant"] for r in results) == ["dim", "latte"]  # the IMG rows need model support (below)
+    assert sorted(r["variant"] for r in results) == ["dim", "dim-img", "latte", "latte-img"]
     assert all(r["fvd"] > 0 and r["n_generated"] == r["n_reference"] == 4 and r["frames"] == 4 for r in results)
-    assert all("use_image_num" in line for line in lines if ": not run:" in line)
-    assert sum(": not run:" in line for line in lines) == 2
+    assert not any(": not run:" in line for line in lines)
 
     folder = next(runs.glob("runs/dim-mo-video-*/samples/*"))
     assert {p.name for p in folder.iterdir()} >= {"clips", "samples.gif", "grid.png", "meta.json"}
@@ -63,23 +62,23 @@ def test_mo_table3_smoke_mechanics(tmp_path, i3d):
     assert {label: by_label[label]["paper_fvd"] for label in PAPER_TABLE3} == PAPER_TABLE3
     ours = {r["variant"]: r["fvd"] for r in results}
     assert by_label["DiM"]["ours_fvd"] == ours["dim"] and by_label["Latte"]["ours_fvd"] == ours["latte"]
-    assert by_label["DiM+IMG"]["status"] == "cannot run yet" and by_label["LVDM"]["status"] == "paper only"
+    assert by_label["DiM+IMG"]["ours_fvd"] == ours["dim-img"] and by_label["LVDM"]["status"] == "paper only"
     assert by_label["Latte+IMG"]["paper_effect"] == "better" and by_label["Latte"]["paper_effect"] == "worse"
     text = (report / "report.md").read_text()
     assert "477.97" in text and "2886.9" in text and "FVD sample count: 4 generated vs 4 reference" in text
-    assert "cannot run yet: Latte+IMG, DiM+IMG: Latte.forward has no `use_image_num`" in text
+    assert "cannot run yet" not in text
     fvds = [m for m in store.measurements() if m["metric"] == "fvd"]
-    assert len(fvds) == 2 and {m["unit"] for m in fvds} == {"FVD"}
+    assert len(fvds) == 4 and {m["unit"] for m in fvds} == {"FVD"}
 
     again: list[str] = []
     run_table(table, "smoke", root=runs, log=again.append)
-    assert sum("scored already" in line for line in again) == 2 and not any(": training " in line for line in again)
+    assert sum("scored already" in line for line in again) == 4 and not any(": training " in line for line in again)
 
     # an interrupted scoring resumes: a lost clip is sampled again (the same clip), the rest are kept
     clip = sorted((folder / "clips").glob("*.npy"))[1]
     kept = np.load(clip)
     clip.unlink()
-    next(runs.glob("runs/dim-mo-video-*/scores/*.json")).unlink()
+    next((folder.parents[1] / "scores").glob("*.json")).unlink()  # the same run's score
     resumed = run_table(table, "smoke", root=runs, log=lambda _: None)
     assert np.array_equal(np.load(clip), kept)
     assert {r["variant"]: r["fvd"] for r in resumed} == pytest.approx(ours)
@@ -144,8 +143,7 @@ def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatc
             assert owners and owners[0] != b  # a frame of another clip of the batch
 
     latte = RunConfig(model="latte-tiny", data="videoshapes", res=8, batch=2, steps=1, image_joint=8)
-    with pytest.raises(ValueError, match="--image-joint 8: Latte.forward has no `use_image_num`"):
-        Trainer(latte, tmp_path / "latte")
+    assert Trainer(latte, tmp_path / "latte").model_kwargs == {"use_image_num": 8}  # the video models take it
     with pytest.raises(ValueError, match="latte-tiny is a video model"):
         Trainer(dataclasses.replace(latte, data="builtin", image_joint=0), tmp_path / "latte")
     with pytest.raises(ValueError, match="dim-teng-tiny is an image model"):

@@ -38,7 +38,7 @@ PRESETS = {
         model_overrides=_models(64, 4, 4, 10),
         deviations="built-in moving shapes in pixel space at 16 px instead of UCF-101 256 latents; tiny widths; "
         "30 steps; FVD of 16 clips of 16 frames against 16",
-        cost="1.5 min on 2 CPU cores (measured; two trained rows: the IMG rows need model support)",
+        cost="1.5 min on 2 CPU cores for the two rows without IMG (measured); the IMG rows add about as much",
     ),
     "cpu": cpu_preset(
         data="ucf101",

@@ -12,6 +12,8 @@ the frames of one token position.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -51,6 +53,25 @@ def to_spatial(seq: Tensor, tokens: int) -> Tensor:
     """Temporal view (B*N, T, D) -> spatial view (B*T, N, D), the inverse of ``to_temporal``."""
     bn, t, d = seq.shape
     return seq.reshape(bn // tokens, tokens, t, d).transpose(1, 2).reshape(-1, tokens, d)
+
+
+def over_video_frames(seq: Tensor, frames: int, images: int, temporal: Callable[[Tensor], Tensor]) -> Tensor:
+    """A temporal block under video-image joint training (Latte's ``use_image_num``): the spatial view
+    (B*T, N, D) of clips whose last ``images`` frames are single images of other videos; ``temporal`` (a
+    function of the temporal view (B*N, T - images, D)) mixes only the clip's own frames, the images pass
+    through unchanged."""
+    if not images:
+        return to_spatial(temporal(to_temporal(seq, frames)), seq.shape[1])
+    bt, n, d = seq.shape
+    grid = seq.reshape(bt // frames, frames, n, d)
+    video = grid[:, : frames - images].reshape(-1, n, d)
+    mixed = to_spatial(temporal(to_temporal(video, frames - images)), n).reshape(-1, frames - images, n, d)
+    return torch.cat([mixed, grid[:, frames - images :]], dim=1).reshape(bt, n, d)
+
+
+def check_image_frames(frames: int, images: int) -> None:
+    if not 0 <= images < frames:
+        raise ValueError(f"use_image_num must be in [0, frames): {images} image frames in a clip of {frames}")
 
 
 def sincos_frames_like(x: Tensor, dim: int, frames: int) -> Tensor:

@@ -35,10 +35,10 @@ from zoo.layers.pos_embed import sincos_2d_like
 from zoo.layers.video import (
     batch_as_frames,
     check_clip,
+    check_image_frames,
     frames_as_batch,
+    over_video_frames,
     sincos_frames_like,
-    to_spatial,
-    to_temporal,
 )
 from zoo.models.dim_mo import DiMMo
 from zoo.registry import InputSpec, PaperInfo, register
@@ -62,8 +62,11 @@ class DiMMoVideo(DiMMo):
             raise ValueError(f"the video blocks come in spatial/temporal pairs: depth must be even, got {depth}")
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, num_classes, learn_sigma)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W)."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
+                use_image_num: int = 0) -> Tensor:  # fmt: skip
+        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
+        ``use_image_num`` n (Table 3's "+IMG": video-image joint training as Latte's), the last n frames are
+        single images: spatial blocks scan them, temporal blocks and the frame embedding leave them out."""
         y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "DiM video")
         h, w = token_grid(height, width, self.patch_size, "latent")
@@ -73,15 +76,20 @@ class DiMMoVideo(DiMMo):
         # Sec. 3.2: time and class tokens in front of the patches (ours: the same pair in front of every frame)
         prefix = torch.stack([self.t_embedder(t), self.y_embedder(y)], dim=1)  # (B, 2, D)
         seq = torch.cat([prefix.repeat_interleave(frames, 0), patches], dim=1)  # (B*T, 2 + L, D)
-        tokens = seq.shape[1]
+        check_image_frames(frames, use_image_num)
+        video_frames = frames - use_image_num
         for index, block in enumerate(self.blocks):
             if index % 2 == 0:  # Sec. 3.5: bidirectional scan across the spatial tokens of each frame
                 seq = block(seq)
                 continue
-            seq = to_temporal(seq, frames)  # Sec. 3.5: bidirectional scan across the frames of each token
-            if index == 1:  # Sec. 4.1 "follows Latte": Latte's absolute frame embedding (its Sec. 3.3.3)
-                seq = seq + sincos_frames_like(x, dim, frames)
-            seq = to_spatial(block(seq), tokens)
+
+            def temporal(tokens: Tensor, block=block, first=index == 1) -> Tensor:
+                # Sec. 3.5: bidirectional scan across the frames of each token (the clip's own frames)
+                if first:  # Sec. 4.1 "follows Latte": Latte's absolute frame embedding (its Sec. 3.3.3)
+                    tokens = tokens + sincos_frames_like(x, dim, video_frames)
+                return block(tokens)
+
+            seq = over_video_frames(seq, frames, use_image_num, temporal)
         # Sec. 3.2 / Fig. 2: final norm and a linear layer predicting the noise (and sigma), per frame
         out = self.linear_out(self.norm_final(seq[:, prefix.shape[1] :]))
         return batch_as_frames(unpatchify(out, h, w, self.patch_size, self.out_channels), frames)

@@ -36,10 +36,10 @@ from zoo.layers.pos_embed import sincos_2d_like
 from zoo.layers.video import (
     batch_as_frames,
     check_clip,
+    check_image_frames,
     frames_as_batch,
+    over_video_frames,
     sincos_frames_like,
-    to_spatial,
-    to_temporal,
 )
 from zoo.models.dit import DiT
 from zoo.registry import InputSpec, PaperInfo, register
@@ -65,8 +65,11 @@ class Latte(DiT):
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio,
                          num_classes, learn_sigma)  # fmt: skip
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W)."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
+                use_image_num: int = 0) -> Tensor:  # fmt: skip
+        """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
+        ``use_image_num`` n (video-image joint training, Sec. 4.1 "Latte+IMG"), the last n frames are single
+        images: spatial blocks see them, temporal blocks and the frame embedding do not."""
         y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "Latte")
         h, w = token_grid(height, width, self.patch_size, "latent")
@@ -76,14 +79,20 @@ class Latte(DiT):
         # Sec. 3.3.2 (timestep-class injection): S-AdaLN, t and class embeddings summed (DiT's adaLN-Zero)
         c = self.t_embedder(t) + self.y_embedder(y)
         c_spatial, c_temporal = c.repeat_interleave(frames, 0), c.repeat_interleave(h * w, 0)
+        check_image_frames(frames, use_image_num)
+        video_frames = frames - use_image_num
         for index, block in enumerate(self.blocks):
             if index % 2 == 0:  # Sec. 3.2 (Variant 1): spatial block, attention over the tokens of one frame
                 seq = block(seq, c_spatial)
                 continue
-            seq = to_temporal(seq, frames)  # Sec. 3.2 (Variant 1): temporal block, over the frames of one token
-            if index == 1:  # Sec. 3.3.3 (temporal positional embedding): absolute sin-cos, before the first one
-                seq = seq + sincos_frames_like(x, dim, frames)
-            seq = to_spatial(block(seq, c_temporal), h * w)
+
+            def temporal(tokens: Tensor, block=block, first=index == 1) -> Tensor:
+                # Sec. 3.2 (Variant 1): temporal block, over the frames of one token (the clip's own frames)
+                if first:  # Sec. 3.3.3 (temporal positional embedding): absolute sin-cos, before the first one
+                    tokens = tokens + sincos_frames_like(x, dim, video_frames)
+                return block(tokens, c_temporal)
+
+            seq = over_video_frames(seq, frames, use_image_num, temporal)
         # DiT Sec. 3.2 (transformer decoder; Latte keeps DiT's): adaLN final layer and linear, per frame
         out = self.final_layer(seq, c_spatial)
         return batch_as_frames(unpatchify(out, h, w, self.patch_size, self.out_channels), frames)
