@@ -2,11 +2,12 @@
 
 One extension holds every CPU kernel (Mamba-1 selective scan, Mamba-2 SSD scan, causal depthwise conv1d,
 gated RMSNorm; ``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`` into a per-user cache directory
-(``$MAMBABENCH_CACHE`` or ``~/.cache/mambabench``), one sub-folder per torch version *and* CPU instruction
-set: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's home
-directory) builds its own copy instead of loading one that would die with SIGILL. Only the first process on
-a machine pays the build (~40 s). If the build fails (no compiler, no Python headers) callers fall back to
-PyTorch code and warn once.
+(``$MAMBABENCH_CACHE`` or ``~/.cache/mambabench``), one sub-folder per torch version, CPU instruction set
+*and* source tree: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's
+home directory) builds its own copy instead of loading one that would die with SIGILL; and two checkouts (or
+two versions of the sources) do not rebuild one folder in turn, replacing the library under each other. Only
+the first process on a machine pays the build (~40 s). If the build fails (no compiler, no Python headers)
+callers fall back to PyTorch code and warn once.
 """
 
 from __future__ import annotations
@@ -44,9 +45,19 @@ def cache_root() -> Path:
     return settings.cache_dir()
 
 
+def source_signature() -> str:
+    """Short hash of the kernel sources: their folder (the build files name it) and their contents."""
+    digest = hashlib.sha1(str(_CSRC.resolve()).encode())
+    for path in sorted(_CSRC.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def cache_dir() -> Path:
-    """Folder holding the compiled kernels for this torch version and this CPU."""
-    return cache_root() / f"ext-torch{torch.__version__.replace('+', '_')}-cpu{cpu_signature()}"
+    """Folder holding the compiled kernels for this torch version, this CPU and these sources."""
+    torch_version = torch.__version__.replace("+", "_")
+    return cache_root() / f"ext-torch{torch_version}-cpu{cpu_signature()}-src{source_signature()}"
 
 
 @functools.cache
