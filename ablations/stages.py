@@ -16,6 +16,7 @@ step and never branches on the stage's name.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from ablations.experiment import DistillConfig
 
 
 @dataclass
-class Stage:
+class Stage(ABC):
     """A stage of training (see module doc). ``loss`` returns the logged terms, the optimised one as "loss"."""
 
     name: str
@@ -36,14 +37,14 @@ class Stage:
     def set_trainable(self, model: nn.Module) -> None:
         model.requires_grad_(True)
 
+    @abstractmethod
     def loss(self, model: nn.Module, x0: Tensor, x_t: Tensor, t: Tensor, noise: Tensor, cond: Tensor | None
-             ) -> dict[str, Tensor]:  # fmt: skip
-        raise NotImplementedError
+             ) -> dict[str, Tensor]: ...  # fmt: skip
 
 
 @dataclass
 class Diffusion(Stage):
-    diffusion: GaussianDiffusion = field(default=None)  # type: ignore[assignment]
+    diffusion: GaussianDiffusion
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. a video model's appended image frames
 
     def loss(self, model, x0, x_t, t, noise, cond):
@@ -52,7 +53,7 @@ class Diffusion(Stage):
 
 @dataclass
 class TeacherForcing(Stage):
-    teacher: nn.Module = field(default=None)  # type: ignore[assignment]
+    teacher: nn.Module
 
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "teacher_forcing")
@@ -64,8 +65,8 @@ class TeacherForcing(Stage):
 
 @dataclass
 class Distillation(Stage):
-    teacher: nn.Module = field(default=None)  # type: ignore[assignment]
-    spec: DistillConfig = field(default=None)  # type: ignore[assignment]
+    teacher: nn.Module
+    spec: DistillConfig
 
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "distill")

@@ -34,7 +34,8 @@ Conditioning = Literal["class", "text", "none"]
 
 
 class Backbone(nn.Module):
-    """Base class of every registry model: stores the contract's attributes (see module doc)."""
+    """Base class of every registry model: stores the contract's attributes (see module doc). Each family
+    defines ``forward(x, t, cond=None, mask=None)``; tests/test_contract.py checks that every entry does."""
 
     def __init__(
         self,
@@ -53,9 +54,6 @@ class Backbone(nn.Module):
         self.num_classes = num_classes
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.conditioning: Conditioning = conditioning or ("class" if num_classes > 0 else "none")
-
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        raise NotImplementedError
 
     def null_condition(self, batch: int, device: torch.device | str | None = None) -> Tensor | None:
         """The unconditional input for ``batch`` samples: the null label, or None without labels. Text models
