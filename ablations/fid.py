@@ -7,7 +7,8 @@ Inception weights, first found wins:
    pool3 only), SHA-1 checked, converted once (1:1, conv by conv) into torch-fidelity's format and cached.
 Nothing else is ever substituted: with none of them, ``InceptionMissing`` says what to install.
 
-Statistics are float64 mean/covariance of the 2048-d pool3 features; the Fréchet distance is torch-fidelity's.
+Statistics are float64 mean/covariance of the 2048-d pool3 features; the Fréchet distance is torch-fidelity's
+formula, computed with torch on the harness's thread count.
 sFID (Nash et al. 2021, as ADM's evaluator computes it) is the same distance on spatial features: the first 7
 channels of TF's ``mixed_6/conv`` (torch-fidelity's ``Mixed_6d.branch1x1``, after its ReLU) at 17x17, 2023
 values per image, captured by a hook in the same forward pass. Not cross-checked against ADM's TensorFlow
@@ -212,11 +213,17 @@ class FeatureStats:
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), torch-fidelity's eigenvalue form, float64."""
-    from torch_fidelity.metric_fid import fid_statistics_to_metric
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) in float64, by torch-fidelity's eigenvalue form
+    (Tr (S_a S_b)^1/2 = the sum of the real parts of the square roots of the eigenvalues of S_a S_b).
 
-    stats = [{"mu": s.mu.astype(np.float64), "sigma": s.sigma.astype(np.float64)} for s in (a, b)]
-    return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
+    Computed with torch, not NumPy as torch-fidelity does, so that it runs on the thread count the harness set
+    (``--threads``): OpenBLAS's own pool ignores it, and on a busy 2-core box its two threads took 15-110 s
+    for one 2048-d eigenvalue problem that takes 4 s on one (tests/test_fid.py checks both give one number)."""
+    mu_a, mu_b, sigma_a, sigma_b = (torch.from_numpy(np.asarray(v, dtype=np.float64))
+                                    for v in (a.mu, b.mu, a.sigma, b.sigma))  # fmt: skip
+    root_trace = torch.linalg.eigvals(sigma_a @ sigma_b).sqrt().real.sum()
+    diff = mu_a - mu_b
+    return float(diff @ diff + sigma_a.trace() + sigma_b.trace() - 2 * root_trace)
 
 
 def kernel_inception_distance(a: Tensor, b: Tensor, subset_size: int = 1000, subsets: int = 100) -> float:

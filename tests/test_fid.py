@@ -33,6 +33,17 @@ def test_frechet_distance_of_sampled_features():
     assert frechet_distance(FeatureStats.of(a), FeatureStats.of(b)) == pytest.approx(16, rel=0.05)
 
 
+def test_frechet_distance_equals_torch_fidelitys():
+    """Ours runs torch-fidelity's formula with torch (thread count under the harness's control); same number."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    g = np.random.default_rng(2)
+    a, b = g.normal(size=(40, 96)) @ g.normal(size=(96, 96)), g.normal(size=(30, 96)) + 0.3  # rank-deficient
+    stats = [FeatureStats.of(torch.from_numpy(x)) for x in (a, b)]
+    theirs = fid_statistics_to_metric(*({"mu": s.mu, "sigma": s.sigma} for s in stats), verbose=False)
+    assert frechet_distance(*stats) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-9)
+
+
 def test_stats_files_round_trip_and_foreign_npz(tmp_path):
     stats = FeatureStats(np.arange(3.0), np.eye(3), 7)
     stats.save(tmp_path / "ours.npz")
