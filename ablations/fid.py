@@ -8,7 +8,8 @@ Inception weights, first found wins:
 Nothing else is ever substituted: with none of them, ``InceptionMissing`` says what to install.
 
 Statistics are float64 mean/covariance of the 2048-d pool3 features; the Fréchet distance is torch-fidelity's
-formula, computed with torch on the harness's thread count.
+formula, computed with torch on the harness's thread count (in the samples' own span when there are fewer
+samples than dimensions: the same value, far cheaper).
 sFID (Nash et al. 2021, as ADM's evaluator computes it) is the same distance on spatial features: the first 7
 channels of TF's ``mixed_6/conv`` (torch-fidelity's ``Mixed_6d.branch1x1``, after its ReLU) at 17x17, 2023
 values per image, captured by a hook in the same forward pass. Not cross-checked against ADM's TensorFlow
@@ -22,7 +23,7 @@ import hashlib
 import importlib.util
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -182,18 +183,26 @@ def check_not_degenerate(features: Tensor) -> None:
 
 @dataclass
 class FeatureStats:
-    """Mean and covariance of features (float64), and how many images they came from."""
+    """Mean and covariance of features (float64), and how many images they came from. ``factor``, kept when
+    there are fewer samples than dimensions (a smoke or CPU-scale FID: 16 or 1K images of 2048-d features), is
+    the (N, D) centred features scaled so that ``factor.T @ factor == sigma``; the Fréchet distance then works
+    in the N-dimensional space those samples span (same value, see ``frechet_distance``)."""
 
     mu: np.ndarray
     sigma: np.ndarray
     count: int
+    factor: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, features: Tensor, population: bool = False) -> FeatureStats:
         """Statistics of (N, D) features; ``population``: the covariance divides by N, not N - 1 (StyleGAN-V's
         FVD statistics)."""
         array = features.double().numpy()
-        return cls(array.mean(axis=0), np.cov(array, rowvar=False, bias=population), len(array))
+        n, dims = array.shape
+        factor = None
+        if 1 < n < dims:
+            factor = (array - array.mean(axis=0)) / np.sqrt(n if population else n - 1)
+        return cls(array.mean(axis=0), np.cov(array, rowvar=False, bias=population), n, factor)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -213,15 +222,26 @@ class FeatureStats:
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) in float64, by torch-fidelity's eigenvalue form
-    (Tr (S_a S_b)^1/2 = the sum of the real parts of the square roots of the eigenvalues of S_a S_b).
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) in float64, computed with torch on the harness's
+    thread count (``--threads``; NumPy's OpenBLAS pool ignores it, and on a busy 2-core box its two threads
+    took 15-110 s for one 2048-d eigenvalue problem that takes 4 s on one).
 
-    Computed with torch, not NumPy as torch-fidelity does, so that it runs on the thread count the harness set
-    (``--threads``): OpenBLAS's own pool ignores it, and on a busy 2-core box its two threads took 15-110 s
-    for one 2048-d eigenvalue problem that takes 4 s on one (tests/test_fid.py checks both give one number)."""
+    Tr (S_a S_b)^1/2 is the sum of the square roots of the eigenvalues of S_a S_b. With many samples it is
+    torch-fidelity's form, the real parts of the square roots of ``eigvals(S_a @ S_b)`` (a general D x D
+    eigenproblem, ~4 s at D = 2048 on one thread). When one side has fewer samples than dimensions, S = F^T F
+    with F its (N, D) ``factor``, and F^T F S_other has the nonzero eigenvalues of the symmetric PSD N x N matrix
+    F S_other F^T: one small ``eigvalsh`` instead (milliseconds; equal up to the float noise that the large
+    form adds in its D - N zero eigenvalues, tests/test_fid.py)."""
     mu_a, mu_b, sigma_a, sigma_b = (torch.from_numpy(np.asarray(v, dtype=np.float64))
                                     for v in (a.mu, b.mu, a.sigma, b.sigma))  # fmt: skip
-    root_trace = torch.linalg.eigvals(sigma_a @ sigma_b).sqrt().real.sum()
+    factors = [(s.factor, other) for s, other in ((a, sigma_b), (b, sigma_a)) if s.factor is not None]
+    if factors:
+        factor, other = min(factors, key=lambda pair: len(pair[0]))
+        f = torch.from_numpy(np.asarray(factor, dtype=np.float64))
+        small = f @ other @ f.T
+        root_trace = torch.linalg.eigvalsh((small + small.T) / 2).clamp(min=0).sqrt().sum()
+    else:
+        root_trace = torch.linalg.eigvals(sigma_a @ sigma_b).sqrt().real.sum()
     diff = mu_a - mu_b
     return float(diff @ diff + sigma_a.trace() + sigma_b.trace() - 2 * root_trace)
 

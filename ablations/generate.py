@@ -81,6 +81,20 @@ def sample_batch(model, setup, diffusion: GaussianDiffusion, first: int, count: 
     return sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
 
 
+def _sample_size(res: int, setup, upsample_guidance: bool) -> tuple[int, int]:
+    """(side of the sampled image or latent, upsample factor over the training size) for ``--res``; a size the
+    model or upsample guidance cannot take is a ValueError naming what it needs."""
+    factor = 8 if setup.latent else 1
+    if res % factor:
+        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
+    m = res // setup.image_size
+    if upsample_guidance and (res % setup.image_size or m < 2):
+        raise ValueError(
+            f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}"
+        )
+    return res // factor, m
+
+
 def generate(
     run: str | Path,
     sampler: str = "ddim",
@@ -99,21 +113,13 @@ def generate(
     config, setup, model = load_run_model(run, ema=True, device=device, step=step)
     diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
     res = res or setup.image_size
-    factor = 8 if setup.latent else 1
-    if res % factor:
-        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
-    m = res // setup.image_size
-    if upsample_guidance and (res % setup.image_size or m < 2):
-        raise ValueError(
-            f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}"
-        )
+    size, m = _sample_size(res, setup, upsample_guidance)
     out = (
         Path(out) if out else Path(run) / "samples" / sample_folder_name(sampler, steps, n, cfg, res, upsample_guidance)
     )
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
-    size = res // factor
     classes = class_count(run, setup)
     wrap = (lambda fn: with_upsample_guidance(fn, diffusion, setup.channels, m)) if upsample_guidance else None
     for first in range(0, n, batch):

@@ -537,6 +537,43 @@ class Trainer:
             dist.barrier()
         return path
 
+    def _loss(self, step: int, stage: Stage, images: Tensor, labels: Tensor, shape: tuple[int, ...], autocast
+              ) -> dict[str, Tensor]:  # fmt: skip
+        """The loss terms of one step: the step's draws (flips, timesteps, noise, label dropout), the noised
+        input and the stage's loss of the model on it."""
+        config = self.config
+        torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
+        g, flips, t, noise, drop = self._draws(step, shape)
+        x0 = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
+        y = self.setup.condition(self.model, labels.to(self.device))
+        if y is not None and drop.any():
+            null = self.setup.null_condition(self.model, len(drop), self.device)
+            y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
+        with autocast:
+            return stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y)
+
+    def _check_finite(self, loss: Tensor, step: int, last_good: Path | None) -> None:
+        """Stop, naming the last good checkpoint, when any process's loss is not finite (one host sync)."""
+        finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            raise NonFiniteLoss(
+                f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}; "
+                f"lower --lr (now {self.config.lr:g}) and train into another --out (a resume repeats the same steps)"
+            )
+
+    def _update(self, loss: Tensor, stage: Stage, step: int) -> None:
+        """Backward, gradient averaging where DDP does not wrap the stage, clipping, the optimizer and EMA."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1 and not stage.ddp:
+            self._average_gradients()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self._update_ema(step)
+
     def run(self, stop_after: int | None = None) -> dict:
         """Train from the start (or the resumed step) to ``config.steps``; returns the summary in done.json.
         ``stop_after`` ends the session early, as a kill would (no done.json), e.g. for a time-sliced job."""
@@ -544,7 +581,6 @@ class Trainer:
         if self.start >= config.steps and is_finished(self.out):  # resumed after the end: nothing to do
             return json.loads((self.out / "done.json").read_text())
         end = min(config.steps, stop_after) if stop_after is not None else config.steps
-        share = config.batch // self.world
         sampler = StepBatches(len(self.dataset), config.batch, self.start, end, config.seed, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=_collate)
         shape = self.setup.sample_shape(extra_frames=config.image_joint)  # (C, h, w) or (C, T [+ images], h, w)
@@ -559,32 +595,10 @@ class Trainer:
         try:
             for step, (images, labels) in enumerate(loader, start=self.start):
                 stage = self._enter_stage(step)
-                torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
-                g, flips, t, noise, drop = self._draws(step, shape)
-                x0 = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
-                y = self.setup.condition(self.model, labels.to(self.device))
-                if y is not None and drop.any():
-                    null = self.setup.null_condition(self.model, share, self.device)
-                    y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
-                with autocast:
-                    terms = stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y)
+                terms = self._loss(step, stage, images, labels, shape, autocast)
                 loss = terms["loss"]
-                finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
-                if self.world > 1:
-                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-                if finite.item() < 1:
-                    raise NonFiniteLoss(
-                        f"loss is {loss.item()} at step {step}; last good checkpoint: {last_good or 'none'}; "
-                        f"lower --lr (now {config.lr:g}) and train into another --out (a resume repeats the same steps)"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.world > 1 and not stage.ddp:
-                    self._average_gradients()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-                self.optimizer.step()
-                self._update_ema(step)
+                self._check_finite(loss, step, last_good)
+                self._update(loss, stage, step)
                 losses.append(loss.item())
                 done = step + 1
                 if log is not None and (done % config.log_every == 0 or done == config.steps):

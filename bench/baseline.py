@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from bench.flops import count_flops
 from bench.inputs import parse_resolution
-from zoo import list_models
+from zoo import get_entry, list_models
 
 RESOLUTIONS = ("256", "1024", "3840x2160")
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "cpu-gmacs.csv"
 
 
-def baseline_rows() -> list[dict]:
+def baseline_rows(models: list[str] | None = None) -> list[dict]:
+    """The baseline's rows of ``models`` (default: every entry), counted now."""
     rows = []
-    for name in list_models():
+    for name in models or list_models():
+        with torch.device("meta"):
+            model = get_entry(name).build().eval()  # one build counted at every size
         for res in RESOLUTIONS:
             try:
-                count = count_flops(name, parse_resolution(res))
+                count = count_flops(name, parse_resolution(res), model=model)
             except ValueError:  # not divisible by this entry's patch grid
                 continue
             common = dict(model=name, resolution=count.resolution, batch=1, dtype="float32", device="meta",

@@ -53,13 +53,16 @@ class FlopCount:
         return math.prod(self.input_shape[2:]) // self.patch_size**2
 
 
-def count_flops(name: str, res: Resolution, batch: int = 1, **overrides) -> FlopCount:
+def count_flops(name: str, res: Resolution, batch: int = 1, model: torch.nn.Module | None = None,
+                **overrides) -> FlopCount:  # fmt: skip
     """Forward FLOPs of ``name`` on one ``res`` batch (images, or clips for a video entry), counted on the meta
-    device."""
+    device. ``model``: the entry already built on meta (with these ``overrides``), to count it at several sizes
+    without building it again (models take any size their patch grid divides)."""
     entry = get_entry(name)
     res = case_resolution(entry, res)
-    with torch.device("meta"):
-        model = entry.build(**overrides).eval()
+    if model is None:
+        with torch.device("meta"):
+            model = entry.build(**overrides).eval()
     x, t, y = example_inputs(entry, res, model.patch_size, batch)
     lengths = [0]
 

@@ -1,5 +1,6 @@
-"""Test-wide settings: one intra-op thread (a shared 2-core machine oversubscribes badly with two), a
-fixed seed per test, and a results store and runs folder of the test session's own (never the user's;
+"""Test-wide settings: one intra-op thread (a shared 2-core machine oversubscribes badly with two; the suite
+runs as two pytest-xdist workers of one thread each), also in the subprocesses tests start (OMP_NUM_THREADS),
+a fixed seed per test, and a results store and runs folder of the test session's own (never the user's;
 subprocesses inherit them)."""
 
 import os
@@ -7,8 +8,10 @@ import tempfile
 
 import pytest
 import torch
+from figures import saved_figures  # noqa: F401 (a fixture of every test module)
 
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 _SESSION = tempfile.mkdtemp(prefix="mambabench-tests-")
 os.environ["MAMBABENCH_RESULTS"] = os.path.join(_SESSION, "results.sqlite")
 os.environ["MAMBABENCH_RUNS"] = os.path.join(_SESSION, "runs")
@@ -17,3 +20,4 @@ os.environ["MAMBABENCH_RUNS"] = os.path.join(_SESSION, "runs")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from figures import drawn_lines
 
 from bench.flops import count_flops
 from bench.inputs import parse_resolution
@@ -92,7 +93,7 @@ def test_old_csv_gets_new_columns_without_losing_rows(tmp_path):
     assert [(r["model"], r["gmacs"]) for r in rows] == [("a", "3.0"), ("b", "5.0")] and rows[1]["seq_len"] == "7"
 
 
-def test_results_plot(tmp_path):
+def test_results_plot(tmp_path, saved_figures):
     store = ResultsStore(tmp_path / "s.sqlite")
     run = store.start_run()
     store.add(
@@ -104,7 +105,12 @@ def test_results_plot(tmp_path):
         ],
     )
     path = plot_metric(store.measurements(), "gmacs", tmp_path / "p.png")
-    assert path.stat().st_size > 5000
+    assert path.is_file() and len(saved_figures) == 1
+    lines = drawn_lines(saved_figures[0])
+    assert lines == {"a (cpu)": ([256.0, 512.0, 1024.0], [256.0, 512.0, 1024.0]),
+                     "b (cpu)": ([256.0, 512.0, 1024.0], [512.0, 1024.0, 2048.0])}  # fmt: skip
+    ax = saved_figures[0].axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log") and ax.get_ylabel() == "gmacs (GMAC)"
     with pytest.raises(ValueError, match="metrics in the store: gmacs"):
         plot_metric(store.measurements(), "fid", tmp_path / "q.png")
 
@@ -129,7 +135,7 @@ def test_clip_memory_estimate_and_cli_cases(monkeypatch, tmp_path):
     assert cases == [("latte-tiny", "2x8x8"), ("latte-tiny", "2x16x8")]
 
 
-def test_results_plot_draws_clips_a_line_per_clip_length(tmp_path):
+def test_results_plot_draws_clips_a_line_per_clip_length(tmp_path, saved_figures):
     from results.plot import _point, _series
 
     assert _point("3840x2160") == (pytest.approx(2880.0), 0) and _point("16x256x256") == (256.0, 16)
@@ -140,4 +146,6 @@ def test_results_plot_draws_clips_a_line_per_clip_length(tmp_path):
     store.add(store.start_run(), rows)
     assert _series(store.measurements()) == {"latte-tiny (meta, 4 frames)": {8.0: 32.0, 16.0: 64.0},
                                              "latte-tiny (meta, 16 frames)": {8.0: 128.0, 16.0: 256.0}}  # fmt: skip
-    assert plot_metric(store.measurements(), "gmacs", tmp_path / "clips.png").stat().st_size > 5000
+    plot_metric(store.measurements(), "gmacs", tmp_path / "clips.png")
+    assert drawn_lines(saved_figures[-1]) == {"latte-tiny (meta, 16 frames)": ([8.0, 16.0], [128.0, 256.0]),
+                                              "latte-tiny (meta, 4 frames)": ([8.0, 16.0], [32.0, 64.0])}  # fmt: skip

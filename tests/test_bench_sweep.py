@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from figures import drawn_lines
 
 from bench.inputs import parse_resolution
 from bench.plots import crossover, crossovers, plot_sweep
@@ -52,7 +53,7 @@ def test_classify_failure():
     assert classify_failure(1, "Traceback\nValueError: bad size") == ("error", "ValueError: bad size")
 
 
-def test_crossover_and_plots(tmp_path: Path):
+def test_crossover_and_plots(tmp_path: Path, saved_figures):
     out = tmp_path / "sweep.csv"
     run_sweep(["attn", "ssm"], ["64", "128", "256", "512"], ["flops", "latency"], out, run_case=fake_case)
     rows = read_rows(out)
@@ -63,7 +64,14 @@ def test_crossover_and_plots(tmp_path: Path):
     assert abs(crossover(lat["ssm"], lat["attn"]) ** 0.5 - 160) < 1e-6
     paths = plot_sweep(out, tmp_path, [("ssm", "attn")])
     assert [p.name for p in paths] == ["cost_vs_tokens.png", "latency_vs_resolution.png"]
-    assert all(p.stat().st_size > 10_000 for p in paths)
+    assert all(p.is_file() for p in paths) and len(saved_figures) == 2
+    cost, latency = (drawn_lines(f) for f in saved_figures)
+    assert cost["ssm"] == ([16.0, 64.0, 256.0, 1024.0], [32.0, 128.0, 512.0, 2048.0])  # x: tokens
+    assert latency["attn"] == ([64.0, 128.0, 256.0, 512.0], [ms for _, ms in lat["attn"]])  # x: the side in px
+    marks = [ln.get_xdata()[0] for ln in saved_figures[1].axes[0].get_lines() if ln.get_label().startswith("_")]
+    assert len(marks) == 1 and abs(marks[0] - 160) < 1e-6  # the crossover, marked where it is
+    ax = saved_figures[1].axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log") and "ms" in ax.get_ylabel()
 
 
 def test_real_subprocess_case(tmp_path: Path):

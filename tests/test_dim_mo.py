@@ -1,4 +1,4 @@
-"""DiM (Mo & Tian): the derived design's parameter residuals, bidirectionality, forward and CFG."""
+"""DiM (Mo & Tian): the derived design's parameter residuals, bidirectionality, forward."""
 
 from __future__ import annotations
 
@@ -31,7 +31,14 @@ def test_every_token_sees_the_whole_sequence():
     assert (model(x2, t, y)[..., :2, :2] - base[..., :2, :2]).abs().max() > 1e-6  # reaches the first patch
 
 
-def test_forward_shapes_non_square_and_cfg():
+def test_forward_non_square_and_the_label_reaches_each_sample_alone():
+    """(CFG itself: tests/test_samplers.py, on every family.)"""
     model = zoo.create_model("dim-mo-tiny").eval()
-    out = model(torch.randn(2, 4, 8, 12), torch.tensor([1, 2]), torch.tensor([0, 10]))
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        x, t = torch.randn(2, 4, 8, 12), torch.tensor([1, 2])
+        out = model(x, t, torch.tensor([0, 10]))  # a class and the null label
+        other = model(x, t, torch.tensor([3, 10]))
     assert out.shape == (2, 8, 8, 12)
+    assert (other[0] - out[0]).abs().max() > 1e-3 and torch.allclose(other[1], out[1], atol=1e-6)

@@ -38,10 +38,32 @@ def test_frechet_distance_equals_torch_fidelitys():
     from torch_fidelity.metric_fid import fid_statistics_to_metric
 
     g = np.random.default_rng(2)
-    a, b = g.normal(size=(40, 96)) @ g.normal(size=(96, 96)), g.normal(size=(30, 96)) + 0.3  # rank-deficient
+    a, b = g.normal(size=(400, 96)) @ g.normal(size=(96, 96)), g.normal(size=(300, 96)) + 0.3  # full rank
     stats = [FeatureStats.of(torch.from_numpy(x)) for x in (a, b)]
+    assert all(s.factor is None for s in stats)  # more samples than dimensions: torch-fidelity's form itself
     theirs = fid_statistics_to_metric(*({"mu": s.mu, "sigma": s.sigma} for s in stats), verbose=False)
     assert frechet_distance(*stats) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-9)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions():
+    """Fewer samples than dimensions (every smoke FID): the distance in the samples' span equals torch-fidelity's
+    to the float noise of its D x D eigenproblem (~1e-7 relative at D = 2048), and is consistent to 1e-9 whichever
+    side's span it is computed in, which the large form is not."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    g = np.random.default_rng(2)
+    dims = 512
+    a = g.normal(size=(16, dims)) @ (g.normal(size=(dims, dims)) / np.sqrt(dims))
+    b = g.normal(size=(20, dims)) + 0.3
+    stats = [FeatureStats.of(torch.from_numpy(x)) for x in (a, b)]
+    assert [len(s.factor) for s in stats] == [16, 20]
+    ours = frechet_distance(*stats)
+    theirs = fid_statistics_to_metric(*({"mu": s.mu, "sigma": s.sigma} for s in stats), verbose=False)
+    assert ours == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+    only = [FeatureStats(s.mu, s.sigma, s.count, s.factor) for s in stats]
+    only[0].factor = None  # computed in b's span instead of a's (the smaller)
+    assert frechet_distance(*only) == pytest.approx(ours, rel=1e-9)
+    assert abs(frechet_distance(stats[0], stats[0])) < 1e-8 * np.trace(stats[0].sigma)  # zero, to rounding
 
 
 def test_stats_files_round_trip_and_foreign_npz(tmp_path):
@@ -86,9 +108,9 @@ def test_real_inception_end_to_end(tmp_path, monkeypatch):
     extractor = fid.InceptionFeatures()
     assert extractor.weights.name == "fid-helper-0.1.3-fidelity.pth" and not extractor.has_logits
 
-    real = _images(BuiltinShapes(32, 48, seed=0), 16)
-    more = _images(BuiltinShapes(32, 48, seed=5), 16)
-    noise = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    real = _images(BuiltinShapes(32, 48, seed=0), 8)
+    more = _images(BuiltinShapes(32, 48, seed=5), 8)
+    noise = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     feats = {k: extractor([v])[0] for k, v in {"real": real, "more": more, "noise": noise}.items()}
 
     # the conversion is exact: torch-fidelity with our weights == the shipped TorchScript network
@@ -113,9 +135,9 @@ def test_real_inception_end_to_end(tmp_path, monkeypatch):
     for i, image in enumerate(more):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "gen" / f"{i:06d}.png")
     result = score(tmp_path / "gen", "builtin", size=32)
-    assert result["fid"] == pytest.approx(near, rel=1e-3) and result["n_generated"] == result["n_reference"] == 16
+    assert result["fid"] == pytest.approx(near, rel=1e-3) and result["n_generated"] == result["n_reference"] == 8
     assert 0 <= result["precision"] <= 1 and result["is"] is None and "is" in result["unavailable"]
-    assert result["sfid"] > 0 and extractor.last_spatial.shape == (16, 17 * 17 * 7)  # ADM's 2023 values
-    same = score(tmp_path / "gen", "builtin", size=32, ref_count=16)  # cached reference: its own features
+    assert result["sfid"] > 0 and extractor.last_spatial.shape == (8, 17 * 17 * 7)  # ADM's 2023 values
+    same = score(tmp_path / "gen", "builtin", size=32, ref_count=8)  # cached reference: its own features
     assert same["sfid"] == pytest.approx(result["sfid"])
-    assert list((tmp_path / "fid").glob("builtin-train-32px-n16-*.pt"))
+    assert list((tmp_path / "fid").glob("builtin-train-32px-n8-*.pt"))

@@ -44,11 +44,13 @@ def test_dit_macs_match_closed_form_and_paper(name, depth, d, patch):
     assert abs(counted / 1e9 - paper) / paper < 0.002
 
 
-def test_dit_forward_any_grid_and_cfg():
+def test_dit_forward_any_grid_and_the_label_reaches_each_sample_alone():
     model = _randomise(zoo.create_model("dit-tiny")).eval()
     x, t, y = torch.randn(2, 4, 8, 12), torch.tensor([10, 500]), torch.tensor([1, 10])
     out = model(x, t, y)
     assert out.shape == (2, 8, 8, 12)
+    other = model(x, t, torch.tensor([4, 10]))
+    assert (other[0] - out[0]).abs().max() > 1e-3 and torch.allclose(other[1], out[1], atol=1e-6)
     with pytest.raises(ValueError, match="not divisible by the patch size 2"):
         model(torch.randn(1, 4, 9, 8), t[:1], y[:1])
 

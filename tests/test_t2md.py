@@ -51,12 +51,27 @@ def test_bidirectional_block_sees_both_ends_and_unidirectional_is_causal():
     assert changed[0, 0] == 0 and changed[1, 0] == 0 and changed[0, 1] > 0
 
 
-def test_forward_non_square_masked_captions_and_cfg():
-    model = zoo.create_model("t2md-tiny").eval()
+@pytest.mark.parametrize("name", ["t2md-tiny", "pixart-tiny"])
+def test_padded_caption_tokens_cannot_reach_the_output(name):
+    """A non-square grid and captions of different lengths: what the padding tokens hold (mask False) cannot
+    change the output, the real tokens do, and without the mask the same padding change would show."""
+    model = zoo.create_model(name).eval()
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     y, mask = class_captions(torch.tensor([1, 2]), channels=32, tokens=6)
-    mask[1, 3:] = False
-    out = model(torch.randn(2, 4, 8, 12), torch.tensor([10, 500]), y, mask)
-    assert out.shape == (2, 8, 8, 12)
+    mask[1, 3:] = False  # the second caption has 3 tokens
+    padding, real = y.clone(), y.clone()
+    padding[1, 3:] += 5.0
+    real[1, :3] += 5.0
+    x, t = torch.randn(2, 4, 8, 12), torch.tensor([10, 500])
+    with torch.no_grad():
+        out = model(x, t, y, mask)
+        assert out.shape == (2, 8, 8, 12)
+        assert torch.allclose(model(x, t, padding, mask), out, atol=1e-6)
+        moved = model(x, t, real, mask)
+        assert (moved[1] - out[1]).abs().max() > 1e-3 and torch.allclose(moved[0], out[0], atol=1e-6)
+        assert (model(x, t, padding)[1] - model(x, t, y)[1]).abs().max() > 1e-3  # no mask: padding is read
     assert model.null_condition(2).shape == y.shape  # CFG's unconditional input (tests/test_samplers.py)
 
 

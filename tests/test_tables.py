@@ -4,6 +4,7 @@ preset for Teng's Table 6 and T2MD's Table 1 (CI's two tables), reuse of finishe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from ablations.cli import app
 from ablations.experiment import model_setup
 from ablations.tables import TABLES, get_table
 from ablations.tables.report import build_rows
-from ablations.tables.runner import index_file, variant_config
+from ablations.tables.runner import index_file, run_table, variant_config
 
 FID_BASELINE = Path(__file__).parents[1] / "results" / "baselines" / "teng-table6-smoke-fid.csv"
 EXPECTED = {
@@ -94,25 +95,37 @@ def _run(runner, args):
     return result.output
 
 
-def test_teng_table6_and_t2md_table1_run_end_to_end_in_smoke(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+def _micro(monkeypatch, table_id: str) -> str:
+    """A "micro" preset of a table for the mechanics: its smoke preset cut to 6 training steps of batch 4 (a
+    teacher 8) and 8 samples of 2 sampler steps, so a table of nine runs trains in seconds."""
+    table = TABLES[table_id]
+    smoke = table.presets["smoke"]
+    micro = replace(smoke, name="micro", steps=6, batch=4, n_samples=8, ref_n=8, sample_steps=2,
+                    teacher_steps=8 if smoke.teacher_steps else None)  # fmt: skip
+    monkeypatch.setitem(table.presets, "micro", micro)
+    for variant in table.variants:  # a variant's values for the smoke model (T2MD's layouts) hold at micro
+        if "smoke" in variant.preset_overrides:
+            monkeypatch.setitem(variant.preset_overrides, "micro", variant.preset_overrides["smoke"])
+    return "micro"
+
+
+def test_tables_run_end_to_end_resume_and_report(tmp_path, monkeypatch):
+    """`ablations run` and `ablations report` for Teng's Table 6 and T2MD's Table 1 (a teacher and eight students)
+    at the micro preset, scored through the real FID, KID and precision/recall code on cheap pixel features
+    (real Inception: the smoke FID gate below and tests/test_fid.py); a rerun trains and scores nothing."""
+    monkeypatch.setattr("ablations.evaluate.InceptionFeatures", PixelFeatures)
     runner, runs = CliRunner(), tmp_path / "runs"
     store = ["--store", str(tmp_path / "store.sqlite")]
-    out = _run(runner, ["run", "teng-table6", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
-    assert "16 generated vs 16 reference" in out and "17.6" in out  # ours beside the paper's
-    rows = json.loads(index_file(runs, TABLES["teng-table6"], TABLES["teng-table6"].presets["smoke"]).read_text())
+    teng = ["run", "teng-table6", "--preset", _micro(monkeypatch, "teng-table6"), "--runs", str(runs), "--threads",
+            "1", *store]  # fmt: skip
+    out = _run(runner, teng)
+    assert "8 generated vs 8 reference" in out and "17.6" in out  # ours beside the paper's
+    table = TABLES["teng-table6"]
+    rows = json.loads(index_file(runs, table, table.presets["micro"]).read_text())
     assert {r["variant"] for r in rows} == {"1234", "12", "1"} and all(r["fid"] > 0 for r in rows)
+    assert len({r["fid"] for r in rows}) == 3  # three models, three scores
 
-    # the CI gate on FID, like the GMAC one: every variant's smoke FID equals the committed baseline within its
-    # measured tolerance (scripts/make_fid_baseline.py); a change to what a variant computes fails here
-    from results.compare import PASSING, compare, load
-
-    gate = compare(load(str(FID_BASELINE)), load("1", tmp_path / "store.sqlite"))
-    fid_rows = [c for c in gate if c.key[3] == "fid"]
-    assert len(fid_rows) == 3 and all(c.verdict in PASSING for c in gate), [vars(c) for c in fid_rows]
-
-    again = _run(runner, ["run", "teng-table6", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
+    again = _run(runner, teng)
     assert again.count("scored already") == 3 and ": training " not in again  # nothing is retrained
 
     # Teng's Table 4 full model is Table 6's 1234 row: the same configuration, the same run
@@ -120,25 +133,45 @@ def test_teng_table6_and_t2md_table1_run_end_to_end_in_smoke(tmp_path, monkeypat
     same = [variant_config(t, t.reference, t.presets["smoke"]) for t in (t4, t6)]
     assert same[0] == same[1]
 
-    # T2MD's table: the mechanics of a teacher and eight students, scored through the same code on cheap pixel
-    # features instead of Inception's (real Inception: the Table 6 run above and tests/test_fid.py)
-    monkeypatch.setattr("ablations.evaluate.InceptionFeatures", PixelFeatures)
-    out = _run(runner, ["run", "table1", "--preset", "smoke", "--runs", str(runs), "--threads", "1", *store])
+    out = _run(runner, ["run", "table1", "--preset", _micro(monkeypatch, "t2md-table1"), "--runs", str(runs),
+                        "--threads", "1", *store])  # fmt: skip
     assert "GenEval" in out and "0.485" in out
     table = TABLES["t2md-table1"]
-    report = _run(runner, ["report", "table1", "--preset", "smoke", "--runs", str(runs), "--json"])
+    report = _run(runner, ["report", "table1", "--preset", "micro", "--runs", str(runs), "--json"])
     rows = [json.loads(line) for line in report.strip().splitlines()]
     assert [r["variant"] for r in rows] == [v.key for v in table.variants]
     assert all(r["status"] == "ok" and r["ours_fid"] > 0 for r in rows)
-    folder = index_file(runs, table, table.presets["smoke"]).parent
+    folder = index_file(runs, table, table.presets["micro"]).parent
     assert {p.name for p in folder.iterdir()} >= {"report.csv", "report.md", "report.png", "results.json"}
     students = [json.loads(p.read_text()) for p in (runs / "runs").glob("t2md-*/config.json")]
     assert len(students) == 8 and all(s["distill"] is None or s["distill"]["teacher"] for s in students)
+    teacher = next(json.loads(p.read_text()) for p in (runs / "runs").glob("*/config.json")
+                   if json.loads(p.read_text())["model"] == "pixart-alpha-xl/2")  # fmt: skip
+    assert teacher["steps"] == 8  # the teacher's own step count
 
     from results.store import ResultsStore
 
     fids = [m for m in ResultsStore(tmp_path / "store.sqlite").measurements() if m["metric"] == "fid"]
     assert len(fids) == 3 + 9 and all(m["source"] == "ablations" for m in fids)
+
+
+def test_smoke_fid_of_every_teng_table6_variant_equals_the_committed_baseline(tmp_path, monkeypatch):
+    """The CI gate on FID, like the GMAC one, and the table run with the real Inception network: every variant's
+    smoke FID equals the committed baseline within its measured tolerance (scripts/make_fid_baseline.py), so a
+    change to what a variant computes fails here."""
+    from results.compare import PASSING, compare, load
+    from results.store import ResultsStore
+
+    monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path / "cache"))  # reference features computed afresh
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # the Inception of fid-helper, converted here
+    store = ResultsStore(tmp_path / "store.sqlite")
+    run_table(TABLES["teng-table6"], "smoke", root=tmp_path / "runs", store=store, log=lambda line: None)
+    gate = compare(load(str(FID_BASELINE)), store.measurements())
+    fid_rows = [c for c in gate if c.key[3] == "fid"]
+    assert len(fid_rows) == 3 and all(c.verdict in PASSING for c in gate), [vars(c) for c in fid_rows]
+    table = TABLES["teng-table6"]
+    rows = json.loads(index_file(tmp_path / "runs", table, table.presets["smoke"]).read_text())
+    assert {r["inception"].split("/")[-1] for r in rows} == {"fid-helper-0.1.3-fidelity.pth"}  # the real network
 
 
 def test_report_directions(tmp_path):
@@ -221,9 +254,10 @@ def test_run_names_missing_data_and_vae(tmp_path):
     assert all(r["data_present"] == (r["data"] in ("builtin", "videoshapes")) for r in rows)
 
 
-def test_killed_table_run_resumes_and_records_each_score_once(tmp_path):
+def test_killed_table_run_resumes_and_records_each_score_once(tmp_path, monkeypatch):
     """kill -9 of `ablations run` mid-training, then the same command: it resumes from the last checkpoint and
-    the store and the table's index hold each score exactly once."""
+    the store and the table's index hold each score exactly once (the rerun here in process, scored on pixel
+    features)."""
     import os
     import signal
     import subprocess
@@ -234,10 +268,10 @@ def test_killed_table_run_resumes_and_records_each_score_once(tmp_path):
     from results.store import ResultsStore
 
     runs, store = tmp_path / "runs", tmp_path / "store.sqlite"
-    command = [sys.executable, "-m", "ablations.cli", "run", "teng-table6", "--preset", "smoke", "--variant", "1",
-               "--runs", str(runs), "--store", str(store)]  # fmt: skip
+    args = ["run", "teng-table6", "--preset", "smoke", "--variant", "1", "--runs", str(runs), "--store", str(store)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = subprocess.Popen([sys.executable, "-m", "ablations.cli", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not any(checkpoint_step(f) for f in (runs / "runs").glob("*")):
         time.sleep(0.2)
@@ -246,8 +280,9 @@ def test_killed_table_run_resumes_and_records_each_score_once(tmp_path):
     (folder,) = (runs / "runs").glob("*")
     resumed_from = checkpoint_step(folder)
     assert 0 < resumed_from < 30 and not (folder / "scores").exists()
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert second.returncode == 0, second.stdout + second.stderr
+    monkeypatch.setattr("ablations.evaluate.InceptionFeatures", PixelFeatures)
+    second = _run(CliRunner(), [*args, "--threads", "1"])
+    assert "training dim-teng-s/2-cifar10 to step 30" in second and checkpoint_step(folder) == 30
     table = TABLES["teng-table6"]
     assert len(json.loads(index_file(runs, table, table.presets["smoke"]).read_text())) == 1
     fids = [m for m in ResultsStore(store).measurements() if m["metric"] == "fid"]

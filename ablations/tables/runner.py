@@ -155,10 +155,6 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
                  ) -> tuple[list[dict], Path] | None:  # fmt: skip
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
-    from ablations.evaluate import score
-    from ablations.generate import generate
-    from ablations.train import Trainer, checkpoint_step, is_finished
-
     config = variant_config(table, variant, preset, data_root, vae, teacher_folder, seed)
     folder = run_folder(root, config)
     name = f"{table.id}/{variant.key}" + (f" seed {seed}" if seed else "")
@@ -177,59 +173,75 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
             path = score_file(folder, step, preset, cfg)
             if path.is_file():
                 log(f"{name} @{label}: scored already ({path.name})")
-                results.append(_as_row(json.loads(path.read_text()), table, variant, seed, preset))
-                _write_index(root, table, preset, results)
-                continue
-            if checkpoint_step(folder) < step and not is_finished(folder):
-                log(f"{name}: training {config.model} to step {step} of {config.steps} in {folder}")
-                Trainer(config, folder, resume=True, keep_steps=tuple(steps.values())).run(stop_after=step)
-            log(f"{name} @{label}: sampling {preset.n_samples} {table.our_metric == 'fvd' and 'clips' or 'images'}, "
-                "scoring")  # fmt: skip
-            if table.our_metric == "fvd":
-                scores = _sample_and_score_video(folder, config, preset, cfg, seed, device, step, path.stem, data_root)
+                result = _as_row(json.loads(path.read_text()), table, variant, seed, preset)
             else:
-                images = generate(
-                    folder,
-                    preset.sampler,
-                    preset.sample_steps,
-                    preset.n_samples,
-                    cfg,
-                    seed=seed,
-                    device=device,
-                    step=step,
-                    out=folder / "samples" / path.stem,
-                )
-                scores = score(
-                    images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device
-                )
-            result = {
-                "table": table.id,
-                "variant": variant.key,
-                "label": variant.label,
-                "checkpoint": label,
-                "step": step,
-                "seed": seed,
-                "preset": preset.name,
-                "model": config.model,
-                "config_hash": config_hash(config),
-                "run": str(folder),
-                "cfg": cfg,
-                "sampler": preset.sampler,
-                "sample_steps": preset.sample_steps,
-                "params_m": _params_m(config),
-                "res": preset.res,
-                "device": device,
-                **scores,
-            }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".part")
-            partial.write_text(json.dumps(result, indent=2) + "\n")
-            partial.replace(path)
-            if recorder is not None:
-                recorder.add(measurements(result))
+                _train_to(config, folder, step, tuple(steps.values()), f"{name}: ", log)
+                log(f"{name} @{label}: sampling {preset.n_samples} {'clips' if table.our_metric == 'fvd' else 'images'}"
+                    ", scoring")  # fmt: skip
+                scores = _sample_and_score(table, config, folder, preset, cfg, seed, device, step, path.stem, data_root)
+                result = dict(_result_header(table, variant, preset, config, folder, label, step, seed, cfg, device),
+                              **scores)  # fmt: skip
+                _write_atomic(path, result)
+                if recorder is not None:
+                    recorder.add(measurements(result))
             results.append(result)
             _write_index(root, table, preset, results)
     return results, folder
+
+
+def _train_to(config: RunConfig, folder: Path, step: int, keep_steps: tuple[int, ...], name: str, log) -> None:
+    """Train (or resume) the run in ``folder`` until its checkpoint at ``step`` exists, keeping those of
+    ``keep_steps`` (the preset's scored checkpoints)."""
+    from ablations.train import Trainer, checkpoint_step, is_finished
+
+    if checkpoint_step(folder) < step and not is_finished(folder):
+        log(f"{name}training {config.model} to step {step} of {config.steps} in {folder}")
+        Trainer(config, folder, resume=True, keep_steps=keep_steps).run(stop_after=step)
+
+
+def _sample_and_score(table: TableSpec, config: RunConfig, folder: Path, preset: Preset, cfg: float, seed: int,
+                      device: str, step: int, name: str, data_root) -> dict:  # fmt: skip
+    """Samples of the checkpoint at ``step`` into ``samples/<name>`` and their scores: FID and its companions
+    for an image table, FVD for a video table."""
+    if table.our_metric == "fvd":
+        return _sample_and_score_video(folder, config, preset, cfg, seed, device, step, name, data_root)
+    from ablations.evaluate import score
+    from ablations.generate import generate
+
+    images = generate(folder, preset.sampler, preset.sample_steps, preset.n_samples, cfg, seed=seed, device=device,
+                      step=step, out=folder / "samples" / name)  # fmt: skip
+    return score(images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device)
+
+
+def _result_header(table: TableSpec, variant: Variant, preset: Preset, config: RunConfig, folder: Path, label: str,
+                   step: int, seed: int, cfg: float, device: str) -> dict:  # fmt: skip
+    """What a score file says about the row it scores, before the scores themselves."""
+    return {
+        "table": table.id,
+        "variant": variant.key,
+        "label": variant.label,
+        "checkpoint": label,
+        "step": step,
+        "seed": seed,
+        "preset": preset.name,
+        "model": config.model,
+        "config_hash": config_hash(config),
+        "run": str(folder),
+        "cfg": cfg,
+        "sampler": preset.sampler,
+        "sample_steps": preset.sample_steps,
+        "params_m": _params_m(config),
+        "res": preset.res,
+        "device": device,
+    }
+
+
+def _write_atomic(path: Path, result: dict) -> None:
+    """A score file appears whole or not at all (a kill mid-write leaves only a ``.part`` file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.replace(path)
 
 
 def not_runnable(config: RunConfig) -> str | None:
