@@ -280,6 +280,9 @@ def fvd_command(
     ref_n: int = typer.Option(None, "--ref-n", help="Reference clips (default: as many as generated)."),
     data_root: Path = typer.Option(None, "--data-root"),
     i3d: Path = typer.Option(None, "--i3d", help="StyleGAN-V's i3d_torchscript.pt (or $MAMBABENCH_I3D)."),
+    ref_interval: int = typer.Option(
+        None, "--ref-interval", help="Every k-th frame for the reference clips (default: the run's, else the data "
+        "set's; StyleGAN-V's protocol takes consecutive frames: 1)."),  # fmt: skip
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -298,6 +301,10 @@ def fvd_command(
             clips = clips or _newest_samples(run, "clips")
         if clips is None or ref is None:
             raise ValueError("give --run RUN, or --clips DIR with --ref videoshapes|ucf101")
+        if ref_interval is not None:
+            if ref_interval < 1:
+                raise ValueError(f"--ref-interval {ref_interval}: every k-th frame needs k >= 1 (1: consecutive)")
+            interval = ref_interval
         result = score_videos(clips, ref, size, ref_n, data_root, device, str(i3d) if i3d else None, interval)
     if as_json:
         print(json.dumps(result))

@@ -13,7 +13,7 @@ evaluation guidelines introduced by StyleGAN-V ... 2,048 video clips, each compr
 - Clips: StyleGAN-V scores 2048 generated clips of 16 frames against 2048 real ones (``fvd2048_16f``). The
   real clips here come from the training pipeline (``ablations.video_data``: the run's frame interval, size
   and crop), as FID's reference images do; StyleGAN-V takes 16 consecutive frames of each real video
-  (``ref_interval=1`` does that). Compare only equal clip counts: FVD is biased at small counts.
+  (``ablations fvd --ref-interval 1`` does that). Compare only equal clip counts: FVD is biased at small counts.
 """
 
 from __future__ import annotations

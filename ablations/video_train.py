@@ -3,15 +3,14 @@ setup follows Latte): single frames of other videos of the data set are appended
 the frame axis, the whole tensor is noised and denoised with one loss, and the model is told how many trailing
 frames are images so that its temporal blocks (and temporal position embedding) leave them out.
 
-The engine does the data side; the model side is a keyword argument of ``forward``, ``use_image_num`` (the name
-Latte's released code uses). A model whose ``forward`` lacks it cannot be trained this way: appending frames
-without it would let the temporal blocks mix unrelated images into the clip, which is not the paper's recipe,
-so ``image_joint_problem`` names what is missing instead. Latte appends 8 frames to each UCF-101 clip.
+The engine does the data side; the model side is part of the backbone contract (``zoo.models.base``): a model
+class declaring ``image_joint = True`` takes ``use_image_num`` (the name Latte's released code uses) in its
+``forward``. Any other cannot be trained this way: appending frames without it would let the temporal blocks
+mix unrelated images into the clip, which is not the paper's recipe, so ``image_joint_problem`` names what is
+missing instead. Latte appends 8 frames to each UCF-101 clip.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 from torch import Tensor
@@ -22,12 +21,11 @@ LATTE_UCF101_IMAGES = 8  # Latte's UCF-101 video-image joint configuration
 
 def image_joint_problem(builder) -> str | None:
     """Why a model class (a registry entry's builder) cannot do video-image joint training, or None if it can."""
-    forward = getattr(builder, "forward", None)
-    if forward is None or IMAGE_JOINT_ARG not in inspect.signature(forward).parameters:
+    if not getattr(builder, "image_joint", False):
         name = getattr(builder, "__name__", str(builder))
         return (
-            f"{name}.forward has no `{IMAGE_JOINT_ARG}` argument: video-image joint training needs the model to "
-            "keep the appended image frames out of its temporal blocks"
+            f"{name} does not declare image_joint (its forward takes no `{IMAGE_JOINT_ARG}`): video-image joint "
+            "training needs the model to keep the appended image frames out of its temporal blocks"
         )
     return None
 

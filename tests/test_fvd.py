@@ -75,6 +75,22 @@ def test_score_a_clip_folder_against_the_shapes(i3d_file, tmp_path):
     assert len(cached) == 1
     assert score_videos(folder, "videoshapes", i3d=str(i3d_file))["fvd"] == pytest.approx(result["fvd"])
 
+    # `ablations fvd --ref-interval K`: reference clips of every K-th frame (1, StyleGAN-V's consecutive frames, is
+    # the shapes' default), their features cached apart
+    import json
+
+    from typer.testing import CliRunner
+
+    from ablations.cli import app
+
+    args = ["fvd", "--clips", str(folder), "--ref", "videoshapes", "--i3d", str(i3d_file), "--json"]
+    out = CliRunner().invoke(app, [*args, "--ref-interval", "2"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["fvd"] != pytest.approx(result["fvd"])  # other reference clips
+    assert len(list((tmp_path / "cache" / "fvd").glob("videoshapes-train-16px-8f-i2-n10-*.pt"))) == 1
+    bad = CliRunner().invoke(app, [*args, "--ref-interval", "0"])
+    assert bad.exit_code == 2 and "--ref-interval 0" in bad.output
+
 
 def test_missing_or_wrong_i3d_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("MAMBABENCH_CACHE", str(tmp_path))

@@ -99,6 +99,7 @@ class JointStandIn(nn.Module):
     only (the trailing image frames skip it). Records what it was called with."""
 
     calls: list[tuple[tuple[int, ...], int]] = []
+    image_joint = True  # the contract's declaration (zoo.models.base)
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
         super().__init__()
@@ -141,6 +142,11 @@ def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatc
         for k in range(5, 9):
             owners = [o for o in range(3) for f in range(5) if torch.equal(joined[b, :, k], clips[o, :, f])]
             assert owners and owners[0] != b  # a frame of another clip of the batch
+
+    monkeypatch.setattr(JointStandIn, "image_joint", False)  # the same forward, undeclared: refused, saying why
+    with pytest.raises(ValueError, match="JointStandIn does not declare image_joint"):
+        Trainer(dataclasses.replace(config, steps=1), tmp_path / "undeclared")
+    monkeypatch.undo()
 
     latte = RunConfig(model="latte-tiny", data="videoshapes", res=8, batch=2, steps=1, image_joint=8)
     assert Trainer(latte, tmp_path / "latte").model_kwargs == {"use_image_num": 8}  # the video models take it

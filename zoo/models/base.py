@@ -21,11 +21,16 @@ x's shape with ``out_channels`` channels. ``null_condition(batch)`` is the uncon
 classifier-free guidance and the trainer's condition dropout use. A model never drops conditions itself:
 that is the trainer's job (the same Bernoulli draw per sample as DiT's in-model dropout, but seeded and
 identical across DDP ranks).
+
+Video-image joint training (Latte's recipe, "IMG" in Mo & Tian's Table 3): a video entry that can keep image
+frames appended after a clip's frames out of its temporal blocks says so with the class attribute
+``image_joint = True`` and takes ``forward(..., use_image_num=k)``, the count of those trailing frames (the
+name of Latte's released code); tests/test_contract.py checks that every entry declaring it takes it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +41,8 @@ Conditioning = Literal["class", "text", "none"]
 class Backbone(nn.Module):
     """Base class of every registry model: stores the contract's attributes (see module doc). Each family
     defines ``forward(x, t, cond=None, mask=None)``; tests/test_contract.py checks that every entry does."""
+
+    image_joint: ClassVar[bool] = False  # forward takes use_image_num (video-image joint training; module doc)
 
     def __init__(
         self,

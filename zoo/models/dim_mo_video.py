@@ -47,6 +47,8 @@ from zoo.registry import InputSpec, PaperInfo, register
 class DiMMoVideo(DiMMo):
     """DiM-Mo's embedders, blocks and head (``zoo.models.dim_mo``); the blocks alternate spatial / temporal."""
 
+    image_joint = True  # use_image_num trailing image frames skip the temporal blocks, as in Latte
+
     def __init__(
         self,
         input_size: int = 32,

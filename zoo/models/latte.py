@@ -48,6 +48,8 @@ from zoo.registry import InputSpec, PaperInfo, register
 class Latte(DiT):
     """DiT's embedders, blocks, final layer and initialisation; the blocks alternate spatial / temporal."""
 
+    image_joint = True  # use_image_num trailing image frames skip the temporal blocks (Latte's code)
+
     def __init__(
         self,
         input_size: int = 32,
