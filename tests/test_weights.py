@@ -1,8 +1,9 @@
 """``zoo.create_model(name, pretrained=PATH)``: official checkpoint layouts in their real containers.
 
 The official layouts are written down here from the public code (facebookresearch/DiT ``models.py``,
-baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` / ``PixArtMS.py``, tyshiwo1/DiM-DiffusionMamba
-``mamba_attn_diff/models/*.py`` and its vendored ``mamba_simple.py``) as key -> shape descriptions,
+Vchitect/Latte ``models/latte.py``, baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` /
+``PixArtMS.py``, tyshiwo1/DiM-DiffusionMamba ``mamba_attn_diff/models/*.py`` and its vendored
+``mamba_simple.py``) as key -> shape descriptions,
 independently of ``zoo.weights``; the diffusers layout comes from diffusers' own ``PixArtTransformer2DModel``,
 which is also the reference computation for PixArt-alpha.
 """
@@ -199,6 +200,51 @@ def test_full_size_dit_xl_official_layouts_on_meta():
         with torch.device("meta"):
             model = zoo.create_model("dit-xl/2", pretrained=state, input_size=2 * grid)
         assert sum(p.numel() for p in model.parameters()) == 674_834_720
+
+
+# ---------------------------------------------------------------- Latte
+
+
+def _latte_official_keys(depth: int, d: int, p: int, c_in: int, classes: int, tokens: int, frames: int):
+    """Vchitect/Latte ``models/latte.py`` (UCF-101: ``extras: 2``, a class table): DiT's keys and its frame table."""
+    return {**_dit_official_keys(depth, d, p, c_in, classes, tokens), "temp_embed": (1, frames, d)}
+
+
+def _official_frame_sincos(dim: int, frames: int) -> torch.Tensor:
+    """Latte's ``get_1d_sincos_temp_embed``: [sin | cos] of the frame index with MAE's frequencies (numpy)."""
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2))
+    out = np.einsum("m,d->md", np.arange(frames, dtype=np.float64), omega)
+    return torch.from_numpy(np.concatenate([np.sin(out), np.cos(out)], axis=1)).float()[None]
+
+
+def test_latte_official_checkpoint_loads_and_reproduces_outputs(tmp_path):
+    model = zoo.create_model("latte-tiny").eval()
+    with torch.no_grad():  # adaLN-Zero starts at the identity: randomise so outputs depend on every weight
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    exported = export_state_dict(model, "latte", frames=4)
+    assert _shapes(exported) == _latte_official_keys(4, 64, 2, 3, 10, 16, 4)
+    assert (exported["pos_embed"] - _official_sincos(64, 4)).abs().max() < 1e-6
+    assert (exported["temp_embed"] - _official_frame_sincos(64, 4)).abs().max() < 1e-6
+    path = tmp_path / "ucf101.pt"
+    torch.save({"ema": exported}, path)  # as Latte's released file: the EMA weights under "ema"
+    loaded = zoo.create_model("latte-tiny", pretrained=path).eval()
+    g = torch.Generator().manual_seed(2)
+    x, t, y = torch.randn(2, 3, 4, 8, 8, generator=g), torch.tensor([3, 700]), torch.tensor([1, 10])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y), model(x, t, y))
+    state = dict(exported, temp_embed=exported["temp_embed"] + 1e-2)
+    with pytest.raises(ValueError, match="temp_embed differs from Latte's fixed sin-cos table of 4 frames"):
+        zoo.create_model("latte-tiny", pretrained=state)
+
+
+def test_full_size_latte_xl_ucf101_layout_on_meta():
+    keys = _latte_official_keys(28, 1152, 2, 4, 101, 256, 16)  # ucf101.pt: 256 px, 16 frames, 101 classes
+    state = {k: torch.empty(s, device="meta") for k, s in keys.items()}
+    state["pos_embed"], state["temp_embed"] = _official_sincos(1152, 16), _official_frame_sincos(1152, 16)
+    with torch.device("meta"):
+        model = zoo.create_model("latte-xl/2", pretrained=state)
+    assert sum(p.numel() for p in model.parameters()) == 673_799_072  # the docstring's count, class table included
 
 
 # ---------------------------------------------------------------- strictness and bad files

@@ -26,6 +26,11 @@ nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's tr
   ``linear_out``) or reshaped (``a4m_adapter.pad_token`` (1, d, 3) -> ``padding.tokens`` (3, d), transposed;
   ``a4m_adapter.pad_token_dec_split`` (1, 3, d) -> ``split_tokens`` (3, d)). The layout is checked in its own
   names first: a missing, unexpected or mis-shaped official key is an error naming it (and our counterpart).
+- ``latte`` (Vchitect/Latte ``models/latte.py``; ``ucf101.pt`` holds the EMA weights under ``ema``): our names
+  are Latte's, which are DiT's (``x_embedder``, ``t_embedder``, ``y_embedder.embedding_table``, ``blocks.N``,
+  ``final_layer``). Its two fixed tables are checked and dropped: ``pos_embed`` (DiT's 2-D sin-cos of the
+  training grid) and ``temp_embed`` (1, frames, dim), the 1-D sin-cos of the frame index, which our model
+  computes for the clip that comes in.
 - every other family: our own names (our ``ablations train`` checkpoints, ``model.state_dict()`` files).
 
 The load is strict: a missing, unexpected or mis-shaped tensor is a ValueError naming the keys and the
@@ -43,7 +48,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from zoo.layers.pos_embed import sincos_2d, sincos_2d_pixart
+from zoo.layers.pos_embed import sincos_1d, sincos_2d, sincos_2d_pixart
 
 StateDict = dict[str, Tensor]
 WRAPPERS = ("ema", "state_dict", "model", "module", "net", "nnet")  # first one holding a state dict wins
@@ -65,6 +70,11 @@ PUBLISHED: dict[str, tuple[Published, ...]] = {
                   "facebookresearch/DiT download.py; EMA weights, a plain state dict"),
         Published("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt", "DiT-XL-2-512x512.pt",
                   "512 px model: also pass input_size=64"),
+    ),
+    "latte-xl/2": (
+        Published("https://huggingface.co/maxin-cn/Latte", "ucf101.pt",
+                  "Vchitect/Latte README, configs/ucf101/ucf101_sample.yaml: class-conditional UCF-101 (101 "
+                  "classes), 16 frames at 256 px, frame interval 3; EMA weights under 'ema'"),
     ),
     "uvit-s/2-cifar10": (
         Published("https://drive.google.com/file/d/1yoYyuzR_hQYWU0mkTj659tMTnoCWCMv-", "cifar10_uvit_small.pth",
@@ -199,6 +209,21 @@ def _dit_filter(state: StateDict, model: nn.Module, report: LoadReport) -> State
             expected = sincos_2d(table.shape[-1], grid, grid)
         _check_fixed_table("pos_embed", table, expected[None], f"DiT's fixed sin-cos table of a {grid}x{grid} grid")
         report.dropped.append("pos_embed")
+        report.layout = "official"
+    return state
+
+
+def _latte_filter(state: StateDict, model: nn.Module, report: LoadReport) -> StateDict:
+    state = _dit_filter(state, model, report)
+    if "temp_embed" in state:
+        table = state.pop("temp_embed")
+        if table.dim() != 3 or table.shape[0] != 1:
+            raise ValueError(f"temp_embed {tuple(table.shape)} is not a (1, frames, dim) frame table")
+        with torch.device("cpu"):
+            expected = sincos_1d(table.shape[-1], torch.arange(table.shape[1]))
+        what = f"Latte's fixed sin-cos table of {table.shape[1]} frames"
+        _check_fixed_table("temp_embed", table, expected[None], what)
+        report.dropped.append("temp_embed")
         report.layout = "official"
     return state
 
@@ -453,6 +478,7 @@ def _dim_teng_filter(state: StateDict, model: nn.Module, report: LoadReport) -> 
 
 FILTERS: dict[str, Callable[[StateDict, nn.Module, LoadReport], StateDict]] = {
     "dit": _dit_filter,
+    "latte": _latte_filter,
     "pixart": _pixart_filter,
     "t2md": _pixart_filter,
     "dim-teng": _dim_teng_filter,
@@ -545,16 +571,18 @@ def load_pretrained(model: nn.Module, source: str | Path | StateDict, family: st
 # ---------------------------------------------------------------- exporting
 
 
-def export_state_dict(model: nn.Module, family: str, layout: str = "official") -> StateDict:
+def export_state_dict(model: nn.Module, family: str, layout: str = "official", frames: int = 16) -> StateDict:
     """``model``'s weights in an official layout: ``"official"`` (the original code's names, fixed tables
-    included, as its checkpoints hold them; DiM-Teng: the official Mamba2DModel's) or ``"diffusers"``
-    (PixArt only)."""
+    included, as its checkpoints hold them; DiM-Teng: the official Mamba2DModel's; Latte: its frame table for
+    ``frames``, 16 in its UCF-101 model) or ``"diffusers"`` (PixArt only)."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     dim = model.x_embedder.proj.out_channels if hasattr(model, "x_embedder") else None
     if layout == "official":
-        if family == "dit":
+        if family in ("dit", "latte"):
             grid = model.input_size // model.patch_size
             state = {"pos_embed": sincos_2d(dim, grid, grid)[None], **state}
+            if family == "latte":
+                state = {"temp_embed": sincos_1d(dim, torch.arange(frames))[None].float(), **state}
         elif family == "pixart":
             state = {"pos_embed": _pixart_table(model, model.base_size, float(model.lewei_scale)), **state}
         elif family == "dim-teng":

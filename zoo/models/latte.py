@@ -16,8 +16,12 @@ Choices, each named in a one-line comment where it is made:
   the first temporal block; the paper does not say where, this is where the authors' released model adds it.
   Computed for the clip that comes in, so any frame count runs (Latte trains at 16).
 - Spatial position: DiT's fixed 2-D sin-cos table, computed for the actual grid (any size, non-square too).
-- Not built: image-video joint training ("Latte+IMG", a training recipe: images appended to the clip skip the
-  temporal blocks) and Latte's other three variants.
+- Image-video joint training ("Latte+IMG"): ``forward(..., use_image_num=n)``, the last n frames are single
+  images that skip the temporal blocks and the frame embedding (as Latte's released ``latte_img.py``); the
+  engine appends them (``ablations.video_train``). Latte's other three variants are not built.
+- Official weights: ``zoo.create_model("latte-xl/2", pretrained="ucf101.pt")`` (``zoo.weights``, family
+  ``latte``): the names are the released code's; its fixed ``pos_embed`` / ``temp_embed`` tables are checked
+  against ours and dropped.
 
 Parameters: Latte-XL is 673.68 M in the paper's table of model sizes (28 blocks x 1152, 16 heads), which is
 exactly this model without a class table (673,681,568); the class-conditional UCF-101 model adds the
