@@ -38,8 +38,9 @@ class Stage(ABC):
         model.requires_grad_(True)
 
     @abstractmethod
-    def loss(self, model: nn.Module, x0: Tensor, x_t: Tensor, t: Tensor, noise: Tensor, cond: Tensor | None
-             ) -> dict[str, Tensor]: ...  # fmt: skip
+    def loss(self, model: nn.Module, x0: Tensor, x_t: Tensor, t: Tensor, noise: Tensor, cond: Tensor | None,
+             **step_kwargs: Any) -> dict[str, Tensor]:  # fmt: skip
+        """``step_kwargs``: this step's extra model inputs (a video model's image-frame labels)."""
 
 
 @dataclass
@@ -47,8 +48,9 @@ class Diffusion(Stage):
     diffusion: GaussianDiffusion
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. a video model's appended image frames
 
-    def loss(self, model, x0, x_t, t, noise, cond):
-        return self.diffusion.training_loss(model(x_t, t, cond, **self.model_kwargs), x0, x_t, t, noise)
+    def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
+        out = model(x_t, t, cond, **self.model_kwargs, **step_kwargs)
+        return self.diffusion.training_loss(out, x0, x_t, t, noise)
 
 
 @dataclass
@@ -58,7 +60,8 @@ class TeacherForcing(Stage):
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "teacher_forcing")
 
-    def loss(self, model, x0, x_t, t, noise, cond):
+    def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
+        _image_only(self.name, step_kwargs)
         loss = distill.teacher_forcing_loss(self.teacher, model, x_t, t, cond)
         return {"teacher_forcing": loss, "loss": loss}
 
@@ -71,12 +74,18 @@ class Distillation(Stage):
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "distill")
 
-    def loss(self, model, x0, x_t, t, noise, cond):
+    def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
+        _image_only(self.name, step_kwargs)
         terms = distill.distillation_losses(self.teacher, model, x_t, t, cond, noise,
                                             lambda_pseudo=self.spec.lambda_pseudo,
                                             lambda_mixer=self.spec.lambda_mixer)  # fmt: skip
         terms["loss"] = terms.pop("total")
         return terms
+
+
+def _image_only(stage: str, step_kwargs: dict[str, Any]) -> None:
+    if step_kwargs:
+        raise ValueError(f"the {stage} stage distils image models: it takes no {', '.join(step_kwargs)}")
 
 
 class StageSchedule:

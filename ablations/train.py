@@ -544,13 +544,24 @@ class Trainer:
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
         g, flips, t, noise, drop = self._draws(step, shape)
-        x0 = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
+        x0, sources = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
         y = self.setup.condition(self.model, labels.to(self.device))
         if y is not None and drop.any():
             null = self.setup.null_condition(self.model, len(drop), self.device)
             y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
+        step_kwargs = {} if sources is None else {"image_cond": self._image_labels(labels, sources, g)}
         with autocast:
-            return stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y)
+            return stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y, **step_kwargs)
+
+    def _image_labels(self, labels: Tensor, sources: Tensor, g: torch.Generator) -> Tensor | None:
+        """(B, n) labels of the appended image frames: each its own video's class, dropped to the null label
+        with the condition-dropout probability on a draw of its own (Latte's ``y_image``); None for a model
+        without labels."""
+        if self.setup.conditioning != "class":
+            return None
+        drop = torch.rand(sources.shape, generator=g) < self.config.cfg_dropout
+        image_labels = torch.where(drop, self.model.num_classes, labels[sources])
+        return image_labels.to(self.device)
 
     def _check_finite(self, loss: Tensor, step: int, last_good: Path | None) -> None:
         """Stop, naming the last good checkpoint, when any process's loss is not finite (one host sync)."""

@@ -44,7 +44,8 @@ def test_every_entry_has_the_contracts_attributes(name):
         assert model.conditioning == "text" and model.num_classes == 0
     params = list(inspect.signature(model.forward).parameters)
     assert params[:4] == ["x", "t", "cond", "mask"], params
-    assert ("use_image_num" in params) == type(model).image_joint  # video-image joint training, as declared
+    joint = type(model).image_joint  # video-image joint training, as declared
+    assert ("use_image_num" in params) == joint and ("image_cond" in params) == joint
     # the contract's options are accepted by every family, under the same names
     options = dict(input_size=model.input_size, in_channels=model.in_channels, num_classes=model.num_classes,
                    learn_sigma=model.out_channels == 2 * model.in_channels)  # fmt: skip

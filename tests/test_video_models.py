@@ -153,7 +153,8 @@ def test_counts_at_full_size_on_meta_and_how_they_scale_with_frames():
 @pytest.mark.parametrize("name", ["latte-tiny", "dim-mo-video-tiny"])
 def test_image_frames_stay_out_of_the_temporal_blocks(name):
     """Video-image joint training (use_image_num, Latte's recipe for Table 3's +IMG rows): the appended image
-    frames and the clip's frames never exchange information; the clip alone computes what it computes."""
+    frames and the clip's frames never exchange information; the clip alone computes what it computes; each
+    image is conditioned on its own label (image_cond)."""
     torch.manual_seed(0)
     model = zoo.create_model(name).eval()
     with torch.no_grad():
@@ -167,9 +168,16 @@ def test_image_frames_stay_out_of_the_temporal_blocks(name):
         alone = model(clip, t, y)
         other = model(torch.cat([clip, images.flip(2)], dim=2), t, y, use_image_num=2)
         other_clip = model(torch.cat([clip.flip(2), images], dim=2), t, y, use_image_num=2)
+        own = lambda labels: model(torch.cat([clip, images], dim=2), t, y, use_image_num=2,  # noqa: E731
+                                   image_cond=torch.tensor([labels]))  # fmt: skip
+        relabelled, as_clip = own([5, 7]), own([3, 3])
     assert torch.allclose(joint[:, :, :4], alone, atol=1e-5)  # the images do not reach the clip
     assert torch.allclose(other[:, :, :4], alone, atol=1e-5)
     assert torch.allclose(other_clip[:, :, 4:], joint[:, :, 4:], atol=1e-5)  # nor the clip the images
     assert not torch.allclose(other_clip[:, :, :4], joint[:, :, :4].flip(2), atol=1e-3)  # the clip is mixed in time
+    # image_cond: each image's own label conditions that image only; by default the images take the clip's
+    assert torch.allclose(relabelled[:, :, :4], joint[:, :, :4], atol=1e-5)
+    assert (relabelled[:, :, 4:] - joint[:, :, 4:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-3
+    assert torch.allclose(as_clip, joint, atol=1e-6)
     with pytest.raises(ValueError, match="use_image_num"):
         model(clip, t, y, use_image_num=4)

@@ -99,6 +99,7 @@ class JointStandIn(nn.Module):
     only (the trailing image frames skip it). Records what it was called with."""
 
     calls: list[tuple[tuple[int, ...], int]] = []
+    image_labels: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # (clip labels, image labels) per call
     image_joint = True  # the contract's declaration (zoo.models.base)
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
@@ -116,8 +117,9 @@ class JointStandIn(nn.Module):
     def null_condition(self, batch: int, device=None) -> torch.Tensor:  # the null label, for condition dropout
         return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
 
-    def forward(self, x, t, y, use_image_num: int = 0):
+    def forward(self, x, t, y, use_image_num: int = 0, image_cond=None):
         JointStandIn.calls.append((tuple(x.shape), use_image_num))
+        JointStandIn.image_labels.append((y.clone(), image_cond))
         h = self.conv(x) + self.label(y).view(len(y), -1, 1, 1, 1)
         video, images = h[:, :, : x.shape[2] - use_image_num], h[:, :, x.shape[2] - use_image_num :]
         mixed = video + self.temporal(video.mean(2, keepdim=True).movedim(1, -1)).movedim(-1, 1)
@@ -130,18 +132,24 @@ def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatc
     entry = registry.ModelEntry("test-video-joint", "test", JointStandIn, {}, inputs)
     monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
     JointStandIn.calls.clear()
+    JointStandIn.image_labels.clear()
     config = RunConfig(model=entry.name, data="videoshapes", res=8, batch=2, steps=2, image_joint=3)
     summary = Trainer(config, tmp_path / "run").run()
     assert summary["final_loss"] is not None and np.isfinite(summary["final_loss"])
     assert JointStandIn.calls == [((2, 3, 7, 8, 8), 3)] * 2  # 4 frames + 3 images, and the model told so
+    # each image is conditioned on its own video's label: with two clips a batch, the other clip's
+    JointStandIn.image_labels.clear()
+    Trainer(dataclasses.replace(config, cfg_dropout=0.0, steps=1), tmp_path / "labels").run()
+    ((clip_labels, image_labels),) = JointStandIn.image_labels
+    assert torch.equal(image_labels, clip_labels.flip(0).view(-1, 1).expand(-1, 3))
 
     clips = torch.arange(3 * 2 * 5 * 2 * 2, dtype=torch.float32).view(3, 2, 5, 2, 2)
-    joined = append_image_frames(clips, 4, torch.Generator().manual_seed(0))
-    assert joined.shape == (3, 2, 9, 2, 2) and torch.equal(joined[:, :, :5], clips)
+    joined, sources = append_image_frames(clips, 4, torch.Generator().manual_seed(0))
+    assert joined.shape == (3, 2, 9, 2, 2) and torch.equal(joined[:, :, :5], clips) and sources.shape == (3, 4)
     for b in range(3):
         for k in range(5, 9):
             owners = [o for o in range(3) for f in range(5) if torch.equal(joined[b, :, k], clips[o, :, f])]
-            assert owners and owners[0] != b  # a frame of another clip of the batch
+            assert owners == [sources[b, k - 5]] and owners[0] != b  # a frame of another clip, as reported
 
     monkeypatch.setattr(JointStandIn, "image_joint", False)  # the same forward, undeclared: refused, saying why
     with pytest.raises(ValueError, match="JointStandIn does not declare image_joint"):

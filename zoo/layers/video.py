@@ -69,6 +69,19 @@ def over_video_frames(seq: Tensor, frames: int, images: int, temporal: Callable[
     return torch.cat([mixed, grid[:, frames - images :]], dim=1).reshape(bt, n, d)
 
 
+def frame_conditions(labels: Tensor, frames: int, images: int, image_labels: Tensor | None) -> Tensor:
+    """(B * T,) label of every frame of a batch of clips, frame-major within a clip: the clip's label, except
+    for the last ``images`` frames (video-image joint training), which take ``image_labels`` (B, images), their
+    own videos' labels, when given."""
+    per_frame = labels.repeat_interleave(frames, 0).view(-1, frames)
+    if images and image_labels is not None:
+        if image_labels.shape != (labels.shape[0], images):
+            raise ValueError(f"image_cond {tuple(image_labels.shape)}: expected (batch, use_image_num) = "
+                             f"({labels.shape[0]}, {images})")  # fmt: skip
+        per_frame = torch.cat([per_frame[:, : frames - images], image_labels.to(per_frame)], dim=1)
+    return per_frame.reshape(-1)
+
+
 def check_image_frames(frames: int, images: int) -> None:
     if not 0 <= images < frames:
         raise ValueError(f"use_image_num must be in [0, frames): {images} image frames in a clip of {frames}")

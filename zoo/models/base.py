@@ -24,8 +24,9 @@ identical across DDP ranks).
 
 Video-image joint training (Latte's recipe, "IMG" in Mo & Tian's Table 3): a video entry that can keep image
 frames appended after a clip's frames out of its temporal blocks says so with the class attribute
-``image_joint = True`` and takes ``forward(..., use_image_num=k)``, the count of those trailing frames (the
-name of Latte's released code); tests/test_contract.py checks that every entry declaring it takes it.
+``image_joint = True`` and takes ``forward(..., use_image_num=k, image_cond=None)``: the count of those
+trailing frames (the name of Latte's released code) and their own (B, k) labels (default: the clip's);
+tests/test_contract.py checks that every entry declaring it takes both.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from zoo.layers.video import (
     batch_as_frames,
     check_clip,
     check_image_frames,
+    frame_conditions,
     frames_as_batch,
     over_video_frames,
     sincos_frames_like,
@@ -65,20 +66,23 @@ class DiMMoVideo(DiMMo):
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, num_classes, learn_sigma)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
-                use_image_num: int = 0) -> Tensor:  # fmt: skip
+                use_image_num: int = 0, image_cond: Tensor | None = None) -> Tensor:  # fmt: skip
         """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
         ``use_image_num`` n (Table 3's "+IMG": video-image joint training as Latte's), the last n frames are
-        single images: spatial blocks scan them, temporal blocks and the frame embedding leave them out."""
+        single images: spatial blocks scan them, temporal blocks and the frame embedding leave them out;
+        ``image_cond`` (B, n) are their own labels, the class token of their frames (default: the clip's)."""
         y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "DiM video")
         h, w = token_grid(height, width, self.patch_size, "latent")
         dim = self.x_embedder.proj.out_channels
         # Sec. 3.5: each frame's latent patchified into L tokens; Sec. 3.2: DiM's 2-D position table per frame
         patches = self.x_embedder(frames_as_batch(x)) + sincos_2d_like(x, dim, h, w)  # (B*T, L, D)
-        # Sec. 3.2: time and class tokens in front of the patches (ours: the same pair in front of every frame)
-        prefix = torch.stack([self.t_embedder(t), self.y_embedder(y)], dim=1)  # (B, 2, D)
-        seq = torch.cat([prefix.repeat_interleave(frames, 0), patches], dim=1)  # (B*T, 2 + L, D)
+        # Sec. 3.2: time and class tokens in front of the patches (ours: the pair in front of every frame; an
+        # appended image's class token is its own video's label, as Latte's joint training conditions it)
         check_image_frames(frames, use_image_num)
+        frame_labels = frame_conditions(y, frames, use_image_num, image_cond)  # (B*T,)
+        prefix = torch.stack([self.t_embedder(t).repeat_interleave(frames, 0), self.y_embedder(frame_labels)], dim=1)
+        seq = torch.cat([prefix, patches], dim=1)  # (B*T, 2 + L, D)
         video_frames = frames - use_image_num
         for index, block in enumerate(self.blocks):
             if index % 2 == 0:  # Sec. 3.5: bidirectional scan across the spatial tokens of each frame

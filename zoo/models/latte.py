@@ -41,6 +41,7 @@ from zoo.layers.video import (
     batch_as_frames,
     check_clip,
     check_image_frames,
+    frame_conditions,
     frames_as_batch,
     over_video_frames,
     sincos_frames_like,
@@ -72,10 +73,11 @@ class Latte(DiT):
                          num_classes, learn_sigma)  # fmt: skip
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
-                use_image_num: int = 0) -> Tensor:  # fmt: skip
+                use_image_num: int = 0, image_cond: Tensor | None = None) -> Tensor:  # fmt: skip
         """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
         ``use_image_num`` n (video-image joint training, Sec. 4.1 "Latte+IMG"), the last n frames are single
-        images: spatial blocks see them, temporal blocks and the frame embedding do not."""
+        images: spatial blocks see them, temporal blocks and the frame embedding do not; ``image_cond`` (B, n)
+        are their own labels (default: the clip's)."""
         y = self.null_condition(x.shape[0], x.device) if cond is None else cond
         batch, _, frames, height, width = check_clip(x, "Latte")
         h, w = token_grid(height, width, self.patch_size, "latent")
@@ -83,9 +85,12 @@ class Latte(DiT):
         # Sec. 3.3.1 (clip patch embedding): uniform frame patch embedding, each frame patchified like an image
         seq = self.x_embedder(frames_as_batch(x)) + sincos_2d_like(x, dim, h, w)  # (B*T, N, D), DiT's 2-D table
         # Sec. 3.3.2 (timestep-class injection): S-AdaLN, t and class embeddings summed (DiT's adaLN-Zero)
-        c = self.t_embedder(t) + self.y_embedder(y)
-        c_spatial, c_temporal = c.repeat_interleave(frames, 0), c.repeat_interleave(h * w, 0)
+        t_emb = self.t_embedder(t)
         check_image_frames(frames, use_image_num)
+        # Latte's joint training code: the spatial blocks of an image frame see its own label (y_image)
+        frame_labels = frame_conditions(y, frames, use_image_num, image_cond)  # (B*T,)
+        c_spatial = t_emb.repeat_interleave(frames, 0) + self.y_embedder(frame_labels)
+        c_temporal = (t_emb + self.y_embedder(y)).repeat_interleave(h * w, 0)
         video_frames = frames - use_image_num
         for index, block in enumerate(self.blocks):
             if index % 2 == 0:  # Sec. 3.2 (Variant 1): spatial block, attention over the tokens of one frame
