@@ -16,7 +16,7 @@ import time
 import torch
 
 from ablations.diffusion import GaussianDiffusion
-from ablations.experiment import model_setup
+from ablations.experiment import config_hash, model_setup
 from ablations.tables import TABLES
 from ablations.tables.runner import not_runnable, variant_config
 
@@ -26,15 +26,19 @@ def _train_seconds_per_step(config, repeats: int = 2) -> float:
     model = setup.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     diffusion = GaussianDiffusion.from_name(config.schedule)
-    x0 = torch.randn(config.batch, *setup.sample_shape())  # images, or clips (C, T, h, w)
+    x0 = torch.randn(config.batch, *setup.sample_shape(extra_frames=config.image_joint))  # images, or clips
     labels = torch.arange(config.batch) % 10
     y = setup.condition(model, labels)
+    joint = {}  # video-image joint training: the appended image frames and their labels
+    if config.image_joint:
+        image_labels = labels.roll(1).view(-1, 1).repeat(1, config.image_joint)
+        joint = dict(use_image_num=config.image_joint, image_cond=image_labels)
 
     def step():
         t = torch.randint(0, 1000, (config.batch,))
         noise = torch.randn_like(x0)
         x_t = diffusion.q_sample(x0, t, noise)
-        loss = diffusion.training_loss(model(x_t, t, y), x0, x_t, t, noise)["loss"]
+        loss = diffusion.training_loss(model(x_t, t, y, **joint), x0, x_t, t, noise)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -47,7 +51,7 @@ def _train_seconds_per_step(config, repeats: int = 2) -> float:
     if config.distill is not None:  # a frozen teacher forward rides along every distillation step
         with torch.no_grad():
             start = time.perf_counter()
-            model(x0, torch.zeros(config.batch, dtype=torch.long), y)
+            model(x0, torch.zeros(config.batch, dtype=torch.long), y, **joint)
             train += time.perf_counter() - start
     return train
 
@@ -101,7 +105,7 @@ def main() -> None:
             evals = preset.n_samples * preset.sample_steps * (2 if cfg != 1 else 1) * len(preset.checkpoints)
             sample_s += evals * _sample_seconds_per_image(config)
             fid_s += 0.0 if video else preset.n_samples * len(preset.checkpoints) * inception
-            key = (config.model, repr(config.overrides), repr(config.distill))
+            key = config_hash(config)  # one training per distinct run (rows may share one, e.g. CFG rows)
             if key not in seen:
                 seen.add(key)
                 train_s += config.steps * _train_seconds_per_step(config)

@@ -28,7 +28,9 @@ def test_ssd_scan_cuda_matches_cpu():
             torch.randn(1, 300, 1, 32)]  # fmt: skip
     cpu = ops.ssd_scan(*args, chunk_size=64, D=torch.ones(4), dt_softplus=True)
     gpu = ops.ssd_scan(*[a.cuda() for a in args], chunk_size=64, D=torch.ones(4).cuda(), dt_softplus=True)
-    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+    # mamba_ssm's Triton kernels multiply float32 in TF32 (10-bit mantissa): elementwise 1e-3 failed on an H200
+    # with the values agreeing to 4-5 digits; judged like the layers below, on the largest error vs the largest value
+    assert _rel(gpu, cpu) < TOLERANCE[torch.float32]
 
 
 def test_attention_and_conv_cuda_match_cpu():
@@ -43,6 +45,19 @@ def test_attention_and_conv_cuda_match_cpu():
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 TOLERANCE = {torch.float32: 2e-3, torch.bfloat16: 5e-2, torch.float16: 2e-2}
+
+
+LOSS_SCALE = {torch.float32: 1.0, torch.bfloat16: 1.0, torch.float16: 2.0**16}
+
+
+def _backward_scaled(out, module, dtype):
+    """The test loss's backward with float16's loss scale, then ``module``'s gradients unscaled, as GradScaler
+    does: a Mamba-1 layer's dt_proj gradients of ~1e-9 underflow float16 (6e-8 is its smallest subnormal; they
+    were all zero on an H200 without the scale)."""
+    (out.float().square().mean() * LOSS_SCALE[dtype]).backward()
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad /= LOSS_SCALE[dtype]
 
 
 def _rel(a, b):
@@ -71,7 +86,7 @@ def test_mamba2_layer_on_cuda_matches_cpu_with_gradients(dtype):
     backends.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.detach().cuda())
-    gpu.float().square().mean().backward()
+    _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.available()["mamba_ssm.split_conv1d_scan"]:
         assert backends.last_used()["conv_scan_norm"] == "mamba_ssm-fused"
     assert _rel(gpu, cpu) < TOLERANCE[dtype]
@@ -94,7 +109,7 @@ def test_mamba1_vim_layer_on_cuda_matches_cpu_with_gradients(dtype):
     backends.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.cuda())
-    gpu.float().square().mean().backward()
+    _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.mamba_inner_fn_no_out_proj() is not None:  # Vim's fork: the fused mixer per direction
         assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
     else:
@@ -122,7 +137,7 @@ def test_mamba1_layer_on_cuda_runs_the_fused_mixer(dtype):
     backends.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.cuda())
-    gpu.float().square().mean().backward()
+    _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.available()["mamba_ssm.mamba_inner"]:
         assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
     if os.environ.get("MAMBABENCH_REQUIRE_CUDA_EXTRA") == "1":

@@ -188,6 +188,27 @@ def test_cuda_rows_fall_back_when_the_packages_are_missing(monkeypatch):
     assert x.grad is not None and ops.dispatch.backend_table()["selective_scan"]["cuda"] == ["mamba_ssm", "torch-loop"]
 
 
+def test_mamba_ssm_without_causal_conv1d_takes_the_separate_ops(cuda_oracles, monkeypatch):
+    """mamba-ssm's fused mixers call causal-conv1d's kernel inside and fail at the first call without it (seen on
+    an H200 with mamba-ssm alone): then the Mamba-1 layer and the Mamba-2 core take the separate ops, and the
+    PyTorch conv row takes bfloat16 activations with float32 parameters (a custom op under autocast)."""
+    from zoo.layers.mamba import Mamba
+
+    assert Mamba(24, d_state=8).fused_kernel() is oracle.mamba_inner_fn  # with causal-conv1d: fused
+    monkeypatch.setattr(_cuda, "causal_conv1d_fn", _returns(None))
+    assert Mamba(24, d_state=8).fused_kernel() is None and Mamba(24, d_state=8, bimamba=True).fused_kernel() is None
+    H, P, G, N = 4, 8, 2, 8
+    d_inner, conv_dim = H * P, H * P + 2 * G * N
+    with _on_cuda_rows("conv_scan_norm", "composed"):
+        ops.conv_scan_norm(torch.randn(1, 20, d_inner + conv_dim + H), torch.randn(conv_dim, 4), torch.randn(conv_dim),
+                           torch.randn(H), -torch.rand(H) - 0.3, torch.randn(H), P, G, torch.rand(d_inner) + 0.5, 1e-5,
+                           d_inner // G, False)  # fmt: skip
+    x, w, b = torch.randn(1, 8, 12), torch.randn(8, 4), torch.randn(8)
+    with _on_cuda_rows("causal_conv1d", "torch-conv1d"):
+        y = ops.causal_conv1d(x.bfloat16(), w, b, "silu")
+    assert y.dtype == torch.bfloat16 and _rel_err(y, ops.causal_conv1d(x, w, b, "silu")) < TOL[torch.bfloat16]
+
+
 @pytest.mark.parametrize("name", ["dim-teng-tiny", "dim-mo-tiny", "t2md-tiny"])
 def test_whole_models_on_the_cuda_rows(name, cuda_oracles, monkeypatch):
     """A model as a GPU would run it (fused Mamba-1 mixers, the fused Mamba-2 core, the CUDA scans, convs and

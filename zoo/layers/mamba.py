@@ -105,8 +105,10 @@ class Mamba(nn.Module):
         return y.transpose(1, 2)
 
     def fused_kernel(self):
-        """mamba_ssm's fused mixer function for this layer, or None (not on CUDA, or not installed)."""
-        if backends.using_reference_kernels():
+        """mamba_ssm's fused mixer function for this layer, or None (not on CUDA, or not installed). It needs
+        causal-conv1d too: mamba_inner_fn calls its kernel for the convolution and, without it, fails at the
+        first call (seen on an H200 with mamba-ssm alone); the separate ops run then."""
+        if backends.using_reference_kernels() or _cuda.causal_conv1d_fn() is None:
             return None
         return _cuda.mamba_inner_fn_no_out_proj() if self.bimamba else _cuda.mamba_inner_fn()
 

@@ -28,8 +28,11 @@ _ACTIVATIONS = (None, "silu", "swish")
 
 
 def causal_conv1d_torch(x: Tensor, weight: Tensor, bias: Tensor | None = None, silu: bool = False) -> Tensor:
-    """Grouped ``F.conv1d`` with left padding; differentiable; the CPU backend."""
+    """Grouped ``F.conv1d`` with left padding; differentiable; the CPU backend, and CUDA's without causal-conv1d.
+    Weight and bias are cast to x's dtype: under autocast a custom op's inputs keep their own dtypes (bfloat16
+    activations, float32 parameters), which ``F.conv1d`` refuses (seen on an H200)."""
     width = weight.shape[1]
+    weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
     out = F.conv1d(x, weight.unsqueeze(1), bias, padding=width - 1, groups=x.shape[1])[..., : x.shape[-1]]
     return F.silu(out) if silu else out
 

@@ -83,9 +83,10 @@ def _cpp_usable(zxbcdt: Tensor, *args: object) -> bool:
 
 def _fused_usable(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group,
                   reverse, chunk_size) -> bool:  # fmt: skip
-    """mamba_ssm's kernel imports, and the layer is one it computes: a dt bias, and the norm over groups of
-    d_inner / ngroups channels (its RMSNormGated's grouping)."""
-    fused = _cuda.mamba_split_conv1d_scan_combined() is not None
+    """mamba_ssm's kernel imports, so does causal-conv1d's (the fused kernel calls it for its convolution: without
+    it, it fails at the first call, seen on an H200), and the layer is one it computes: a dt bias, and the norm
+    over groups of d_inner / ngroups channels (its RMSNormGated's grouping)."""
+    fused = _cuda.mamba_split_conv1d_scan_combined() is not None and _cuda.causal_conv1d_fn() is not None
     return fused and dt_bias is not None and norm_group == A.shape[0] * headdim // ngroups
 
 
