@@ -25,8 +25,9 @@ def _models(hidden: int, depth: int, heads: int, classes: int, patch: int = 2) -
 
 
 _CPU_COST = (  # scripts/estimate_presets.py --preset cpu-builtin --tables mo-table3 --threads 1 (this 2-core VM)
-    "~3.1 h on one core for the two trainable rows (measured per step: training 2.7 h, sampling 0.5 h), plus "
-    "the I3D's features of 1K clips (not timed: the I3D is user-supplied)"
+    "~6.3 h on one core for the four rows (measured per step: training 5.3 h, an IMG row's step 12-23% dearer "
+    "than its plain row's; sampling 1.0 h), plus the I3D's features of 1K clips (not timed: the I3D is "
+    "user-supplied)"
 )
 _CPU_COMMON = dict(res=32, frames=16, steps=2000, batch=8, lr=4e-4, n_samples=512, ref_n=512, cfg=1.0, space="pixel")
 PRESETS = {
@@ -38,7 +39,7 @@ PRESETS = {
         model_overrides=_models(64, 4, 4, 10),
         deviations="built-in moving shapes in pixel space at 16 px instead of UCF-101 256 latents; tiny widths; "
         "30 steps; FVD of 16 clips of 16 frames against 16",
-        cost="1.5 min on 2 CPU cores for the two rows without IMG (measured); the IMG rows add about as much",
+        cost="2.5 min on 2 CPU cores for the four rows (measured with a random I3D of the real one's interface)",
     ),
     "cpu": cpu_preset(
         data="ucf101",
