@@ -281,8 +281,11 @@ def fvd_command(
     data_root: Path = typer.Option(None, "--data-root"),
     i3d: Path = typer.Option(None, "--i3d", help="StyleGAN-V's i3d_torchscript.pt (or $MAMBABENCH_I3D)."),
     ref_interval: int = typer.Option(
-        None, "--ref-interval", help="Every k-th frame for the reference clips (default: the run's, else the data "
-        "set's; StyleGAN-V's protocol takes consecutive frames: 1)."),  # fmt: skip
+        None,
+        "--ref-interval",
+        help="Every k-th frame for the reference clips (default: the run's, else the data "
+        "set's; StyleGAN-V's protocol takes consecutive frames: 1).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     threads: int = typer.Option(1, "--threads", help="CPU threads (torch.set_num_threads)."),
     as_json: bool = typer.Option(False, "--json"),

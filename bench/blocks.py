@@ -91,7 +91,7 @@ def _time_module(name: str, build, inputs, tokens: int, gemm: float | None, repe
     module, args = build().eval(), inputs()
     from bench.latency import time_unit
 
-    with torch.inference_mode(), (reference_kernels() if path == "reference" else nullcontext()):
+    with torch.inference_mode(), reference_kernels() if path == "reference" else nullcontext():
         gemm = gemm or gemm_rate()
         times = time_unit(lambda: module(*args), torch.device("cpu"), min_time=0.0, min_runs=repeats, max_runs=repeats)
     return BlockTiming(name, tokens, macs, statistics.median(times), gemm, path)
@@ -216,10 +216,24 @@ def dim_mo_vs_dit(res: str, repeats: int = 1) -> dict:
     dit_cfg, dim_cfg = get_entry("dit-xl/2").config, get_entry("dim-mo-xl/2").config
     dit_depth, dim_depth = dit_cfg.get("depth", 28), dim_cfg["depth"]
     width = dit_cfg.get("hidden_size", 1152)
-    dit = _time_module("dit-xl block", lambda: DiTBlock(width, dit_cfg.get("num_heads", 16)),
-                       lambda: (torch.randn(1, tokens, width), torch.randn(1, width)), tokens, None, repeats, "fast")
-    dim = _time_module("dim-mo-xl block", lambda: DiMMoBlock(dim_cfg["hidden_size"]),
-                       lambda: (torch.randn(1, tokens, dim_cfg["hidden_size"]),), tokens, None, repeats, "fast")
+    dit = _time_module(
+        "dit-xl block",
+        lambda: DiTBlock(width, dit_cfg.get("num_heads", 16)),
+        lambda: (torch.randn(1, tokens, width), torch.randn(1, width)),
+        tokens,
+        None,
+        repeats,
+        "fast",
+    )
+    dim = _time_module(
+        "dim-mo-xl block",
+        lambda: DiMMoBlock(dim_cfg["hidden_size"]),
+        lambda: (torch.randn(1, tokens, dim_cfg["hidden_size"]),),
+        tokens,
+        None,
+        repeats,
+        "fast",
+    )
     return {
         "resolution": res,
         "tokens": tokens,

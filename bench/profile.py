@@ -200,9 +200,15 @@ def profile_model(name: str, res: Resolution, batch: int = 1, threads: int = 1, 
         seconds[category] += event.self_cpu_time_total / 1e6
     profiled = sum(seconds.values()) or 1.0
     rows = [
-        ProfileRow("category", c, seconds[c] * total / profiled, seconds[c] / profiled,
-                   counted_cat.get(c) if c in ("linear", "attention", "scan", "conv") else None,
-                   calls=0, gemm_gmacs_per_s=gemm)  # fmt: skip
+        ProfileRow(
+            "category",
+            c,
+            seconds[c] * total / profiled,
+            seconds[c] / profiled,
+            counted_cat.get(c) if c in ("linear", "attention", "scan", "conv") else None,
+            calls=0,
+            gemm_gmacs_per_s=gemm,
+        )  # fmt: skip
         for c in CATEGORIES
     ]
     for label, secs in block_time.items():

@@ -78,8 +78,9 @@ def export_command(
 
 @app.command("import")
 def import_command(
-    sources: list[Path] = typer.Argument(..., help="Store files, or folders searched for */results.sqlite "
-                                         "(a cluster run's jobs folder)."),  # fmt: skip
+    sources: list[Path] = typer.Argument(
+        ..., help="Store files, or folders searched for */results.sqlite (a cluster run's jobs folder)."
+    ),  # fmt: skip
     store: Path = STORE,
 ) -> None:
     """Merge other stores' runs into this one (idempotent: a run already imported is skipped)."""

@@ -50,8 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = ("fast",) if args.quick else ("fast", "reference")
-    print(f"torch {torch.__version__}, {args.threads} thread(s); fp32 GEMM peak measured before each block "
-          f"(now {gemm_rate():.1f} GMAC/s)")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s); fp32 GEMM peak measured before each block "
+        f"(now {gemm_rate():.1f} GMAC/s)"
+    )
     everything = []
     for res in args.res or ["2048x2048", "3840x2160"]:
         rows = t2md_blocks(res, repeats=args.repeats, parts=("mixer", "block"), paths=paths)
@@ -71,8 +73,10 @@ def main() -> None:
         for res in ("256", "512", "1024"):
             result = dim_mo_vs_dit(res, repeats=args.repeats)
             blocks += [result["dit_block"], result["dim_block"]]
-            print(f"{res} px ({result['tokens']} tokens): measured DiT/DiM {result['measured_speedup']:.2f}x, "
-                  f"counted MACs {result['counted_ratio']:.2f}x")
+            print(
+                f"{res} px ({result['tokens']} tokens): measured DiT/DiM {result['measured_speedup']:.2f}x, "
+                f"counted MACs {result['counted_ratio']:.2f}x"
+            )
         print(f"\n{table(blocks)}")
         everything += blocks
     if args.json:

@@ -69,6 +69,7 @@ def ssd_loop(x, dt, A, B, C):
 
 def mamba1_inputs(batch: int, length: int, dim: int, n: int = 16, grad: bool = False) -> list[torch.Tensor]:
     """u, delta, A, B, C, D, z, delta_bias of a realistic Mamba-1 layer (softplus applied in the op)."""
+
     def token_major(t: torch.Tensor) -> torch.Tensor:  # (b, d, L) view of (b, L, d) memory, as in the models
         return t.transpose(1, 2).contiguous().transpose(1, 2)
 
@@ -184,8 +185,10 @@ def main() -> None:
         return "skipped" if value is None else format(value, spec)
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), backends {ops.backends.last_used()}")
-    print("| kernel | shape | loop s | before s | ours s | loop upd/s/core | before upd/s/core | ours upd/s/core "
-          "| ours vs before |")
+    print(
+        "| kernel | shape | loop s | before s | ours s | loop upd/s/core | before upd/s/core | ours upd/s/core "
+        "| ours vs before |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [r["kernel"], r["shape"], fmt(r["loop_s"], ".3f"), fmt(r["before_s"], ".3f"), fmt(r["ours_s"], ".3f")]

@@ -20,4 +20,3 @@ os.environ["MAMBABENCH_RUNS"] = os.path.join(_SESSION, "runs")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
