@@ -82,6 +82,30 @@ def estimate_seconds(name: str, res: Resolution, batch: int = 1, cfg: bool = Fal
     return macs, gemm, macs / (gemm * 1e9)
 
 
+def _warm_up_small(model: torch.nn.Module, entry, dev: torch.device, dtype: torch.dtype, batch: int) -> None:
+    """One forward at the entry's own (small) input size: builds kernels and warms the allocator before a
+    single timed run of a forward too long to repeat."""
+    small = Resolution(entry.inputs.image_size, entry.inputs.image_size, min(entry.inputs.frames, 2))
+    x, t, y = (_random_like(v, dev, dtype) for v in example_inputs(entry, small, model.patch_size, batch))
+    with torch.inference_mode():
+        model(x, torch.full_like(t, 500.0), y)
+
+
+def _block_progress(model: torch.nn.Module, repeats: int, on_block: Callable[[int, int], None] | None) -> list:
+    """Forward hooks calling ``on_block(done, total)`` after each of the model's ``blocks`` (``repeats``
+    forwards a unit); the caller removes them."""
+    blocks = list(getattr(model, "blocks", []))
+    if on_block is None or not blocks:
+        return []
+    done = [0]
+
+    def advance(module, args, out):
+        done[0] += 1
+        on_block(done[0], len(blocks) * repeats)
+
+    return [b.register_forward_hook(advance) for b in blocks]
+
+
 def measure_latency(
     name: str,
     res: Resolution,
@@ -129,20 +153,8 @@ def measure_latency(
 
     backends.reset()
     if single_run:
-        small = Resolution(entry.inputs.image_size, entry.inputs.image_size, min(entry.inputs.frames, 2))
-        warm = [_random_like(v, dev, torch_dtype) for v in example_inputs(entry, small, model.patch_size, eval_batch)]
-        with torch.inference_mode():
-            model(warm[0], torch.full_like(warm[1], 500.0), warm[2])  # builds kernels, warms the allocator
-    hooks = []
-    blocks = list(getattr(model, "blocks", []))
-    if on_block is not None and blocks:
-        done = [0]
-
-        def advance(module, args, out):
-            done[0] += 1
-            on_block(done[0], len(blocks) * (steps or 1))
-
-        hooks = [b.register_forward_hook(advance) for b in blocks]
+        _warm_up_small(model, entry, dev, torch_dtype, eval_batch)
+    hooks = _block_progress(model, steps or 1, on_block)
     try:
         if single_run:
             start = time.perf_counter()
