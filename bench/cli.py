@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -187,16 +188,6 @@ def latency_command(
     peak; a case estimated at over 30 s runs once (warm-up at the model's small native size) with a
     progress bar and ETA per block. Ctrl-C stops cleanly and reports nothing partial."""
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from bench.latency import estimate_seconds
 
     _check_counts(threads=threads, batch=batch, **({"steps": steps} if steps is not None else {}))
     _check_device(device)
@@ -208,31 +199,8 @@ def latency_command(
             try:
                 measure = partial(measure_latency, name, resolution, batch, device, dtype, threads, steps, cfg,
                                   compile, min_time)  # fmt: skip
-                single = False
-                if device == "cpu" and not compile:
-                    macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
-                    floor_s *= steps or 1
-                    single = floor_s > 30
-                    if not as_json:
-                        note = "; timing one run (warm-up at the model's native size)" if single else ""
-                        console.print(
-                            f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
-                            f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
-                            f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
-                        )
-                if single and not as_json:
-                    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("blocks"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                  console=console) as progress:  # fmt: skip
-                        task = progress.add_task(f"{name} {resolution}", total=None)
-
-                        def on_block(done: int, total: int, task=task) -> None:
-                            progress.update(task, completed=done, total=total)
-
-                        result = measure(single_run=True, on_block=on_block)
-                else:
-                    result = measure(single_run=single)
-                results.append(result)
+                estimate = device == "cpu" and not compile
+                results.append(_measure_case(measure, name, resolution, batch, cfg, steps, threads, estimate, as_json))
             except (KeyError, ValueError) as exc:
                 console.print(f"[red]{exc.args[0]}[/]")
                 raise typer.Exit(2) from exc
@@ -245,6 +213,45 @@ def latency_command(
         for result in results:
             print(json.dumps(result.as_dict()))
         return
+    console.print(_latency_table(results, device, dtype, threads))
+
+
+def _measure_case(measure: Callable, name: str, resolution, batch: int, cfg: bool, steps: int | None, threads: int,
+                  estimate: bool, quiet: bool):  # fmt: skip
+    """One latency case. ``estimate`` (a CPU, no compile): first the counted MACs and the time at this CPU's GEMM
+    peak, printed unless ``quiet``; a case over 30 s by that floor runs once, with a per-block progress bar."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench.latency import estimate_seconds
+
+    single = False
+    if estimate:
+        macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
+        floor_s *= steps or 1
+        single = floor_s > 30
+        if not quiet:
+            note = "; timing one run (warm-up at the model's native size)" if single else ""
+            console.print(
+                f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
+                f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
+                f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
+            )
+    if not single or quiet:
+        return measure(single_run=single)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:  # fmt: skip
+        task = progress.add_task(f"{name} {resolution}", total=None)
+        return measure(single_run=True, on_block=lambda done, total: progress.update(task, completed=done, total=total))
+
+
+def _latency_table(results: list, device: str, dtype: str, threads: int) -> Table:
     table = Table(title=f"Latency on {device} ({dtype}, {threads} thread(s)): median of repeated runs after warm-up")
     for col in ("model", _PX, "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs",
                 "backends"):  # fmt: skip
@@ -253,7 +260,7 @@ def latency_command(
         table.add_row(r.model, r.resolution, r.unit, str(r.batch), f"{1e3 * r.median_s:.1f}", f"{1e3 * r.iqr_s:.1f}",
                       f"{1e3 * r.min_s:.1f}", f"{r.samples_per_s:.2f}", str(r.runs),
                       ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-")  # fmt: skip
-    console.print(table)
+    return table
 
 
 def _latency_rows(results: list) -> list[Measurement]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -45,3 +47,18 @@ def test_clip_latency_and_the_entry_s_own_clip_length():
     assert result.resolution == "3x8x12" and result.runs == 2 and result.backends["selective_scan"] == "cpu-cpp"
     ok = CliRunner().invoke(app, ["latency", "-m", "latte-tiny", "-r", "8", "--min-time", "0", "--json", "--no-store"])
     assert ok.exit_code == 0 and '"resolution": "4x8x8"' in ok.output
+
+
+def test_cli_times_one_run_when_the_gemm_floor_is_over_30_s(monkeypatch):
+    """`bench latency` on a CPU: a case whose counted MACs at this CPU's GEMM peak take over 30 s runs once, with
+    a per-block progress bar in the table mode (the floor is faked here: 40 s)."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    monkeypatch.setattr("bench.latency.estimate_seconds", lambda *args, **kwargs: (1e12, 50.0, 40.0))
+    args = ["latency", "-m", "dit-tiny", "-r", "32", "--no-store"]
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "timing one run" in table.output and "2/2 blocks" in table.output
+    rows = CliRunner().invoke(app, [*args, "--json"])
+    assert rows.exit_code == 0 and json.loads(rows.output)["runs"] == 1
