@@ -52,10 +52,6 @@ def test_clip_latency_and_the_entry_s_own_clip_length():
 def test_cli_times_one_run_when_the_gemm_floor_is_over_30_s(monkeypatch):
     """`bench latency` on a CPU: a case whose counted MACs at this CPU's GEMM peak take over 30 s runs once, with
     a per-block progress bar in the table mode (the floor is faked here: 40 s)."""
-    from typer.testing import CliRunner
-
-    from bench.cli import app
-
     monkeypatch.setattr("bench.latency.estimate_seconds", lambda *args, **kwargs: (1e12, 50.0, 40.0))
     args = ["latency", "-m", "dit-tiny", "-r", "32", "--no-store"]
     table = CliRunner().invoke(app, args)
