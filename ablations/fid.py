@@ -199,10 +199,9 @@ class FeatureStats:
         FVD statistics)."""
         array = features.double().numpy()
         n, dims = array.shape
-        factor = None
-        if 1 < n < dims:
-            factor = (array - array.mean(axis=0)) / np.sqrt(n if population else n - 1)
-        return cls(array.mean(axis=0), np.cov(array, rowvar=False, bias=population), n, factor)
+        mu = array.mean(axis=0)
+        factor = (array - mu) / np.sqrt(n if population else n - 1) if 1 < n < dims else None
+        return cls(mu, np.cov(array, rowvar=False, bias=population), n, factor)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -236,11 +236,12 @@ def _result_header(table: TableSpec, variant: Variant, preset: Preset, config: R
     }
 
 
-def _write_atomic(path: Path, result: dict) -> None:
-    """A score file appears whole or not at all (a kill mid-write leaves only a ``.part`` file)."""
+def _write_atomic(path: Path, value: dict | list) -> None:
+    """A JSON file (a score file, a table's index) appears whole or not at all: a kill mid-write leaves only a
+    ``.part`` file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.write_text(json.dumps(value, indent=2) + "\n")
     partial.replace(path)
 
 
@@ -290,9 +291,7 @@ def _write_index(root: Path, table: TableSpec, preset: Preset, results: list[dic
     with claim(path.with_name(".lock")):  # several processes may add rows to one table at once
         known = json.loads(path.read_text()) if path.is_file() else []
         merged = {result_key(r): r for r in [*known, *results]}
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(list(merged.values()), indent=2) + "\n")
-        partial.replace(path)
+        _write_atomic(path, list(merged.values()))
 
 
 def _params_m(config: RunConfig) -> float:

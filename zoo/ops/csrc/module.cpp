@@ -6,18 +6,16 @@
 
 #include <vector>
 
-at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B,
-                                 at::Tensor C, at::Tensor D, at::Tensor z, at::Tensor delta_bias,
-                                 bool delta_softplus, bool portable);
-std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta,
-                                              at::Tensor A, at::Tensor B, at::Tensor C,
-                                              at::Tensor D, at::Tensor z, at::Tensor delta_bias,
-                                              bool delta_softplus);
-at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C,
-                      at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus, bool reverse);
+at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B, at::Tensor C,
+                              at::Tensor D, at::Tensor z, at::Tensor delta_bias, bool delta_softplus, bool portable);
+std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta, at::Tensor A,
+                                           at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
+                                           at::Tensor delta_bias, bool delta_softplus);
+at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
+                   at::Tensor dt_bias, bool dt_softplus, bool reverse);
 at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, bool silu, bool reverse);
-std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight,
-                                             at::Tensor bias, bool silu);
+std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight, at::Tensor bias,
+                                          bool silu);
 at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias, at::Tensor dt_bias,
                              at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups, at::Tensor norm_weight,
                              double eps, int64_t norm_group, bool reverse);
