@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from results.cluster import cli_options as cluster_cli_options
-from zoo import settings
+from mambabench.cluster import cli_options as cluster_cli_options
+from mambabench.device import resolve_device
+from mambabench.errors import UserError, cli_app, request_debug, run_app
 
-app = typer.Typer(help="Train, sample, score; run and report the papers' ablation tables.", no_args_is_help=True)
-data_app = typer.Typer(help="Data sets: download where there is internet.", no_args_is_help=True)
+app = cli_app("Train, sample, score; run and report the papers' ablation tables.")
+data_app = cli_app("Data sets: download where there is internet.")
 app.add_typer(data_app, name="data")
 console = Console(width=max(Console().width, 110), soft_wrap=True)
-
-
-_DEBUG = {"on": False}
 
 
 @app.callback()
@@ -31,53 +27,16 @@ def _main(
     ),
 ) -> None:
     """Train, sample, score; run and report the papers' ablation tables."""
-    _DEBUG["on"] = debug
-
-
-def _debug() -> bool:
-    return _DEBUG["on"] or settings.debug()
-
-
-def _fail(error: Exception) -> None:
-    """One line, ``error: ...``, and exit code 2; with --debug (or MAMBABENCH_DEBUG=1) the traceback instead."""
-    if _debug():
-        raise error
-    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str() adds quotes
-    console.print(f"[red]error:[/red] {text}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _one_line_errors():
-    """Any error inside as one line: exit code 2 for bad input (``_fail``), 1 for an unexpected one (a bug)."""
-    try:
-        yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-        raise
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
-        _fail(error)
-    except Exception as error:  # a bug of ours: exit 1, as results.cli_errors does for zoo, bench and results
-        if _debug():
-            raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        console.print(f"[red]internal error ({type(error).__name__}; please report it):[/red] {first} (--debug shows "
-                      "the traceback)", soft_wrap=True, highlight=False)  # fmt: skip
-        raise typer.Exit(1) from None
+    if debug:
+        request_debug()
 
 
 def _set_threads(threads: int) -> None:
     import torch
 
     if threads < 1:
-        _fail(ValueError(f"--threads must be at least 1, got {threads}"))
+        raise UserError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
-
-
-def _check_device(device: str) -> None:
-    from ablations.train import resolve_device
-
-    with _one_line_errors():
-        resolve_device(device)
 
 
 @app.command("train")
@@ -125,39 +84,37 @@ def train_command(
     from ablations.train import train
 
     _set_threads(threads)
-    with _one_line_errors():
-        config = RunConfig(
-            model=model,
-            overrides=parse_overrides(sets),
-            data=data,
-            data_root=str(data_root) if data_root else None,
-            res=res,
-            space=space,
-            vae=str(vae) if vae else None,
-            steps=steps,
-            batch=batch,
-            lr=lr,
-            ema=ema,
-            ema_warmup=ema_warmup,
-            schedule=schedule,
-            ckpt_every=ckpt_every,
-            seed=seed,
-            init_from=str(init_from.resolve()) if init_from else None,  # found from any working directory
-            frames=frames,
-            frame_interval=frame_interval,
-            image_joint=image_joint,
+    config = RunConfig(
+        model=model,
+        overrides=parse_overrides(sets),
+        data=data,
+        data_root=str(data_root) if data_root else None,
+        res=res,
+        space=space,
+        vae=str(vae) if vae else None,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        ema=ema,
+        ema_warmup=ema_warmup,
+        schedule=schedule,
+        ckpt_every=ckpt_every,
+        seed=seed,
+        init_from=str(init_from.resolve()) if init_from else None,  # found from any working directory
+        frames=frames,
+        frame_interval=frame_interval,
+        image_joint=image_joint,
+    )
+    check_run_config(config)
+    if not ema_warmup and ema**steps > 0.1:  # the initialisation's share left in the EMA weights at the end
+        console.print(
+            f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up "
+            f"{100 * ema**steps:.0f}% of the EMA weights (used for sampling) after {steps} steps; for a run this "
+            f"short pass e.g. --ema {0.01 ** (1 / steps):.4g} (1%)"
         )
-        check_run_config(config)
-        if not ema_warmup and ema**steps > 0.1:  # the initialisation's share left in the EMA weights at the end
-            console.print(
-                f"[yellow]warning:[/yellow] with EMA decay {ema} the initialisation still makes up "
-                f"{100 * ema**steps:.0f}% of the EMA weights (used for sampling) after {steps} steps; for a run this "
-                f"short pass e.g. --ema {0.01 ** (1 / steps):.4g} (1%)"
-            )
-        summary = train(config, out, resume=resume, progress=True, device=None if device == "auto" else device)
+    summary = train(config, out, resume=resume, progress=True, device=None if device == "auto" else device)
     if int(os.environ.get("RANK", "0")) == 0:  # one row per run, also under torchrun
-        with _one_line_errors():
-            _store_training(store, config, summary, out)
+        _store_training(store, config, summary, out)
     loss = "-" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"  # None: nothing left to train
     console.print(
         f"trained {model} for {summary['steps']} steps in {summary['seconds']} s; final loss {loss}; run folder {out}"
@@ -200,18 +157,17 @@ def sample_command(
     from ablations.generate_video import generate_video
 
     _set_threads(threads)
-    _check_device(device)
+    resolve_device(device)
     for option, value in (("--steps", steps), ("--n", n), ("--batch", batch)):
         if value < 1:
-            _fail(ValueError(f"{option} must be at least 1, got {value}"))
-    with _one_line_errors():
-        if model_setup(RunConfig.load(run)).frames:
-            if upsample_guidance:
-                raise ValueError("--upsample-guidance is for image runs; this run trained a video model")
-            folder = generate_video(run, sampler, steps, n, cfg, res, batch, seed, device, out)
-            console.print(f"{n} clips in {folder / 'clips'}; {folder / 'samples.gif'}; frames {folder / 'grid.png'}")
-            return
-        folder = generate(run, sampler, steps, n, cfg, res, batch, seed, upsample_guidance, device, out)
+            raise UserError(f"{option} must be at least 1, got {value}")
+    if model_setup(RunConfig.load(run)).frames:
+        if upsample_guidance:
+            raise UserError("--upsample-guidance is for image runs; this run trained a video model")
+        folder = generate_video(run, sampler, steps, n, cfg, res, batch, seed, device, out)
+        console.print(f"{n} clips in {folder / 'clips'}; {folder / 'samples.gif'}; frames {folder / 'grid.png'}")
+        return
+    folder = generate(run, sampler, steps, n, cfg, res, batch, seed, upsample_guidance, device, out)
     console.print(f"{n} samples in {folder / 'images'}; grid {folder / 'grid.png'}")
 
 
@@ -232,20 +188,17 @@ def fid_command(
     from ablations.experiment import RunConfig, model_setup
 
     _set_threads(threads)
-    _check_device(device)
+    resolve_device(device)
     size = None
     if run is not None:
-        with _one_line_errors():
-            config = RunConfig.load(run)
-            ref = ref or config.data
-            size = model_setup(config).image_size
+        config = RunConfig.load(run)
+        ref = ref or config.data
+        size = model_setup(config).image_size
         if images is None:
-            with _one_line_errors():
-                images = _newest_samples(run, "images")
+            images = _newest_samples(run, "images")
     if images is None or ref is None:
-        _fail(ValueError("give --run RUN, or --images DIR with --ref DATASET|STATS.npz"))
-    with _one_line_errors():
-        result = score(images, ref, size, ref_n, data_root, device, str(inception) if inception else None)
+        raise UserError("give --run RUN, or --images DIR with --ref DATASET|STATS.npz")
+    result = score(images, ref, size, ref_n, data_root, device, str(inception) if inception else None)
     result["images"] = str(images)
     if as_json:
         print(json.dumps(result))
@@ -295,20 +248,19 @@ def fvd_command(
     from ablations.fvd import score_videos
 
     _set_threads(threads)
-    _check_device(device)
+    resolve_device(device)
     size = interval = None
-    with _one_line_errors():
-        if run is not None:
-            config = RunConfig.load(run)
-            ref, size, interval = ref or config.data, model_setup(config).image_size, config.frame_interval
-            clips = clips or _newest_samples(run, "clips")
-        if clips is None or ref is None:
-            raise ValueError("give --run RUN, or --clips DIR with --ref videoshapes|ucf101")
-        if ref_interval is not None:
-            if ref_interval < 1:
-                raise ValueError(f"--ref-interval {ref_interval}: every k-th frame needs k >= 1 (1: consecutive)")
-            interval = ref_interval
-        result = score_videos(clips, ref, size, ref_n, data_root, device, str(i3d) if i3d else None, interval)
+    if run is not None:
+        config = RunConfig.load(run)
+        ref, size, interval = ref or config.data, model_setup(config).image_size, config.frame_interval
+        clips = clips or _newest_samples(run, "clips")
+    if clips is None or ref is None:
+        raise UserError("give --run RUN, or --clips DIR with --ref videoshapes|ucf101")
+    if ref_interval is not None:
+        if ref_interval < 1:
+            raise UserError(f"--ref-interval {ref_interval}: every k-th frame needs k >= 1 (1: consecutive)")
+        interval = ref_interval
+    result = score_videos(clips, ref, size, ref_n, data_root, device, str(i3d) if i3d else None, interval)
     if as_json:
         print(json.dumps(result))
         return
@@ -330,10 +282,7 @@ def latents_command(
     from ablations.data import open_dataset
     from ablations.latents import load_vae, write_latent_shards
 
-    try:
-        folder = write_latent_shards(open_dataset(data, data_root, size=res), load_vae(vae, device), out)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
+    folder = write_latent_shards(open_dataset(data, data_root, size=res), load_vae(vae, device), out)
     console.print(f"latents in {folder}")
 
 
@@ -343,9 +292,8 @@ def download_command(name: str, root: Path = typer.Option(None, "--root")) -> No
     from ablations.data import default_data_root, download_cifar10
 
     if name != "cifar10":
-        _fail(ValueError(f"{name} has no direct download; `ablations list` says where to get it"))
-    with _one_line_errors():
-        folder = download_cifar10(root or default_data_root())
+        raise UserError(f"{name} has no direct download; `ablations list` says where to get it")
+    folder = download_cifar10(root or default_data_root())
     console.print(f"CIFAR-10 in {folder}")
 
 
@@ -431,36 +379,34 @@ def run_command(
 
     if i3d is not None:  # read where FVD is scored, also by --jobs helpers and cluster jobs (they inherit it)
         os.environ["MAMBABENCH_I3D"] = str(i3d.resolve())
-    try:
-        table = get_table(table_name)
-        if jobs < 1 or threads < 1:
-            raise ValueError(f"--jobs and --threads must be at least 1 (got --jobs {jobs} --threads {threads})")
-        job = dict(table_id=table.id, preset=preset, variants=variants or None, seeds=seeds, device=device,
-                   data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
-                   runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
-        _check_table_job(table, **job)
-        if executor or cluster_config or status:
-            _table_on_cluster(table, job, status, jobs_dir, cluster_config, executor=executor, partition=partition,
-                              account=account, time=time, nodes=nodes, gpus_per_node=gpus_per_node,
-                              procs_per_node=procs_per_node, parallel=parallel)  # fmt: skip
-            if status:
-                return
-            _print_report(table, preset, runs, as_json=False)
+    table = get_table(table_name)
+    if jobs < 1 or threads < 1:
+        raise UserError(f"--jobs and --threads must be at least 1 (got --jobs {jobs} --threads {threads})")
+    job = dict(table_id=table.id, preset=preset, variants=variants or None, seeds=seeds, device=device,
+               data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
+               runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
+    _check_table_job(table, **job)
+    if executor or cluster_config or status:
+        _table_on_cluster(table, job, status, jobs_dir, cluster_config, executor=executor, partition=partition,
+                          account=account, time=time, nodes=nodes, gpus_per_node=gpus_per_node,
+                          procs_per_node=procs_per_node, parallel=parallel)  # fmt: skip
+        if status:
             return
-        helpers = _start_helpers(job, jobs - 1)
-        _table_job(**job, prefix="[job 1] " if jobs > 1 else "")
-        failed = [p.exitcode for p in helpers if (p.join() or p.exitcode)]
-        if failed:
-            raise ValueError(f"{len(failed)} of {jobs} jobs failed (their errors are printed above)")
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        _fail(error)
+        _print_report(table, preset, runs, as_json=False)
+        return
+    helpers = _start_helpers(job, jobs - 1)
+    _table_job(**job, prefix="[job 1] " if jobs > 1 else "")
+    failed = [p.exitcode for p in helpers if (p.join() or p.exitcode)]
+    if failed:
+        raise UserError(f"{len(failed)} of {jobs} jobs failed (their errors are printed above)")
     _print_report(table, preset, runs, as_json=False)
 
 
 def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, config: Path | None, **given) -> None:
     """``ablations run --executor local|slurm``: one submitit job per (variant, seed); rows merged on return."""
-    from ablations.tables.runner import run_table_on_cluster, runs_root, variant_jobs
-    from results.cluster import cluster_options, print_status
+    from ablations.tables.cluster_jobs import run_table_on_cluster, variant_jobs
+    from ablations.tables.layout import runs_root
+    from mambabench.cluster import cluster_options, print_status
     from results.store import ResultsStore
 
     options = cluster_options(config, **given)
@@ -476,17 +422,17 @@ def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, con
                                   log=lambda line: console.print(line, highlight=False))  # fmt: skip
     failed = sorted(key for key, state in states.items() if state != "done")
     if failed:
-        raise ValueError(f"jobs not done: {', '.join(failed)} (`--status` shows why; the same command resubmits)")
+        raise UserError(f"jobs not done: {', '.join(failed)} (`--status` shows why; the same command resubmits)")
 
 
 def _check_table_job(table, preset: str, variants, seeds: int, **_) -> None:
     """The errors a job would hit, raised before any process starts."""
     if preset not in table.presets:
-        raise KeyError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
+        raise UserError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
     for key in variants or ():
         table.variant(key)
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
 
 
 def _start_helpers(job: dict, count: int) -> list:
@@ -527,7 +473,7 @@ def _helper_job(**job) -> None:
     """A helper process: its error is one line and a non-zero exit code, like the command's."""
     try:
         _table_job(**job)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except UserError as error:
         console.print(f"{job['prefix']}[red]error:[/red] {error}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None
 
@@ -542,12 +488,9 @@ def report_command(
     """Ours beside the paper's (CSV, Markdown and a bar plot next to the runs), with effect directions."""
     from ablations.tables import get_table
 
-    try:
-        table = get_table(table_name)
-        if preset not in table.presets:
-            raise KeyError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
-    except KeyError as error:
-        _fail(error)
+    table = get_table(table_name)
+    if preset not in table.presets:
+        raise UserError(f"{table.id} has no preset {preset!r}; presets: {', '.join(table.presets)}")
     _print_report(table, preset, runs, as_json)
 
 
@@ -584,5 +527,10 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
     console.print(f"report: {folder / 'report.md'}, {folder / 'report.csv'}, {folder / 'report.png'}")
 
 
+def run() -> None:
+    """Console entry point (``ablations``)."""
+    run_app(app)
+
+
 if __name__ == "__main__":  # `torchrun --nproc_per_node N -m ablations.cli train ...`
-    app()
+    run()

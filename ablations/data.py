@@ -27,16 +27,14 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo import settings
+from ablations.data_catalog import DATASETS, VIDEO_DATASETS, DatasetMissing
+from ablations.video_data import open_video_dataset, video_dataset_present
+from mambabench import settings
+from mambabench.errors import UserError
+from mambabench.files import atomic_path
 
-DATASETS = ("builtin", "cifar10", "celeba", "imagenet")
-VIDEO_DATASETS = ("videoshapes", "ucf101")  # ablations.video_data (imported when used)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-
-
-class DatasetMissing(FileNotFoundError):
-    """A data set's files are not where they were looked for; the message says how to get them."""
 
 
 def default_data_root() -> Path:
@@ -138,14 +136,12 @@ def download_cifar10(root: str | Path) -> Path:
         f"and extracts it), or extract it into {root}"
     )
     if not archive.exists():
-        partial = archive.with_suffix(".part")
         try:
-            urllib.request.urlretrieve(CIFAR10_URL, partial)
+            with atomic_path(archive) as partial:  # removed when the download fails
+                urllib.request.urlretrieve(CIFAR10_URL, partial)
         except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts and refused connections are OSErrors
-            partial.unlink(missing_ok=True)
             reason = getattr(error, "reason", None) or error
             raise DownloadFailed(f"downloading CIFAR-10 from {CIFAR10_URL} failed ({reason}); {manual}") from error
-        partial.replace(archive)
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
     if digest != CIFAR10_MD5:
         raise DownloadFailed(f"{archive}: MD5 {digest} != {CIFAR10_MD5} (incomplete or another file); delete it and "
@@ -250,29 +246,25 @@ def open_dataset(name: str, root: str | Path | None = None, size: int = 32, spli
     and ``interval`` apply to the video sets only (``ablations.video_data.open_video_dataset``)."""
     root = Path(root) if root is not None else default_data_root()
     if name in VIDEO_DATASETS:
-        from ablations.video_data import open_video_dataset
-
         return open_video_dataset(name, root, size, frames, interval, split)
     if name == "builtin":
         return BuiltinShapes(size=size, seed=0 if split == "train" else 1)
     if name == "cifar10":
         if size != 32:
-            raise ValueError(f"CIFAR-10 images are 32x32; got --res {size}")
+            raise UserError(f"CIFAR-10 images are 32x32; got --res {size}")
         return Cifar10(root, "train" if split == "train" else "test")
     if name == "celeba":
         return CelebA(root, split, size=size)
     if name == "imagenet":
         return ImageNet(root, split, size=size)
     known = ", ".join((*DATASETS, *VIDEO_DATASETS))
-    raise ValueError(f"unknown data set {name!r}; choose one of {known} or latents:<dir>")
+    raise UserError(f"unknown data set {name!r}; choose one of {known} or latents:<dir>")
 
 
 def dataset_present(name: str, root: str | Path | None = None) -> bool:
     """Whether ``open_dataset(name, root)`` would find its files (cheap: no image is decoded)."""
     root = Path(root) if root is not None else default_data_root()
     if name in VIDEO_DATASETS:
-        from ablations.video_data import video_dataset_present
-
         return video_dataset_present(name, root)
     return {
         "builtin": lambda: True,

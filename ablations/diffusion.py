@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from mambabench.errors import UserError
+
 SCHEDULES = ("linear", "scaled_linear", "quadratic")
 
 
@@ -31,7 +33,7 @@ def make_betas(name: str, num_timesteps: int = 1000) -> Tensor:
         return torch.linspace(0.00085**0.5, 0.012**0.5, num_timesteps, dtype=torch.float64) ** 2
     if name == "quadratic":
         return torch.linspace((scale * 1e-4) ** 0.5, (scale * 0.02) ** 0.5, num_timesteps, dtype=torch.float64) ** 2
-    raise ValueError(f"unknown noise schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    raise UserError(f"unknown noise schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def _gather(values: Tensor, t: Tensor, like: Tensor) -> Tensor:

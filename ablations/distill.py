@@ -1,6 +1,6 @@
 """T2MD's distillation stages (Yao et al. 2025, Sec. 3.4) as functions of (teacher, student, batch).
 
-Teacher and student are ``PixArtHybrid`` models from the registry (``pixart-alpha-xl/2`` and ``t2md``, or
+Teacher and student are ``PixArtSkeleton`` models from the registry (``pixart-alpha-xl/2`` and ``t2md``, or
 their tiny entries; the teacher may be built from PixArt-alpha's official checkpoint,
 ``zoo.create_model("pixart-alpha-xl/2", pretrained=PATH)``, as ``ablations train`` does for a teacher file); a
 block's token mixer is ``block.token_mixer`` (self-attention or Mamba-2) and its input is the adaLN-modulated,
@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mambabench.errors import UserError
 
 
 @dataclass
@@ -113,7 +115,7 @@ def teacher_forcing_loss(
         if block.mixer_kind != "SA"
     ]
     if not losses:
-        raise ValueError("the student has no Mamba blocks to force")
+        raise UserError("the student has no Mamba blocks to force")
     return torch.stack(losses).sum()
 
 

@@ -23,7 +23,8 @@ from ablations.fid import (
     precision_recall,
 )
 from ablations.generate import load_image_folder
-from results.locks import claim
+from mambabench.errors import UserError
+from mambabench.files import atomic_save, claim
 
 UNAVAILABLE = {
     "is": "the offline FID Inception (fid-helper) has no logits layer; use torch-fidelity's own weights for IS",
@@ -50,13 +51,10 @@ def _reference_features(path: Path, data: str, size: int, count: int, extractor,
         return torch.load(path)
     dataset = open_dataset(data, root, size=size, split=split)
     if len(dataset) < count:
-        raise ValueError(f"{data} {split} has {len(dataset)} images; asked for {count} reference images")
+        raise UserError(f"{data} {split} has {len(dataset)} images; asked for {count} reference images")
     features, _ = extractor(_batches(dataset, count))
     cached = {"pool": features.float(), "spatial": extractor.last_spatial}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(cached, partial)
-    partial.replace(path)
+    atomic_save(cached, path)
     return cached
 
 

@@ -19,8 +19,11 @@ import torch
 from torch import Tensor, nn
 
 import zoo
+from ablations.data_catalog import VIDEO_DATASETS
+from mambabench.errors import UserError
+from mambabench.files import atomic_write_json
+from zoo.entries import ModelEntry
 from zoo.layers.captions import class_captions
-from zoo.registry import ModelEntry
 
 
 @dataclass
@@ -84,20 +87,18 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown run config keys {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown run config keys {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / "config.json.part"  # other DDP ranks may read it meanwhile: never half a file
-        partial.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        partial.replace(folder / "config.json")
+        # other DDP ranks may read it meanwhile: never half a file
+        atomic_write_json(Path(folder) / "config.json", self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> RunConfig:
         path = Path(folder) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a training run (no config.json); make one with `ablations train`")
+            raise UserError(f"{folder} is not a training run (no config.json); make one with `ablations train`")
         return cls.from_dict(json.loads(path.read_text()))
 
 
@@ -107,13 +108,13 @@ def config_hash(config: RunConfig) -> str:
     Runs this one starts from enter by their identity, not by how their folder was spelled: the distillation
     teacher (``distill.teacher``) and ``init_from`` are hashed as ``run:<their config hash>`` when their folder
     holds a ``config.json`` (a relative and an absolute path to the same run give the same hash), else as
-    their resolved path. A configuration without either hashes exactly as before this rule.
+    their resolved path. A configuration without either is hashed from its own settings only.
 
     The device is not part of it, like the data root and the worker count: where a run trains is a choice
     of how, not of what (a run started on a GPU may be resumed on a CPU); ``done.json`` records it.
 
-    The model entry's ``revision`` enters when it is above 0: an entry whose architecture was corrected
-    names new runs, and runs trained before the correction (and baselines made from them) no longer match."""
+    The model entry's ``revision`` enters when it is above 0: an entry whose architecture is corrected names
+    new runs, so runs of the old architecture (and baselines made from them) do not match them."""
     return _hash(config, frozenset())
 
 
@@ -122,7 +123,7 @@ _VIDEO_DEFAULTS = {"frames": None, "frame_interval": None, "image_joint": 0}  # 
 
 def _hash(config: RunConfig, seen: frozenset[str]) -> str:
     data = config.to_dict()
-    for key, default in _VIDEO_DEFAULTS.items():  # image runs hash exactly as before the video settings came
+    for key, default in _VIDEO_DEFAULTS.items():  # image runs keep the hashes their folders are named by
         if data.get(key) == default:
             data.pop(key, None)
     revision = _model_revision(config.model)
@@ -150,7 +151,7 @@ def run_identity(folder: str | Path, seen: frozenset[str] = frozenset()) -> str:
     if resolved not in seen and (Path(resolved) / "config.json").is_file():
         try:
             return f"run:{_hash(RunConfig.load(resolved), seen | {resolved})}"
-        except (ValueError, TypeError):  # an unreadable config.json: the path is all we know
+        except (UserError, ValueError, TypeError):  # an unreadable config.json: the path is all we know
             pass
     return f"path:{resolved}"
 
@@ -175,7 +176,7 @@ def config_differences(saved: RunConfig, asked: RunConfig) -> list[str]:
 
 
 def check_run_config(config: RunConfig) -> None:
-    """Settings no run can train with, as ValueErrors naming the command-line option and what it must be."""
+    """A setting no run can train with, as a ``UserError`` naming the command-line option and what it must be."""
     rules = [
         ("--batch", config.batch, config.batch >= 1, "at least 1"),
         ("--steps", config.steps, config.steps >= 1, "at least 1"),
@@ -191,7 +192,7 @@ def check_run_config(config: RunConfig) -> None:
     ]
     for option, value, ok, what in rules:
         if not ok:
-            raise ValueError(f"{option} must be {what}, got {value}")
+            raise UserError(f"{option} must be {what}, got {value}")
 
 
 def describe_model(model: str, overrides: dict[str, Any] | None = None) -> str:
@@ -210,7 +211,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise UserError(f"--set expects key=value, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -282,9 +283,9 @@ def model_setup(config: RunConfig) -> ModelSetup:
         image_size = config.res or entry.inputs.image_size * 8
         overrides.setdefault("in_channels", 4)
     elif config.space not in ("auto", "pixel", "latent"):
-        raise ValueError(f"--space must be auto, pixel or latent, got {config.space!r}")
+        raise UserError(f"--space must be auto, pixel or latent, got {config.space!r}")
     if latent and config.vae is None and not config.data.startswith("latents:"):
-        raise ValueError(
+        raise UserError(
             f"{entry.name} works on VAE latents: pass --vae DIR (a local diffusers AutoencoderKL folder, e.g. "
             "stabilityai/sd-vae-ft-ema downloaded with `huggingface-cli download`), or --data latents:DIR from "
             "`ablations latents`, or train it on pixels with --space pixel"
@@ -301,25 +302,23 @@ def model_setup(config: RunConfig) -> ModelSetup:
 def _frames(entry: ModelEntry, config: RunConfig) -> int:
     """Frames per clip of a video entry (0 for an image entry); a model and data set of different kinds, or
     video settings for an image model, are errors naming what fits."""
-    from ablations.data import VIDEO_DATASETS
-
     frames = int(getattr(entry.inputs, "frames", 0))
     video_data = config.data in VIDEO_DATASETS
     if not frames:
         asked = [f"--{k.replace('_', '-')}" for k in ("frames", "frame_interval", "image_joint") if getattr(config, k)]
         if asked or video_data:
             what = " ".join(asked) or f"--data {config.data} (video clips)"
-            raise ValueError(f"{what}: {entry.name} is an image model; train a video entry (`zoo list`: latte-*, "
+            raise UserError(f"{what}: {entry.name} is an image model; train a video entry (`zoo list`: latte-*, "
                              "dim-mo-video-*) on clips, or this one on an image data set")  # fmt: skip
         return 0
     if not video_data and not config.data.startswith("latents:"):
-        raise ValueError(f"{entry.name} is a video model: train it on clips, --data videoshapes (built in, no "
+        raise UserError(f"{entry.name} is a video model: train it on clips, --data videoshapes (built in, no "
                          f"download) or ucf101, not --data {config.data}")  # fmt: skip
     return config.frames or frames
 
 
 def build_model(setup: ModelSetup, user_overrides: dict[str, Any] | None = None) -> nn.Module:
-    """``setup.build()``; when it fails and the user set overrides (``--set``), a ValueError that names the
+    """``setup.build()``; when it fails and the user set overrides (``--set``), a ``UserError`` that names the
     override to blame (``--set depth=abc: depth expects an integer ...``) whatever the constructor raised."""
     try:
         return setup.build()
@@ -330,7 +329,7 @@ def build_model(setup: ModelSetup, user_overrides: dict[str, Any] | None = None)
         pairs = format_overrides({key: user_overrides[key]} if key else user_overrides)
         reason = _type_mismatch(setup, key, user_overrides[key]) if key else None
         reason = reason or (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"--set {' --set '.join(pairs)}: {reason}") from error
+        raise UserError(f"--set {' --set '.join(pairs)}: {reason}") from error
 
 
 def _culprit(setup: ModelSetup, user: dict[str, Any]) -> str | None:

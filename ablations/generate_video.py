@@ -8,14 +8,15 @@ are decoded by the VAE frame by frame.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ablations.diffusion import GaussianDiffusion
 from ablations.generate import class_count, sample_batch, sample_folder_name, to_uint8
 from ablations.latents import decode, load_vae
-from ablations.train import load_run_model
+from ablations.run_folder import load_run_model
 from ablations.video_io import load_clip_folder, save_clip, save_previews
+from mambabench.errors import UserError
+from mambabench.files import atomic_write_json
 
 
 def generate_video(
@@ -35,12 +36,12 @@ def generate_video(
     """Write ``n`` clips of a video run's EMA model to ``out/clips/*.npy`` plus previews; returns ``out``."""
     config, setup, model = load_run_model(run, ema=True, device=device, step=step)
     if not setup.frames:
-        raise ValueError(f"{run} trained the image model {config.model}: sample it with images (ablations.generate)")
+        raise UserError(f"{run} trained the image model {config.model}: sample it with images (ablations.generate)")
     diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
     res = res or setup.image_size
     factor = 8 if setup.latent else 1
     if res % factor:
-        raise ValueError(f"--res {res}: a latent model needs a multiple of 8")
+        raise UserError(f"--res {res}: a latent model needs a multiple of 8")
     frames = frames or setup.frames
     folder = sample_folder_name(sampler, steps, n, cfg, res, False) + f"-{frames}f"
     out = Path(out) if out else Path(run) / "samples" / folder
@@ -61,5 +62,5 @@ def generate_video(
     save_previews(load_clip_folder(clips_dir, limit=16), out)
     meta = {"run": str(run), "sampler": sampler, "steps": steps, "n": n, "cfg": cfg, "res": res, "frames": frames,
             "seed": seed, "model": config.model}  # fmt: skip
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(out / "meta.json", meta, indent=2)
     return out

@@ -17,8 +17,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mambabench.errors import UserError
+from mambabench.files import atomic_save, atomic_write_json
 
-class VaeMissing(FileNotFoundError):
+
+class VaeMissing(UserError, FileNotFoundError):
     """The VAE folder or the diffusers package is missing; the message says how to get them."""
 
 
@@ -99,9 +102,7 @@ def write_latent_shards(
             views = [images, images.flip(-1)] if flip else [images]
             moments.append(torch.stack([encode_moments(vae, v).half().cpu() for v in views], dim=1))
             labels += [label for _, label in items]
-        partial = path.with_suffix(".part")
-        torch.save({"moments": torch.cat(moments), "labels": torch.tensor(labels)}, partial)
-        partial.replace(path)
+        atomic_save({"moments": torch.cat(moments), "labels": torch.tensor(labels)}, path)
     manifest = {
         "count": count,
         "shards": shards,
@@ -109,7 +110,7 @@ def write_latent_shards(
         "scaling_factor": scaling_factor(vae),
         "num_classes": int(getattr(dataset, "num_classes", 0)),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(out / "manifest.json", manifest, indent=2)
     return out
 
 
@@ -120,7 +121,7 @@ class LatentShards(Dataset):
         folder = Path(folder)
         manifest = folder / "manifest.json"
         if not manifest.is_file():
-            raise FileNotFoundError(f"{folder}: no manifest.json; write latents with `ablations latents` first")
+            raise UserError(f"{folder}: no manifest.json; write latents with `ablations latents` first")
         self.manifest = json.loads(manifest.read_text())
         parts = [torch.load(folder / f"shard-{i:05d}.pt") for i in range(self.manifest["shards"])]
         self.moments = torch.cat([p["moments"] for p in parts])

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ablations.diffusion import GaussianDiffusion
+from mambabench.errors import UserError
 from zoo.upsample_guidance import UpsampleGuidance
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver")
@@ -25,7 +26,7 @@ ModelFn = Callable[[Tensor, Tensor], Tensor]
 def spaced_timesteps(num_timesteps: int, steps: int) -> Tensor:
     """K timesteps evenly spaced over [0, T-1], rounded, descending."""
     if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"--steps must be between 1 and {num_timesteps}, got {steps}")
+        raise UserError(f"--steps must be between 1 and {num_timesteps}, got {steps}")
     return torch.linspace(0, num_timesteps - 1, steps, dtype=torch.float64).round().long().flip(0)
 
 
@@ -54,7 +55,7 @@ def sample(
     ``clip`` clamps the predicted x_0 to [-clip, clip] (1.0 for pixel images; None for latents).
     ``eta`` is DDIM's stochasticity (0: deterministic). ``generator`` drives the fresh noise of DDPM/DDIM."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        raise UserError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     ts = spaced_timesteps(diffusion.num_timesteps, steps)
     if sampler == "dpm-solver":  # K+1 points with t=0 dropped: the last step goes to sigma=0 (diffusers' linspace)
         ts = spaced_timesteps(diffusion.num_timesteps, steps + 1)[:-1]

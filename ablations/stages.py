@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ablations import distill
 from ablations.diffusion import GaussianDiffusion
 from ablations.experiment import DistillConfig
+from mambabench.errors import UserError
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Distillation(Stage):
 
 def _image_only(stage: str, step_kwargs: dict[str, Any]) -> None:
     if step_kwargs:
-        raise ValueError(f"the {stage} stage distils image models: it takes no {', '.join(step_kwargs)}")
+        raise UserError(f"the {stage} stage distils image models: it takes no {', '.join(step_kwargs)}")
 
 
 class StageSchedule:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -43,231 +42,34 @@ from ablations.experiment import (
     same_run,
 )
 from ablations.latents import LatentShards, encode_moments, load_vae, sample_latent
+from ablations.run_folder import (
+    CheckpointError,
+    checkpoint_path,
+    checkpoints,
+    init_from_run,
+    is_finished,
+    latest_checkpoint,
+    load_run_model,
+    load_weights,
+    newest_checkpoint,
+    save_checkpoint,
+    step_of,
+    trim_log,
+)
 from ablations.stages import Stage, StageSchedule
 from ablations.video_train import append_image_frames, image_joint_kwargs
+from mambabench.device import resolve_device
+from mambabench.errors import UserError
+from mambabench.files import atomic_write_json
 
 
-class NonFiniteLoss(RuntimeError, ValueError):
-    """The loss became NaN/inf; the message names the step and the last good checkpoint (a ValueError too, so
-    every command reports it as one line)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: damaged, or the weights of another model; the message names the file."""
+class NonFiniteLoss(UserError, RuntimeError, ValueError):
+    """The loss became NaN/inf; the message names the step, the last good checkpoint and the fix (a
+    ``UserError``: every command reports it as one line)."""
 
 
 def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- run folder: checkpoints
-
-
-def checkpoints(folder: Path) -> list[Path]:
-    return sorted((folder / "checkpoints").glob("step-*.pt"))
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The newest checkpoint file (by step), whether or not it loads; ``newest_checkpoint`` checks."""
-    found = checkpoints(Path(folder))
-    return found[-1] if found else None
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(obj, partial)
-    os.replace(partial, path)  # a reader sees the old file or the new one, never half of one
-
-
-def is_finished(folder: str | Path) -> bool:
-    return (Path(folder) / "done.json").is_file()
-
-
-def read_checkpoint(path: Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu") -> dict:
-    """A checkpoint's dict; a file that is not one (empty, truncated, overwritten, lacking ``keys``) is a
-    ``CheckpointError`` naming the file and what is wrong with it."""
-    import zipfile
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            raise CheckpointError(f"{path}: empty file (0 bytes)")
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except CheckpointError:
-        raise
-    except Exception as error:  # torch.load raises anything (RuntimeError, UnpicklingError, EOFError, OSError)
-        if isinstance(error, OSError) or zipfile.is_zipfile(path):
-            reason = f"unreadable: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
-        else:
-            reason = f"truncated or overwritten: {size} bytes that are not a whole checkpoint"
-        raise CheckpointError(f"{path}: {reason}") from error
-    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: not a training checkpoint (lacks {', '.join(missing)})")
-    return state
-
-
-def newest_checkpoint(folder: str | Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu"
-                      ) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:  # fmt: skip
-    """(path, state, skipped) of the newest checkpoint of a run that loads; ``skipped`` lists the newer ones
-    that did not, with why. (None, None, []) when there is none; a ``CheckpointError`` naming every file
-    when none of them loads."""
-    skipped = []
-    for path in reversed(checkpoints(Path(folder))):
-        try:
-            return path, read_checkpoint(path, keys, map_location), skipped
-        except CheckpointError as error:
-            skipped.append((path, str(error).removeprefix(f"{path}: ")))
-    if skipped:
-        listed = "; ".join(f"{path.name}: {why}" for path, why in skipped)
-        raise CheckpointError(
-            f"no checkpoint in {Path(folder) / 'checkpoints'} loads ({listed}); move them away (or choose "
-            "another --out) to train from the start"
-        )
-    return None, None, []
-
-
-def _saved_model(state: dict, path: Path) -> str:
-    """The model a checkpoint was saved by, as ``describe_model`` spells it (from the checkpoint, else from
-    its run's config.json)."""
-    spec = state.get("model_spec")
-    if isinstance(spec, dict) and "model" in spec:
-        return describe_model(spec["model"], spec.get("overrides"))
-    try:
-        saved = RunConfig.load(Path(path).parent.parent)
-        return describe_model(saved.model, saved.overrides)
-    except (FileNotFoundError, ValueError, TypeError):
-        return "an unknown model"
-
-
-def _mismatch(target: dict[str, Tensor], source: dict[str, Tensor]) -> list[str]:
-    """What keeps ``source`` weights from loading into a model with ``target``'s: one phrase per tensor."""
-    bad = [f"{k} (missing)" for k in target if k not in source]
-    bad += [f"{k} {tuple(source[k].shape)} saved vs {tuple(v.shape)} now" for k, v in target.items()
-            if k in source and source[k].shape != v.shape]  # fmt: skip
-    return bad + [f"{k} (unexpected)" for k in source if k not in target]
-
-
-def _fit_error(path: Path, state: dict, wanted: str, bad: list[str], fix: str) -> CheckpointError:
-    saved = _saved_model(state, path)
-    what = f"holds weights of {saved}, which do not fit {wanted}"
-    if saved == wanted:
-        what = f"holds weights of {saved} as it was defined then, which do not fit its definition now"
-    return CheckpointError(f"{path} {what} ({len(bad)} tensors differ, e.g. {'; '.join(bad[:2])}); {fix}")
-
-
-def _load_weights(model: nn.Module, path: Path, state: dict, key: str, wanted: str, fix: str) -> None:
-    """``model.load_state_dict(state[key])``; weights of another model are one ``CheckpointError`` naming
-    the model of the checkpoint and the model asked for, instead of a screen of size mismatches."""
-    bad = _mismatch(model.state_dict(), state[key])
-    if bad:
-        raise _fit_error(path, state, wanted, bad, fix)
-    model.load_state_dict(state[key])
-
-
-def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu", step: int | None = None,
-                   log: Callable[[str], None] | None = None):  # fmt: skip
-    """(config, setup, model) of a run from its newest checkpoint that loads (or the one of ``step``), EMA
-    weights by default, in eval mode. A damaged newer checkpoint is skipped with one line to ``log``
-    (default: stderr) naming it."""
-    config = RunConfig.load(folder)
-    setup = model_setup(config)
-    key = "ema" if ema else "model"
-    if step is None:
-        path, state, skipped = newest_checkpoint(folder, keys=(key,))
-        if path is None:
-            raise FileNotFoundError(f"{folder} has no checkpoint yet: train it first (ablations train --out {folder})")
-        for bad, why in skipped:
-            (log or _warn)(f"warning: skipped damaged checkpoint {bad} ({why}); using {path.name}")
-    else:
-        path = Path(folder) / "checkpoints" / f"step-{step:07d}.pt"
-        if not path.is_file():
-            have = ", ".join(p.stem for p in checkpoints(Path(folder))) or "none"
-            raise FileNotFoundError(f"{folder} has no checkpoint of step {step} (it has: {have})")
-        state = read_checkpoint(path, keys=(key,))
-    model = build_model(setup, config.overrides)
-    wanted = describe_model(config.model, config.overrides)
-    _load_weights(model, path, state, key, wanted, f"the run's config.json asks for {wanted}")
-    return config, setup, model.to(device).eval()
-
-
-def init_from_run(model: nn.Module, folder: str | Path, wanted: str | None = None,
-                  log: Callable[[str], None] | None = None, family: str | None = None) -> list[str]:  # fmt: skip
-    """Start from another run's EMA weights, also at another resolution: learned position embeddings whose
-    grid differs are bilinearly resized (sin-cos ones are recomputed by the models anyway). Returns the keys
-    resized. Any other shape mismatch is an error naming both models (``wanted``: the model being trained).
-
-    ``folder`` may also be a checkpoint file: the official weights of the model's ``family`` in their
-    published layout (``zoo.create_model(name, pretrained=PATH)`` reads the same files) or a state dict in our
-    names; then an unexpected tensor is an error too."""
-    from zoo.layers.pos_embed import resize_learned
-
-    is_file = Path(folder).is_file()
-    if is_file:
-        from zoo.weights import convert, read_state_dict
-
-        path, state = Path(folder), {}
-        try:
-            source, _ = convert(read_state_dict(path), model, family or "", str(path))
-        except ValueError as error:
-            raise CheckpointError(f"--init-from: {error}") from None
-    else:
-        path, state, skipped = newest_checkpoint(folder, keys=("ema",))
-        if path is None:
-            raise FileNotFoundError(f"--init-from {folder}: no checkpoint there")
-        for bad, why in skipped:
-            (log or _warn)(f"warning: --init-from: skipped damaged checkpoint {bad} ({why}); using {path.name}")
-        source = dict(state["ema"])
-    target = model.state_dict()
-    resized = []
-    for key, value in target.items():
-        if key in source and source[key].shape != value.shape and key.endswith("pos_embed") and source[key].dim() == 3:
-            old_grid, new_grid = _grid(source[key], value)
-            extras = source[key].shape[1] - old_grid**2
-            source[key] = resize_learned(source[key], extras, old_grid, new_grid, new_grid)
-            resized.append(key)
-    bad = [b for b in _mismatch(target, source) if is_file or not b.endswith("(unexpected)")]
-    if bad:
-        wanted = wanted or type(model).__name__
-        if is_file:
-            raise CheckpointError(
-                f"--init-from {path} does not fit {wanted} ({len(bad)} tensors differ, e.g. {'; '.join(bad[:3])})"
-            )
-        fix = "--init-from needs a run of the same model (only learned position embeddings may differ in size)"
-        raise CheckpointError(f"--init-from: {_fit_error(path, state, wanted, bad, fix)}")
-    model.load_state_dict({k: source[k] for k in target})
-    return resized
-
-
-def resolve_device(name: str) -> torch.device:
-    """``--device NAME`` as a torch device that exists here, else a ValueError saying what does."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name}: not a device; use cpu or cuda (cuda:N for one GPU)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: not supported; use cpu or cuda (cuda:N for one GPU)")
-    return device
-
-
-def _grid(old: Tensor, new: Tensor) -> tuple[int, int]:
-    """Square patch grids of two learned embeddings that share their count of leading extra tokens."""
-    for extras in range(0, 4):
-        g_old, g_new = math.isqrt(old.shape[1] - extras), math.isqrt(new.shape[1] - extras)
-        if g_old**2 + extras == old.shape[1] and g_new**2 + extras == new.shape[1]:
-            return g_old, g_new
-    raise ValueError(f"cannot read a square grid from position embeddings {tuple(old.shape)}, {tuple(new.shape)}")
 
 
 # ---------------------------------------------------------------- data order
@@ -334,7 +136,7 @@ class Trainer:
         check_run_config(config)
         self.world, self.rank, self.device = _distributed(device)
         if config.batch % self.world:
-            raise ValueError(f"--batch {config.batch} (the global batch) does not split over {self.world} processes")
+            raise UserError(f"--batch {config.batch} (the global batch) does not split over {self.world} processes")
         self.setup: ModelSetup = model_setup(config)
         self.model_kwargs = image_joint_kwargs(self.setup.entry.builder, config.image_joint)  # video models only
         self.diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
@@ -354,12 +156,12 @@ class Trainer:
         last, state = self._resume_state() if resume else (None, None)
         if state is not None:
             fix = f"resume it with the -m/--set it was trained with, or train {wanted} into another --out"
-            _load_weights(self.model, last, state, "model", wanted, fix)
-            _load_weights(self.ema, last, state, "ema", wanted, fix)
+            load_weights(self.model, last, state, "model", wanted, fix)
+            load_weights(self.ema, last, state, "ema", wanted, fix)
             self.optimizer.load_state_dict(state["optimizer"])
             self.start = int(state["step"])
             if self.start > config.steps:
-                raise ValueError(
+                raise UserError(
                     f"{self.out} has trained to step {self.start} already, past --steps {config.steps}: pass "
                     f"--steps {self.start} or more, or choose another --out"
                 )
@@ -379,15 +181,15 @@ class Trainer:
         if not checkpoints(self.out):
             return
         if not (self.out / "config.json").is_file():
-            raise FileExistsError(f"{self.out} has checkpoints but no config.json; choose another --out")
+            raise UserError(f"{self.out} has checkpoints but no config.json; choose another --out")
         saved = RunConfig.load(self.out)
         if config_hash(saved) != config_hash(self.config) and not same_run(saved, self.config):
             changed = "; ".join(config_differences(saved, self.config)[:4]) or "the run it starts from changed"
-            raise FileExistsError(
+            raise UserError(
                 f"{self.out} holds a run with another configuration ({changed}); choose another --out"
             )
         if not resume:
-            raise FileExistsError(f"{self.out} already has checkpoints: add --resume to continue that run")
+            raise UserError(f"{self.out} already has checkpoints: add --resume to continue that run")
 
     def _resume_state(self) -> tuple[Path | None, dict | None]:
         """The newest checkpoint that loads; damaged newer ones are named and set aside (rank 0)."""
@@ -413,15 +215,10 @@ class Trainer:
             else:  # its final checkpoint was damaged: it is trained again
                 done.unlink()
         self.config.save(self.out)
-        log = self.out / "log.jsonl"
-        if log.is_file():
-            kept = [line for line in log.read_text().splitlines() if _log_step(line) <= self.start]
-            partial = log.with_name(log.name + ".part")
-            partial.write_text("".join(line + "\n" for line in kept))
-            partial.replace(log)
+        trim_log(self.out, self.start)
         # what sampling needs to know about the data (class count for balanced labels)
         info = {"num_classes": int(getattr(self.dataset, "num_classes", 0)), "length": len(self.dataset)}
-        (self.out / "data.json").write_text(json.dumps(info) + "\n")
+        atomic_write_json(self.out / "data.json", info)
 
     def _protected(self, step: int) -> bool:
         """Checkpoints never pruned: ``keep_steps`` and the final step of a finished run later extended."""
@@ -439,7 +236,7 @@ class Trainer:
         if spec.mamba_init == "attention":
             distill.init_mamba_from_attention(teacher, self.model)
         elif spec.mamba_init != "default":
-            raise ValueError(f"distill.mamba_init must be 'default' or 'attention', got {spec.mamba_init!r}")
+            raise UserError(f"distill.mamba_init must be 'default' or 'attention', got {spec.mamba_init!r}")
         return teacher
 
     def _teacher_from_file(self, path: str) -> nn.Module:
@@ -517,9 +314,11 @@ class Trainer:
             ema_p.lerp_(p.detach(), 1 - decay)
 
     def _checkpoint(self, step: int) -> Path:
-        path = self.out / "checkpoints" / f"step-{step:07d}.pt"
+        path = checkpoint_path(self.out, step)
         if self.rank == 0:
-            _save_atomic(
+            save_checkpoint(
+                self.out,
+                step,
                 {
                     "step": step,
                     "model": self.model.state_dict(),
@@ -528,10 +327,9 @@ class Trainer:
                     "config_hash": config_hash(self.config),
                     "model_spec": {"model": self.config.model, "overrides": self.config.overrides},
                 },
-                path,
             )
             for old in checkpoints(self.out)[:-2]:
-                if not self._protected(int(old.stem.split("-")[1])):
+                if not self._protected(step_of(old)):
                     old.unlink()
         if self.world > 1:
             dist.barrier()
@@ -637,7 +435,7 @@ class Trainer:
             "device": str(self.device),
         }
         if self.rank == 0 and end == config.steps:
-            (self.out / "done.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_json(self.out / "done.json", summary, indent=2)
         return summary
 
 
@@ -670,14 +468,6 @@ def _resolved_paths(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def _log_step(line: str) -> float:
-    """The step of a log.jsonl line (inf for a line that does not parse: a write cut short)."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-
-
 def _progress(enabled: bool, total: int, start: int):
     """A rich progress bar with loss and speed (a no-op when disabled); call with (step, loss), then None."""
     if not enabled:
@@ -705,9 +495,3 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
           device: str | None = None) -> dict:  # fmt: skip
     """Train (or resume) the run ``config`` in folder ``out``; returns the done.json summary."""
     return Trainer(config, out, resume=resume, progress=progress, device=device).run()
-
-
-def checkpoint_step(folder: str | Path) -> int:
-    """The step of a run's newest checkpoint (0 when there is none)."""
-    path = latest_checkpoint(folder)
-    return int(path.stem.split("-")[1]) if path else 0

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ablations.data import VIDEO_DATASETS, DatasetMissing
+from ablations.data_catalog import VIDEO_DATASETS, DatasetMissing
+from mambabench.errors import UserError
 
 UCF101_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"
 UCF101_SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
@@ -142,7 +143,7 @@ def _pyav():
     try:
         import av
     except ImportError as error:
-        raise ValueError(f"reading .avi files needs PyAV: `{PYAV_INSTALL}` (or pip install -e '.[video]')") from error
+        raise UserError(f"reading .avi files needs PyAV: `{PYAV_INSTALL}` (or pip install -e '.[video]')") from error
     return av
 
 
@@ -165,9 +166,9 @@ def read_video_frames(path: str | Path, frames: int, interval: int, offset_fract
             else:
                 decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     except (OSError, av.FFmpegError) as error:
-        raise ValueError(f"{path}: cannot decode ({error}); re-extract UCF101.rar from {UCF101_URL}") from error
+        raise UserError(f"{path}: cannot decode ({error}); re-extract UCF101.rar from {UCF101_URL}") from error
     if not decoded:
-        raise ValueError(f"{path}: no video frames decoded; re-extract UCF101.rar from {UCF101_URL}")
+        raise UserError(f"{path}: no video frames decoded; re-extract UCF101.rar from {UCF101_URL}")
     if total <= 0 or len(decoded) <= max(clip_indices(total, frames, interval, offset_fraction)):
         total = len(decoded)  # the header's count was missing or too high: pick from what decodes
     indices = clip_indices(total, frames, interval, offset_fraction)
@@ -193,7 +194,7 @@ class UCF101(Dataset):
         root = Path(root)
         videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
         if split not in ("train", "test"):
-            raise ValueError(f"UCF-101 split must be train or test, got {split!r}")
+            raise UserError(f"UCF-101 split must be train or test, got {split!r}")
         names = {"classInd.txt", f"{split}list0{fold}.txt"}
         missing = sorted(n for n in names if not (lists / n).is_file())
         if missing or not videos.is_dir():
@@ -211,7 +212,7 @@ class UCF101(Dataset):
             relative = line.split()[0]
             folder = relative.split("/")[0].lower()
             if folder not in classes:
-                raise ValueError(f"{lists / f'{split}list0{fold}.txt'}: class {folder!r} is not in classInd.txt")
+                raise UserError(f"{lists / f'{split}list0{fold}.txt'}: class {folder!r} is not in classInd.txt")
             self.samples.append((relative, classes[folder]))
         self.root, self.videos = root, videos
         self.size, self.frames, self.interval = size, frames, interval
@@ -251,12 +252,12 @@ def open_video_dataset(name: str, root: str | Path, size: int, frames: int = 16,
     """A video data set by name: clips of ``frames`` frames at ``size`` pixels, every ``interval``-th frame
     (default: 3 for UCF-101, Latte's; 1 for the shapes). Missing files raise ``DatasetMissing`` naming the fix."""
     if frames < 1:
-        raise ValueError(f"a video data set needs clips of at least 1 frame, got {frames}")
+        raise UserError(f"a video data set needs clips of at least 1 frame, got {frames}")
     if name == "videoshapes":
         return VideoShapes(size=size, frames=frames, interval=interval or 1, seed=0 if split == "train" else 1)
     if name == "ucf101":
         return UCF101(root, "train" if split == "train" else "test", size, frames, interval or UCF101_INTERVAL)
-    raise ValueError(f"unknown video data set {name!r}; choose one of {', '.join(VIDEO_DATASETS)}")
+    raise UserError(f"unknown video data set {name!r}; choose one of {', '.join(VIDEO_DATASETS)}")
 
 
 def video_dataset_present(name: str, root: str | Path) -> bool:

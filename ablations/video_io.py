@@ -15,24 +15,25 @@ from PIL import Image
 from torch import Tensor
 
 from ablations.generate import save_grid
+from mambabench.errors import UserError
+from mambabench.files import atomic_path
 
 
 def save_clip(clip: Tensor, path: Path) -> None:
     """uint8 (3, T, H, W) as ``.npy`` (written whole or not at all)."""
-    partial = path.with_name(path.name + ".part.npy")
-    np.save(partial, clip.numpy())
-    partial.replace(path)
+    with atomic_path(path) as partial, open(partial, "wb") as f:  # a file: np.save adds no .npy to its name
+        np.save(f, clip.numpy())
 
 
 def load_clip_folder(folder: str | Path, limit: int | None = None) -> Tensor:
     """uint8 (N, 3, T, H, W) of the ``.npy`` clips in ``folder`` (sorted by name)."""
     files = sorted(p for p in Path(folder).glob("*.npy") if not p.name.endswith(".part.npy"))[:limit]
     if not files:
-        raise FileNotFoundError(f"no .npy clips in {folder}; sample a video run with `ablations sample` first")
+        raise UserError(f"no .npy clips in {folder}; sample a video run with `ablations sample` first")
     clips = [np.load(p) for p in files]
     shapes = {c.shape for c in clips}
     if len(shapes) != 1 or len(next(iter(shapes))) != 4 or clips[0].dtype != np.uint8:
-        raise ValueError(f"{folder}: clips must all be uint8 arrays (3, T, H, W) of one shape, found {sorted(shapes)}")
+        raise UserError(f"{folder}: clips must all be uint8 arrays (3, T, H, W) of one shape, found {sorted(shapes)}")
     return torch.from_numpy(np.stack(clips))
 
 
@@ -89,8 +90,7 @@ def save_mp4(clips: Tensor, path: Path, fps: int = 8) -> Path | None:
 
     frames = _upscale(tile(clips))
     frames = frames[..., : frames.shape[-2] // 2 * 2, : frames.shape[-1] // 2 * 2]  # yuv420p: even sizes
-    partial = path.with_name(path.stem + ".part.mp4")
-    with av.open(str(partial), "w") as container:
+    with atomic_path(path) as partial, av.open(str(partial), "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[-1], frames.shape[-2]
         stream.pix_fmt = "yuv420p"
@@ -100,7 +100,6 @@ def save_mp4(clips: Tensor, path: Path, fps: int = 8) -> Path | None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    partial.replace(path)
     return path
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mambabench.errors import UserError
+
 IMAGE_JOINT_ARG = "use_image_num"
 LATTE_UCF101_IMAGES = 8  # Latte's UCF-101 video-image joint configuration
 
@@ -54,5 +56,5 @@ def image_joint_kwargs(builder, count: int) -> dict[str, int]:
         return {}
     problem = image_joint_problem(builder)
     if problem:
-        raise ValueError(f"--image-joint {count}: {problem}")
+        raise UserError(f"--image-joint {count}: {problem}")
     return {IMAGE_JOINT_ARG: count}

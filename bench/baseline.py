@@ -12,6 +12,7 @@ import torch
 
 from bench.flops import count_flops
 from bench.inputs import parse_resolution
+from mambabench.errors import UserError
 from zoo import get_entry, list_models
 
 RESOLUTIONS = ("256", "1024", "3840x2160")
@@ -27,7 +28,7 @@ def baseline_rows(models: list[str] | None = None) -> list[dict]:
         for res in RESOLUTIONS:
             try:
                 count = count_flops(name, parse_resolution(res), model=model)
-            except ValueError:  # not divisible by this entry's patch grid
+            except UserError:  # not divisible by this entry's patch grid
                 continue
             common = dict(model=name, resolution=count.resolution, batch=1, dtype="float32", device="meta",
                           status="ok", source="bench.baseline")  # fmt: skip

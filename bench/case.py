@@ -11,6 +11,7 @@ from bench.flops import count_flops
 from bench.inputs import parse_resolution
 from bench.latency import measure_latency
 from bench.memory import measure_memory
+from mambabench.errors import UserError
 
 
 def run_case(model: str, res: str, metric: str, batch: int, device: str, dtype: str, threads: int,
@@ -40,7 +41,7 @@ def run_case(model: str, res: str, metric: str, batch: int, device: str, dtype: 
                 "source",
             )
         }
-    raise ValueError(f"unknown metric {metric!r}: flops, latency or memory")
+    raise UserError(f"unknown metric {metric!r}: flops, latency or memory")
 
 
 def main() -> None:
@@ -59,10 +60,10 @@ def main() -> None:
     for res in a.res:
         try:
             row = run_case(a.model, res, a.metric, a.batch, a.device, a.dtype, a.threads, a.min_time)
-        except ValueError as error:  # e.g. a size the model cannot take: reported per size, the others go on
+        except UserError as error:  # e.g. a size the model cannot take: reported per size, the others go on
             if len(a.res) == 1:
                 raise
-            row = {"_error": f"ValueError: {error}"}
+            row = {"_error": f"UserError: {error}"}
         print(json.dumps(row), flush=True)
 
 

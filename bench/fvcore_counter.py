@@ -17,6 +17,7 @@ import warnings
 import torch
 
 from bench.inputs import Resolution, example_inputs
+from mambabench.errors import UserError
 from zoo.ops.flops import attention_flops, causal_conv1d_flops, selective_scan_flops, ssd_scan_flops
 from zoo.registry import get_entry
 
@@ -54,7 +55,7 @@ def fvcore_macs(name: str, res: Resolution, batch: int = 1, counted_macs: float 
     """(total MACs, MACs by traced operator) of one forward pass, counted by fvcore on the CPU.
     ``counted_macs`` (ours, on meta) guards the size: over ``MAX_TMACS`` is a ValueError."""
     if counted_macs is not None and counted_macs > MAX_TMACS * 1e12:
-        raise ValueError(
+        raise UserError(
             f"--counter fvcore traces a real CPU forward (it cannot trace on the meta device): {name} at {res} is "
             f"{counted_macs / 1e12:.1f} TMAC, over its {MAX_TMACS:g} TMAC limit; use the meta counter (the default) "
             "or a smaller --res"
@@ -64,7 +65,7 @@ def fvcore_macs(name: str, res: Resolution, batch: int = 1, counted_macs: float 
         try:
             from fvcore.nn import FlopCountAnalysis
         except ImportError as exc:
-            raise RuntimeError("--counter fvcore needs fvcore: pip install fvcore") from exc
+            raise UserError("--counter fvcore needs fvcore: pip install fvcore") from exc
     entry = get_entry(name)
     model = entry.build().eval()
     x, t, y = example_inputs(entry, res, model.patch_size, batch, device="cpu")

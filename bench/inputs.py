@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mambabench.errors import UserError
+from zoo.entries import ModelEntry
 from zoo.layers.patch import nearest_multiples
-from zoo.registry import ModelEntry, get_entry, list_models
+from zoo.registry import get_entry, list_models
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,12 @@ def parse_resolution(text: str, frames: int | None = None) -> Resolution:
     except ValueError:
         values = []
     if len(values) not in (1, 2, 3) or min(values, default=0) <= 0:
-        raise ValueError(f"resolution {text!r}: expected a size like 256 or WxH like 3840x2160 (image pixels)")
+        raise UserError(f"resolution {text!r}: expected a size like 256 or WxH like 3840x2160 (image pixels)")
     if frames is not None and frames < 1:
-        raise ValueError(f"--frames {frames}: a clip needs at least 1 frame (e.g. --frames 16)")
+        raise UserError(f"--frames {frames}: a clip needs at least 1 frame (e.g. --frames 16)")
     if len(values) == 3:
         if frames is not None and frames != values[0]:
-            raise ValueError(f"resolution {text!r} says {values[0]} frames and --frames says {frames}: give one")
+            raise UserError(f"resolution {text!r} says {values[0]} frames and --frames says {frames}: give one")
         frames, values = values[0], values[1:]
     return Resolution(values[0], values[-1], frames or 0)
 
@@ -59,7 +61,7 @@ def case_resolution(entry: ModelEntry, res: Resolution) -> Resolution:
     if entry.inputs.frames:
         return res if res.frames else Resolution(res.width, res.height, entry.inputs.frames)
     if res.frames:
-        raise ValueError(f"{entry.name} is an image model and takes no frame count ({res}): drop --frames, or "
+        raise UserError(f"{entry.name} is an image model and takes no frame count ({res}): drop --frames, or "
                          f"choose a video entry ({', '.join(video_entries())})")  # fmt: skip
     return res
 
@@ -73,7 +75,7 @@ def input_grid(entry: ModelEntry, res: Resolution, patch_size: int) -> tuple[int
     if bad:
         hints = "; ".join(f"{axis} {v} -> try {nearest_multiples(v, step)}" for axis, v in bad)
         kind = f"latent factor {factor} x patch {patch_size}" if factor > 1 else f"patch {patch_size}"
-        raise ValueError(f"{entry.name} cannot take {res} px: sides must be multiples of {step} ({kind}); {hints}")
+        raise UserError(f"{entry.name} cannot take {res} px: sides must be multiples of {step} ({kind}); {hints}")
     return res.height // factor, res.width // factor
 
 

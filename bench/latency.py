@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from bench.flops import count_flops
 from bench.inputs import Resolution, case_resolution, example_inputs
-from zoo.ops import backends
+from bench.timer import gemm_rate, synchronise, time_unit
+from mambabench.errors import UserError
+from zoo.ops import kernel_choice
 from zoo.registry import get_entry
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -44,11 +47,6 @@ class LatencyResult:
         return asdict(self)
 
 
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _random_like(t: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
     if t is None:
         return None
@@ -57,25 +55,9 @@ def _random_like(t: torch.Tensor | None, device: torch.device, dtype: torch.dtyp
     return torch.randn(t.shape, device=device, dtype=dtype)
 
 
-def time_unit(unit, device: torch.device, min_time: float = 1.0, min_runs: int = 5, max_runs: int = 200) -> list[float]:
-    """Seconds of each call of ``unit()`` after one warm-up call (kernel builds, compilation, allocator),
-    synchronising the device after each; repeats until ``min_time`` seconds and ``min_runs`` calls."""
-    unit()
-    _synchronise(device)
-    times: list[float] = []
-    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
-        start = time.perf_counter()
-        unit()
-        _synchronise(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def estimate_seconds(name: str, res: Resolution, batch: int = 1, cfg: bool = False) -> tuple[float, float, float]:
     """(counted MACs of one forward, this CPU's fp32 GEMM peak in GMAC/s measured now, seconds a forward
     would take at that peak: a lower bound, the real run is slower by the model's inefficiency)."""
-    from bench.blocks import gemm_rate
-    from bench.flops import count_flops
 
     macs = count_flops(name, res, 2 * batch if cfg else batch).macs
     gemm = gemm_rate()
@@ -130,7 +112,7 @@ def measure_latency(
     if threads is not None:
         torch.set_num_threads(threads)
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     dev, torch_dtype = torch.device(device), DTYPES[dtype]
     entry = get_entry(name)
     res = case_resolution(entry, res)
@@ -151,7 +133,7 @@ def measure_latency(
                 eps = run_model(sample, t, y)[:, : sample.shape[1]]
                 sample = sample - 0.01 * eps
 
-    backends.reset()
+    kernel_choice.reset()
     if single_run:
         _warm_up_small(model, entry, dev, torch_dtype, eval_batch)
     hooks = _block_progress(model, steps or 1, on_block)
@@ -159,7 +141,7 @@ def measure_latency(
         if single_run:
             start = time.perf_counter()
             unit()
-            _synchronise(dev)
+            synchronise(dev)
             times = [time.perf_counter() - start]
         else:
             times = time_unit(unit, dev, min_time, min_runs, max_runs)
@@ -181,5 +163,5 @@ def measure_latency(
         iqr_s=quartiles[2] - quartiles[0],
         min_s=min(times),
         samples_per_s=batch / median,
-        backends=backends.last_used(),
+        backends=kernel_choice.last_used(),
     )

@@ -53,7 +53,7 @@ def t2md_table3(measure: bool = False, device: str = "cpu", dtype: str = "float3
             "counted_mac_ratio_per_direction_proj": round(attention / per_direction, 3),
         }
         if measure and device == "cpu":  # whole models take hours here: time one block of each kind instead
-            from bench.blocks import composed_t2md_speedup
+            from bench.block_timing import composed_t2md_speedup
 
             row.update(composed_t2md_speedup(res, threads))
         elif measure:

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.sweep import read_rows  # noqa: E402
+from results.sweep_csv import read_rows  # noqa: E402
 
 Line = tuple[str, int]  # (model, frames per clip; 0 for an image model)
 

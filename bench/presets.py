@@ -9,7 +9,7 @@
 model (XL/2), on clips: 16 frames at 256², 512² (UCF-101's 16-frame clips, DiM Sec. 4.1, and the same at
 512²) and, to show where the crossover lies, 1024² and 2048²; 64 frames at 256² (4x longer clips, the token
 count of 16x512² spent on time instead of space). Counting takes seconds; timings of these shapes need a
-GPU (README, "Video").
+GPU (docs/bench.md, video costs).
 """
 
 from __future__ import annotations

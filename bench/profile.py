@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.blocks import gemm_rate
 from bench.flops import _CATEGORIES
 from bench.inputs import Resolution, example_inputs
+from bench.timer import gemm_rate
 from zoo.registry import get_entry
 
 _OP_CATEGORIES = {

@@ -28,14 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inputs import parse_resolution
-from results.locks import claim, claim_byte
-from results.store import Measurement
+from mambabench.files import claim, claim_byte
+from results.sweep_csv import COLUMNS, case_key, latest_rows, read_rows, row_measurements
 
-KEY = ("model", "resolution", "metric", "batch", "device", "dtype", "threads")
-COLUMNS = [*KEY, "pixels", "frames", "status", "detail", "tokens", "seq_len", "params_m", "gmacs", "gflops",
-           "median_ms", "iqr_ms", "min_ms", "samples_per_s", "runs", "backends", "baseline_mb", "inference_peak_mb",
-           "train_peak_mb", "inference_delta_mb", "train_delta_mb", "inference_estimate_mb", "train_estimate_mb",
-           "source"]  # fmt: skip
 METRICS = ("flops", "latency", "memory")
 _OOM_MARKERS = ("out of memory", "memoryerror", "cannot allocate memory", "defaultcpuallocator: can't allocate")
 
@@ -54,33 +49,16 @@ def _settings_key(settings: SweepSettings) -> dict:
     return dict(batch=settings.batch, device=settings.device, dtype=settings.dtype, threads=settings.threads)
 
 
-def _key(row: dict) -> tuple[str, ...]:
-    return tuple(str(row[k]) for k in KEY)
-
-
 RETRIED = ("error", "timeout")  # statuses a rerun measures again (OOM is a result: the case does not fit)
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Every whole row of a sweep CSV (a line cut short by a kill is dropped)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row.get("status") and None not in row]
 
 
 def _retried(row: dict) -> bool:
     return row["status"] in RETRIED or (row["status"] == "skipped" and row.get("detail", "").startswith("timeout"))
 
 
-def latest_rows(rows: list[dict]) -> list[dict]:
-    """One row per case: the last one written (a retried case supersedes its failure)."""
-    return list({_key(row): row for row in rows}.values())
-
-
 def finished_keys(path: Path) -> set[tuple[str, ...]]:
     """The cases a rerun skips: those whose latest row is not a failure worth retrying."""
-    return {_key(row) for row in latest_rows(read_rows(path)) if not _retried(row)}
+    return {case_key(row) for row in latest_rows(read_rows(path)) if not _retried(row)}
 
 
 def _append(path: Path, row: dict) -> None:
@@ -176,7 +154,7 @@ def run_sweep(
                 pending = [
                     r
                     for r in pending
-                    if _key(dict(model=model, resolution=r, metric=metric, **_settings_key(settings))) not in done
+                    if case_key(dict(model=model, resolution=r, metric=metric, **_settings_key(settings))) not in done
                 ]
                 batch = run_flops_batch(model, pending, settings) if pending else {}
             for resolution in ordered:
@@ -184,10 +162,10 @@ def run_sweep(
                 row = dict(model=model, resolution=str(res), metric=metric, batch=settings.batch,
                            device=settings.device, dtype=settings.dtype, threads=settings.threads,
                            pixels=res.width * res.height, frames=res.frames)  # fmt: skip
-                if _key(row) in done:
+                if case_key(row) in done:
                     continue
-                with claim_byte(lock, _case_byte(_key(row))) as mine:
-                    if not mine or (not force and _key(row) in finished_keys(out_csv)):
+                with claim_byte(lock, _case_byte(case_key(row))) as mine:
+                    if not mine or (not force and case_key(row) in finished_keys(out_csv)):
                         continue  # another sweep on this CSV is running it, or has just run it
                     if failed_at is not None:
                         row.update(status="skipped", detail=f"{failed_at} at a smaller resolution")
@@ -201,35 +179,6 @@ def run_sweep(
                 if on_row:
                     on_row(row)
     return new_rows
-
-
-_VALUES = {  # sweep column -> (store metric, unit)
-    "flops": [("gmacs", "gmacs", "GMAC"), ("gflops", "gflops", "GFLOP"), ("params_m", "params_m", "M params")],
-    "latency": [("median_ms", "latency_median", "ms"), ("iqr_ms", "latency_iqr", "ms"),
-                ("samples_per_s", "throughput", "samples/s")],
-    "memory": [("inference_peak_mb", "memory_inference_peak", "MiB"), ("train_peak_mb", "memory_train_peak", "MiB"),
-               ("inference_delta_mb", "memory_inference_delta", "MiB"), ("train_delta_mb", "memory_train_delta", "MiB"),
-               ("inference_estimate_mb", "memory_inference_estimate", "MiB"),
-               ("train_estimate_mb", "memory_train_estimate", "MiB")],
-}  # fmt: skip
-
-
-def row_measurements(row: dict) -> list[Measurement]:
-    """A sweep row as store measurements (one per value; a failed case as one row with its status). A timing
-    or measured memory is identified by its thread count too; a count on the meta device is not."""
-    variant = "" if row["metric"] == "flops" else f"threads={row['threads']}"
-    common = dict(model=row["model"], resolution=str(row["resolution"]), batch=int(row["batch"]), variant=variant,
-                  dtype=row["dtype"], device=row["device"] if row["metric"] != "flops" else "meta",
-                  backend=row.get("backends", "") or "", source="bench sweep",
-                  config={"threads": row["threads"], "tokens": row.get("tokens"), "seq_len": row.get("seq_len"),
-                          "frames": int(row.get("frames") or 0), "memory_source": row.get("source")})  # fmt: skip
-    values = [Measurement(metric=metric, value=float(row[column]), unit=unit, **common)
-              for column, metric, unit in _VALUES[row["metric"]] if row.get(column) not in (None, "")]  # fmt: skip
-    if row["status"] != "ok":  # the failure, and what was counted regardless (a memory estimate on meta)
-        failure = Measurement(metric=row["metric"], value=None, unit="", status=row["status"], detail=row["detail"],
-                              **common)  # fmt: skip
-        return [failure, *(m for m in values if m.metric.endswith("_estimate"))]
-    return values
 
 
 # ---------------------------------------------------------------- on a cluster: one job per case
@@ -247,7 +196,7 @@ def sweep_case_job(model: str, resolution: str, metric: str, settings: SweepSett
 def sweep_cases(models: Iterable[str], resolutions: Iterable[str], metrics: Iterable[str],
                 settings: SweepSettings) -> dict[str, tuple]:  # fmt: skip
     """job key -> (model, resolution, metric) for every case of a sweep."""
-    from results.cluster import job_key
+    from mambabench.cluster import job_key
 
     cases = {}
     for model in models:
@@ -274,14 +223,14 @@ def run_sweep_on_cluster(
     """Every case the CSV does not hold (all with ``force``) as a job; waits; appends the jobs' rows to the CSV
     (a case once: what the CSV already finished is not appended again). Returns (new rows, job states).
     Unlike the in-process sweep, larger sizes are not skipped after an OOM: the cases run side by side."""
-    from results.cluster import run_jobs
+    from mambabench.cluster import run_jobs
 
     cases = sweep_cases(models, resolutions, metrics, settings)
     done = finished_keys(out_csv) if not force else set()
 
     def key_of(case):
         model, res, metric = case
-        return _key(dict(model=model, resolution=res, metric=metric, **_settings_key(settings)))
+        return case_key(dict(model=model, resolution=res, metric=metric, **_settings_key(settings)))
 
     todo = {key: case for key, case in cases.items() if key_of(case) not in done}
     if force:
@@ -294,7 +243,7 @@ def run_sweep_on_cluster(
         finished = finished_keys(out_csv)
         for key in todo:
             for row in latest_rows(read_rows(jobs_dir / key / "sweep.csv")):
-                if _key(row) not in finished or force:
+                if case_key(row) not in finished or force:
                     _append(out_csv, row)
                     new.append(row)
     return new, states

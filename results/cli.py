@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from results.cli_errors import run_app
+from mambabench.errors import UserError, cli_app, run_app
 from results.compare import PASSING, compare, load
 from results.export import write_csv
 from results.store import STORE_RULE, ResultsStore
 
-app = typer.Typer(help="The results store: every bench and ablations measurement.", no_args_is_help=True)
+app = cli_app("The results store: every bench and ablations measurement.")
 console = Console(width=max(Console().width, 110))
 STORE = typer.Option(None, "--store", help=f"SQLite file (rule: {STORE_RULE}).")
 
@@ -45,7 +45,7 @@ def show_command(run: int, store: Path = STORE, as_json: bool = typer.Option(Fal
     """The measurements of one run."""
     db = ResultsStore(store, create=False)
     if not db.has_run(run):
-        raise ValueError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
+        raise UserError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
     rows = db.measurements(run)
     if as_json:
         for row in rows:
@@ -70,7 +70,7 @@ def export_command(
     """Write measurements to CSV (with each row's identity and configuration: what `results compare` reads)."""
     db = ResultsStore(store, create=False)
     if run is not None and not db.has_run(run):
-        raise ValueError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
+        raise UserError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
     rows = db.measurements(run)
     write_csv(rows, csv_path)
     console.print(f"{len(rows)} row(s) -> {csv_path}")
@@ -87,7 +87,7 @@ def import_command(
     db = ResultsStore(store)
     files = [p for s in sources for p in ([s] if s.is_file() else sorted(s.glob("**/results.sqlite")))]
     if not files:
-        raise ValueError(f"no results store in {', '.join(map(str, sources))}")
+        raise UserError(f"no results store in {', '.join(map(str, sources))}")
     for path in files:
         runs, rows = db.import_from(path)
         console.print(f"{path}: {runs} run(s), {rows} row(s) added", highlight=False)
@@ -138,7 +138,7 @@ def compare_command(
 
 
 def run() -> None:
-    """Console entry point (``results``): failures are one line, never a traceback."""
+    """Console entry point (``results``)."""
     run_app(app)
 
 

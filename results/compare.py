@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from mambabench.errors import UserError
 from results.store import ResultsStore
+from results.sweep_csv import latest_rows, row_measurements
 
 MATCH = ("model", "variant", "resolution", "metric", "batch", "dtype", "device")
 
@@ -73,7 +75,7 @@ RULES: tuple[tuple[str, Rule], ...] = (  # first matching pattern wins
 PASSING = ("ok", "better", "new")
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """A source that cannot be compared: the message says which and why."""
 
 
@@ -123,8 +125,6 @@ def load(source: str, store: str | Path | None = None) -> list[dict]:
 def _sweep_rows(rows: list[dict]) -> list[dict]:
     """A sweep CSV's wide rows as the store's long rows; a case run again (a retried failure) counts once,
     by its last row."""
-    from bench.sweep import latest_rows, row_measurements
-
     return [dataclasses.asdict(m) for row in latest_rows(rows) for m in row_measurements(row)]
 
 

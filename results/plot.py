@@ -8,6 +8,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from mambabench.errors import UserError
+
 
 def _point(resolution: str) -> tuple[float, int] | None:
     """(sqrt(W * H), frames) of "256", "3840x2160" (frames 0) or a clip "16x256x256"; None for anything else."""
@@ -51,7 +53,7 @@ def plot_metric(rows: list[dict], metric: str, path: str | Path, models: list[st
     ]
     if not chosen:
         known = sorted({r["metric"] for r in rows})
-        raise ValueError(
+        raise UserError(
             f"no ok rows of metric {metric!r}"
             + (f" for {models}" if models else "")
             + f"; metrics in the store: {', '.join(known) or 'none'}"

@@ -29,7 +29,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo import settings
+from mambabench import settings
+from mambabench.errors import UserError
 
 STORE_RULE = "--store PATH, else $MAMBABENCH_RESULTS, else $XDG_DATA_HOME/mambabench/results.sqlite"
 
@@ -45,7 +46,7 @@ CREATE INDEX IF NOT EXISTS measurements_run ON measurements(run_id);
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store cannot be read or written; the message names the file and what to do."""
 
 
@@ -68,7 +69,7 @@ class Measurement:
 
 
 def store_location(path: str | Path | None = None) -> tuple[Path, str]:
-    """(path, where it came from) by the one rule of ``STORE_RULE`` (``zoo.settings``)."""
+    """(path, where it came from) by the one rule of ``STORE_RULE`` (``mambabench.settings``)."""
     return settings.results_store(path)
 
 

@@ -20,7 +20,8 @@ import json
 
 import torch
 
-from bench.blocks import BlockTiming, compose_t2md, dim_mo_vs_dit, gemm_rate, mamba1_mixers, t2md_blocks
+from bench.block_timing import BlockTiming, compose_t2md, dim_mo_vs_dit, mamba1_mixers, t2md_blocks
+from bench.timer import gemm_rate
 
 
 def table(rows: list[BlockTiming]) -> str:

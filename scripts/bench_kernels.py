@@ -6,7 +6,7 @@ group) at L = 1k, 4k, 16k, 32400 (batch 1), plus the Mamba-1 training shape (bat
 1024). Inputs are laid out as the models produce them: token-major (``u``, ``delta``, ``z`` are transposed
 views of (batch, L, d_inner) activations). Reports the median seconds and state updates per second per core
 (L * channels * d_state / time / threads), forward and forward+backward; "before" is the earlier code path
-(``zoo.ops.backends.reference_kernels``: the portable Mamba-1 kernel on channel-major copies, the PyTorch
+(``zoo.ops.kernel_choice.reference_kernels``: the portable Mamba-1 kernel on channel-major copies, the PyTorch
 SSD). Loops with autograd keep every step's state, so they are only run where that fits in memory
 (``--loop-bwd-max``); the table says "skipped" elsewhere.
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo import ops
-from zoo.ops.backends import reference_kernels
+from zoo.ops.kernel_choice import reference_kernels
 
 
 def median_seconds(fn: Callable[[], object], min_time: float = 1.0, min_runs: int = 3, max_runs: int = 20) -> float:
@@ -184,7 +184,7 @@ def main() -> None:
     def fmt(value: float | None, spec: str) -> str:
         return "skipped" if value is None else format(value, spec)
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), backends {ops.backends.last_used()}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), backends {ops.kernel_choice.last_used()}")
     print(
         "| kernel | shape | loop s | before s | ours s | loop upd/s/core | before upd/s/core | ours upd/s/core "
         "| ours vs before |"

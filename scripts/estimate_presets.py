@@ -5,7 +5,7 @@
     FID:      Inception features of 32 images, x (samples per row + reference images once per table)
 
 Usage: ``python scripts/estimate_presets.py [--preset cpu] [--threads 2] [--tables teng-table6 ...]``.
-Prints a Markdown table (these numbers go into the presets' ``cost`` and the README).
+Prints a Markdown table (these numbers go into the presets' ``cost`` and docs/ablations.md).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from ablations.diffusion import GaussianDiffusion
 from ablations.experiment import config_hash, model_setup
 from ablations.tables import TABLES
-from ablations.tables.runner import not_runnable, variant_config
+from ablations.tables.layout import not_runnable, variant_config
 
 
 def _train_seconds_per_step(config, repeats: int = 2) -> float:

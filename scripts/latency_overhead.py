@@ -14,7 +14,7 @@ import torch
 import torch.utils.benchmark as benchmark
 
 from bench.inputs import example_inputs, parse_resolution
-from bench.latency import time_unit
+from bench.timer import time_unit
 from zoo import get_entry
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from ablations.tables import get_table
-from ablations.tables.runner import index_file, measurements, run_table
+from ablations.tables.layout import index_file, measurements
+from ablations.tables.runner import run_table
 from results.export import write_csv
 from results.store import ResultsStore
 

@@ -16,8 +16,9 @@ import torch
 import zoo
 from bench.cli import app
 from bench.inputs import example_inputs, parse_resolution
-from bench.sweep import SweepSettings, finished_keys, read_rows, run_sweep
-from results.cli_errors import run_app
+from bench.sweep import SweepSettings, finished_keys, run_sweep
+from mambabench.errors import UserError, run_app
+from results.sweep_csv import read_rows
 
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
@@ -35,7 +36,7 @@ def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
         (["flops", "-m", "dit-s/2", "--batch", "0", "--no-store"], "--batch 0: must be a whole number >= 1"),
         (["latency", "-m", "dit-tiny", "-r", "32", "--batch", "-1"], "--batch -1"),
         (["latency", "-m", "dit-tiny", "-r", "32", "--threads", "0"], "--threads 0"),
-        (["latency", "-m", "dit-tiny", "-r", "32", "--device", "tpu"], "use cpu, cuda or cuda:N"),
+        (["latency", "-m", "dit-tiny", "-r", "32", "--device", "tpu"], "not a device; use cpu or cuda"),
         (["memory", "-m", "no-such-model"], "unknown model 'no-such-model'"),
         (["sweep", "-m", "no-such-model", "-r", "32"], "unknown model 'no-such-model'"),
         (["profile", "-m", "dit-tiny", "--threads", "0"], "--threads 0"),
@@ -69,8 +70,9 @@ def test_cuda_without_a_gpu(monkeypatch, capsys, command):
 
 
 def test_debug_shows_the_traceback(monkeypatch):
+    monkeypatch.delenv("MAMBABENCH_DEBUG", raising=False)  # --debug sets it for the process: restored after
     monkeypatch.setattr(sys, "argv", ["bench", "flops", "-m", "dit-s/2", "--batch", "0", "--debug"])
-    with pytest.raises(ValueError, match="--batch 0"):
+    with pytest.raises(UserError, match="--batch 0"):
         run_app(app)
 
 
@@ -78,7 +80,7 @@ def test_a_failed_sweep_case_exits_1_and_memory_shows_the_estimate(monkeypatch, 
     def timing_out(model, resolution, metric, settings):
         return "timeout", "over 1 s", {}
 
-    monkeypatch.setattr("bench.cli.run_case_subprocess", timing_out)
+    monkeypatch.setattr("bench.cli.memory.run_case_subprocess", timing_out)
     code, output = _cli(monkeypatch, capsys, "memory", "-m", "dit-tiny", "-r", "32", "--store",
                         str(tmp_path / "s.sqlite"))  # fmt: skip
     assert code == 1 and "timeout" in output

@@ -10,13 +10,14 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.flops import count_flops
 from bench.inputs import Resolution, parse_resolution
+from mambabench.errors import UserError
 
 
 def test_parse_resolution():
     assert parse_resolution("256") == Resolution(256, 256)
     assert parse_resolution("3840x2160") == Resolution(3840, 2160)
     for bad in ("", "0", "12x", "axb", "1x2x3x4", "0x8x8"):
-        with pytest.raises(ValueError, match="expected a size"):
+        with pytest.raises(UserError, match="expected a size"):
             parse_resolution(bad)
 
 
@@ -25,9 +26,9 @@ def test_parse_clip_resolution_round_trips():
     assert clip == Resolution(256, 128, frames=16) and str(clip) == "16x256x128"
     assert parse_resolution("256x128", frames=16) == clip == parse_resolution("16x256x128", frames=16)
     assert str(parse_resolution("256")) == "256x256"  # an image row is unchanged
-    with pytest.raises(ValueError, match="says 16 frames and --frames says 8: give one"):
+    with pytest.raises(UserError, match="says 16 frames and --frames says 8: give one"):
         parse_resolution("16x256x256", frames=8)
-    with pytest.raises(ValueError, match="--frames 0: a clip needs at least 1 frame"):
+    with pytest.raises(UserError, match="--frames 0: a clip needs at least 1 frame"):
         parse_resolution("256", frames=0)
 
 
@@ -42,7 +43,7 @@ def test_dit_flops_match_paper_and_scale_with_tokens():
 
 
 def test_bad_resolution_names_working_sizes():
-    with pytest.raises(ValueError, match=r"multiples of 16 .* width 250 -> try \[224, 240, 256, 272\]"):
+    with pytest.raises(UserError, match=r"multiples of 16 .* width 250 -> try \[224, 240, 256, 272\]"):
         count_flops("dit-xl/2", Resolution(250, 256))
     result = CliRunner().invoke(app, ["flops", "--model", "dit-xl/2", "--res", "250"])
     assert result.exit_code == 2 and "try" in result.output

@@ -12,9 +12,11 @@ from bench.flops import count_flops
 from bench.inputs import parse_resolution
 from bench.memory import estimate_memory
 from bench.paper import mo_table4, t2md_table3, teng_table1
-from bench.sweep import COLUMNS, SweepSettings, read_rows, run_case_subprocess, run_sweep
+from bench.sweep import SweepSettings, run_case_subprocess, run_sweep
+from mambabench.errors import UserError
 from results.plot import plot_metric
 from results.store import Measurement, ResultsStore
+from results.sweep_csv import COLUMNS, read_rows
 
 
 def test_memory_estimate_orders():
@@ -111,7 +113,7 @@ def test_results_plot(tmp_path, saved_figures):
                      "b (cpu)": ([256.0, 512.0, 1024.0], [512.0, 1024.0, 2048.0])}  # fmt: skip
     ax = saved_figures[0].axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log") and ax.get_ylabel() == "gmacs (GMAC)"
-    with pytest.raises(ValueError, match="metrics in the store: gmacs"):
+    with pytest.raises(UserError, match="metrics in the store: gmacs"):
         plot_metric(store.measurements(), "fid", tmp_path / "q.png")
 
 
@@ -129,7 +131,7 @@ def test_clip_memory_estimate_and_cli_cases(monkeypatch, tmp_path):
         cases.append((model, resolution))
         return "ok", "", {"inference_peak_mb": 1.0, "train_peak_mb": 2.0}
 
-    monkeypatch.setattr("bench.cli.run_case_subprocess", measured)
+    monkeypatch.setattr("bench.cli.memory.run_case_subprocess", measured)
     args = ["memory", "-m", "latte-tiny", "-r", "8", "-r", "16x8", "--frames", "2", "--store", str(tmp_path / "s")]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert cases == [("latte-tiny", "2x8x8"), ("latte-tiny", "2x16x8")]

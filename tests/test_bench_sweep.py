@@ -10,7 +10,9 @@ from figures import drawn_lines
 from bench.inputs import parse_resolution
 from bench.plots import crossover, crossovers, plot_sweep
 from bench.presets import PRESETS, SweepGroup, resolve_groups
-from bench.sweep import SweepSettings, classify_failure, read_rows, row_measurements, run_sweep
+from bench.sweep import SweepSettings, classify_failure, run_sweep
+from mambabench.errors import UserError
+from results.sweep_csv import read_rows, row_measurements
 
 
 def fake_case(model, resolution, metric, settings):
@@ -112,7 +114,7 @@ def test_groups_take_frames_per_model_and_the_video_preset_covers_the_issue_shap
                                                            (("latte-tiny",), ("4x8x8", "4x16x8"))]  # fmt: skip
     (group,) = resolve_groups([SweepGroup(("latte-tiny",), ("8", "16x8"), ("flops",))], frames=[2, 3])
     assert group.resolutions == ("2x8x8", "3x8x8", "2x16x8", "3x16x8")
-    with pytest.raises(ValueError, match="dit-tiny is an image model"):
+    with pytest.raises(UserError, match="dit-tiny is an image model"):
         resolve_groups([SweepGroup(("dit-tiny",), ("8",), ("flops",))], frames=[2])
     video = resolve_groups(list(PRESETS["video"].groups))
     assert {g.models[0] for g in video} == {"latte-xl/2", "dim-mo-video-xl/2"}

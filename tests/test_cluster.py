@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.sweep import SweepSettings, read_rows, run_sweep, run_sweep_on_cluster
-from results.cluster import ClusterOptions, JobBook, cluster_options, run_jobs
+from bench.sweep import SweepSettings, run_sweep, run_sweep_on_cluster
+from mambabench.cluster import ClusterOptions, JobBook, cluster_options, run_jobs
 from results.compare import compare, load
 from results.store import Measurement, ResultsStore
+from results.sweep_csv import read_rows
 
 LOCAL = ClusterOptions(executor="local", parallel=2)
 
@@ -67,7 +68,7 @@ def test_sweep_rows_through_the_executor_equal_the_in_process_ones(tmp_path: Pat
     again, _ = run_sweep_on_cluster(["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "there.csv", settings, LOCAL,
                                     jobs, log=lambda line: None)  # fmt: skip
     assert again == [] and len(read_rows(tmp_path / "there.csv")) == 2  # nothing twice
-    from results.cluster import merge_stores
+    from mambabench.cluster import merge_stores
 
     store = ResultsStore(tmp_path / "s.sqlite")
     assert merge_stores(jobs, store) == (2, 6) and merge_stores(jobs, store) == (0, 0)  # idempotent
@@ -87,7 +88,7 @@ def test_table_variant_through_the_executor_equals_the_committed_smoke_fid(tmp_p
     """A smoke variant trained and scored as a job gives the FID of the in-process run (the committed
     baseline, made in process at one thread), and its rows reach the user's store."""
     from ablations.tables import get_table
-    from ablations.tables.runner import run_table_on_cluster
+    from ablations.tables.cluster_jobs import run_table_on_cluster
 
     store = ResultsStore(tmp_path / "s.sqlite")
     states = run_table_on_cluster(get_table("teng-table6"), "smoke", ["1"], [0], LOCAL, tmp_path / "jobs",
@@ -101,7 +102,7 @@ def test_table_variant_through_the_executor_equals_the_committed_smoke_fid(tmp_p
 
 def test_training_job_under_torchrun_with_two_gloo_processes(tmp_path: Path):
     from ablations.experiment import RunConfig
-    from ablations.tables.runner import _train_under_torchrun
+    from ablations.tables.cluster_jobs import _train_under_torchrun
 
     config = RunConfig(model="dit-tiny", data="builtin", res=16, batch=4, steps=2, ckpt_every=1, log_every=1,
                        space="pixel")  # fmt: skip

@@ -13,7 +13,7 @@ from references import causal_conv1d_reference, selective_scan_reference, ssd_re
 from zoo import ops
 from zoo.layers.mamba import Mamba, Mamba2
 from zoo.models.t2md import BidirectionalMamba2
-from zoo.ops import _extension, backends
+from zoo.ops import _extension, kernel_choice
 
 ssd_module = sys.modules["zoo.ops.ssd"]
 
@@ -44,7 +44,7 @@ def test_ssd_kernel_reads_token_major_slices(L, groups):
     A, D, bias = -torch.rand(H) * 4 - 0.2, torch.randn(H, P), 0.3 * torch.randn(H)
     z = torch.randn(2, L, H, P)
     out = ops.ssd_scan(x, dt, A, B, C, 64, D=D, z=z, dt_bias=bias, dt_softplus=True)
-    assert backends.last_used()["ssd_scan"] == "cpu-cpp"
+    assert kernel_choice.last_used()["ssd_scan"] == "cpu-cpp"
     expected = ssd_reference(*(t.double() for t in (x, dt, A, B, C, D, z, bias)), dt_softplus=True)
     assert _rel_err(out, expected) < 1e-5
     # the same numbers through the differentiable PyTorch path (the backward's recomputation)
@@ -82,7 +82,7 @@ def test_conv_kernel_matches_reference(layout, width, L, silu, with_bias):
     w = torch.randn(dim, width, requires_grad=True)
     b = torch.randn(dim, requires_grad=True) if with_bias else None
     out = ops.causal_conv1d(x, w, b, activation="silu" if silu else None)
-    assert backends.last_used()["causal_conv1d"] == "cpu-cpp"
+    assert kernel_choice.last_used()["causal_conv1d"] == "cpu-cpp"
     assert out.stride(1) == (1 if layout == "token-major" else L) or L == 1
     leaves = [x, w] + ([b] if with_bias else [])
     refs = [t.detach().double().requires_grad_(True) for t in leaves]
@@ -110,7 +110,7 @@ def test_mamba1_kernel_token_major_and_portable_agree(L):
     fast = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
     assert fast.stride(1) == 1 or L == 1
     channel_major = ops.selective_scan(u.contiguous(), delta.contiguous(), A, B, C, D, z.contiguous(), bias, True)
-    with backends.reference_kernels():
+    with kernel_choice.reference_kernels():
         portable = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
     for out in (fast, channel_major, portable):
         assert _rel_err(out, expected) < 2e-5
@@ -126,7 +126,7 @@ def test_bidirectional_mamba2_shared_projections_is_the_same_function():
     def run(shared: bool, reference: bool = False):
         block.shared_projections = shared
         block.zero_grad()
-        ctx = backends.reference_kernels() if reference else torch.enable_grad()
+        ctx = kernel_choice.reference_kernels() if reference else torch.enable_grad()
         with ctx:
             out = block(x, 7, 9)
             out.square().sum().backward()
@@ -148,12 +148,12 @@ def test_mamba_layers_fast_path_equals_reference_path(kwargs):
     layer = Mamba(32, **kwargs)
     x = torch.randn(2, 40, 32)
     fast = layer(x)
-    with backends.reference_kernels():
+    with kernel_choice.reference_kernels():
         reference = layer(x)
     assert _rel_err(fast, reference) < 1e-5
     mamba2 = Mamba2(32, d_state=16, headdim=8)
     fast2 = mamba2(x)
-    with backends.reference_kernels():
+    with kernel_choice.reference_kernels():
         assert _rel_err(fast2, mamba2(x)) < 1e-5
 
 
@@ -168,7 +168,7 @@ def test_gated_rmsnorm_kernel_matches_reference(group):
     z = proj[..., 5:29].detach().requires_grad_(True)
     w = torch.randn(24, requires_grad=True)
     out = ops.gated_rmsnorm(x, z, w, 1e-5, group)
-    assert backends.last_used()["gated_rmsnorm"] == "cpu-cpp"
+    assert kernel_choice.last_used()["gated_rmsnorm"] == "cpu-cpp"
     expected = norm_module.gated_rmsnorm_torch(x.double(), z.double(), w.double(), 1e-5, group)
     assert _rel_err(out, expected) < 1e-5
     grad = torch.randn_like(out)
@@ -187,7 +187,7 @@ def test_reverse_scans_equal_flipped_scans():
     B, C, D = torch.randn(2, 150, 1, 8), torch.randn(2, 150, 1, 8), torch.randn(3)
     args = dict(D=D, dt_bias=0.1 * torch.ones(3), dt_softplus=True)
     flipped = ops.ssd_scan(x.flip(1), dt.flip(1), A, B.flip(1), C.flip(1), 64, **args).flip(1)
-    for context in (torch.enable_grad(), backends.reference_kernels()):
+    for context in (torch.enable_grad(), kernel_choice.reference_kernels()):
         with context:
             rev = ops.ssd_scan(x, dt, A, B, C, 64, reverse=True, **args)
         assert _rel_err(rev, flipped) < 1e-5
@@ -197,7 +197,7 @@ def test_reverse_scans_equal_flipped_scans():
     xc = torch.randn(2, 300, 40)[..., :33].transpose(1, 2).requires_grad_(True)
     w, b = torch.randn(33, 4), torch.randn(33)
     flipped = ops.causal_conv1d(xc.flip(-1), w, b, "silu").flip(-1)
-    for context in (torch.enable_grad(), backends.reference_kernels()):
+    for context in (torch.enable_grad(), kernel_choice.reference_kernels()):
         with context:
             rev = ops.causal_conv1d(xc, w, b, "silu", reverse=True)
         assert _rel_err(rev, flipped) < 1e-6
@@ -225,7 +225,7 @@ def test_fused_conv_scan_norm_equals_the_composed_ops(reverse, L, groups):
         return fn(zxbcdt, cw, cb, dtb, A, D, P, groups, nw, 1e-5, d_inner // groups, reverse)
 
     fused = run(ops.conv_scan_norm)
-    assert backends.last_used()["conv_scan_norm"] == "cpu-cpp"
+    assert kernel_choice.last_used()["conv_scan_norm"] == "cpu-cpp"
     composed = run(fused_module.conv_scan_norm_reference)
     assert _rel_err(fused, composed) < 1e-5
     grad = torch.randn_like(fused)

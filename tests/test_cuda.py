@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from zoo import ops
-from zoo.ops import _cuda, backends
+from zoo.ops import _cuda, kernel_choice
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -83,12 +83,12 @@ def test_mamba2_layer_on_cuda_matches_cpu_with_gradients(dtype):
     grads_cpu = {k: p.grad.clone() for k, p in layer.named_parameters()}
     gpu_layer = Mamba2(64, d_state=32, headdim=16).cuda()
     gpu_layer.load_state_dict(layer.state_dict())
-    backends.reset()
+    kernel_choice.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.detach().cuda())
     _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.available()["mamba_ssm.split_conv1d_scan"]:
-        assert backends.last_used()["conv_scan_norm"] == "mamba_ssm-fused"
+        assert kernel_choice.last_used()["conv_scan_norm"] == "mamba_ssm-fused"
     assert _rel(gpu, cpu) < TOLERANCE[dtype]
     for name, p in gpu_layer.named_parameters():
         assert _rel(p.grad, grads_cpu[name]) < 10 * TOLERANCE[dtype], name
@@ -106,17 +106,17 @@ def test_mamba1_vim_layer_on_cuda_matches_cpu_with_gradients(dtype):
     grads_cpu = {k: p.grad.clone() for k, p in layer.named_parameters()}
     gpu_layer = Mamba(64, bimamba=True, divide_out=True).cuda()
     gpu_layer.load_state_dict(layer.state_dict())
-    backends.reset()
+    kernel_choice.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.cuda())
     _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.mamba_inner_fn_no_out_proj() is not None:  # Vim's fork: the fused mixer per direction
-        assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
+        assert kernel_choice.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
     else:
         if _cuda.available()["mamba_ssm.selective_scan"]:
-            assert backends.last_used()["selective_scan"] == "mamba_ssm"
+            assert kernel_choice.last_used()["selective_scan"] == "mamba_ssm"
         if _cuda.available()["causal_conv1d"]:
-            assert backends.last_used()["causal_conv1d"] == "causal_conv1d"
+            assert kernel_choice.last_used()["causal_conv1d"] == "causal_conv1d"
     assert _rel(gpu, cpu) < TOLERANCE[dtype]
     for name, p in gpu_layer.named_parameters():
         assert _rel(p.grad, grads_cpu[name]) < 10 * TOLERANCE[dtype], name
@@ -134,12 +134,12 @@ def test_mamba1_layer_on_cuda_runs_the_fused_mixer(dtype):
     cpu.square().mean().backward()
     gpu_layer = Mamba(64, d_conv=3).cuda()
     gpu_layer.load_state_dict(layer.state_dict())
-    backends.reset()
+    kernel_choice.reset()
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         gpu = gpu_layer(x.cuda())
     _backward_scaled(gpu, gpu_layer, dtype)
     if _cuda.available()["mamba_ssm.mamba_inner"]:
-        assert backends.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
+        assert kernel_choice.last_used()["mamba1_mixer"] == "mamba_ssm-fused"
     if os.environ.get("MAMBABENCH_REQUIRE_CUDA_EXTRA") == "1":
         assert _cuda.available()["mamba_ssm.mamba_inner"]
     assert _rel(gpu, cpu) < TOLERANCE[dtype]
@@ -150,8 +150,8 @@ def test_mamba1_layer_on_cuda_runs_the_fused_mixer(dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_flash_attention_runs_for_half_precision(dtype):
     q = torch.randn(2, 4, 128, 64)
-    backends.reset()
+    kernel_choice.reset()
     out = ops.attention(*(t.cuda().to(dtype) for t in (q, q, q)))
     if _cuda.available()["flash_attn"]:
-        assert backends.last_used()["attention"] == "flash_attn"
+        assert kernel_choice.last_used()["attention"] == "flash_attn"
     assert _rel(out, ops.attention(q, q, q)) < TOLERANCE[dtype]

@@ -15,7 +15,7 @@ import torch
 import upstream_oracles as oracle
 
 from zoo import ops
-from zoo.ops import _cuda, backends
+from zoo.ops import _cuda, kernel_choice
 from zoo.ops.dispatch import simulate_device
 
 TOL = {torch.float32: 2e-4, torch.bfloat16: 4e-2}
@@ -36,10 +36,10 @@ def _returns(value):
 
 @contextmanager
 def _on_cuda_rows(op: str, backend: str):
-    backends.reset()
+    kernel_choice.reset()
     with simulate_device("cuda"):
         yield
-    assert backends.last_used()[op] == backend
+    assert kernel_choice.last_used()[op] == backend
 
 
 def _through_cuda_rows(op: str, backend: str):
@@ -233,10 +233,10 @@ def test_whole_models_on_the_cuda_rows(name, cuda_oracles, monkeypatch):
     )
     want = model(x, t, cond)
     want_grads = torch.autograd.grad(want.square().mean(), list(model.parameters()), allow_unused=True)
-    backends.reset()
+    kernel_choice.reset()
     with simulate_device("cuda"):
         got = model(x, t, cond)
-        ran = backends.last_used()
+        ran = kernel_choice.last_used()
         got_grads = torch.autograd.grad(got.square().mean(), list(model.parameters()), allow_unused=True)
     cuda_names = {"mamba_ssm", "mamba_ssm-fused", "causal_conv1d", "sdpa"}
     assert ran and set(ran.values()) <= cuda_names, ran

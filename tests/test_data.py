@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ablations.data import BuiltinShapes, DatasetMissing, center_crop_arr, dataset_present, open_dataset
+from mambabench.errors import UserError
 
 
 def _write_cifar(root, per_batch=3):
@@ -57,7 +58,7 @@ def test_missing_data_sets_say_where_and_how(tmp_path):
         open_dataset("celeba", tmp_path, size=64)
     with pytest.raises(DatasetMissing, match="imagenet/train.*image-net.org"):
         open_dataset("imagenet", tmp_path, size=256)
-    with pytest.raises(ValueError, match="32x32"):
+    with pytest.raises(UserError, match="32x32"):
         _write_cifar(tmp_path)
         open_dataset("cifar10", tmp_path, size=64)
     assert dataset_present("cifar10", tmp_path) and not dataset_present("celeba", tmp_path)

@@ -12,6 +12,7 @@ from PIL import Image
 from ablations import fid
 from ablations.data import BuiltinShapes
 from ablations.fid import FeatureStats, check_not_degenerate, frechet_distance
+from mambabench.errors import UserError
 
 
 def test_frechet_distance_closed_form_for_diagonal_gaussians():
@@ -75,7 +76,7 @@ def test_stats_files_round_trip_and_foreign_npz(tmp_path):
     foreign = FeatureStats.load(tmp_path / "pytorch_fid.npz")
     assert foreign.mu.dtype == np.float64 and foreign.count == -1
     np.savez(tmp_path / "wrong.npz", arr_0=np.zeros(3))
-    with pytest.raises(ValueError, match="'mu' and 'sigma'"):
+    with pytest.raises(UserError, match="'mu' and 'sigma'"):
         FeatureStats.load(tmp_path / "wrong.npz")
 
 

@@ -157,12 +157,13 @@ def test_mixers_backpropagate_to_every_parameter():
 
 
 def test_blocks_match_timm_layouts_and_outputs():
-    """zoo.layers.blocks stand in for timm's Mlp and PatchEmbed: same state-dict keys, same outputs."""
+    """zoo.layers' Mlp and PatchEmbed stand in for timm's: same state-dict keys, same outputs."""
     from timm.layers import Mlp as TimmMlp
     from timm.layers import PatchEmbed as TimmPatchEmbed
 
-    from zoo.layers.blocks import Mlp, PatchEmbed
     from zoo.layers.embeddings import gelu_tanh
+    from zoo.layers.mlp import Mlp
+    from zoo.layers.patch import PatchEmbed
 
     torch.manual_seed(0)
     theirs, ours = TimmMlp(16, 64, 8, act_layer=gelu_tanh, drop=0), Mlp(16, 64, 8, act_layer=gelu_tanh)

@@ -19,7 +19,7 @@ from references import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import ops
-from zoo.ops import backends
+from zoo.ops import kernel_choice
 from zoo.ops.mamba1_scan import selective_scan_loop
 
 
@@ -79,7 +79,7 @@ def test_selective_scan_matches_reference(case):
     batch, (dim, groups), n, L, with_D, with_z, with_bias, softplus = case
     inputs = _selective_scan_inputs(batch, dim, n, L, groups, with_D, with_z, with_bias, softplus)
     _check_against(ops.selective_scan, selective_scan_reference, inputs, {"delta_softplus": softplus}, 2e-5)
-    assert backends.last_used()["selective_scan"] == "cpu-cpp"
+    assert kernel_choice.last_used()["selective_scan"] == "cpu-cpp"
 
 
 def test_selective_scan_long_sequence_and_3d_BC():

@@ -41,6 +41,22 @@ def test_overrides_are_applied_and_checked():
         zoo.create_model("dit-tiny", dept=3)
 
 
+def test_user_mistakes_are_user_errors():
+    """Each is one red line on the command line (``mambabench.errors``), and still the builtin error it refines."""
+    from mambabench.errors import UserError
+    from zoo.errors import BadOption, UnknownModel, UnknownOption, UnsupportedInput
+
+    for mistake, error, builtin in (
+        (lambda: zoo.get_entry("dit_xl/2"), UnknownModel, KeyError),
+        (lambda: zoo.create_model("dit-tiny", dept=3), UnknownOption, TypeError),
+        (lambda: zoo.create_model("dim-teng-tiny", depth=4), BadOption, ValueError),
+        (lambda: zoo.create_model("dit-tiny")(torch.zeros(1, 4, 7, 8), torch.zeros(1)), UnsupportedInput, ValueError),
+    ):
+        with pytest.raises(error) as info:
+            mistake()
+        assert isinstance(info.value, UserError) and isinstance(info.value, builtin)
+
+
 def test_zoo_cli_lists_and_shows(capsys):
     from typer.testing import CliRunner
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ablations.tables.runner import measurements
+from ablations.tables.layout import measurements
 from bench.baseline import BASELINE, baseline_rows
-from bench.sweep import COLUMNS as SWEEP_COLUMNS
 from results.cli import app
 from results.compare import CompareError, compare, load, rule_for
 from results.export import write_csv
 from results.store import Measurement, ResultsStore, StoreError
+from results.sweep_csv import COLUMNS as SWEEP_COLUMNS
 from zoo import list_models
 
 

@@ -10,6 +10,7 @@ import torch
 
 from ablations.diffusion import GaussianDiffusion, discretized_gaussian_log_likelihood, make_betas, normal_kl
 from ablations.samplers import guided, sample, spaced_timesteps, with_upsample_guidance
+from mambabench.errors import UserError
 
 MU, S = 0.3, 0.5
 
@@ -34,7 +35,7 @@ def test_schedules_endpoints_and_order():
     assert quad[500] < linear[500]  # sqrt-spaced: slower start than linear
     for betas in (linear, scaled, quad):
         assert torch.all(betas[1:] > betas[:-1]) and betas.dtype == torch.float64
-    with pytest.raises(ValueError, match="linear, scaled_linear, quadratic"):
+    with pytest.raises(UserError, match="linear, scaled_linear, quadratic"):
         make_betas("cosine-ish")
 
 
@@ -119,9 +120,9 @@ def test_dpm_solver_matches_diffusers():
 
 def test_spaced_timesteps():
     assert spaced_timesteps(1000, 4).tolist() == [999, 666, 333, 0]
-    with pytest.raises(ValueError, match="between 1 and 1000"):
+    with pytest.raises(UserError, match="between 1 and 1000"):
         spaced_timesteps(1000, 0)
-    with pytest.raises(ValueError, match="ddpm, ddim, dpm-solver"):
+    with pytest.raises(UserError, match="ddpm, ddim, dpm-solver"):
         sample(lambda x, t: x, torch.zeros(1, 1), GaussianDiffusion.from_name("linear"), "euler", 5)
 
 

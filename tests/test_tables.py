@@ -15,8 +15,9 @@ import zoo
 from ablations.cli import app
 from ablations.experiment import model_setup
 from ablations.tables import TABLES, get_table
+from ablations.tables.layout import index_file, variant_config
 from ablations.tables.report import build_rows
-from ablations.tables.runner import index_file, run_table, variant_config
+from ablations.tables.runner import run_table
 
 FID_BASELINE = Path(__file__).parents[1] / "results" / "baselines" / "teng-table6-smoke-fid.csv"
 EXPECTED = {
@@ -231,7 +232,7 @@ def test_report_over_seeds(tmp_path):
 
 def test_claim_excludes_a_second_holder(tmp_path):
     """The run-folder lock that keeps two `ablations run` processes off one run (flock is per open file)."""
-    from results.locks import claim
+    from mambabench.files import claim
 
     with claim(tmp_path / ".claim") as first:
         with claim(tmp_path / ".claim", wait=False) as second:
@@ -264,7 +265,7 @@ def test_killed_table_run_resumes_and_records_each_score_once(tmp_path, monkeypa
     import sys
     import time
 
-    from ablations.train import checkpoint_step
+    from ablations.run_folder import checkpoint_step
     from results.store import ResultsStore
 
     runs, store = tmp_path / "runs", tmp_path / "store.sqlite"

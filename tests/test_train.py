@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from ablations.cli import app
 from ablations.experiment import DistillConfig, RunConfig, parse_overrides
-from ablations.train import NonFiniteLoss, Trainer, latest_checkpoint, load_run_model, train
+from ablations.run_folder import latest_checkpoint, load_run_model
+from ablations.train import NonFiniteLoss, Trainer, train
+from mambabench.errors import UserError
 
 TINY = dict(model="dim-teng-tiny", batch=4, lr=1e-3, ema=0.9, log_every=1)
 
@@ -41,9 +43,9 @@ def test_resume_gives_identical_parameters(tmp_path):
 
 def test_folder_guards(tmp_path):
     train(RunConfig(**TINY, steps=1), tmp_path / "run")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UserError, match="--resume"):
         Trainer(RunConfig(**TINY, steps=1), tmp_path / "run")
-    with pytest.raises(FileExistsError, match="another configuration"):
+    with pytest.raises(UserError, match="another configuration"):
         Trainer(RunConfig(**{**TINY, "lr": 0.5}, steps=1), tmp_path / "run")
 
 
@@ -116,7 +118,7 @@ def test_learned_sigma_model_trains_with_the_hybrid_loss_in_pixel_space(tmp_path
     record = json.loads((tmp_path / "dit" / "log.jsonl").read_text().splitlines()[-1])
     assert "vb" in record and record["loss"] == pytest.approx(record["mse"] + record["vb"], rel=1e-4)
     assert summary["final_loss"] is not None
-    with pytest.raises(ValueError, match="--vae DIR"):
+    with pytest.raises(UserError, match="--vae DIR"):
         RunConfig(model="dit-tiny")  # fine to build; the error comes when resolving the model
         Trainer(RunConfig(model="dit-tiny", steps=1), tmp_path / "latent")
 
@@ -143,7 +145,7 @@ def test_parse_overrides():
         "pad_tokens": False,
         "name": "abc",
     }
-    with pytest.raises(ValueError, match="key=value"):
+    with pytest.raises(UserError, match="key=value"):
         parse_overrides(["depth"])
 
 

@@ -139,7 +139,7 @@ def test_counts_at_full_size_on_meta_and_how_they_scale_with_frames():
     dim16 = count_flops("dim-mo-video-xl/2", parse_resolution("512", frames=16))
     assert dim16.seq_len == 1024 + 2  # time and class tokens in front of every frame's patches
     assert dim16.by_category["scan"] > 0 and "attention" not in dim16.by_category
-    assert dim16.macs > latte16.macs  # 16x512² is below the crossover (README: ~1330² px frames)
+    assert dim16.macs > latte16.macs  # 16x512² is below the crossover (docs/bench.md: ~1330² px frames)
     # how cost grows with the clip length (one spatial/temporal pair of each, same shapes)
     dim = [count_flops("dim-mo-video-xl/2", parse_resolution("512", frames=f), depth=2).macs for f in (16, 64)]
     assert dim[1] / dim[0] == pytest.approx(4, rel=1e-3)  # scans: linear in the clip length

@@ -24,8 +24,9 @@ from ablations.tables.report import write_report
 from ablations.tables.runner import run_table
 from ablations.train import Trainer
 from ablations.video_train import append_image_frames
+from mambabench.errors import UserError
 from results.store import ResultsStore
-from zoo import registry
+from zoo import entries
 
 PAPER_TABLE3 = {"Latte": 477.97, "Latte+IMG": 333.61, "DiM": 358.75, "DiM+IMG": 206.83}  # Mo & Tian, Table 3
 
@@ -127,10 +128,10 @@ class JointStandIn(nn.Module):
 
 
 def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatch):
-    inputs = registry.InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10,
+    inputs = entries.InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10,
                                 frames=4)  # fmt: skip
-    entry = registry.ModelEntry("test-video-joint", "test", JointStandIn, {}, inputs)
-    monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
+    entry = entries.ModelEntry("test-video-joint", "test", JointStandIn, {}, inputs)
+    monkeypatch.setitem(entries.REGISTRY, entry.name, entry)
     JointStandIn.calls.clear()
     JointStandIn.image_labels.clear()
     config = RunConfig(model=entry.name, data="videoshapes", res=8, batch=2, steps=2, image_joint=3)
@@ -152,14 +153,14 @@ def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatc
             assert owners == [sources[b, k - 5]] and owners[0] != b  # a frame of another clip, as reported
 
     monkeypatch.setattr(JointStandIn, "image_joint", False)  # the same forward, undeclared: refused, saying why
-    with pytest.raises(ValueError, match="JointStandIn does not declare image_joint"):
+    with pytest.raises(UserError, match="JointStandIn does not declare image_joint"):
         Trainer(dataclasses.replace(config, steps=1), tmp_path / "undeclared")
     monkeypatch.undo()
 
     latte = RunConfig(model="latte-tiny", data="videoshapes", res=8, batch=2, steps=1, image_joint=8)
     assert Trainer(latte, tmp_path / "latte").model_kwargs == {"use_image_num": 8}  # the video models take it
-    with pytest.raises(ValueError, match="latte-tiny is a video model"):
+    with pytest.raises(UserError, match="latte-tiny is a video model"):
         Trainer(dataclasses.replace(latte, data="builtin", image_joint=0), tmp_path / "latte")
-    with pytest.raises(ValueError, match="dim-teng-tiny is an image model"):
+    with pytest.raises(UserError, match="dim-teng-tiny is an image model"):
         Trainer(RunConfig(model="dim-teng-tiny", data="videoshapes", steps=1), tmp_path / "dim")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["image_joint"] == 3

@@ -4,7 +4,7 @@ The official layouts are written down here from the public code (facebookresearc
 Vchitect/Latte ``models/latte.py``, baofff/U-ViT ``libs/uvit.py``, PixArt-alpha ``PixArt.py`` /
 ``PixArtMS.py``, tyshiwo1/DiM-DiffusionMamba ``mamba_attn_diff/models/*.py`` and its vendored
 ``mamba_simple.py``) as key -> shape descriptions,
-independently of ``zoo.weights``; the diffusers layout comes from diffusers' own ``PixArtTransformer2DModel``,
+independently of ``zoo.checkpoints``; the diffusers layout comes from diffusers' own ``PixArtTransformer2DModel``,
 which is also the reference computation for PixArt-alpha.
 """
 
@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 import zoo
-from zoo.weights import export_state_dict, load_pretrained
+from zoo.checkpoints import export_state_dict, load_pretrained
 
 
 def _dit_official_keys(depth: int, d: int, p: int, c_in: int, classes: int, tokens: int) -> dict[str, tuple]:
@@ -280,6 +280,36 @@ def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     torch.save({"step": torch.tensor(3), "notes": "x"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt: not a checkpoint"):
         zoo.create_model("dit-tiny", pretrained=tmp_path / "other.pt")
+
+
+def test_checkpoint_mistakes_are_user_errors(tmp_path):
+    from mambabench.errors import UserError
+    from zoo.errors import CheckpointMismatch, NotACheckpoint
+
+    with pytest.raises(NotACheckpoint) as info:
+        zoo.create_model("dit-tiny", pretrained=tmp_path / "absent.pt")
+    assert isinstance(info.value, UserError)
+    good = export_state_dict(zoo.create_model("dit-tiny"), "dit")
+    for state in ({**good, "pos_embed": good["pos_embed"] + 1e-2}, {**good, "extra": torch.zeros(1)}):
+        with pytest.raises(CheckpointMismatch) as info:
+            zoo.create_model("dit-tiny", pretrained=state)
+        assert isinstance(info.value, UserError)
+
+
+def test_every_layout_reads_back_what_it_writes():
+    """Export then import through the same rules is the identity on our names, for every registered layout."""
+    from zoo.checkpoints import LAYOUTS
+
+    for family, layouts in LAYOUTS.items():
+        name = next(n for n in zoo.list_models(family) if "tiny" in zoo.get_entry(n).tags)
+        model = zoo.create_model(name)
+        for layout in layouts:
+            state, _, _ = layout.to_ours(layout.from_ours(model, frames=4), model, name)
+            for key in layout.keep:
+                state.setdefault(key, model.state_dict()[key])
+            ours = model.state_dict()
+            assert list(state) == list(ours) or set(state) == set(ours), (family, layout.name)
+            assert all(torch.equal(state[k], v) for k, v in ours.items()), (family, layout.name)
 
 
 # ---------------------------------------------------------------- U-ViT
@@ -549,7 +579,7 @@ def test_dim_teng_official_layout_is_strict_and_names_the_keys(tmp_path):
 
 
 def test_dim_teng_official_file_as_init_from_is_resized(tmp_path):
-    from ablations.train import init_from_run
+    from ablations.run_folder import init_from_run
 
     torch.save(_dim_teng_official_state(), tmp_path / "nnet_ema.pth")  # as the 512 fine-tune starts from 256
     model = zoo.create_model("dim-teng-tiny", input_size=16)
@@ -586,7 +616,8 @@ def test_dim_teng_state_dict_in_our_names_loads(tmp_path):
 
 def test_init_from_and_teacher_accept_official_files(tmp_path):
     from ablations.experiment import DistillConfig, RunConfig
-    from ablations.train import CheckpointError, Trainer
+    from ablations.run_folder import CheckpointError
+    from ablations.train import Trainer
 
     teacher = zoo.create_model("pixart-tiny", in_channels=3)
     with torch.no_grad():

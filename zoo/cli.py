@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mambabench.errors import cli_app, run_app
 from zoo.registry import get_entry
 from zoo.summary import count_parameters, registry_rows
 
-app = typer.Typer(help="The model registry: every backbone configuration of the papers, by name.", no_args_is_help=True)
+app = cli_app("The model registry: every backbone configuration of the papers, by name.")
 console = Console(width=max(Console().width, 110))
 
 
@@ -51,11 +52,7 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The configuration, inputs and paper metadata of one entry, and where its official weights are."""
-    try:
-        entry = get_entry(name)
-    except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/]")
-        raise typer.Exit(2) from exc
+    entry = get_entry(name)
     info = {
         "name": entry.name,
         "family": entry.family,
@@ -88,17 +85,13 @@ def show_command(
 
 def _weights(name: str) -> dict:
     """Where the official weights of ``name`` are published, and how to pass them."""
-    from zoo.weights import published
-
-    found = [dataclasses.asdict(p) for p in published(name)]
+    found = [dataclasses.asdict(p) for p in get_entry(name).weights]
     how = f'zoo.create_model("{name}", pretrained=PATH)' if found else None
     return {"published": found, "how": how}
 
 
 def run() -> None:
-    """Console entry point (``zoo``): failures are one line, never a traceback."""
-    from results.cli_errors import run_app
-
+    """Console entry point (``zoo``)."""
     run_app(app)
 
 

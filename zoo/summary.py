@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from zoo.registry import ModelEntry, get_entry, list_models
+from zoo.entries import ModelEntry
+from zoo.registry import get_entry, list_models
 
 
 def count_parameters(name: str, **overrides: Any) -> int:

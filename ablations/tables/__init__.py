@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from ablations.tables import mo, mo_video, t2md, teng, wd
-from ablations.tables.spec import Preset, TableSpec, Variant
+from ablations.tables.spec import Preset, TableSpec, UnknownName, Variant
 
 TABLES: dict[str, TableSpec] = {t.id: t for module in (t2md, teng, mo, mo_video, wd) for t in module.TABLES}
 _ALIASES = {alias: t.id for t in TABLES.values() for alias in t.aliases}
@@ -18,7 +18,7 @@ def get_table(name: str) -> TableSpec:
         return TABLES[key]
     close = difflib.get_close_matches(name, [*TABLES, *_ALIASES], n=4, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown table {name!r}.{hint} (`ablations list` shows all {len(TABLES)})")
+    raise UnknownName(f"unknown table {name!r}.{hint} (`ablations list` shows all {len(TABLES)})")
 
 
-__all__ = ["TABLES", "Preset", "TableSpec", "Variant", "get_table"]
+__all__ = ["TABLES", "Preset", "TableSpec", "UnknownName", "Variant", "get_table"]

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from ablations.experiment import RunConfig
-from ablations.train import Trainer, is_finished
+from ablations.run_folder import is_finished
+from ablations.train import Trainer
 
 if __name__ == "__main__":
     spec, folder, *keep = sys.argv[1:]

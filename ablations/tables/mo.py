@@ -27,7 +27,7 @@ _CPU = {  # about width / 6 and depth / 4 (patch sizes kept), CIFAR-10's 10 clas
     "dim-mo-l/4": {"hidden_size": 160, "depth": 8, **_SMALL},
     "dim-mo-xl/4": {"hidden_size": 192, "depth": 9, **_SMALL},
 }
-_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+_CPU_COST = {  # from scripts/estimate_presets.py --preset cpu (2 threads); rerun it to update
     "mo-table2": "~1.7 h on 2 CPU cores (2 runs; measured)",
     "mo-table5": "~3.1 h on 2 CPU cores (3 runs; measured)",
     "mo-table6": "~5.2 h on 2 CPU cores (4 runs; measured)",

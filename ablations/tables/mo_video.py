@@ -24,7 +24,7 @@ def _models(hidden: int, depth: int, heads: int, classes: int, patch: int = 2) -
     return {"latte-xl/2": {**common, "num_heads": heads}, "dim-mo-video-xl/2": common}
 
 
-_CPU_COST = (  # scripts/estimate_presets.py --preset cpu-builtin --tables mo-table3 --threads 1 (this 2-core VM)
+_CPU_COST = (  # from scripts/estimate_presets.py --preset cpu-builtin --tables mo-table3 --threads 1
     "~6.3 h on one core for the four rows (measured per step: training 5.3 h, an IMG row's step 12-23% dearer "
     "than its plain row's; sampling 1.0 h), plus the I3D's features of 1K clips (not timed: the I3D is "
     "user-supplied)"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ablations.evaluate import UNAVAILABLE
 from ablations.experiment import RunConfig
-from ablations.tables.runner import index_file, not_runnable, result_key, runs_root
+from ablations.tables.layout import index_file, not_runnable, result_key, runs_root
 from ablations.tables.spec import TableSpec
 
 OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid", "fvd")

@@ -7,6 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mambabench.errors import UserError
+
+
+class UnknownName(UserError, KeyError):
+    """A table, preset or variant name that does not exist; the message lists the names that do (a
+    ``KeyError`` too, as for any lookup by name)."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -81,7 +88,7 @@ class TableSpec:
         for v in self.variants:
             if v.key == key:
                 return v
-        raise KeyError(f"{self.id} has no variant {key!r}; variants: {', '.join(v.key for v in self.variants)}")
+        raise UnknownName(f"{self.id} has no variant {key!r}; variants: {', '.join(v.key for v in self.variants)}")
 
     @property
     def reference(self) -> Variant:

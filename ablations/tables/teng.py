@@ -7,7 +7,7 @@ from ablations.tables.spec import Preset, TableSpec, Variant, cpu_preset, smoke_
 
 _PAPER = "Teng et al. 2024 (DiM)"
 _MODEL = "dim-teng-s/2-cifar10"
-_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+_CPU_COST = {  # from scripts/estimate_presets.py --preset cpu (2 threads); rerun it to update
     "teng-table4": "~4.5 h on 2 CPU cores (5 runs; measured)",
     "teng-table6": "~2.6 h on 2 CPU cores (3 runs; measured)",
 }  # filled from scripts/estimate_presets.py

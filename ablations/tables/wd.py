@@ -21,7 +21,7 @@ _CPU = {  # CelebA at 32 px, patch 4 for every model (8x8 tokens), about width /
     "dim-teng-h/2": {"hidden_size": 96, "depth": 9, "patch_size": 4, "input_size": 32},
     "uvit-s/2-cifar10": {"hidden_size": 128, "depth": 6, "num_heads": 4, "patch_size": 4},
 }
-_CPU_COST = {  # measured with scripts/estimate_presets.py --preset cpu (2 threads, this 2-core VM)
+_CPU_COST = {  # from scripts/estimate_presets.py --preset cpu (2 threads); rerun it to update
     "wd-table1": "~2.6 h on 2 CPU cores (3 runs; measured)",
     "wd-ablation": "~2.8 h on 2 CPU cores (3 runs; measured)",
 }  # scripts/estimate_presets.py

@@ -9,13 +9,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo import ops
+from zoo.errors import BadOption
 
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise BadOption(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)

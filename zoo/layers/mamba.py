@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo import ops
-from zoo.ops import _cuda, backends
+from zoo.errors import BadOption
+from zoo.ops import _cuda, kernel_choice
 from zoo.ops.dispatch import device_type
 
 
@@ -108,7 +109,7 @@ class Mamba(nn.Module):
         """mamba_ssm's fused mixer function for this layer, or None (not on CUDA, or not installed). It needs
         causal-conv1d too: mamba_inner_fn calls its kernel for the convolution and, without it, fails at the
         first call (seen on an H200 with mamba-ssm alone); the separate ops run then."""
-        if backends.using_reference_kernels() or _cuda.causal_conv1d_fn() is None:
+        if kernel_choice.using_reference_kernels() or _cuda.causal_conv1d_fn() is None:
             return None
         return _cuda.mamba_inner_fn_no_out_proj() if self.bimamba else _cuda.mamba_inner_fn()
 
@@ -137,7 +138,7 @@ class Mamba(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         if device_type(hidden) == "cuda" and (fused := self.fused_kernel()) is not None:
-            backends.record("mamba1_mixer", "mamba_ssm-fused")
+            kernel_choice.record("mamba1_mixer", "mamba_ssm-fused")
             return self.fused_forward(hidden, fused)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) views, token-major
         y = self._scan(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
@@ -184,7 +185,7 @@ class Mamba2(nn.Module):
         super().__init__()
         self.d_inner = expand * d_model
         if self.d_inner % headdim:
-            raise ValueError(f"d_inner {self.d_inner} is not divisible by headdim {headdim}")
+            raise BadOption(f"d_inner {self.d_inner} is not divisible by headdim {headdim}")
         self.d_state, self.headdim, self.ngroups, self.chunk_size = d_state, headdim, ngroups, chunk_size
         self.nheads = self.d_inner // headdim
         conv_dim = self.d_inner + 2 * ngroups * d_state

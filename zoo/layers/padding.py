@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import BadOption
+
 PAD_LAYOUTS = ("lateral", "rho")
 
 
@@ -25,7 +27,7 @@ class EndOfLinePadding(nn.Module):
     def __init__(self, dim: int, num_tokens: int = 3, init_std: float = 0.02, layout: str = "lateral"):
         super().__init__()
         if layout not in PAD_LAYOUTS:
-            raise ValueError(f"padding layout must be one of {PAD_LAYOUTS}, got {layout!r}")
+            raise BadOption(f"padding layout must be one of {PAD_LAYOUTS}, got {layout!r}")
         self.num_tokens, self.layout = num_tokens, layout
         self.tokens = nn.Parameter(torch.randn(num_tokens, dim) * init_std)
 

@@ -17,16 +17,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from zoo.errors import BadOption, UnsupportedInput
 from zoo.layers.pos_embed import sincos_1d
 
 
 def check_clip(x: Tensor, model: str) -> tuple[int, int, int, int, int]:
     """(B, C, T, H, W) of a clip; anything but a 5-D tensor is a ValueError naming the layout."""
     if x.dim() != 5:
-        raise ValueError(f"{model} is a video model: it takes clips (batch, channels, frames, height, width), "
+        raise UnsupportedInput(f"{model} is a video model: it takes clips (batch, channels, frames, height, width), "
                          f"got a {x.dim()}-D tensor {tuple(x.shape)}")  # fmt: skip
     if x.shape[2] < 1:
-        raise ValueError(f"{model}: a clip needs at least one frame, got shape {tuple(x.shape)}")
+        raise UnsupportedInput(f"{model}: a clip needs at least one frame, got shape {tuple(x.shape)}")
     b, c, t, h, w = x.shape
     return b, c, t, h, w
 
@@ -76,7 +77,7 @@ def frame_conditions(labels: Tensor, frames: int, images: int, image_labels: Ten
     per_frame = labels.repeat_interleave(frames, 0).view(-1, frames)
     if images and image_labels is not None:
         if image_labels.shape != (labels.shape[0], images):
-            raise ValueError(f"image_cond {tuple(image_labels.shape)}: expected (batch, use_image_num) = "
+            raise UnsupportedInput(f"image_cond {tuple(image_labels.shape)}: expected (batch, use_image_num) = "
                              f"({labels.shape[0]}, {images})")  # fmt: skip
         per_frame = torch.cat([per_frame[:, : frames - images], image_labels.to(per_frame)], dim=1)
     return per_frame.reshape(-1)
@@ -84,7 +85,7 @@ def frame_conditions(labels: Tensor, frames: int, images: int, image_labels: Ten
 
 def check_image_frames(frames: int, images: int) -> None:
     if not 0 <= images < frames:
-        raise ValueError(f"use_image_num must be in [0, frames): {images} image frames in a clip of {frames}")
+        raise BadOption(f"use_image_num must be in [0, frames): {images} image frames in a clip of {frames}")
 
 
 def sincos_frames_like(x: Tensor, dim: int, frames: int) -> Tensor:

@@ -36,6 +36,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import BadOption
+
 Conditioning = Literal["class", "text", "none"]
 
 
@@ -57,7 +59,7 @@ class Backbone(nn.Module):
     ):
         super().__init__()
         if num_classes < 0:
-            raise ValueError(f"num_classes counts the real classes (0 for none), got {num_classes}")
+            raise BadOption(f"num_classes counts the real classes (0 for none), got {num_classes}")
         self.input_size, self.in_channels, self.patch_size = input_size, in_channels, patch_size
         self.num_classes = num_classes
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
@@ -74,4 +76,4 @@ class Backbone(nn.Module):
 def noise_only(learn_sigma: bool, family: str) -> None:
     """The check of families that predict noise only."""
     if learn_sigma:
-        raise ValueError(f"{family} predicts noise only (as its paper's code): learn_sigma must be False")
+        raise BadOption(f"{family} predicts noise only (as its paper's code): learn_sigma must be False")

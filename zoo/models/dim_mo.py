@@ -35,13 +35,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.layers.blocks import Mlp, PatchEmbed
+from zoo.entries import InputSpec, PaperInfo, register
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh
 from zoo.layers.mamba import Mamba
-from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.mlp import Mlp
+from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
 from zoo.models.base import Backbone
-from zoo.registry import InputSpec, PaperInfo, register
 
 
 class DiMMoBlock(nn.Module):

@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from zoo.entries import InputSpec, PaperInfo, register
+from zoo.errors import BadOption
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
 from zoo.layers.video import (
@@ -42,7 +44,6 @@ from zoo.layers.video import (
     sincos_frames_like,
 )
 from zoo.models.dim_mo import DiMMo
-from zoo.registry import InputSpec, PaperInfo, register
 
 
 class DiMMoVideo(DiMMo):
@@ -62,7 +63,7 @@ class DiMMoVideo(DiMMo):
         learn_sigma: bool = True,
     ):
         if depth % 2:
-            raise ValueError(f"the video blocks come in spatial/temporal pairs: depth must be even, got {depth}")
+            raise BadOption(f"the video blocks come in spatial/temporal pairs: depth must be even, got {depth}")
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, num_classes, learn_sigma)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,

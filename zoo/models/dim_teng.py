@@ -53,15 +53,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from zoo.layers.blocks import PatchEmbed
+from zoo.entries import InputSpec, PaperInfo, Published, register
+from zoo.errors import BadOption
 from zoo.layers.embeddings import TimestepEmbedder, modulate, timestep_embedding
 from zoo.layers.mamba import Mamba
 from zoo.layers.padding import EndOfLinePadding
-from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import resize_learned
 from zoo.layers.scan_order import scan_permutation
 from zoo.models.base import Backbone, noise_only
-from zoo.registry import InputSpec, PaperInfo, register
 
 SCAN_PATTERNS = {"1": "row", "2": "row_reversed", "3": "col", "4": "col_reversed"}  # paper Fig. 2 numbering
 NUM_SPLIT_TOKENS = 3
@@ -94,7 +94,7 @@ def cyclic_block_scans(patterns: str, depth: int) -> str:
 def u_net_skips(depth: int) -> Skips:
     """The official U: block 0 outside it, blocks 1..K keep their outputs, block 2K + 1 - j merges block j."""
     if depth % 2 == 0:
-        raise ValueError(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
+        raise BadOption(f"depth must be odd (1 + K encoder + K decoder blocks), got {depth}")
     return {depth - j: (j,) for j in range(1, (depth - 1) // 2 + 1)}
 
 
@@ -116,9 +116,10 @@ class DiMBlock(nn.Module):
             return self.skip_proj(torch.cat([x, skip], dim=-1))
         return self.skip_proj_x(x) + self.skip_proj_skip(skip)
 
-    def forward(self, x: Tensor, cond: Tensor, prefix: int, perm: Tensor | None) -> Tensor:
-        """x: (B, prefix + L, d) in canonical order; cond: (B, 3d) global adaLN; perm: scan order of the grid."""
-        shift, scale, gate = (self.scale_shift_table[None] + cond.view(-1, 3, x.shape[-1])).unbind(1)
+    def forward(self, x: Tensor, adaln: Tensor, prefix: int, perm: Tensor | None) -> Tensor:
+        """x: (B, prefix + L, d) in canonical order; adaln: (B, 3d) global adaLN-single (shift, scale, gate);
+        perm: scan order of the grid."""
+        shift, scale, gate = (self.scale_shift_table[None] + adaln.view(-1, 3, x.shape[-1])).unbind(1)
         h = modulate(self.norm(x), shift, scale)
         if perm is not None:  # prefix tokens stay in front in every order
             h = torch.cat([h[:, :prefix], h[:, prefix:][:, perm]], dim=1)
@@ -157,13 +158,13 @@ class DiMTeng(Backbone):
                          num_classes=num_classes)  # fmt: skip
         for name, value in (("scan_patterns", scan_patterns), ("block_scans", block_scans or "1")):
             if not value or set(value) - set(SCAN_PATTERNS):
-                raise ValueError(f"{name} is a string of pattern numbers 1-4 (e.g. '1234'), got {value!r}")
+                raise BadOption(f"{name} is a string of pattern numbers 1-4 (e.g. '1234'), got {value!r}")
         block_scans = block_scans or official_block_scans(scan_patterns, depth)
         if len(block_scans) != depth:
-            raise ValueError(f"block_scans gives {len(block_scans)} patterns for {depth} blocks")
+            raise BadOption(f"block_scans gives {len(block_scans)} patterns for {depth} blocks")
         skips = (u_net_skips(depth) if skips is None else dict(skips)) if long_skip else {}
         if any(not 0 <= j < i for i, sources in skips.items() for j in sources):
-            raise ValueError(f"skips must map a block to earlier blocks, got {skips}")
+            raise BadOption(f"skips must map a block to earlier blocks, got {skips}")
         d = hidden_size
         self.conditional = num_classes > 0  # has a label table (may still be trained without labels)
         self.block_scans = [SCAN_PATTERNS[p] for p in block_scans]
@@ -214,7 +215,7 @@ class DiMTeng(Backbone):
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
 
-    def run_blocks(self, x: Tensor, cond: Tensor, perms: dict[str, Tensor]) -> Tensor:
+    def run_blocks(self, x: Tensor, adaln: Tensor, perms: dict[str, Tensor]) -> Tensor:
         """Every block in turn, in its scan order; a block in ``skips`` first merges the sum of its sources'
         outputs (kept only while a later block still needs them)."""
         last_use = {j: i for i, sources in self.skips.items() for j in sources}
@@ -223,7 +224,7 @@ class DiMTeng(Backbone):
             if i in self.skips:
                 first, *rest = (kept.pop(j) if last_use[j] == i else kept[j] for j in self.skips[i])
                 x = block.merge_skip(x, sum(rest, first))
-            x = block(x, cond, self.prefix, None if order == "row" else perms[order])
+            x = block(x, adaln, self.prefix, None if order == "row" else perms[order])
             if i in last_use:
                 kept[i] = x
         return x
@@ -258,10 +259,10 @@ class DiMTeng(Backbone):
         c = self.t_embedder(t)
         if self.conditional:
             c = c + self.label_adaln(y)
-        cond = self.t_block(c)
+        adaln = self.t_block(c)
 
         perms = {order: scan_permutation(gh, gw, order).to(x.device) for order in set(self.block_scans)}
-        x_seq = self.run_blocks(x_seq, cond, perms)
+        x_seq = self.run_blocks(x_seq, adaln, perms)
 
         grid = x_seq[:, self.prefix :]
         if self.padding is not None:
@@ -274,9 +275,7 @@ class DiMTeng(Backbone):
 
 
 _PAPER = "Teng et al. 2024 (DiM)"
-# 1: the official code's block schedule, rho padding at 512 px and the CIFAR-10 label table (issue #14);
-# before, blocks cycled 1234..., 512 px used lateral padding and the CIFAR-10 model had no label table
-_REVISION = 1
+_REVISION = 1  # see ModelEntry.revision
 _IMAGENET = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000)
 _TABLE1 = "Table 1 (GFLOPs at a 32x32 input, batch 1)"
 _ROUNDED = 0.02  # the paper rounds to 50 / 380 / 860 M; the official configs give 50.6 / 386.1 / 862.4 M
@@ -317,6 +316,12 @@ register(
     paper=PaperInfo(
         _PAPER, _TABLE1, params_m=860, gflops=210, gflops_image_size=256, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
     ),
+    weights=(
+        Published("https://drive.google.com/drive/folders/1ETllUm8Dpd8-vDHefQEXEWF9whdbyhL5", "nnet_ema.pth",
+                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: 625K steps, FID 2.21; EMA state dict"),
+        Published("https://drive.google.com/drive/folders/1TTEXKKhnJcEV9jeZbZYlXjiPyV87ZhE0", "nnet_ema.pth",
+                  "same README: 425K steps, FID 2.40"),
+    ),  # fmt: skip
 )
 register(
     "dim-teng-h/2-512",
@@ -326,6 +331,10 @@ register(
     config=dict(input_size=64, hidden_size=1536, depth=49, pad_layout="rho"),  # configs/imagenet512_H_DiM_ft.py
     inputs=InputSpec(in_channels=4, latent=True, image_size=512, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Sec. 4.1 (fine-tuned at 512 px)", params_m=860, params_tolerance=_ROUNDED),
+    weights=(
+        Published("https://drive.google.com/drive/folders/1lupf4_dj4tWCpycnraGrgqh4P-6yK5Xe", "nnet_ema.pth",
+                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: fine-tuned at 512 px, FID 3.94; EMA state dict"),
+    ),  # fmt: skip
 )
 register(
     "dim-teng-tiny",

@@ -4,7 +4,7 @@ Read top to bottom: embeddings -> adaLN-Zero blocks -> final layer -> the model 
 Parameter names follow facebookresearch/DiT ``models.py``: its checkpoints (``DiT-XL-2-256x256.pt``,
 ``DiT-XL-2-512x512.pt``) load with ``zoo.create_model("dit-xl/2", pretrained=PATH)``. Their ``pos_embed`` (a
 saved, fixed sin-cos table) is checked against ours and dropped: the table is recomputed for whatever latent
-grid comes in (``zoo/weights.py``; tested on files in the official layout, ``tests/test_weights.py``).
+grid comes in (``zoo/checkpoints/dit.py``; tested on files in the official layout, ``tests/test_weights.py``).
 
 Deliberate differences from the official code, each a choice the paper leaves open:
 - Classifier-free guidance (in the sampler, ``ablations.samplers.guided``, for every model) guides all
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from zoo.entries import InputSpec, PaperInfo, Published, register
 from zoo.layers.attention import SelfAttention
-from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import LabelEmbedder, TimestepEmbedder, gelu_tanh, modulate
-from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.mlp import Mlp
+from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
 from zoo.models.base import Backbone
-from zoo.registry import InputSpec, PaperInfo, register
 
 
 class DiTBlock(nn.Module):
@@ -132,6 +132,14 @@ _GFLOPS = {
     ("xl", 8): 7.39, ("xl", 4): 29.05, ("xl", 2): 118.64,
 }  # fmt: skip
 _IMAGENET_LATENT = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000)
+_WEIGHTS = {
+    ("xl", 2): (
+        Published("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt", "DiT-XL-2-256x256.pt",
+                  "facebookresearch/DiT download.py; EMA weights, a plain state dict"),
+        Published("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt", "DiT-XL-2-512x512.pt",
+                  "512 px model: also pass input_size=64"),
+    ),
+}  # fmt: skip
 
 for (_size, (_depth, _hidden, _heads)), _patch in ((s, p) for s in _SIZES.items() for p in (2, 4, 8)):
     register(
@@ -147,6 +155,7 @@ for (_size, (_depth, _hidden, _heads)), _patch in ((s, p) for s in _SIZES.items(
             gflops=_GFLOPS[(_size, _patch)],
             gflops_image_size=256,
         ),
+        weights=_WEIGHTS.get((_size, _patch), ()),
     )
 
 register(

@@ -19,7 +19,7 @@ Choices, each named in a one-line comment where it is made:
 - Image-video joint training ("Latte+IMG"): ``forward(..., use_image_num=n)``, the last n frames are single
   images that skip the temporal blocks and the frame embedding (as Latte's released ``latte_img.py``); the
   engine appends them (``ablations.video_train``). Latte's other three variants are not built.
-- Official weights: ``zoo.create_model("latte-xl/2", pretrained="ucf101.pt")`` (``zoo.weights``, family
+- Official weights: ``zoo.create_model("latte-xl/2", pretrained="ucf101.pt")`` (``zoo.checkpoints``, family
   ``latte``): the names are the released code's; its fixed ``pos_embed`` / ``temp_embed`` tables are checked
   against ours and dropped.
 
@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from zoo.entries import InputSpec, PaperInfo, Published, register
+from zoo.errors import BadOption
 from zoo.layers.patch import token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_like
 from zoo.layers.video import (
@@ -47,7 +49,6 @@ from zoo.layers.video import (
     sincos_frames_like,
 )
 from zoo.models.dit import DiT
-from zoo.registry import InputSpec, PaperInfo, register
 
 
 class Latte(DiT):
@@ -68,7 +69,7 @@ class Latte(DiT):
         learn_sigma: bool = True,
     ):
         if depth % 2:
-            raise ValueError(f"Latte's blocks come in spatial/temporal pairs: depth must be even, got {depth}")
+            raise BadOption(f"Latte's blocks come in spatial/temporal pairs: depth must be even, got {depth}")
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio,
                          num_classes, learn_sigma)  # fmt: skip
 
@@ -124,6 +125,11 @@ register(
         note="the paper's count is the model without a class table (673.68 M exactly); the UCF-101 "
         "class-conditional model adds its 102 x 1152 label table (+0.017%)",
     ),
+    weights=(
+        Published("https://huggingface.co/maxin-cn/Latte", "ucf101.pt",
+                  "Vchitect/Latte README, configs/ucf101/ucf101_sample.yaml: class-conditional UCF-101 (101 "
+                  "classes), 16 frames at 256 px, frame interval 3; EMA weights under 'ema'"),
+    ),  # fmt: skip
 )
 
 register(

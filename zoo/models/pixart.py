@@ -1,6 +1,6 @@
 """PixArt-alpha with its 1024-MS resolution and aspect-ratio conditioning (Chen et al. 2023).
 
-The PixArt-alpha skeleton itself is ``PixArtHybrid`` in ``zoo/models/t2md.py`` (T2MD keeps it; the 256 / 512
+The PixArt-alpha skeleton itself is ``PixArtSkeleton`` in ``zoo/models/t2md.py`` (T2MD keeps it; the 256 / 512
 entries ``pixart-alpha-xl/2`` and ``pixart-tiny`` are registered there). This file adds what only the
 multi-scale 1024 px model has, the micro-conditions of PixArt-alpha's ``PixArtMS.py``
 (diffusers: ``use_additional_conditions``):
@@ -11,7 +11,7 @@ multi-scale 1024 px model has, the micro-conditions of PixArt-alpha's ``PixArtMS
 - Both are added, concatenated [size | ratio] (d channels), to the timestep embedding before ``t_block``
   and the final layer. At d = 1152 the two embedders hold 2 x 246,528 = 493,056 parameters.
 
-``use_additional_conditions=False`` is PixArtHybrid exactly (the 256 and 512 models). The 1024-MS entry also
+``use_additional_conditions=False`` is PixArtSkeleton exactly (the 256 and 512 models). The 1024-MS entry also
 uses PixArt's position-table scale 2 (``lewei_scale``, diffusers ``interpolation_scale``) over a 64 x 64
 base grid. By default the conditions are the generated image's own size, (8 h, 8 w) pixels for an h x w
 latent, and ratio h / w, as PixArt-alpha's and diffusers' inference do; pass ``resolution`` (B, 2) and
@@ -23,10 +23,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from zoo.entries import InputSpec, PaperInfo, Published, register
+from zoo.errors import BadOption
 from zoo.layers.embeddings import TimestepEmbedder
 from zoo.layers.patch import token_grid, unpatchify
-from zoo.models.t2md import PixArtHybrid
-from zoo.registry import InputSpec, PaperInfo, register
+from zoo.models.t2md import PixArtSkeleton
 
 VAE_FACTOR = 8  # PixArt-alpha's latents are SD VAE latents: image pixels = 8 x latent size
 
@@ -39,8 +40,8 @@ class SizeEmbedder(TimestepEmbedder):
         return super().forward(values.reshape(-1)).reshape(batch, -1)
 
 
-class PixArtAlpha(PixArtHybrid):
-    """``PixArtHybrid`` with the optional resolution / aspect-ratio micro-conditions of PixArt-alpha 1024-MS;
+class PixArtAlphaMS(PixArtSkeleton):
+    """``PixArtSkeleton`` with the optional resolution / aspect-ratio micro-conditions of PixArt-alpha 1024-MS;
     ``model(x, t, cond=None, mask=None, resolution=None, aspect_ratio=None)``."""
 
     def __init__(self, *args, use_additional_conditions: bool = False, **kwargs):
@@ -49,7 +50,7 @@ class PixArtAlpha(PixArtHybrid):
         if use_additional_conditions:
             d = self.x_embedder.proj.out_channels
             if d % 3:
-                raise ValueError(
+                raise BadOption(
                     f"use_additional_conditions needs hidden_size divisible by 3 (d/3 per condition), got {d}"
                 )
             self.csize_embedder = SizeEmbedder(d // 3)
@@ -91,7 +92,7 @@ class PixArtAlpha(PixArtHybrid):
 register(
     "pixart-alpha-xl/2-1024-ms",
     family="pixart",
-    builder=PixArtAlpha,
+    builder=PixArtAlphaMS,
     config=dict(input_size=128, layout="SAx28", lewei_scale=2.0, use_additional_conditions=True),
     inputs=InputSpec(
         in_channels=4, latent=True, image_size=1024, conditioning="text", caption_tokens=120, caption_channels=4096
@@ -102,4 +103,10 @@ register(
         params_m=611.4,
         note="610.9 M of the 512 model + 0.493 M for the resolution and aspect-ratio embedders; the paper says 0.6B",
     ),
+    weights=(
+        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-1024-MS.pth",
+                  "original layout, state dict under 'state_dict'"),
+        Published("https://huggingface.co/PixArt-alpha/PixArt-XL-2-1024-MS",
+                  "transformer/diffusion_pytorch_model.safetensors", "diffusers layout"),
+    ),  # fmt: skip
 )

@@ -8,7 +8,7 @@ teacher is ``"SAx28"``; T2MD is Sec. 4.1's ``"SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-W
 (SA at blocks 0, 7, 14, 21).
 
 PixArt-alpha XL/2 as its public code builds it (PixArt-alpha/PixArt-alpha ``PixArt.py``; parameter names
-follow it, so its checkpoints load with ``zoo.create_model(name, pretrained=PATH)``, see ``zoo/weights.py``):
+follow it, so its checkpoints load with ``zoo.create_model(name, pretrained=PATH)``, see ``zoo/checkpoints/``):
 patch 2, width 1152, 16 heads, 4 latent channels in, 8 out (learned sigma); captions are T5 embeddings (120
 tokens x 4096) through a caption MLP (4096 -> 1152 -> 1152, tanh GELU), with a fixed random null caption
 buffer for CFG (dropped with p = 0.1 in training); adaLN-single: the timestep MLP output goes through one
@@ -50,16 +50,17 @@ import re
 import torch
 from torch import Tensor, nn
 
+from zoo.entries import InputSpec, PaperInfo, Published, register
+from zoo.errors import BadOption
 from zoo.layers.attention import SelfAttention
-from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.cross_attention import CrossAttention
 from zoo.layers.embeddings import TimestepEmbedder, gelu_tanh, modulate
 from zoo.layers.mamba import Mamba2
-from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.mlp import Mlp
+from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_centered, sincos_2d_pixart
 from zoo.layers.scan_order import from_scan_order, to_scan_order
 from zoo.models.base import Backbone
-from zoo.registry import InputSpec, PaperInfo, register
 
 T2MD_LAYOUT = "SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3-SA-(HM-WM)x3"
 MIXERS = ("SA", "HM", "WM")
@@ -75,7 +76,7 @@ def parse_layout(layout: str) -> list[str]:
     mixers = [t for t in text.split("-") if t]
     bad = sorted(set(mixers) - set(MIXERS))
     if bad or not mixers:
-        raise ValueError(f"layout {layout!r}: unknown mixer(s) {bad}; use SA, HM, WM, groups '(HM-WM)x3'")
+        raise BadOption(f"layout {layout!r}: unknown mixer(s) {bad}; use SA, HM, WM, groups '(HM-WM)x3'")
     return mixers
 
 
@@ -170,9 +171,10 @@ class T2IFinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class PixArtHybrid(Backbone):
-    """``model(x, t, cond, mask=None)``: latents, timesteps, caption embeddings (B, tokens, caption_channels)
-    and their bool mask -> noise and sigma (2 x in_channels)."""
+class PixArtSkeleton(Backbone):
+    """PixArt-alpha's skeleton with one token mixer per block (``layout``): ``"SAx28"`` is PixArt-alpha, T2MD's
+    layouts mix in Mamba-2. ``model(x, t, cond, mask=None)``: latents, timesteps, caption embeddings
+    (B, tokens, caption_channels) and their bool mask -> noise and sigma (2 x in_channels)."""
 
     def __init__(
         self,
@@ -197,15 +199,15 @@ class PixArtHybrid(Backbone):
         shared_projections: bool = True,
     ):
         if num_classes:
-            raise ValueError(f"PixArt-alpha and T2MD condition on captions, not labels: num_classes must be 0, got "
+            raise BadOption(f"PixArt-alpha and T2MD condition on captions, not labels: num_classes must be 0, got "
                              f"{num_classes}")  # fmt: skip
         super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
                          learn_sigma=learn_sigma, conditioning="text")  # fmt: skip
         mixers = parse_layout(layout)
         if len(mixers) != depth:
-            raise ValueError(f"layout {layout!r} has {len(mixers)} blocks, depth is {depth}")
+            raise BadOption(f"layout {layout!r} has {len(mixers)} blocks, depth is {depth}")
         if pos_embed not in ("pixart", "centered"):
-            raise ValueError(f"pos_embed must be 'pixart' or 'centered', got {pos_embed!r}")
+            raise BadOption(f"pos_embed must be 'pixart' or 'centered', got {pos_embed!r}")
         self.pos_embed_kind, self.lewei_scale = pos_embed, lewei_scale
         self.base_size = input_size // patch_size
         d = hidden_size
@@ -271,7 +273,7 @@ _TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="
 register(
     "pixart-alpha-xl/2",
     family="pixart",
-    builder=PixArtHybrid,
+    builder=PixArtSkeleton,
     config=dict(layout="SAx28"),
     inputs=_TEXT_512,
     paper=PaperInfo(
@@ -279,12 +281,20 @@ register(
         "T2MD Sec. 3.3",
         params_m=610.9,
         note="610.9 M derived from the public XL/2 config; the papers say 0.6B",
-    ),  # fmt: skip
-)
+    ),
+    weights=(
+        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-512x512.pth",
+                  "original layout, state dict under 'state_dict'"),
+        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-256x256.pth",
+                  "256 px model: also pass input_size=32"),
+        Published("https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512",
+                  "transformer/diffusion_pytorch_model.safetensors", "diffusers layout"),
+    ),
+)  # fmt: skip
 register(
     "t2md",
     family="t2md",
-    builder=PixArtHybrid,
+    builder=PixArtSkeleton,
     config=dict(layout=T2MD_LAYOUT, pos_embed="centered"),
     inputs=_TEXT_512,
     paper=PaperInfo(
@@ -299,12 +309,12 @@ _TINY = dict(input_size=8, hidden_size=64, num_heads=4, caption_channels=32, cap
              headdim=16)  # fmt: skip
 _TINY_TEXT = InputSpec(in_channels=4, latent=True, image_size=64, conditioning="text", caption_tokens=6,
                        caption_channels=32)  # fmt: skip
-register("pixart-tiny", family="pixart", builder=PixArtHybrid, config=dict(_TINY, depth=3, layout="SAx3"),
+register("pixart-tiny", family="pixart", builder=PixArtSkeleton, config=dict(_TINY, depth=3, layout="SAx3"),
          inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
 register(
     "t2md-tiny",
     family="t2md",
-    builder=PixArtHybrid,
+    builder=PixArtSkeleton,
     config=dict(_TINY, depth=3, layout="SA-HM-WM", pos_embed="centered"),
     inputs=_TINY_TEXT,
     tags=("tiny",),

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.init import trunc_normal_
 
+from zoo.entries import InputSpec, PaperInfo, Published, register
 from zoo.layers.attention import SelfAttention
-from zoo.layers.blocks import Mlp, PatchEmbed
 from zoo.layers.embeddings import timestep_embedding
-from zoo.layers.patch import token_grid, unpatchify
+from zoo.layers.mlp import Mlp
+from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import resize_learned
 from zoo.models.base import Backbone, noise_only
-from zoo.registry import InputSpec, PaperInfo, register
 
 
 class UViTBlock(nn.Module):
@@ -126,6 +126,7 @@ class UViT(Backbone):
 
 
 _PAPER = "Bao et al. 2023 (U-ViT)"
+_RELEASE = "baofff/U-ViT README, Pretrained Models (EMA state dict)"
 register(
     "uvit-s/2-cifar10",
     family="uvit",
@@ -133,6 +134,10 @@ register(
     config=dict(input_size=32, patch_size=2, in_channels=3, hidden_size=512, depth=12, num_heads=8),
     inputs=InputSpec(in_channels=3, latent=False, image_size=32, conditioning="none"),
     paper=PaperInfo(_PAPER, "Table 1 (CIFAR-10, U-ViT-S/2)", params_m=44),
+    weights=(
+        Published("https://drive.google.com/file/d/1yoYyuzR_hQYWU0mkTj659tMTnoCWCMv-", "cifar10_uvit_small.pth",
+                  _RELEASE),
+    ),  # fmt: skip
 )
 register(
     "uvit-l/2",
@@ -141,6 +146,10 @@ register(
     config=dict(input_size=32, patch_size=2, in_channels=4, hidden_size=1024, depth=20, num_heads=16, num_classes=1000),
     inputs=InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Table 2 (ImageNet 256, U-ViT-L/2)", params_m=287, gflops=77, gflops_image_size=256),
+    weights=(
+        Published("https://drive.google.com/file/d/1w7T1hiwKODgkYyMH9Nc9JNUThbxFZgs3", "imagenet256_uvit_large.pth",
+                  _RELEASE),
+    ),  # fmt: skip
 )
 register(
     "uvit-h/2",
@@ -158,6 +167,10 @@ register(
     ),
     inputs=InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Table 2 (ImageNet 256, U-ViT-H/2)", params_m=501, gflops=133, gflops_image_size=256),
+    weights=(
+        Published("https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u", "imagenet256_uvit_huge.pth",
+                  _RELEASE),
+    ),  # fmt: skip
 )
 register(
     "uvit-tiny",

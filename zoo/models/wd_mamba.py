@@ -26,8 +26,9 @@ the published number equals the code built with 1000 classes (462.6 M).
 
 from __future__ import annotations
 
+from zoo.entries import InputSpec, PaperInfo, register
+from zoo.errors import BadOption
 from zoo.models.dim_teng import DiMTeng, Skips, cyclic_block_scans
-from zoo.registry import InputSpec, PaperInfo, register
 
 W_NET = "enc6,mid1,dec6,enc6,mid1,dec6"
 U_NET = "enc6,mid1,dec6"
@@ -40,12 +41,12 @@ def parse_stages(stages: str) -> list[tuple[str, int]]:
     for part in stages.split(","):
         kind, count = part[:3], part[3:]
         if kind not in ("enc", "mid", "dec") or not count.isdigit() or int(count) < 1:
-            raise ValueError(f"stage {part!r}: expected encN, midN or decN (e.g. {W_NET!r})")
+            raise BadOption(f"stage {part!r}: expected encN, midN or decN (e.g. {W_NET!r})")
         parsed.append((kind, int(count)))
     encoders = [n for k, n in parsed if k == "enc"]
     decoders = [n for k, n in parsed if k == "dec"]
     if len(decoders) > len(encoders) or any(d != e for d, e in zip(decoders, encoders, strict=False)):
-        raise ValueError(f"stages {stages!r}: decoder k must have as many blocks as encoder k")
+        raise BadOption(f"stages {stages!r}: decoder k must have as many blocks as encoder k")
     return parsed
 
 

@@ -5,7 +5,7 @@ Each is a ``torch.library`` custom op (``torch.ops.zoo.*``), defined in one way 
 one node in a trace, a fake implementation for the meta device, a FLOP formula for
 ``torch.utils.flop_counter.FlopCounterMode`` (``flops.py``), opaque to ``torch.compile``, and a backend
 table per device type: the ``[cuda]`` extra's kernels on a GPU when they import, our C++ kernels on the CPU,
-PyTorch code where neither applies. ``backends.last_used()`` says which ran, ``dispatch.backend_table()``
+PyTorch code where neither applies. ``kernel_choice.last_used()`` says which ran, ``dispatch.backend_table()``
 what can run where.
 """
 

@@ -6,8 +6,8 @@ gated RMSNorm; ``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`
 *and* source tree: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's
 home directory) builds its own copy instead of loading one that would die with SIGILL; and two checkouts (or
 two versions of the sources) do not rebuild one folder in turn, replacing the library under each other. Only
-the first process on a machine pays the build (~20 s on 2 cores). If the build fails (no compiler, no Python headers)
-callers fall back to PyTorch code and warn once.
+the first process on a machine pays the build. If the build fails (no compiler, no Python headers) callers
+fall back to PyTorch code and warn once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from zoo import settings
+from mambabench import settings
 
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp", "gated_rmsnorm_cpu.cpp")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _cuda, backends
+from . import _cuda, kernel_choice
 from ._extension import load_cpu_kernels
 from .dispatch import Backend, define_op
 
@@ -70,7 +70,7 @@ def _flipped(fn):
 def _cpp_usable(x: Tensor, weight: Tensor, *_: object) -> bool:
     return (
         x.dtype == weight.dtype == torch.float32 and weight.shape[1] <= 8
-        and not backends.using_reference_kernels()
+        and not kernel_choice.using_reference_kernels()
         and load_cpu_kernels() is not None
     )  # fmt: skip
 

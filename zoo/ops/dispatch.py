@@ -5,7 +5,7 @@ backend table keyed by device type.
 
 - a forward that runs the first backend of the table whose ``device`` is the inputs' device type and whose
   ``usable(*args)`` holds (a CUDA package that imports, a dtype a kernel takes), with autograd off, and
-  records its name (``backends.last_used()``);
+  records its name (``kernel_choice.last_used()``);
 - a fake (meta) implementation, so shapes, FLOP counts (formulas in ``flops.py``, registered against the
   op) and ``torch.compile`` never run a kernel;
 - a backward that asks the same backend: its own ``backward`` when it has one (our C++ kernels), else
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import backends as _backends
+from . import kernel_choice
 from ._recompute import grads_by_recompute
 
 
@@ -40,7 +40,7 @@ def _always(*args: object) -> bool:
 class Backend:
     """One implementation of an op. ``run`` and ``usable`` take the op's arguments in schema order."""
 
-    name: str  # what ``backends.last_used()`` reports, e.g. "cpu-cpp", "mamba_ssm"
+    name: str  # what ``kernel_choice.last_used()`` reports, e.g. "cpu-cpp", "mamba_ssm"
     device: str  # "cpu" or "cuda"
     run: Callable[..., Tensor]
     usable: Callable[..., bool] = _always
@@ -101,13 +101,13 @@ class Op:
         if self.has_native and not any(isinstance(a, Tensor) and a.device.type == "meta" for a in args):
             backend = self.select(args)
             if backend.native_autograd:
-                _backends.record(self.name, backend.name)
+                kernel_choice.record(self.name, backend.name)
                 return backend.run(*args)
         return self.custom_op(*args)
 
     def _forward(self, *args: object) -> Tensor | list[Tensor]:
         backend = self.select(args)
-        _backends.record(self.name, backend.name)
+        kernel_choice.record(self.name, backend.name)
         with torch.no_grad():
             return backend.run(*args)  # each backend returns its layout (a token-major view where it pays)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _cuda, backends
+from . import _cuda, kernel_choice
 from ._extension import load_cpu_kernels
 from .dispatch import Backend, define_op
 
@@ -95,7 +95,7 @@ def _cpp_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     activations) without a transposing copy and writes its output in u's layout."""
     ext = load_cpu_kernels()
     Bt, Ct = B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous()
-    if backends.using_reference_kernels():  # the earlier path: channel-major copies, portable kernel
+    if kernel_choice.using_reference_kernels():  # the reference path: channel-major copies, portable kernel
         return ext.selective_scan_fwd(
             _f32(u, u), _f32(delta, u), _f32(A, u), Bt, Ct, _f32(D, u), _f32(z, u), _f32(delta_bias, u),
             delta_softplus, True,

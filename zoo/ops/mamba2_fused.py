@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _cuda, backends
+from . import _cuda, kernel_choice
 from ._extension import load_cpu_kernels
 from .conv import causal_conv1d
 from .dispatch import Backend, define_op
@@ -77,7 +77,7 @@ def _cpp_conv_scan_norm(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, 
 
 
 def _cpp_usable(zxbcdt: Tensor, *args: object) -> bool:
-    return (zxbcdt.dtype == torch.float32 and not backends.using_reference_kernels()
+    return (zxbcdt.dtype == torch.float32 and not kernel_choice.using_reference_kernels()
             and load_cpu_kernels() is not None)  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import backends
+from . import kernel_choice
 from ._extension import load_cpu_kernels
 from .dispatch import Backend, define_op
 
@@ -44,7 +44,7 @@ def _cpp_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int)
 
 
 def _cpp_usable(*args: object) -> bool:
-    return not backends.using_reference_kernels() and load_cpu_kernels() is not None
+    return not kernel_choice.using_reference_kernels() and load_cpu_kernels() is not None
 
 
 def _torch_norm(*args) -> Tensor:

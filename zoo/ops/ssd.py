@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _cuda, backends
+from . import _cuda, kernel_choice
 from ._extension import load_cpu_kernels
 from .dispatch import Backend, define_op
 
@@ -208,7 +208,7 @@ _OP = define_op(
             "cpu-cpp",
             "cpu",
             _contiguous(_without_chunk(_cpp_ssd)),
-            usable=lambda *a: not backends.using_reference_kernels() and load_cpu_kernels() is not None,
+            usable=lambda *a: not kernel_choice.using_reference_kernels() and load_cpu_kernels() is not None,
             differentiable=_TORCH_SSD,  # the backward: autograd of the PyTorch SSD
         ),
         Backend("torch-ssd", "cpu", _contiguous(_TORCH_SSD), differentiable=_TORCH_SSD),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from results.locks import claim
+from mambabench.files import claim
 
 EXECUTORS = ("local", "slurm")
 

@@ -59,3 +59,4 @@ def i3d_weights() -> str | None:
 
 def debug() -> bool:
     return _flag("MAMBABENCH_DEBUG")
+

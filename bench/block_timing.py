@@ -23,7 +23,6 @@ Thread count is set explicitly (default 1): on a shared 2-core machine two threa
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -31,6 +30,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from bench.timer import gemm_rate, time_unit
 
 T2MD_WIDTH, T2MD_HEADS, CAPTION_TOKENS = 1152, 16, 120
 
@@ -59,20 +60,6 @@ class BlockTiming:
         return {**asdict(self), "gmacs_per_s": round(self.gmacs_per_s, 2), "share_of_gemm": share}
 
 
-def gemm_rate(tokens: int = 4096, width: int = T2MD_WIDTH, out: int = 4 * T2MD_WIDTH) -> float:
-    """This device's fp32 GEMM peak in GMAC/s on the current thread count: the fastest of >= 0.5 s of calls
-    of a transformer-sized projection (the best run is the least disturbed by other work on the machine)."""
-    a, b = torch.randn(tokens, width), torch.randn(width, out)
-    a @ b
-    best, spent = float("inf"), 0.0
-    while spent < 0.5 or best == float("inf"):
-        start = time.perf_counter()
-        a @ b
-        elapsed = time.perf_counter() - start
-        best, spent = min(best, elapsed), spent + elapsed
-    return tokens * width * out / best / 1e9
-
-
 def counted_macs(build: Callable[[], nn.Module], inputs: Callable[[], tuple]) -> int:
     """MACs of one forward, counted on the meta device (no memory, no time)."""
     with torch.device("meta"):
@@ -85,11 +72,10 @@ def counted_macs(build: Callable[[], nn.Module], inputs: Callable[[], tuple]) ->
 def _time_module(name: str, build, inputs, tokens: int, gemm: float | None, repeats: int, path: str) -> BlockTiming:
     """Time one module; the GEMM peak is measured right before it (unless given), so that whatever else the
     machine is doing at that moment weighs on both."""
-    from zoo.ops.backends import reference_kernels
+    from zoo.ops.kernel_choice import reference_kernels
 
     macs = counted_macs(build, inputs)
     module, args = build().eval(), inputs()
-    from bench.latency import time_unit
 
     with torch.inference_mode(), reference_kernels() if path == "reference" else nullcontext():
         gemm = gemm or gemm_rate()

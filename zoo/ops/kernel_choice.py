@@ -1,4 +1,5 @@
-"""Which implementation ran each op most recently (reported by benchmarks next to their timings)."""
+"""Kernel choice: which implementation ran each op most recently (benchmarks report it next to their
+timings), and the switch that makes CPU ops take their reference implementations instead of the fast ones."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ _REFERENCE = [False]
 
 @contextmanager
 def reference_kernels() -> Iterator[None]:
-    """Inside, CPU ops run their earlier implementations: the differentiable PyTorch SSD, a grouped
+    """Inside, CPU ops run their reference implementations: the differentiable PyTorch SSD, a grouped
     ``F.conv1d`` and the portable (non-AVX-512) Mamba-1 kernel on channel-major copies. Benchmarks use it to
-    measure before and after side by side in one process; results agree with the fast path to rounding."""
+    compare both paths in one process; results agree with the fast path to rounding."""
     _REFERENCE.append(True)
     try:
         yield

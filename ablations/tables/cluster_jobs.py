@@ -1,0 +1,130 @@
+"""Running a table on a cluster: one job per (variant, seed), students after their teacher's job, each
+job training (under torchrun when it has several processes) and scoring with ``run_table``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ablations.experiment import RunConfig
+from ablations.tables.layout import (
+    checkpoint_steps,
+    not_runnable,
+    ordered,
+    run_folder,
+    runs_root,
+    score_file,
+    variant_config,
+)
+from ablations.tables.runner import run_table
+from ablations.tables.spec import Preset, TableSpec, Variant
+from mambabench.errors import UserError
+
+
+def _teacher_folder(table: TableSpec, preset: Preset, root: Path, data_root, vae, seed: int) -> str | None:
+    """Where the table's teacher run of this seed lives (known before it is trained: it is named by its config)."""
+    if table.teacher is None:
+        return None
+    return str(run_folder(root, variant_config(table, table.teacher, preset, data_root, vae, None, seed)))
+
+
+def variant_jobs(table: TableSpec, preset_name: str, variants: list[str] | None, seeds: Sequence[int], root: Path,
+                 data_root=None, vae=None) -> tuple[dict[str, tuple[Variant, int, bool]], dict[str, str]]:  # fmt: skip
+    """(job key -> (variant, seed, scored already), key -> the teacher key it waits for)."""
+    from mambabench.cluster import job_key
+
+    preset = table.presets[preset_name]
+    jobs, after = {}, {}
+    for seed in seeds:
+        teacher_key = None
+        for variant in ordered(table, variants):
+            key = job_key(table.id, preset.name, variant.key, f"seed{seed}")
+            teacher = None if variant.teacher else _teacher_folder(table, preset, root, data_root, vae, seed)
+            config = variant_config(table, variant, preset, data_root, vae, teacher, seed)
+            if not_runnable(config):  # no job: the report says why the row cannot run
+                continue
+            cfg = variant.cfg if variant.cfg is not None else preset.cfg
+            scored = all(score_file(run_folder(root, config), step, preset, cfg).is_file()
+                         for step in checkpoint_steps(preset, config.steps).values())  # fmt: skip
+            jobs[key] = (variant, seed, scored)
+            if variant.teacher:
+                teacher_key = key
+            elif teacher_key is not None:
+                after[key] = teacher_key
+    return jobs, after
+
+
+def table_variant_job(table_id: str, preset_name: str, variant_key: str, seed: int, data_root, vae, root: str,
+                      device: str, threads: int, procs_per_node: int, job_folder: Path) -> None:  # fmt: skip
+    """One (variant, seed) of a table as a cluster job: training (under torchrun when the job has several
+    processes: NCCL on GPUs, gloo on CPUs, one launcher per node), then sampling and scoring in this process,
+    rows in the job's own store."""
+    import torch
+
+    from ablations.tables import get_table
+    from results.store import ResultsStore
+
+    torch.set_num_threads(threads)
+    table = get_table(table_id)
+    preset = table.presets[preset_name]
+    variant = table.variant(variant_key)
+    node_rank, nodes, master = _node()
+    if procs_per_node * nodes > 1:
+        teacher = None if variant.teacher else _teacher_folder(table, preset, Path(root), data_root, vae, seed)
+        config = variant_config(table, variant, preset, data_root, vae, teacher, seed)
+        _train_under_torchrun(config, run_folder(Path(root), config), checkpoint_steps(preset, config.steps),
+                              procs_per_node, nodes, node_rank, master, job_folder)  # fmt: skip
+        if node_rank > 0:
+            return
+    store = ResultsStore(job_folder / "results.sqlite")
+    run_table(table, preset_name, [variant_key], data_root, vae, root, device, store, seeds=[seed])
+
+
+def _node() -> tuple[int, int, str]:
+    """(node rank, nodes, first host) of a submitit job (one task per node); (0, 1, localhost) elsewhere."""
+    try:
+        import submitit
+
+        env = submitit.JobEnvironment()
+        return env.global_rank, env.num_nodes, env.hostnames[0]
+    except (ImportError, RuntimeError):
+        return 0, 1, "127.0.0.1"
+
+
+def _train_under_torchrun(config: RunConfig, folder: Path, steps: dict[str, int], procs_per_node: int, nodes: int,
+                          node_rank: int, master: str, job_folder: Path) -> None:  # fmt: skip
+    import subprocess
+    import sys
+
+    spec = job_folder / "train-config.json"
+    spec.write_text(json.dumps(config.to_dict()) + "\n")
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs_per_node}",
+               f"--nnodes={nodes}", f"--node_rank={node_rank}", f"--master_addr={master}", "--master_port=29517",
+               "-m", "ablations.tables.distributed", str(spec), str(folder), *map(str, steps.values())]  # fmt: skip
+    subprocess.run(command, check=True)
+
+
+def run_table_on_cluster(table: TableSpec, preset_name: str, variants: list[str] | None, seeds: Sequence[int],
+                         options, jobs_dir: Path, data_root=None, vae=None, root: str | Path | None = None,
+                         device: str = "cpu", threads: int = 1, store=None,
+                         log: Callable[[str], None] = print) -> dict[str, str]:  # fmt: skip
+    """Every (variant, seed) not yet scored as a job (students after their teacher's job), waits, merges the
+    jobs' rows into ``store``; returns job key -> state (finished variants: "done")."""
+    from mambabench.cluster import merge_stores, run_jobs
+
+    if preset_name not in table.presets:
+        raise UserError(f"{table.id} has no preset {preset_name!r}; presets: {', '.join(table.presets)}")
+    root = runs_root(root).resolve()
+    jobs, after = variant_jobs(table, preset_name, variants, seeds, root, data_root, vae)
+    cases = {
+        key: (table_variant_job, (table.id, preset_name, variant.key, seed, data_root, vae, str(root), device, threads,
+                                  options.processes // options.nodes))
+        for key, (variant, seed, scored) in jobs.items()
+        if not scored
+    }  # fmt: skip
+    states = run_jobs(cases, jobs_dir, options, f"mambabench-{table.id}", after, log) if cases else {}
+    if store is not None:
+        runs, rows = merge_stores(jobs_dir, store)
+        log(f"merged {rows} row(s) of {runs} job(s) into {store.path}")
+    return {key: states.get(key, "done") for key in jobs}
