@@ -144,8 +144,10 @@ def download_cifar10(root: str | Path) -> Path:
             raise DownloadFailed(f"downloading CIFAR-10 from {CIFAR10_URL} failed ({reason}); {manual}") from error
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
     if digest != CIFAR10_MD5:
-        raise DownloadFailed(f"{archive}: MD5 {digest} != {CIFAR10_MD5} (incomplete or another file); delete it and "
-                             f"run this again, or {manual}")  # fmt: skip
+        raise DownloadFailed(
+            f"{archive}: MD5 {digest} != {CIFAR10_MD5} (incomplete or another file); delete it and "
+            f"run this again, or {manual}"
+        )
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
@@ -240,8 +242,14 @@ class ImageNet(Dataset):
         return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), label
 
 
-def open_dataset(name: str, root: str | Path | None = None, size: int = 32, split: str = "train", frames: int = 16,
-                 interval: int | None = None) -> Dataset:  # fmt: skip
+def open_dataset(
+    name: str,
+    root: str | Path | None = None,
+    size: int = 32,
+    split: str = "train",
+    frames: int = 16,
+    interval: int | None = None,
+) -> Dataset:
     """A data set by name at ``size`` pixels. Missing files raise ``DatasetMissing`` naming the fix. ``frames``
     and ``interval`` apply to the video sets only (``ablations.video_data.open_video_dataset``)."""
     root = Path(root) if root is not None else default_data_root()

@@ -308,12 +308,16 @@ def _frames(entry: ModelEntry, config: RunConfig) -> int:
         asked = [f"--{k.replace('_', '-')}" for k in ("frames", "frame_interval", "image_joint") if getattr(config, k)]
         if asked or video_data:
             what = " ".join(asked) or f"--data {config.data} (video clips)"
-            raise UserError(f"{what}: {entry.name} is an image model; train a video entry (`zoo list`: latte-*, "
-                             "dim-mo-video-*) on clips, or this one on an image data set")  # fmt: skip
+            raise UserError(
+                f"{what}: {entry.name} is an image model; train a video entry (`zoo list`: latte-*, "
+                "dim-mo-video-*) on clips, or this one on an image data set"
+            )
         return 0
     if not video_data and not config.data.startswith("latents:"):
-        raise UserError(f"{entry.name} is a video model: train it on clips, --data videoshapes (built in, no "
-                         f"download) or ucf101, not --data {config.data}")  # fmt: skip
+        raise UserError(
+            f"{entry.name} is a video model: train it on clips, --data videoshapes (built in, no "
+            f"download) or ucf101, not --data {config.data}"
+        )
     return config.frames or frames
 
 

@@ -225,8 +225,9 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     with F its (N, D) ``factor``, and F^T F S_other has the nonzero eigenvalues of the symmetric PSD N x N matrix
     F S_other F^T: one small ``eigvalsh`` instead (far cheaper; equal up to the float noise that the large
     form adds in its D - N zero eigenvalues, tests/test_fid.py)."""
-    mu_a, mu_b, sigma_a, sigma_b = (torch.from_numpy(np.asarray(v, dtype=np.float64))
-                                    for v in (a.mu, b.mu, a.sigma, b.sigma))  # fmt: skip
+    mu_a, mu_b, sigma_a, sigma_b = (
+        torch.from_numpy(np.asarray(v, dtype=np.float64)) for v in (a.mu, b.mu, a.sigma, b.sigma)
+    )
     factors = [(s.factor, other) for s, other in ((a, sigma_b), (b, sigma_a)) if s.factor is not None]
     if factors:
         factor, other = min(factors, key=lambda pair: len(pair[0]))

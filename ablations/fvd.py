@@ -102,8 +102,16 @@ def _batches(dataset, count: int, batch: int = 8):
         yield torch.stack([dataset[i][0] for i in range(start, min(count, start + batch))])
 
 
-def reference_video_features(data: str, size: int, frames: int, interval: int | None, count: int,
-                             extractor: I3DFeatures, root=None, split: str = "train") -> Tensor:  # fmt: skip
+def reference_video_features(
+    data: str,
+    size: int,
+    frames: int,
+    interval: int | None,
+    count: int,
+    extractor: I3DFeatures,
+    root=None,
+    split: str = "train",
+) -> Tensor:
     """I3D features of the first ``count`` clips of a video data set (cached in ``$MAMBABENCH_CACHE/fvd``)."""
     from ablations.data import open_dataset
 
@@ -121,9 +129,17 @@ def reference_video_features(data: str, size: int, frames: int, interval: int | 
         return features
 
 
-def score_videos(clips: str | Path, ref: str, size: int | None = None, ref_count: int | None = None, root=None,
-                 device: str = "cpu", i3d: str | None = None, interval: int | None = None,
-                 limit: int | None = None) -> dict:  # fmt: skip
+def score_videos(
+    clips: str | Path,
+    ref: str,
+    size: int | None = None,
+    ref_count: int | None = None,
+    root=None,
+    device: str = "cpu",
+    i3d: str | None = None,
+    interval: int | None = None,
+    limit: int | None = None,
+) -> dict:
     """FVD of the ``.npy`` clips in a folder against ``ref``, a video data set (clips of the same length)."""
     from ablations.video_io import load_clip_folder
 

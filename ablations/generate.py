@@ -66,9 +66,21 @@ def class_count(run: str | Path, setup) -> int:
     return classes
 
 
-def sample_batch(model, setup, diffusion: GaussianDiffusion, first: int, count: int, shape: tuple[int, ...],
-                 classes: int, cfg: float, seed: int, sampler: str, steps: int, device: str,
-                 wrap: Callable | None = None) -> Tensor:  # fmt: skip
+def sample_batch(
+    model,
+    setup,
+    diffusion: GaussianDiffusion,
+    first: int,
+    count: int,
+    shape: tuple[int, ...],
+    classes: int,
+    cfg: float,
+    seed: int,
+    sampler: str,
+    steps: int,
+    device: str,
+    wrap: Callable | None = None,
+) -> Tensor:
     """x_0 of samples ``first .. first + count - 1`` of ``shape`` (an image's or a clip's, without the batch):
     sample i has class i mod ``classes``, the noise comes from a generator seeded by (seed, first); ``wrap``
     wraps the guided model function (upsample guidance)."""

@@ -60,7 +60,16 @@ def generate_video(
         for i, clip in enumerate(clips):
             save_clip(clip.contiguous(), clips_dir / f"{first + i:06d}.npy")
     save_previews(load_clip_folder(clips_dir, limit=16), out)
-    meta = {"run": str(run), "sampler": sampler, "steps": steps, "n": n, "cfg": cfg, "res": res, "frames": frames,
-            "seed": seed, "model": config.model}  # fmt: skip
+    meta = {
+        "run": str(run),
+        "sampler": sampler,
+        "steps": steps,
+        "n": n,
+        "cfg": cfg,
+        "res": res,
+        "frames": frames,
+        "seed": seed,
+        "model": config.model,
+    }
     atomic_write_json(out / "meta.json", meta, indent=2)
     return out

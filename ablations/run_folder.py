@@ -88,8 +88,9 @@ def read_checkpoint(path: Path, keys: tuple[str, ...] = ("step", "model", "ema")
     return state
 
 
-def newest_checkpoint(folder: str | Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu"
-                      ) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:  # fmt: skip
+def newest_checkpoint(
+    folder: str | Path, keys: tuple[str, ...] = ("step", "model", "ema"), map_location="cpu"
+) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:
     """(path, state, skipped) of the newest checkpoint of a run that loads; ``skipped`` lists the newer ones
     that did not, with why. (None, None, []) when there is none; a ``CheckpointError`` naming every file
     when none of them loads."""
@@ -124,8 +125,11 @@ def _saved_model(state: dict, path: Path) -> str:
 def _mismatch(target: dict[str, Tensor], source: dict[str, Tensor]) -> list[str]:
     """What keeps ``source`` weights from loading into a model with ``target``'s: one phrase per tensor."""
     bad = [f"{k} (missing)" for k in target if k not in source]
-    bad += [f"{k} {tuple(source[k].shape)} saved vs {tuple(v.shape)} now" for k, v in target.items()
-            if k in source and source[k].shape != v.shape]  # fmt: skip
+    bad += [
+        f"{k} {tuple(source[k].shape)} saved vs {tuple(v.shape)} now"
+        for k, v in target.items()
+        if k in source and source[k].shape != v.shape
+    ]
     return bad + [f"{k} (unexpected)" for k in source if k not in target]
 
 
@@ -147,8 +151,13 @@ def load_weights(model: nn.Module, path: Path, state: dict, key: str, wanted: st
     model.load_state_dict(state[key])
 
 
-def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.device = "cpu", step: int | None = None,
-                   log: Callable[[str], None] | None = None):  # fmt: skip
+def load_run_model(
+    folder: str | Path,
+    ema: bool = True,
+    device: str | torch.device = "cpu",
+    step: int | None = None,
+    log: Callable[[str], None] | None = None,
+):
     """(config, setup, model) of a run from its newest checkpoint that loads (or the one of ``step``), EMA
     weights by default, in eval mode. A damaged newer checkpoint is skipped with one line to ``log``
     (default: stderr) naming it."""
@@ -173,8 +182,13 @@ def load_run_model(folder: str | Path, ema: bool = True, device: str | torch.dev
     return config, setup, model.to(device).eval()
 
 
-def init_from_run(model: nn.Module, folder: str | Path, wanted: str | None = None,
-                  log: Callable[[str], None] | None = None, family: str | None = None) -> list[str]:  # fmt: skip
+def init_from_run(
+    model: nn.Module,
+    folder: str | Path,
+    wanted: str | None = None,
+    log: Callable[[str], None] | None = None,
+    family: str | None = None,
+) -> list[str]:
     """Start from another run's EMA weights, also at another resolution: learned position embeddings whose
     grid differs are bilinearly resized (sin-cos ones are recomputed by the models anyway). Returns the keys
     resized. Any other shape mismatch is an error naming both models (``wanted``: the model being trained).

@@ -39,8 +39,16 @@ class Stage(ABC):
         model.requires_grad_(True)
 
     @abstractmethod
-    def loss(self, model: nn.Module, x0: Tensor, x_t: Tensor, t: Tensor, noise: Tensor, cond: Tensor | None,
-             **step_kwargs: Any) -> dict[str, Tensor]:  # fmt: skip
+    def loss(
+        self,
+        model: nn.Module,
+        x0: Tensor,
+        x_t: Tensor,
+        t: Tensor,
+        noise: Tensor,
+        cond: Tensor | None,
+        **step_kwargs: Any,
+    ) -> dict[str, Tensor]:
         """``step_kwargs``: this step's extra model inputs (a video model's image-frame labels)."""
 
 
@@ -77,9 +85,16 @@ class Distillation(Stage):
 
     def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
         _image_only(self.name, step_kwargs)
-        terms = distill.distillation_losses(self.teacher, model, x_t, t, cond, noise,
-                                            lambda_pseudo=self.spec.lambda_pseudo,
-                                            lambda_mixer=self.spec.lambda_mixer)  # fmt: skip
+        terms = distill.distillation_losses(
+            self.teacher,
+            model,
+            x_t,
+            t,
+            cond,
+            noise,
+            lambda_pseudo=self.spec.lambda_pseudo,
+            lambda_mixer=self.spec.lambda_mixer,
+        )
         terms["loss"] = terms.pop("total")
         return terms
 
@@ -93,8 +108,13 @@ class StageSchedule:
     """Which stage trains at each step: diffusion for a plain run; teacher forcing for
     ``distill.teacher_forcing_steps`` steps and then distillation for a T2MD student."""
 
-    def __init__(self, diffusion: GaussianDiffusion, model_kwargs: dict[str, Any], spec: DistillConfig | None = None,
-                 teacher: nn.Module | None = None):  # fmt: skip
+    def __init__(
+        self,
+        diffusion: GaussianDiffusion,
+        model_kwargs: dict[str, Any],
+        spec: DistillConfig | None = None,
+        teacher: nn.Module | None = None,
+    ):
         self.spec = spec
         self.diffusion = Diffusion("diffusion", ddp=True, diffusion=diffusion, model_kwargs=model_kwargs)
         if spec is not None:

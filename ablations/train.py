@@ -126,9 +126,16 @@ class Trainer:
     (so its config hash is that of a 6-step run), its ``done.json`` becomes ``done-step-0000004.json`` and
     the step-4 checkpoint is never pruned. Fewer steps than already trained is an error."""
 
-    def __init__(self, config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False,
-                 keep_steps: tuple[int, ...] = (), device: str | None = None,
-                 log: Callable[[str], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path,
+        resume: bool = False,
+        progress: bool = False,
+        keep_steps: tuple[int, ...] = (),
+        device: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
         config = _resolved_paths(config)  # config.json finds its teacher / init run from any working directory
         self.config, self.out, self.progress = config, Path(out), progress
         self.log = log or _warn
@@ -185,9 +192,7 @@ class Trainer:
         saved = RunConfig.load(self.out)
         if config_hash(saved) != config_hash(self.config) and not same_run(saved, self.config):
             changed = "; ".join(config_differences(saved, self.config)[:4]) or "the run it starts from changed"
-            raise UserError(
-                f"{self.out} holds a run with another configuration ({changed}); choose another --out"
-            )
+            raise UserError(f"{self.out} holds a run with another configuration ({changed}); choose another --out")
         if not resume:
             raise UserError(f"{self.out} already has checkpoints: add --resume to continue that run")
 
@@ -256,8 +261,13 @@ class Trainer:
         config = self.config
         if config.data.startswith("latents:"):
             return LatentShards(config.data.split(":", 1)[1])
-        return open_dataset(config.data, config.data_root, size=self.setup.image_size,
-                            frames=max(self.setup.frames, 1), interval=config.frame_interval)  # fmt: skip
+        return open_dataset(
+            config.data,
+            config.data_root,
+            size=self.setup.image_size,
+            frames=max(self.setup.frames, 1),
+            interval=config.frame_interval,
+        )
 
     # -- one step
 
@@ -335,8 +345,9 @@ class Trainer:
             dist.barrier()
         return path
 
-    def _loss(self, step: int, stage: Stage, images: Tensor, labels: Tensor, shape: tuple[int, ...], autocast
-              ) -> dict[str, Tensor]:  # fmt: skip
+    def _loss(
+        self, step: int, stage: Stage, images: Tensor, labels: Tensor, shape: tuple[int, ...], autocast
+    ) -> dict[str, Tensor]:
         """The loss terms of one step: the step's draws (flips, timesteps, noise, label dropout), the noised
         input and the stage's loss of the model on it."""
         config = self.config
@@ -491,7 +502,8 @@ def _progress(enabled: bool, total: int, start: int):
     return update
 
 
-def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False,
-          device: str | None = None) -> dict:  # fmt: skip
+def train(
+    config: RunConfig, out: str | Path, resume: bool = False, progress: bool = False, device: str | None = None
+) -> dict:
     """Train (or resume) the run ``config`` in folder ``out``; returns the done.json summary."""
     return Trainer(config, out, resume=resume, progress=progress, device=device).run()

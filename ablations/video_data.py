@@ -79,8 +79,15 @@ class VideoShapes(Dataset):
     KINDS = ("disk", "square", "ring", "cross", "bar")
     MOTIONS = ("slide", "orbit")
 
-    def __init__(self, size: int = 16, frames: int = 16, interval: int = 1, length: int = 10_000,
-                 num_classes: int = 10, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        size: int = 16,
+        frames: int = 16,
+        interval: int = 1,
+        length: int = 10_000,
+        num_classes: int = 10,
+        seed: int = 0,
+    ):
         if num_classes > len(self.KINDS) * len(self.MOTIONS):
             raise ValueError(f"videoshapes has at most {len(self.KINDS) * len(self.MOTIONS)} classes")
         self.size, self.frames, self.interval, self.length = size, frames, interval, length
@@ -189,8 +196,17 @@ class UCF101(Dataset):
     of the official split ``fold`` (1-3); classes are numbered as ``classInd.txt`` (minus one). Class folder
     names are matched without regard to case (the official lists spell one class two ways)."""
 
-    def __init__(self, root: str | Path, split: str = "train", size: int = 256, frames: int = 16,
-                 interval: int = UCF101_INTERVAL, fold: int = 1, clips_per_video: int = 1, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        size: int = 256,
+        frames: int = 16,
+        interval: int = UCF101_INTERVAL,
+        fold: int = 1,
+        clips_per_video: int = 1,
+        seed: int = 0,
+    ):
         root = Path(root)
         videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
         if split not in ("train", "test"):
@@ -247,8 +263,9 @@ class UCF101(Dataset):
         return resize_center_crop(clip, self.size), label
 
 
-def open_video_dataset(name: str, root: str | Path, size: int, frames: int = 16, interval: int | None = None,
-                       split: str = "train") -> Dataset:  # fmt: skip
+def open_video_dataset(
+    name: str, root: str | Path, size: int, frames: int = 16, interval: int | None = None, split: str = "train"
+) -> Dataset:
     """A video data set by name: clips of ``frames`` frames at ``size`` pixels, every ``interval``-th frame
     (default: 3 for UCF-101, Latte's; 1 for the shapes). Missing files raise ``DatasetMissing`` naming the fix."""
     if frames < 1:

@@ -30,8 +30,15 @@ def baseline_rows(models: list[str] | None = None) -> list[dict]:
                 count = count_flops(name, parse_resolution(res), model=model)
             except UserError:  # not divisible by this entry's patch grid
                 continue
-            common = dict(model=name, resolution=count.resolution, batch=1, dtype="float32", device="meta",
-                          status="ok", source="bench.baseline")  # fmt: skip
+            common = dict(
+                model=name,
+                resolution=count.resolution,
+                batch=1,
+                dtype="float32",
+                device="meta",
+                status="ok",
+                source="bench.baseline",
+            )
             rows.append(dict(common, metric="gmacs", value=repr(count.macs / 1e9), unit="GMAC"))
             rows.append(dict(common, metric="params_m", value=repr(count.params / 1e6), unit="M params"))
     return rows

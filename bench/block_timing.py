@@ -89,8 +89,14 @@ def _grid(res: str) -> tuple[int, int]:
     return h // 16, w // 16
 
 
-def t2md_blocks(res: str, repeats: int = 1, parts: tuple[str, ...] = ("block",), kinds=("SA", "HM", "WM"),
-                paths: tuple[str, ...] = ("fast",), gemm: float | None = None) -> list[BlockTiming]:  # fmt: skip
+def t2md_blocks(
+    res: str,
+    repeats: int = 1,
+    parts: tuple[str, ...] = ("block",),
+    kinds=("SA", "HM", "WM"),
+    paths: tuple[str, ...] = ("fast",),
+    gemm: float | None = None,
+) -> list[BlockTiming]:
     """Full-width T2MD/PixArt blocks (``part`` "block" = the whole T2I block, "mixer" = its token mixer) at
     the token grid of ``res``. ``paths``: "fast" (this code) and/or "reference" (the earlier code path:
     projections per direction, PyTorch SSD and conv)."""
@@ -112,8 +118,14 @@ def t2md_blocks(res: str, repeats: int = 1, parts: tuple[str, ...] = ("block",),
 
                     def inputs():
                         d = T2MD_WIDTH
-                        return (torch.randn(1, tokens, d), torch.randn(1, 6 * d), torch.randn(1, CAPTION_TOKENS, d),
-                                None, h, w)  # fmt: skip
+                        return (
+                            torch.randn(1, tokens, d),
+                            torch.randn(1, 6 * d),
+                            torch.randn(1, CAPTION_TOKENS, d),
+                            None,
+                            h,
+                            w,
+                        )
 
                     make = build
                 else:
@@ -170,8 +182,12 @@ def composed_t2md_speedup(res: str, threads: int = 1, repeats: int = 1) -> dict:
     }
 
 
-def mamba1_mixers(repeats: int = 1, paths: tuple[str, ...] = ("fast",), gemm: float | None = None,
-                  cases: tuple[str, ...] = ("dim-teng-h", "dim-mo-xl")) -> list[BlockTiming]:  # fmt: skip
+def mamba1_mixers(
+    repeats: int = 1,
+    paths: tuple[str, ...] = ("fast",),
+    gemm: float | None = None,
+    cases: tuple[str, ...] = ("dim-teng-h", "dim-mo-xl"),
+) -> list[BlockTiming]:
     """Mamba-1 token mixers as the registry builds them: DiM-Teng-H (Vim v2, width 1536) at 64x64 tokens
     and DiM-Mo-XL (shared dt projection, width 1152) at 32x32 tokens."""
     from zoo.layers.mamba import Mamba
@@ -185,9 +201,16 @@ def mamba1_mixers(repeats: int = 1, paths: tuple[str, ...] = ("fast",), gemm: fl
         for case in cases:
             width, tokens, kwargs = specs[case]
             out.append(
-                _time_module(f"{case} mamba1 mixer", lambda w=width, k=kwargs: Mamba(w, **k),
-                             lambda w=width, n=tokens: (torch.randn(1, n, w),), tokens, gemm, repeats, path)
-            )  # fmt: skip
+                _time_module(
+                    f"{case} mamba1 mixer",
+                    lambda w=width, k=kwargs: Mamba(w, **k),
+                    lambda w=width, n=tokens: (torch.randn(1, n, w),),
+                    tokens,
+                    gemm,
+                    repeats,
+                    path,
+                )
+            )
     return out
 
 

@@ -14,18 +14,30 @@ from bench.memory import measure_memory
 from mambabench.errors import UserError
 
 
-def run_case(model: str, res: str, metric: str, batch: int, device: str, dtype: str, threads: int,
-             min_time: float) -> dict:  # fmt: skip
+def run_case(
+    model: str, res: str, metric: str, batch: int, device: str, dtype: str, threads: int, min_time: float
+) -> dict:
     resolution = parse_resolution(res)
     if metric == "flops":
         c = count_flops(model, resolution, batch)
-        return {"gmacs": c.macs / 1e9, "gflops": c.flops / 1e9, "params_m": c.params / 1e6,
-                "tokens": c.tokens, "seq_len": c.seq_len}  # fmt: skip
+        return {
+            "gmacs": c.macs / 1e9,
+            "gflops": c.flops / 1e9,
+            "params_m": c.params / 1e6,
+            "tokens": c.tokens,
+            "seq_len": c.seq_len,
+        }
     if metric == "latency":
         r = measure_latency(model, resolution, batch, device, dtype, threads, min_time=min_time)
         backends = ";".join(f"{k}={v}" for k, v in sorted(r.backends.items()))
-        return {"median_ms": 1e3 * r.median_s, "iqr_ms": 1e3 * r.iqr_s, "min_ms": 1e3 * r.min_s,
-                "samples_per_s": r.samples_per_s, "runs": r.runs, "backends": backends}  # fmt: skip
+        return {
+            "median_ms": 1e3 * r.median_s,
+            "iqr_ms": 1e3 * r.iqr_s,
+            "min_ms": 1e3 * r.min_s,
+            "samples_per_s": r.samples_per_s,
+            "runs": r.runs,
+            "backends": backends,
+        }
     if metric == "memory":
         m = measure_memory(model, resolution, batch, device, dtype, threads).as_dict()
         return {

@@ -53,8 +53,9 @@ class FlopCount:
         return math.prod(self.input_shape[2:]) // self.patch_size**2
 
 
-def count_flops(name: str, res: Resolution, batch: int = 1, model: torch.nn.Module | None = None,
-                **overrides) -> FlopCount:  # fmt: skip
+def count_flops(
+    name: str, res: Resolution, batch: int = 1, model: torch.nn.Module | None = None, **overrides
+) -> FlopCount:
     """Forward FLOPs of ``name`` on one ``res`` batch (images, or clips for a video entry), counted on the meta
     device. ``model``: the entry already built on meta (with these ``overrides``), to count it at several sizes
     without building it again (models take any size their patch grid divides)."""

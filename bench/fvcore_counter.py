@@ -33,25 +33,38 @@ def _handles() -> dict:
         return attention_flops(_shape(inputs[0]), _shape(inputs[1]), _shape(inputs[2])) // 2
 
     def selective_scan(inputs, outputs):
-        return selective_scan_flops(_shape(inputs[0]), _shape(inputs[2]), _shape(inputs[5]) is not None,
-                                    _shape(inputs[6]) is not None) // 2  # fmt: skip
+        return (
+            selective_scan_flops(
+                _shape(inputs[0]), _shape(inputs[2]), _shape(inputs[5]) is not None, _shape(inputs[6]) is not None
+            )
+            // 2
+        )
 
     def ssd_scan(inputs, outputs):
-        return ssd_scan_flops(_shape(inputs[0]), _shape(inputs[3]), _shape(inputs[5]) is not None,
-                              _shape(inputs[6]) is not None) // 2  # fmt: skip
+        return (
+            ssd_scan_flops(
+                _shape(inputs[0]), _shape(inputs[3]), _shape(inputs[5]) is not None, _shape(inputs[6]) is not None
+            )
+            // 2
+        )
 
     def causal_conv1d(inputs, outputs):
         return causal_conv1d_flops(_shape(inputs[0]), _shape(inputs[1])) // 2
 
-    return {"zoo::attention": attention, "zoo::selective_scan": selective_scan, "zoo::ssd_scan": ssd_scan,
-            "zoo::causal_conv1d": causal_conv1d}  # fmt: skip
+    return {
+        "zoo::attention": attention,
+        "zoo::selective_scan": selective_scan,
+        "zoo::ssd_scan": ssd_scan,
+        "zoo::causal_conv1d": causal_conv1d,
+    }
 
 
 MAX_TMACS = 1.0  # about a minute of fp32 CPU forward on one core
 
 
-def fvcore_macs(name: str, res: Resolution, batch: int = 1, counted_macs: float | None = None
-                ) -> tuple[float, dict[str, int]]:  # fmt: skip
+def fvcore_macs(
+    name: str, res: Resolution, batch: int = 1, counted_macs: float | None = None
+) -> tuple[float, dict[str, int]]:
     """(total MACs, MACs by traced operator) of one forward pass, counted by fvcore on the CPU.
     ``counted_macs`` (ours, on meta) guards the size: over ``MAX_TMACS`` is a ValueError."""
     if counted_macs is not None and counted_macs > MAX_TMACS * 1e12:

@@ -61,8 +61,10 @@ def case_resolution(entry: ModelEntry, res: Resolution) -> Resolution:
     if entry.inputs.frames:
         return res if res.frames else Resolution(res.width, res.height, entry.inputs.frames)
     if res.frames:
-        raise UserError(f"{entry.name} is an image model and takes no frame count ({res}): drop --frames, or "
-                         f"choose a video entry ({', '.join(video_entries())})")  # fmt: skip
+        raise UserError(
+            f"{entry.name} is an image model and takes no frame count ({res}): drop --frames, or "
+            f"choose a video entry ({', '.join(video_entries())})"
+        )
     return res
 
 

@@ -158,10 +158,20 @@ def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, thr
             if column.startswith("paper_") or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             timed = column.endswith(("_ms", "_s", "speedup", "_per_s"))
-            out.append(Measurement(model, column, float(value), "", str(row.get("resolution", "")),
-                                   dtype=dtype if timed else "float32", device=device if timed else "meta",
-                                   source=f"bench paper {name}", variant=f"threads={threads}" if timed else "",
-                                   config={k: v for k, v in row.items() if isinstance(v, str)}))  # fmt: skip
+            out.append(
+                Measurement(
+                    model,
+                    column,
+                    float(value),
+                    "",
+                    str(row.get("resolution", "")),
+                    dtype=dtype if timed else "float32",
+                    device=device if timed else "meta",
+                    source=f"bench paper {name}",
+                    variant=f"threads={threads}" if timed else "",
+                    config={k: v for k, v in row.items() if isinstance(v, str)},
+                )
+            )
     return out
 
 

@@ -66,8 +66,14 @@ def _mark_crossovers(ax, series: dict, pairs, to_x, unit: str) -> None:
     for mamba, attention, frames, x in _pair_crossovers(series, pairs):
         clip = f" ({frames} frames)" if frames else ""
         ax.axvline(to_x(x), color="grey", linestyle="--")
-        ax.annotate(f"{mamba} cheaper than {attention}{clip}\nbeyond ≈{to_x(x):.0f} {unit}", (to_x(x), 0.02),
-                    xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="bottom")  # fmt: skip
+        ax.annotate(
+            f"{mamba} cheaper than {attention}{clip}\nbeyond ≈{to_x(x):.0f} {unit}",
+            (to_x(x), 0.02),
+            xycoords=("data", "axes fraction"),
+            fontsize=8,
+            rotation=90,
+            va="bottom",
+        )
 
 
 def _log_log_plot(series: dict, to_x, pairs, unit: str, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
@@ -99,13 +105,31 @@ class _Plot:
 
 
 _PLOTS = (
-    _Plot("cost", "flops", "tokens", "gmacs", lambda x: x, "tokens", "cost_vs_tokens.png",
-          "patch tokens (latent grid / patch², times frames for a clip)", "GMACs per forward (batch 1, counted)",
-          "Forward cost vs tokens"),
-    _Plot("latency", "latency", "pixels", "median_ms", math.sqrt, "px", "latency_vs_resolution.png",
-          "resolution (√(W·H) pixels of an image or frame)", "median latency per forward (ms, {device})",
-          "Latency vs resolution"),
-)  # fmt: skip
+    _Plot(
+        "cost",
+        "flops",
+        "tokens",
+        "gmacs",
+        lambda x: x,
+        "tokens",
+        "cost_vs_tokens.png",
+        "patch tokens (latent grid / patch², times frames for a clip)",
+        "GMACs per forward (batch 1, counted)",
+        "Forward cost vs tokens",
+    ),
+    _Plot(
+        "latency",
+        "latency",
+        "pixels",
+        "median_ms",
+        math.sqrt,
+        "px",
+        "latency_vs_resolution.png",
+        "resolution (√(W·H) pixels of an image or frame)",
+        "median latency per forward (ms, {device})",
+        "Latency vs resolution",
+    ),
+)
 
 
 def _side_px(rows: list[dict], model: str, frames: int, tokens: float) -> float | None:
@@ -127,8 +151,11 @@ def crossovers(csv_path: Path, pairs: list[tuple[str, str]]) -> list[dict]:
     for p in _PLOTS:
         for mamba, attention, frames, x in _pair_crossovers(_series(rows, p.metric, p.x, p.y), pairs):
             side = p.to_x(x) if p.unit == "px" else _side_px(rows, mamba, frames, x)
-            out.append(dict(plot=p.name, mamba=mamba, attention=attention, frames=frames, x=p.to_x(x), unit=p.unit,
-                            side_px=side))  # fmt: skip
+            out.append(
+                dict(
+                    plot=p.name, mamba=mamba, attention=attention, frames=frames, x=p.to_x(x), unit=p.unit, side_px=side
+                )
+            )
     return out
 
 
@@ -141,6 +168,9 @@ def plot_sweep(csv_path: Path, out_dir: Path, pairs: list[tuple[str, str]] = ())
         series = _series(rows, p.metric, p.x, p.y)
         if series:
             device = next((r["device"] for r in rows if r["metric"] == p.metric), "?")
-            written.append(_log_log_plot(series, p.to_x, pairs, p.unit, out_dir / p.file, p.xlabel,
-                                         p.ylabel.format(device=device), p.title))  # fmt: skip
+            written.append(
+                _log_log_plot(
+                    series, p.to_x, pairs, p.unit, out_dir / p.file, p.xlabel, p.ylabel.format(device=device), p.title
+                )
+            )
     return written

@@ -74,7 +74,10 @@ def resolve_groups(groups: list[SweepGroup], frames: list[int] | tuple[int, ...]
     for group in groups:
         for name in group.models:
             entry = get_entry(name)
-            sizes = [str(case_resolution(entry, parse_resolution(r, f))) for r in group.resolutions
-                     for f in (frames or [None])]  # fmt: skip
+            sizes = [
+                str(case_resolution(entry, parse_resolution(r, f)))
+                for r in group.resolutions
+                for f in (frames or [None])
+            ]
             resolved.append(SweepGroup((name,), tuple(dict.fromkeys(sizes)), group.metrics))
     return resolved

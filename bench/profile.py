@@ -50,9 +50,41 @@ _OP_CATEGORIES = {
     "aten::mkldnn_convolution": "conv",
     "aten::conv2d": "conv",
 }
-_ELEMENTWISE = ("norm", "mul", "add", "sub", "div", "silu", "gelu", "tanh", "sigmoid", "exp", "copy", "cat", "index",
-                "clone", "contiguous", "pow", "rsqrt", "mean", "softplus", "flip", "where", "fill", "zero", "sum",
-                "neg", "reshape", "view", "transpose", "permute", "split", "chunk", "to", "empty")  # fmt: skip
+_ELEMENTWISE = (
+    "norm",
+    "mul",
+    "add",
+    "sub",
+    "div",
+    "silu",
+    "gelu",
+    "tanh",
+    "sigmoid",
+    "exp",
+    "copy",
+    "cat",
+    "index",
+    "clone",
+    "contiguous",
+    "pow",
+    "rsqrt",
+    "mean",
+    "softplus",
+    "flip",
+    "where",
+    "fill",
+    "zero",
+    "sum",
+    "neg",
+    "reshape",
+    "view",
+    "transpose",
+    "permute",
+    "split",
+    "chunk",
+    "to",
+    "empty",
+)
 CATEGORIES = ("linear", "attention", "scan", "conv", "norm/elementwise", "other")
 
 
@@ -158,8 +190,10 @@ def profile_model(name: str, res: Resolution, batch: int = 1, threads: int = 1, 
     counted_cat, counted_block, total_macs = _counted(entry, res, batch)
     gemm = gemm_rate()
     model = entry.build().eval()
-    x, t, y = (None if v is None else (torch.zeros(v.shape, dtype=v.dtype) if v.dtype == torch.long
-               else torch.randn(v.shape)) for v in example_inputs(entry, res, model.patch_size, batch))  # fmt: skip
+    x, t, y = (
+        None if v is None else (torch.zeros(v.shape, dtype=v.dtype) if v.dtype == torch.long else torch.randn(v.shape))
+        for v in example_inputs(entry, res, model.patch_size, batch)
+    )
     t = torch.full_like(t, 500.0)
     block_time: dict[str, float] = {}
     block_calls: dict[str, int] = {}
@@ -180,8 +214,9 @@ def profile_model(name: str, res: Resolution, batch: int = 1, threads: int = 1, 
             model(x, t, y)
         # one plain forward timed by block hooks (no profiler overhead), then one under the profiler for
         # the op categories, whose shares are applied to the plain forward's time
-        hooks = [h for _, b in _blocks(model) for h in (b.register_forward_pre_hook(pre),
-                                                        b.register_forward_hook(post))]  # fmt: skip
+        hooks = [
+            h for _, b in _blocks(model) for h in (b.register_forward_pre_hook(pre), b.register_forward_hook(post))
+        ]
         start = time.perf_counter()
         model(x, t, y)
         total = time.perf_counter() - start
@@ -208,7 +243,7 @@ def profile_model(name: str, res: Resolution, batch: int = 1, threads: int = 1, 
             counted_cat.get(c) if c in ("linear", "attention", "scan", "conv") else None,
             calls=0,
             gemm_gmacs_per_s=gemm,
-        )  # fmt: skip
+        )
         for c in CATEGORIES
     ]
     for label, secs in block_time.items():

@@ -99,9 +99,27 @@ def classify_failure(returncode: int, stderr: str) -> tuple[str, str]:
 
 def run_case_subprocess(model: str, resolution: str, metric: str, settings: SweepSettings) -> tuple[str, str, dict]:
     """Run one case in a fresh Python process: (status, detail, measured values)."""
-    command = [sys.executable, "-m", "bench.case", "--model", model, "--res", resolution, "--metric", metric,
-               "--batch", str(settings.batch), "--device", settings.device, "--dtype", settings.dtype,
-               "--threads", str(settings.threads), "--min-time", str(settings.min_time)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.case",
+        "--model",
+        model,
+        "--res",
+        resolution,
+        "--metric",
+        metric,
+        "--batch",
+        str(settings.batch),
+        "--device",
+        settings.device,
+        "--dtype",
+        settings.dtype,
+        "--threads",
+        str(settings.threads),
+        "--min-time",
+        str(settings.min_time),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=settings.timeout_s)
     except subprocess.TimeoutExpired:
@@ -116,8 +134,19 @@ def run_flops_batch(model: str, resolutions: list[str], settings: SweepSettings)
     """FLOP counts of one model at several sizes in one process (counting on the meta device cannot run out of
     memory, and one import instead of one per size makes the quick sweep minutes faster). Sizes whose count
     did not come back are left out, so the caller runs them one by one."""
-    command = [sys.executable, "-m", "bench.case", "--model", model, "--res", *resolutions, "--metric", "flops",
-               "--batch", str(settings.batch)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.case",
+        "--model",
+        model,
+        "--res",
+        *resolutions,
+        "--metric",
+        "flops",
+        "--batch",
+        str(settings.batch),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=settings.timeout_s)
     except subprocess.TimeoutExpired:
@@ -159,9 +188,17 @@ def run_sweep(
                 batch = run_flops_batch(model, pending, settings) if pending else {}
             for resolution in ordered:
                 res = parse_resolution(resolution)
-                row = dict(model=model, resolution=str(res), metric=metric, batch=settings.batch,
-                           device=settings.device, dtype=settings.dtype, threads=settings.threads,
-                           pixels=res.width * res.height, frames=res.frames)  # fmt: skip
+                row = dict(
+                    model=model,
+                    resolution=str(res),
+                    metric=metric,
+                    batch=settings.batch,
+                    device=settings.device,
+                    dtype=settings.dtype,
+                    threads=settings.threads,
+                    pixels=res.width * res.height,
+                    frames=res.frames,
+                )
                 if case_key(row) in done:
                     continue
                 with claim_byte(lock, _case_byte(case_key(row))) as mine:
@@ -189,12 +226,20 @@ def sweep_case_job(model: str, resolution: str, metric: str, settings: SweepSett
     from results.store import ResultsStore
 
     recorder = ResultsStore(job_folder / "results.sqlite").recorder()
-    run_sweep([model], [resolution], [metric], job_folder / "sweep.csv", settings, force=True,
-              on_row=lambda row: recorder.add(row_measurements(row)))  # fmt: skip
+    run_sweep(
+        [model],
+        [resolution],
+        [metric],
+        job_folder / "sweep.csv",
+        settings,
+        force=True,
+        on_row=lambda row: recorder.add(row_measurements(row)),
+    )
 
 
-def sweep_cases(models: Iterable[str], resolutions: Iterable[str], metrics: Iterable[str],
-                settings: SweepSettings) -> dict[str, tuple]:  # fmt: skip
+def sweep_cases(
+    models: Iterable[str], resolutions: Iterable[str], metrics: Iterable[str], settings: SweepSettings
+) -> dict[str, tuple]:
     """job key -> (model, resolution, metric) for every case of a sweep."""
     from mambabench.cluster import job_key
 
@@ -203,8 +248,9 @@ def sweep_cases(models: Iterable[str], resolutions: Iterable[str], metrics: Iter
         for metric in metrics:
             for resolution in resolutions:
                 res = str(parse_resolution(resolution))
-                key = job_key(model, res, metric, f"b{settings.batch}", settings.device, settings.dtype,
-                              f"t{settings.threads}")  # fmt: skip
+                key = job_key(
+                    model, res, metric, f"b{settings.batch}", settings.device, settings.dtype, f"t{settings.threads}"
+                )
                 cases[key] = (model, res, metric)
     return cases
 
@@ -236,8 +282,13 @@ def run_sweep_on_cluster(
     if force:
         for key in todo:
             (jobs_dir / key / "done.json").unlink(missing_ok=True)
-    states = run_jobs({key: (sweep_case_job, (*case, settings)) for key, case in todo.items()}, jobs_dir, options,
-                      "mambabench-sweep", log=log)  # fmt: skip
+    states = run_jobs(
+        {key: (sweep_case_job, (*case, settings)) for key, case in todo.items()},
+        jobs_dir,
+        options,
+        "mambabench-sweep",
+        log=log,
+    )
     new = []
     with claim(out_csv.with_name(out_csv.name + ".merge.lock")):
         finished = finished_keys(out_csv)

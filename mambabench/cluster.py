@@ -200,8 +200,10 @@ def run_jobs(
         job = executor.submit(_guarded, function, args, str(job_folder))
         book.record(key, str(job.job_id), options.executor, job_folder)
         submitted[key] = str(job.job_id)
-        log(f"submitted {key}: job {job.job_id} ({options.executor})" + (f" after job {dependency}" if dependency
-                                                                         else ""))  # fmt: skip
+        log(
+            f"submitted {key}: job {job.job_id} ({options.executor})"
+            + (f" after job {dependency}" if dependency else "")
+        )
 
     queue = []
     for key in cases:
@@ -266,20 +268,26 @@ def cli_options():
     import typer
 
     return dict(
-        executor=typer.Option(None, "--executor", help="local | slurm: run each case/variant as a submitit job "
-                              "(default: in this process)."),
+        executor=typer.Option(
+            None,
+            "--executor",
+            help="local | slurm: run each case/variant as a submitit job (default: in this process).",
+        ),
         cluster_config=typer.Option(None, "--cluster-config", help="TOML file with the options below."),
         partition=typer.Option(None, "--partition", help="Slurm partition."),
         account=typer.Option(None, "--account", help="Slurm account."),
         time=typer.Option(None, "--time", help="Minutes per job (default 1440)."),
         nodes=typer.Option(None, "--nodes", help="Nodes per job (training variants)."),
         gpus_per_node=typer.Option(None, "--gpus-per-node", help="GPUs per node."),
-        procs_per_node=typer.Option(None, "--procs-per-node", help="Training processes per node (default: one per "
-                                    "GPU; on CPUs, gloo processes)."),
+        procs_per_node=typer.Option(
+            None,
+            "--procs-per-node",
+            help="Training processes per node (default: one per GPU; on CPUs, gloo processes).",
+        ),
         parallel=typer.Option(None, "--parallel", help="Local executor: jobs at once (default 1)."),
         jobs_dir=typer.Option(None, "--jobs-dir", help="Where job folders and jobs.json live."),
         status=typer.Option(False, "--status", help="Show the state of every job and exit."),
-    )  # fmt: skip
+    )
 
 
 def print_status(folder: Path, keys: list[str], console) -> dict[str, str]:

@@ -59,4 +59,3 @@ def i3d_weights() -> str | None:
 
 def debug() -> bool:
     return _flag("MAMBABENCH_DEBUG")
-

@@ -56,8 +56,17 @@ def show_command(run: int, store: Path = STORE, as_json: bool = typer.Option(Fal
         table.add_column(col)
     for r in rows:
         value = "-" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(r["model"], r["variant"] or "", r["resolution"], r["metric"], value, r["unit"], r["device"],
-                      r["status"], r["detail"][:40])  # fmt: skip
+        table.add_row(
+            r["model"],
+            r["variant"] or "",
+            r["resolution"],
+            r["metric"],
+            value,
+            r["unit"],
+            r["device"],
+            r["status"],
+            r["detail"][:40],
+        )
     console.print(table)
 
 
@@ -80,7 +89,7 @@ def export_command(
 def import_command(
     sources: list[Path] = typer.Argument(
         ..., help="Store files, or folders searched for */results.sqlite (a cluster run's jobs folder)."
-    ),  # fmt: skip
+    ),
     store: Path = STORE,
 ) -> None:
     """Merge other stores' runs into this one (idempotent: a run already imported is skipped)."""
@@ -122,8 +131,17 @@ def compare_command(
     failed = [c for c in results if c.verdict not in PASSING]
     if as_json:
         for c in results:
-            print(json.dumps({"key": c.key, "baseline": c.baseline, "candidate": c.candidate, "verdict": c.verdict,
-                              "tolerance": c.tolerance}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "key": c.key,
+                        "baseline": c.baseline,
+                        "candidate": c.candidate,
+                        "verdict": c.verdict,
+                        "tolerance": c.tolerance,
+                    }
+                )
+            )
     else:
         table = Table(title=f"{baseline} -> {candidate}: {len(failed)} regression(s), failed, NaN or missing row(s)")
         for col in ("model", "variant", "resolution", "metric", "baseline", "candidate", "verdict"):
@@ -131,8 +149,9 @@ def compare_command(
         for c in sorted(results, key=lambda c: c.verdict in PASSING):
             fmt = lambda v: "-" if v is None else f"{v:.6g}"  # noqa: E731
             colour = {"ok": "green", "better": "green", "new": "cyan"}.get(c.verdict, "red")
-            table.add_row(c.key[0], c.key[1], c.key[2], c.key[3], fmt(c.baseline), fmt(c.candidate),
-                          f"[{colour}]{c.verdict}[/]")  # fmt: skip
+            table.add_row(
+                c.key[0], c.key[1], c.key[2], c.key[3], fmt(c.baseline), fmt(c.candidate), f"[{colour}]{c.verdict}[/]"
+            )
         console.print(table)
     raise typer.Exit(1 if failed else 0)
 

@@ -8,8 +8,23 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-COLUMNS = ["model", "variant", "resolution", "metric", "value", "unit", "batch", "dtype", "device", "backend",
-           "status", "detail", "source", "run_id", "config"]  # fmt: skip
+COLUMNS = [
+    "model",
+    "variant",
+    "resolution",
+    "metric",
+    "value",
+    "unit",
+    "batch",
+    "dtype",
+    "device",
+    "backend",
+    "status",
+    "detail",
+    "source",
+    "run_id",
+    "config",
+]
 
 
 def write_csv(rows: list[dict], path: Path, extra: tuple[str, ...] = ()) -> None:

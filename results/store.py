@@ -131,13 +131,17 @@ class ResultsStore:
     def __init__(self, path: str | Path | None = None, create: bool = True):
         self.path, self.origin = store_location(path)
         if not create and not self.path.is_file():
-            raise StoreError(f"no results store at {self.path} ({self.origin}; rule: {STORE_RULE}); a bench or "
-                             "ablations command makes it, or pass --store")  # fmt: skip
+            raise StoreError(
+                f"no results store at {self.path} ({self.origin}; rule: {STORE_RULE}); a bench or "
+                "ablations command makes it, or pass --store"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(f"results store {self.path}: cannot create its folder ({error.strerror}); pass --store "
-                             "with a path you can write") from None  # fmt: skip
+            raise StoreError(
+                f"results store {self.path}: cannot create its folder ({error.strerror}); pass --store "
+                "with a path you can write"
+            ) from None
         self._execute(lambda db: self._initialise(db))
 
     def _initialise(self, db: sqlite3.Connection) -> None:
@@ -172,11 +176,20 @@ class ResultsStore:
             cursor = db.execute(
                 "INSERT INTO runs (started, command, git_commit, git_dirty, host, cpu, gpu, python, torch, packages,"
                 " origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (ctx.get("started", time.time()), ctx.get("command", ""), ctx.get("git_commit", ""),
-                 ctx.get("git_dirty", 0), ctx.get("host", ""), ctx.get("cpu", ""), ctx.get("gpu", ""),
-                 ctx.get("python", ""), ctx.get("torch", ""), ctx.get("packages", "{}"),
-                 ctx.get("origin") or uuid.uuid4().hex),
-            )  # fmt: skip
+                (
+                    ctx.get("started", time.time()),
+                    ctx.get("command", ""),
+                    ctx.get("git_commit", ""),
+                    ctx.get("git_dirty", 0),
+                    ctx.get("host", ""),
+                    ctx.get("cpu", ""),
+                    ctx.get("gpu", ""),
+                    ctx.get("python", ""),
+                    ctx.get("torch", ""),
+                    ctx.get("packages", "{}"),
+                    ctx.get("origin") or uuid.uuid4().hex,
+                ),
+            )
             return int(cursor.lastrowid)
 
         return self._execute(insert)
@@ -184,10 +197,26 @@ class ResultsStore:
     def add(self, run_id: int, measurements: Iterable[Measurement]) -> int:
         """Insert the measurements in one transaction; returns how many."""
         rows = [
-            (run_id, time.time(), m.source, m.model, json.dumps(m.config, sort_keys=True), m.resolution, m.batch,
-             m.dtype, m.device, m.backend, m.metric, m.value, m.unit, m.status, m.detail, m.variant)
+            (
+                run_id,
+                time.time(),
+                m.source,
+                m.model,
+                json.dumps(m.config, sort_keys=True),
+                m.resolution,
+                m.batch,
+                m.dtype,
+                m.device,
+                m.backend,
+                m.metric,
+                m.value,
+                m.unit,
+                m.status,
+                m.detail,
+                m.variant,
+            )
             for m in measurements
-        ]  # fmt: skip
+        ]
         self._execute(
             lambda db: db.executemany(
                 "INSERT INTO measurements (run_id, created, source, model, config, resolution, batch, dtype, device,"
@@ -217,8 +246,13 @@ class ResultsStore:
             run_id = self.start_run({k: run[k] for k in run if k not in ("id", "rows")})
             measurements = other.measurements(run["id"])
             fields = {f for f in Measurement.__dataclass_fields__}
-            self.add(run_id, [Measurement(**{**{k: m[k] for k in fields if k in m}, "config": json.loads(m["config"])})
-                              for m in measurements])  # fmt: skip
+            self.add(
+                run_id,
+                [
+                    Measurement(**{**{k: m[k] for k in fields if k in m}, "config": json.loads(m["config"])})
+                    for m in measurements
+                ],
+            )
             runs, rows = runs + 1, rows + len(measurements)
         return runs, rows
 

@@ -25,17 +25,24 @@ from bench.timer import gemm_rate
 
 
 def table(rows: list[BlockTiming]) -> str:
-    lines = ["| block | path | tokens | GMACs | s | GMAC/s | GEMM peak GMAC/s | share of GEMM |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| block | path | tokens | GMACs | s | GMAC/s | GEMM peak GMAC/s | share of GEMM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.path} | {r.tokens} | {r.macs / 1e9:.1f} | {r.seconds:.3f} | "
-                     f"{r.gmacs_per_s:.1f} | {r.gemm_gmacs_per_s:.1f} | {100 * r.share_of_gemm:.0f}% |")  # fmt: skip
+        lines.append(
+            f"| {r.name} | {r.path} | {r.tokens} | {r.macs / 1e9:.1f} | {r.seconds:.3f} | "
+            f"{r.gmacs_per_s:.1f} | {r.gemm_gmacs_per_s:.1f} | {100 * r.share_of_gemm:.0f}% |"
+        )
     return "\n".join(lines)
 
 
 def composed(rows: list[BlockTiming], path: str) -> tuple[float, float] | None:
-    blocks = {r.name.split()[1]: r for r in rows if r.name.endswith("block") and r.path in (path, "fast")
-              and (r.path == path or r.name.split()[1] == "SA")}  # fmt: skip
+    blocks = {
+        r.name.split()[1]: r
+        for r in rows
+        if r.name.endswith("block") and r.path in (path, "fast") and (r.path == path or r.name.split()[1] == "SA")
+    }
     if not all(k in blocks for k in ("SA", "HM", "WM")):
         return None
     return compose_t2md(blocks["SA"], blocks["HM"], blocks["WM"])
@@ -82,8 +89,7 @@ def main() -> None:
         everything += blocks
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "rows": [r.row() for r in everything]}, f,
-                      indent=1)  # fmt: skip
+            json.dump({"threads": args.threads, "rows": [r.row() for r in everything]}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -110,8 +110,10 @@ def main() -> None:
                 seen.add(key)
                 train_s += config.steps * _train_seconds_per_step(config)
         total = (train_s + sample_s + fid_s) / 3600
-        print(f"| {name} | {len(seen)} | {train_s / 3600:.1f} | {sample_s / 3600:.2f} | {fid_s / 3600:.2f} | "
-              f"{total:.1f} |")  # fmt: skip
+        print(
+            f"| {name} | {len(seen)} | {train_s / 3600:.1f} | {sample_s / 3600:.2f} | {fid_s / 3600:.2f} | "
+            f"{total:.1f} |"
+        )
 
 
 if __name__ == "__main__":

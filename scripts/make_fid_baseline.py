@@ -40,8 +40,11 @@ SMOKE_TOLERANCE = 0.05
 def fid_rows(store: ResultsStore, table: str, preset: str) -> list[dict]:
     """The newest FID row of every identity of ``table`` at ``preset`` in the store."""
     prefix, marker = f"{table}/", f" preset={preset} "
-    rows = {r["variant"]: r for r in store.measurements()
-            if r["metric"] == "fid" and r["variant"].startswith(prefix) and marker in r["variant"]}  # fmt: skip
+    rows = {
+        r["variant"]: r
+        for r in store.measurements()
+        if r["metric"] == "fid" and r["variant"].startswith(prefix) and marker in r["variant"]
+    }
     return list(rows.values())
 
 
@@ -83,8 +86,9 @@ def main() -> None:
         tolerance = seed_tolerances(rows)
     if not rows:
         raise SystemExit(f"no FID rows of {args.table} at preset {args.preset}")
-    write_csv([dict(r, tolerance=tolerance[r["variant"]], run_id="", config="") for r in rows], out,
-              extra=("tolerance",))  # fmt: skip
+    write_csv(
+        [dict(r, tolerance=tolerance[r["variant"]], run_id="", config="") for r in rows], out, extra=("tolerance",)
+    )
     print(f"{len(rows)} rows -> {out}")
 
 

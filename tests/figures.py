@@ -24,5 +24,8 @@ def saved_figures(monkeypatch):
 def drawn_lines(figure) -> dict[str, tuple[list[float], list[float]]]:
     """label -> (x data, y data) of the labelled lines on a saved figure's first axes."""
     (ax, *_) = figure.axes
-    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
-            for line in ax.get_lines() if not line.get_label().startswith("_")}  # fmt: skip
+    return {
+        line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    }

@@ -81,8 +81,9 @@ def test_a_failed_sweep_case_exits_1_and_memory_shows_the_estimate(monkeypatch, 
         return "timeout", "over 1 s", {}
 
     monkeypatch.setattr("bench.cli.memory.run_case_subprocess", timing_out)
-    code, output = _cli(monkeypatch, capsys, "memory", "-m", "dit-tiny", "-r", "32", "--store",
-                        str(tmp_path / "s.sqlite"))  # fmt: skip
+    code, output = _cli(
+        monkeypatch, capsys, "memory", "-m", "dit-tiny", "-r", "32", "--store", str(tmp_path / "s.sqlite")
+    )
     assert code == 1 and "timeout" in output
     row = next(line for line in output.splitlines() if "dit-tiny" in line)
     assert sum(cell.strip().isdigit() for cell in row.split("│")) >= 2  # both estimates, counted on meta
@@ -124,8 +125,12 @@ _SLOW_SWEEP = textwrap.dedent("""
 
 
 def _sweep_process(csv: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _SLOW_SWEEP, str(csv), str(log)], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SWEEP, str(csv), str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
 
 
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
@@ -157,8 +162,17 @@ def test_two_sweeps_on_one_csv_do_not_run_a_case_twice(tmp_path):
 def test_error_rows_are_retried_on_a_rerun(tmp_path):
     outcomes = iter([("error", "RuntimeError: flaky", {}), ("ok", "", {"median_ms": 2.0, "iqr_ms": 0.1})])
     csv = tmp_path / "sweep.csv"
-    run = lambda: run_sweep(["m"], ["32"], ["latency"], csv, SweepSettings(),  # noqa: E731
-                            run_case=lambda *args: next(outcomes))  # fmt: skip
+
+    def run():
+        return run_sweep(
+            ["m"],
+            ["32"],
+            ["latency"],
+            csv,
+            SweepSettings(),
+            run_case=lambda *args: next(outcomes),
+        )
+
     assert [r["status"] for r in run()] == ["error"]
     assert [r["status"] for r in run()] == ["ok"]
     assert run() == [] and [r["status"] for r in read_rows(csv)] == ["error", "ok"]

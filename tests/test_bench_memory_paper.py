@@ -109,8 +109,10 @@ def test_results_plot(tmp_path, saved_figures):
     path = plot_metric(store.measurements(), "gmacs", tmp_path / "p.png")
     assert path.is_file() and len(saved_figures) == 1
     lines = drawn_lines(saved_figures[0])
-    assert lines == {"a (cpu)": ([256.0, 512.0, 1024.0], [256.0, 512.0, 1024.0]),
-                     "b (cpu)": ([256.0, 512.0, 1024.0], [512.0, 1024.0, 2048.0])}  # fmt: skip
+    assert lines == {
+        "a (cpu)": ([256.0, 512.0, 1024.0], [256.0, 512.0, 1024.0]),
+        "b (cpu)": ([256.0, 512.0, 1024.0], [512.0, 1024.0, 2048.0]),
+    }
     ax = saved_figures[0].axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log") and ax.get_ylabel() == "gmacs (GMAC)"
     with pytest.raises(UserError, match="metrics in the store: gmacs"):
@@ -143,11 +145,18 @@ def test_results_plot_draws_clips_a_line_per_clip_length(tmp_path, saved_figures
     assert _point("3840x2160") == (pytest.approx(2880.0), 0) and _point("16x256x256") == (256.0, 16)
     assert _point("1x2x3x4") is None
     store = ResultsStore(tmp_path / "s.sqlite")
-    rows = [Measurement("latte-tiny", "gmacs", float(f * side), "GMAC", f"{f}x{side}x{side}", device="meta")
-            for f in (4, 16) for side in (8, 16)]  # fmt: skip
+    rows = [
+        Measurement("latte-tiny", "gmacs", float(f * side), "GMAC", f"{f}x{side}x{side}", device="meta")
+        for f in (4, 16)
+        for side in (8, 16)
+    ]
     store.add(store.start_run(), rows)
-    assert _series(store.measurements()) == {"latte-tiny (meta, 4 frames)": {8.0: 32.0, 16.0: 64.0},
-                                             "latte-tiny (meta, 16 frames)": {8.0: 128.0, 16.0: 256.0}}  # fmt: skip
+    assert _series(store.measurements()) == {
+        "latte-tiny (meta, 4 frames)": {8.0: 32.0, 16.0: 64.0},
+        "latte-tiny (meta, 16 frames)": {8.0: 128.0, 16.0: 256.0},
+    }
     plot_metric(store.measurements(), "gmacs", tmp_path / "clips.png")
-    assert drawn_lines(saved_figures[-1]) == {"latte-tiny (meta, 16 frames)": ([8.0, 16.0], [128.0, 256.0]),
-                                              "latte-tiny (meta, 4 frames)": ([8.0, 16.0], [32.0, 64.0])}  # fmt: skip
+    assert drawn_lines(saved_figures[-1]) == {
+        "latte-tiny (meta, 16 frames)": ([8.0, 16.0], [128.0, 256.0]),
+        "latte-tiny (meta, 4 frames)": ([8.0, 16.0], [32.0, 64.0]),
+    }

@@ -69,8 +69,9 @@ def test_latency_estimate_and_single_run_with_progress():
     macs, gemm, floor_s = estimate_seconds("t2md-tiny", parse_resolution("512"))
     assert macs > 0 and gemm > 0 and floor_s == pytest.approx(macs / gemm / 1e9)
     seen = []
-    result = measure_latency("t2md-tiny", parse_resolution("512"), single_run=True,
-                             on_block=lambda done, total: seen.append((done, total)))  # fmt: skip
+    result = measure_latency(
+        "t2md-tiny", parse_resolution("512"), single_run=True, on_block=lambda done, total: seen.append((done, total))
+    )
     assert result.runs == 1 and seen == [(1, 3), (2, 3), (3, 3)]
 
 

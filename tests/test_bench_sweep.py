@@ -39,9 +39,13 @@ def test_oom_skips_larger_sizes_and_rerun_resumes(tmp_path: Path):
     rows = run_sweep(["huge", "crash"], ["128", "32", "64"], ["latency"], out, SweepSettings(), run_case=counting)
     status = {(r["model"], r["resolution"]): r["status"] for r in rows}
     assert status == {
-        ("huge", "32x32"): "ok", ("huge", "64x64"): "OOM", ("huge", "128x128"): "skipped",
-        ("crash", "32x32"): "error", ("crash", "64x64"): "error", ("crash", "128x128"): "error",
-    }  # fmt: skip
+        ("huge", "32x32"): "ok",
+        ("huge", "64x64"): "OOM",
+        ("huge", "128x128"): "skipped",
+        ("crash", "32x32"): "error",
+        ("crash", "64x64"): "error",
+        ("crash", "128x128"): "error",
+    }
     assert len(calls) == 5  # the skipped case never ran
     assert len(read_rows(out)) == 6
     again = run_sweep(["huge", "crash"], ["32", "64", "128"], ["latency"], out, run_case=counting)
@@ -59,8 +63,12 @@ def test_crossover_and_plots(tmp_path: Path, saved_figures):
     out = tmp_path / "sweep.csv"
     run_sweep(["attn", "ssm"], ["64", "128", "256", "512"], ["flops", "latency"], out, run_case=fake_case)
     rows = read_rows(out)
-    lat = {m: sorted((float(r["pixels"]), float(r["median_ms"])) for r in rows
-                     if r["model"] == m and r["metric"] == "latency") for m in ("attn", "ssm")}  # fmt: skip
+    lat = {
+        m: sorted(
+            (float(r["pixels"]), float(r["median_ms"])) for r in rows if r["model"] == m and r["metric"] == "latency"
+        )
+        for m in ("attn", "ssm")
+    }
     # attn = t^2/50 and ssm = 2t with t = (side/16)^2 tokens cross at t = 100, a 160 px side; both are power
     # laws, so interpolating in log-log space between 128 and 256 px is exact
     assert abs(crossover(lat["ssm"], lat["attn"]) ** 0.5 - 160) < 1e-6
@@ -110,8 +118,10 @@ def test_clip_rows_carry_frames_and_each_clip_length_is_its_own_line(tmp_path: P
 
 def test_groups_take_frames_per_model_and_the_video_preset_covers_the_issue_shapes():
     groups = resolve_groups([SweepGroup(("dit-tiny", "latte-tiny"), ("8", "16x8"), ("flops",))])
-    assert [(g.models, g.resolutions) for g in groups] == [(("dit-tiny",), ("8x8", "16x8")),
-                                                           (("latte-tiny",), ("4x8x8", "4x16x8"))]  # fmt: skip
+    assert [(g.models, g.resolutions) for g in groups] == [
+        (("dit-tiny",), ("8x8", "16x8")),
+        (("latte-tiny",), ("4x8x8", "4x16x8")),
+    ]
     (group,) = resolve_groups([SweepGroup(("latte-tiny",), ("8", "16x8"), ("flops",))], frames=[2, 3])
     assert group.resolutions == ("2x8x8", "3x8x8", "2x16x8", "3x16x8")
     with pytest.raises(UserError, match="dit-tiny is an image model"):
@@ -140,8 +150,23 @@ def test_cli_sweep_of_clips(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr("bench.sweep.run_flops_batch", in_process)
     out, store = tmp_path / "sweep.csv", tmp_path / "s.sqlite"
-    args = ["sweep", "-m", "latte-tiny", "-r", "8", "--frames", "2", "--frames", "3", "--metric", "flops", "--out",
-            str(out), "--store", str(store)]  # fmt: skip
+    args = [
+        "sweep",
+        "-m",
+        "latte-tiny",
+        "-r",
+        "8",
+        "--frames",
+        "2",
+        "--frames",
+        "3",
+        "--metric",
+        "flops",
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = {r["resolution"]: r for r in read_rows(out)}

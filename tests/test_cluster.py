@@ -24,7 +24,12 @@ def test_options_from_toml_and_command_line(tmp_path: Path):
     config.write_text('executor = "slurm"\npartition = "gpu"\ngpus_per_node = 8\ntime = 600\n')
     options = cluster_options(config, time=60, account="lab")
     assert (options.executor, options.partition, options.gpus_per_node, options.time, options.account) == (
-        "slurm", "gpu", 8, 60, "lab")  # fmt: skip
+        "slurm",
+        "gpu",
+        8,
+        60,
+        "lab",
+    )
     assert options.processes == 8
     config.write_text('executor = "slurm"\nqueue = "x"\n')
     with pytest.raises(ValueError, match="unknown keys"):
@@ -60,13 +65,15 @@ def test_sweep_rows_through_the_executor_equal_the_in_process_ones(tmp_path: Pat
     settings = SweepSettings()
     local = run_sweep(["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "here.csv", settings)
     jobs = tmp_path / "jobs"
-    new, states = run_sweep_on_cluster(["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "there.csv", settings,
-                                       LOCAL, jobs, log=lambda line: None)  # fmt: skip
+    new, states = run_sweep_on_cluster(
+        ["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "there.csv", settings, LOCAL, jobs, log=lambda line: None
+    )
     assert set(states.values()) == {"done"} and len(new) == 2
     strip = lambda rows: sorted((r["resolution"], r["gmacs"], r["params_m"], r["status"]) for r in rows)  # noqa: E731
     assert strip(read_rows(tmp_path / "there.csv")) == strip([{k: str(v) for k, v in r.items()} for r in local])
-    again, _ = run_sweep_on_cluster(["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "there.csv", settings, LOCAL,
-                                    jobs, log=lambda line: None)  # fmt: skip
+    again, _ = run_sweep_on_cluster(
+        ["dit-tiny"], ["32", "64"], ["flops"], tmp_path / "there.csv", settings, LOCAL, jobs, log=lambda line: None
+    )
     assert again == [] and len(read_rows(tmp_path / "there.csv")) == 2  # nothing twice
     from mambabench.cluster import merge_stores
 
@@ -91,11 +98,23 @@ def test_table_variant_through_the_executor_equals_the_committed_smoke_fid(tmp_p
     from ablations.tables.cluster_jobs import run_table_on_cluster
 
     store = ResultsStore(tmp_path / "s.sqlite")
-    states = run_table_on_cluster(get_table("teng-table6"), "smoke", ["1"], [0], LOCAL, tmp_path / "jobs",
-                                  root=tmp_path / "runs", store=store, log=lambda line: None)  # fmt: skip
+    states = run_table_on_cluster(
+        get_table("teng-table6"),
+        "smoke",
+        ["1"],
+        [0],
+        LOCAL,
+        tmp_path / "jobs",
+        root=tmp_path / "runs",
+        store=store,
+        log=lambda line: None,
+    )
     assert states == {"teng-table6-smoke-1-seed0": "done"}
-    baseline = [r for r in load(str(Path(__file__).parents[1] / "results/baselines/teng-table6-smoke-fid.csv"))
-                if "/1@" in r["variant"]]  # fmt: skip
+    baseline = [
+        r
+        for r in load(str(Path(__file__).parents[1] / "results/baselines/teng-table6-smoke-fid.csv"))
+        if "/1@" in r["variant"]
+    ]
     (fid,) = [c for c in compare(baseline, store.measurements()) if c.key[3] == "fid"]
     assert fid.verdict == "ok" and fid.candidate == pytest.approx(fid.baseline, abs=1e-3)
 
@@ -104,8 +123,9 @@ def test_training_job_under_torchrun_with_two_gloo_processes(tmp_path: Path):
     from ablations.experiment import RunConfig
     from ablations.tables.cluster_jobs import _train_under_torchrun
 
-    config = RunConfig(model="dit-tiny", data="builtin", res=16, batch=4, steps=2, ckpt_every=1, log_every=1,
-                       space="pixel")  # fmt: skip
+    config = RunConfig(
+        model="dit-tiny", data="builtin", res=16, batch=4, steps=2, ckpt_every=1, log_every=1, space="pixel"
+    )
     _train_under_torchrun(config, tmp_path / "run", {"final": 2}, 2, 1, 0, "127.0.0.1", tmp_path)
     done = json.loads((tmp_path / "run" / "done.json").read_text())
     assert done["world"] == 2 and done["steps"] == 2

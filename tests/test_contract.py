@@ -47,8 +47,12 @@ def test_every_entry_has_the_contracts_attributes(name):
     joint = type(model).image_joint  # video-image joint training, as declared
     assert ("use_image_num" in params) == joint and ("image_cond" in params) == joint
     # the contract's options are accepted by every family, under the same names
-    options = dict(input_size=model.input_size, in_channels=model.in_channels, num_classes=model.num_classes,
-                   learn_sigma=model.out_channels == 2 * model.in_channels)  # fmt: skip
+    options = dict(
+        input_size=model.input_size,
+        in_channels=model.in_channels,
+        num_classes=model.num_classes,
+        learn_sigma=model.out_channels == 2 * model.in_channels,
+    )
     with torch.device("meta"):
         again = zoo.create_model(name, **options)
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())

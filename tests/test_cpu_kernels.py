@@ -89,8 +89,9 @@ def test_conv_kernel_matches_reference(layout, width, L, silu, with_bias):
     expected = causal_conv1d_reference(refs[0], refs[1], refs[2] if with_bias else None, silu)
     assert _rel_err(out, expected) < 1e-5
     grad = torch.randn_like(out)
-    for g, r in zip(torch.autograd.grad(out, leaves, grad), torch.autograd.grad(expected, refs, grad.double()),
-                    strict=True):  # fmt: skip
+    for g, r in zip(
+        torch.autograd.grad(out, leaves, grad), torch.autograd.grad(expected, refs, grad.double()), strict=True
+    ):
         assert _rel_err(g, r) < 1e-5
 
 
@@ -105,8 +106,9 @@ def test_mamba1_kernel_token_major_and_portable_agree(L):
     delta = (0.5 * torch.randn(2, L, dim) - 2).transpose(1, 2)
     A, D, bias = -torch.rand(dim, n) * 3, torch.randn(dim), 0.1 * torch.randn(dim)
     B, C = torch.randn(2, n, L), torch.randn(2, n, L)
-    expected = selective_scan_reference(*(t.double() for t in (u, delta, A, B[:, None], C[:, None], D, z, bias)),
-                                        delta_softplus=True)  # fmt: skip
+    expected = selective_scan_reference(
+        *(t.double() for t in (u, delta, A, B[:, None], C[:, None], D, z, bias)), delta_softplus=True
+    )
     fast = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
     assert fast.stride(1) == 1 or L == 1
     channel_major = ops.selective_scan(u.contiguous(), delta.contiguous(), A, B, C, D, z.contiguous(), bias, True)
@@ -172,8 +174,9 @@ def test_gated_rmsnorm_kernel_matches_reference(group):
     expected = norm_module.gated_rmsnorm_torch(x.double(), z.double(), w.double(), 1e-5, group)
     assert _rel_err(out, expected) < 1e-5
     grad = torch.randn_like(out)
-    for g, r in zip(torch.autograd.grad(out, [x, z, w], grad), torch.autograd.grad(expected, [x, z, w], grad.double()),
-                    strict=True):  # fmt: skip
+    for g, r in zip(
+        torch.autograd.grad(out, [x, z, w], grad), torch.autograd.grad(expected, [x, z, w], grad.double()), strict=True
+    ):
         assert _rel_err(g, r) < 1e-5
     with pytest.raises(ValueError, match="do not fit"):
         ops.gated_rmsnorm(x, z, w, 1e-5, 7)
@@ -216,8 +219,14 @@ def test_fused_conv_scan_norm_equals_the_composed_ops(reverse, L, groups):
     H, P, N, W = 4, 8, 16, 4
     d_inner, conv_dim = H * P, H * P + 2 * groups * N
     zxbcdt = torch.randn(2, L, d_inner + conv_dim + H + 3)[..., : d_inner + conv_dim + H].requires_grad_(True)
-    params = [torch.randn(conv_dim, W) * 0.5, torch.randn(conv_dim), torch.randn(H) * 0.3, -torch.rand(H) - 0.3,
-              torch.randn(H), torch.rand(d_inner) + 0.5]  # fmt: skip
+    params = [
+        torch.randn(conv_dim, W) * 0.5,
+        torch.randn(conv_dim),
+        torch.randn(H) * 0.3,
+        -torch.rand(H) - 0.3,
+        torch.randn(H),
+        torch.rand(d_inner) + 0.5,
+    ]
     params = [p.requires_grad_(True) for p in params]
     cw, cb, dtb, A, D, nw = params
 
@@ -230,8 +239,7 @@ def test_fused_conv_scan_norm_equals_the_composed_ops(reverse, L, groups):
     assert _rel_err(fused, composed) < 1e-5
     grad = torch.randn_like(fused)
     leaves = [zxbcdt, *params]
-    for g, r in zip(torch.autograd.grad(fused, leaves, grad), torch.autograd.grad(composed, leaves, grad),
-                    strict=True):  # fmt: skip
+    for g, r in zip(torch.autograd.grad(fused, leaves, grad), torch.autograd.grad(composed, leaves, grad), strict=True):
         assert _rel_err(g, r) < 1e-5
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -15,17 +15,29 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_selective_scan_cuda_matches_cpu():
-    args = [torch.randn(2, 32, 100), 0.5 * torch.randn(2, 32, 100), -torch.rand(32, 16),
-            torch.randn(2, 16, 100), torch.randn(2, 16, 100), torch.randn(32), torch.randn(2, 32, 100),
-            0.1 * torch.randn(32)]  # fmt: skip
+    args = [
+        torch.randn(2, 32, 100),
+        0.5 * torch.randn(2, 32, 100),
+        -torch.rand(32, 16),
+        torch.randn(2, 16, 100),
+        torch.randn(2, 16, 100),
+        torch.randn(32),
+        torch.randn(2, 32, 100),
+        0.1 * torch.randn(32),
+    ]
     cpu = ops.selective_scan(*args, delta_softplus=True)
     gpu = ops.selective_scan(*[a.cuda() for a in args], delta_softplus=True)
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
 
 
 def test_ssd_scan_cuda_matches_cpu():
-    args = [torch.randn(1, 300, 4, 16), torch.randn(1, 300, 4), -torch.rand(4), torch.randn(1, 300, 1, 32),
-            torch.randn(1, 300, 1, 32)]  # fmt: skip
+    args = [
+        torch.randn(1, 300, 4, 16),
+        torch.randn(1, 300, 4),
+        -torch.rand(4),
+        torch.randn(1, 300, 1, 32),
+        torch.randn(1, 300, 1, 32),
+    ]
     cpu = ops.ssd_scan(*args, chunk_size=64, D=torch.ones(4), dt_softplus=True)
     gpu = ops.ssd_scan(*[a.cuda() for a in args], chunk_size=64, D=torch.ones(4).cuda(), dt_softplus=True)
     # mamba_ssm's Triton kernels multiply float32 in TF32 (10-bit mantissa): elementwise 1e-3 failed on an H200

@@ -19,8 +19,15 @@ from zoo.ops import _cuda, kernel_choice
 from zoo.ops.dispatch import simulate_device
 
 TOL = {torch.float32: 2e-4, torch.bfloat16: 4e-2}
-_PROBES = ("selective_scan_fn", "mamba_chunk_scan_combined", "mamba_split_conv1d_scan_combined", "causal_conv1d_fn",
-           "flash_attn_func", "mamba_inner_fn", "mamba_inner_fn_no_out_proj")  # fmt: skip
+_PROBES = (
+    "selective_scan_fn",
+    "mamba_chunk_scan_combined",
+    "mamba_split_conv1d_scan_combined",
+    "causal_conv1d_fn",
+    "flash_attn_func",
+    "mamba_inner_fn",
+    "mamba_inner_fn_no_out_proj",
+)
 
 
 @pytest.fixture
@@ -76,9 +83,16 @@ def _compare(glue, ours, inputs, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_selective_scan_glue(dtype, cuda_oracles):
     torch.manual_seed(0)
-    inputs = [torch.randn(2, 16, 40), 0.5 * torch.randn(2, 16, 40) - 1, -torch.rand(16, 8) - 0.1,
-              torch.randn(2, 8, 40), torch.randn(2, 8, 40), torch.randn(16), torch.randn(2, 16, 40),
-              0.1 * torch.randn(16)]  # fmt: skip
+    inputs = [
+        torch.randn(2, 16, 40),
+        0.5 * torch.randn(2, 16, 40) - 1,
+        -torch.rand(16, 8) - 0.1,
+        torch.randn(2, 8, 40),
+        torch.randn(2, 8, 40),
+        torch.randn(16),
+        torch.randn(2, 16, 40),
+        0.1 * torch.randn(16),
+    ]
 
     @_through_cuda_rows(op="selective_scan", backend="mamba_ssm")
     def glue(u, delta, A, B, C, D, z, bias):
@@ -94,8 +108,16 @@ def test_selective_scan_glue(dtype, cuda_oracles):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_ssd_glue(dtype, reverse, cuda_oracles):
     torch.manual_seed(1)
-    inputs = [torch.randn(1, 70, 4, 8), torch.randn(1, 70, 4), -torch.rand(4) - 0.2, torch.randn(1, 70, 2, 8) / 3,
-              torch.randn(1, 70, 2, 8) / 3, torch.randn(4), torch.randn(1, 70, 4, 8), 0.1 * torch.randn(4)]  # fmt: skip
+    inputs = [
+        torch.randn(1, 70, 4, 8),
+        torch.randn(1, 70, 4),
+        -torch.rand(4) - 0.2,
+        torch.randn(1, 70, 2, 8) / 3,
+        torch.randn(1, 70, 2, 8) / 3,
+        torch.randn(4),
+        torch.randn(1, 70, 4, 8),
+        0.1 * torch.randn(4),
+    ]
 
     @_through_cuda_rows(op="ssd_scan", backend="mamba_ssm")
     def glue(x, dt, A, B, C, D, z, bias):
@@ -139,8 +161,15 @@ def test_fused_mamba2_glue(dtype, reverse, cuda_oracles):
     torch.manual_seed(4)
     H, P, N, G = 4, 8, 8, 2
     d_inner, conv_dim = H * P, H * P + 2 * G * N
-    inputs = [torch.randn(1, 50, d_inner + conv_dim + H), torch.randn(conv_dim, 4) * 0.5, torch.randn(conv_dim),
-              0.3 * torch.randn(H), -torch.rand(H) - 0.3, torch.randn(H), torch.rand(d_inner) + 0.5]  # fmt: skip
+    inputs = [
+        torch.randn(1, 50, d_inner + conv_dim + H),
+        torch.randn(conv_dim, 4) * 0.5,
+        torch.randn(conv_dim),
+        0.3 * torch.randn(H),
+        -torch.rand(H) - 0.3,
+        torch.randn(H),
+        torch.rand(d_inner) + 0.5,
+    ]
 
     @_through_cuda_rows(op="conv_scan_norm", backend="mamba_ssm-fused")
     def glue(zxbcdt, cw, cb, dtb, A, D, nw):
@@ -160,8 +189,11 @@ def test_fused_mamba1_layer_glue(dtype, form):
     from zoo.layers.mamba import Mamba
 
     torch.manual_seed(5)
-    kwargs = {"unidirectional": dict(d_conv=3), "vim-v2": dict(bimamba=True, divide_out=True),
-              "vim-v2-shared-dt": dict(bimamba=True, share_dt_proj=True)}[form]  # fmt: skip
+    kwargs = {
+        "unidirectional": dict(d_conv=3),
+        "vim-v2": dict(bimamba=True, divide_out=True),
+        "vim-v2-shared-dt": dict(bimamba=True, share_dt_proj=True),
+    }[form]
     layer = Mamba(24, d_state=8, **kwargs)
     fused = Mamba(24, d_state=8, **kwargs).to(dtype)
     fused.load_state_dict(layer.state_dict())
@@ -200,9 +232,20 @@ def test_mamba_ssm_without_causal_conv1d_takes_the_separate_ops(cuda_oracles, mo
     H, P, G, N = 4, 8, 2, 8
     d_inner, conv_dim = H * P, H * P + 2 * G * N
     with _on_cuda_rows("conv_scan_norm", "composed"):
-        ops.conv_scan_norm(torch.randn(1, 20, d_inner + conv_dim + H), torch.randn(conv_dim, 4), torch.randn(conv_dim),
-                           torch.randn(H), -torch.rand(H) - 0.3, torch.randn(H), P, G, torch.rand(d_inner) + 0.5, 1e-5,
-                           d_inner // G, False)  # fmt: skip
+        ops.conv_scan_norm(
+            torch.randn(1, 20, d_inner + conv_dim + H),
+            torch.randn(conv_dim, 4),
+            torch.randn(conv_dim),
+            torch.randn(H),
+            -torch.rand(H) - 0.3,
+            torch.randn(H),
+            P,
+            G,
+            torch.rand(d_inner) + 0.5,
+            1e-5,
+            d_inner // G,
+            False,
+        )
     x, w, b = torch.randn(1, 8, 12), torch.randn(8, 4), torch.randn(8)
     with _on_cuda_rows("causal_conv1d", "torch-conv1d"):
         y = ops.causal_conv1d(x.bfloat16(), w, b, "silu")

@@ -109,8 +109,9 @@ def test_distillation_trains_only_token_mixers_and_each_loss_decreases():
         params = set_trainable(student, "distill")
         frozen = {k: v.clone() for k, v in student.named_parameters() if not v.requires_grad}
         assert "blocks.0.attn.qkv.weight" not in frozen and "blocks.0.mlp.fc1.weight" in frozen
-        values = _train(lambda student=student, key=key: distillation_losses(teacher, student, x, t, y, noise)[key],
-                        params)  # fmt: skip
+        values = _train(
+            lambda student=student, key=key: distillation_losses(teacher, student, x, t, y, noise)[key], params
+        )
         assert values[-1] < values[0], (key, values)
         for name, value in student.named_parameters():
             if name in frozen:

@@ -91,8 +91,17 @@ def test_token_grid_error_names_nearest_sizes():
         token_grid(30, 32, 4)
 
 
-MAMBA1_NAMES = {"in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
-                "dt_proj.bias", "A_log", "D", "out_proj.weight"}  # fmt: skip
+MAMBA1_NAMES = {
+    "in_proj.weight",
+    "conv1d.weight",
+    "conv1d.bias",
+    "x_proj.weight",
+    "dt_proj.weight",
+    "dt_proj.bias",
+    "A_log",
+    "D",
+    "out_proj.weight",
+}
 
 
 def test_mamba1_layout_and_parameter_count():
@@ -102,8 +111,15 @@ def test_mamba1_layout_and_parameter_count():
     E, r = 2 * d, math.ceil(d / 16)
     assert sum(p.numel() for p in m.parameters()) == 3 * E * d + E * (k + 1) + E * (r + 2 * n) + r * E + E + E * n + E
     bi = Mamba(d, bimamba=True)
-    backward = {"conv1d_b.weight", "conv1d_b.bias", "x_proj_b.weight", "dt_proj_b.weight", "dt_proj_b.bias",
-                "A_b_log", "D_b"}  # fmt: skip
+    backward = {
+        "conv1d_b.weight",
+        "conv1d_b.bias",
+        "x_proj_b.weight",
+        "dt_proj_b.weight",
+        "dt_proj_b.bias",
+        "A_b_log",
+        "D_b",
+    }
     assert {name for name, _ in bi.named_parameters()} == MAMBA1_NAMES | backward
 
 
@@ -111,8 +127,16 @@ def test_mamba2_layout_and_t2md_block_size():
     with torch.device("meta"):
         m = Mamba2(1152, d_state=256, headdim=64)
     names = {name for name, _ in m.named_parameters()}
-    assert names == {"in_proj.weight", "conv1d.weight", "conv1d.bias", "dt_bias", "A_log", "D", "norm.weight",
-                     "out_proj.weight"}  # fmt: skip
+    assert names == {
+        "in_proj.weight",
+        "conv1d.weight",
+        "conv1d.bias",
+        "dt_bias",
+        "A_log",
+        "D",
+        "norm.weight",
+        "out_proj.weight",
+    }
     assert m.nheads == 36
     assert abs(sum(p.numel() for p in m.parameters()) / 1e6 - 8.61) < 0.01  # derived in research notes
 

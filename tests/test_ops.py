@@ -86,8 +86,9 @@ def test_selective_scan_long_sequence_and_3d_BC():
     """Several time tiles, 3-D (ungrouped) B/C, and 16-channel lane blocks (the vectorised path)."""
     u, delta, A, B, C, D, z, bias = _selective_scan_inputs(2, 32, 16, 301, 1, True, True, True)
     out = ops.selective_scan(u, delta, A, B[:, 0], C[:, 0], D, z, bias, True)
-    expected = selective_scan_loop(u.double(), delta.double(), A.double(), B.double(), C.double(), D.double(),
-                                   z.double(), bias.double(), True)  # fmt: skip
+    expected = selective_scan_loop(
+        u.double(), delta.double(), A.double(), B.double(), C.double(), D.double(), z.double(), bias.double(), True
+    )
     assert _rel_err(out, expected) < 2e-5
 
 
@@ -139,8 +140,7 @@ def test_ssd_scan_long_sequence_spans_blocks():
     A, B, C = -torch.rand(2), torch.randn(1, 600, 1, 4), torch.randn(1, 600, 1, 4)
     D = torch.randn(2, 3)
     out = ops.ssd_scan(x, dt, A, B, C, 256, D=D, dt_softplus=True)
-    expected = ssd_reference(x.double(), dt.double(), A.double(), B.double(), C.double(), D.double(),
-                             dt_softplus=True)  # fmt: skip
+    expected = ssd_reference(x.double(), dt.double(), A.double(), B.double(), C.double(), D.double(), dt_softplus=True)
     assert _rel_err(out, expected) < 1e-4
 
 
@@ -186,11 +186,23 @@ def test_ops_pass_torch_library_opcheck():
     x = torch.randn(1, 10, 2, 3, requires_grad=True)
     torch.library.opcheck(
         torch.ops.zoo.ssd_scan,
-        (x, torch.randn(1, 10, 2), -torch.rand(2), torch.randn(1, 10, 1, 4), torch.randn(1, 10, 1, 4),
-         None, None, None, True, False, 256),
-    )  # fmt: skip
-    torch.library.opcheck(torch.ops.zoo.causal_conv1d, (torch.randn(1, 4, 9, requires_grad=True),
-                                                        torch.randn(4, 3), None, True, True))  # fmt: skip
+        (
+            x,
+            torch.randn(1, 10, 2),
+            -torch.rand(2),
+            torch.randn(1, 10, 1, 4),
+            torch.randn(1, 10, 1, 4),
+            None,
+            None,
+            None,
+            True,
+            False,
+            256,
+        ),
+    )
+    torch.library.opcheck(
+        torch.ops.zoo.causal_conv1d, (torch.randn(1, 4, 9, requires_grad=True), torch.randn(4, 3), None, True, True)
+    )
     q = torch.randn(1, 2, 5, 4, requires_grad=True)
     torch.library.opcheck(torch.ops.zoo.attention, (q, torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4), None))
 
@@ -219,8 +231,19 @@ def test_ssd_chunk_size_reaches_the_cuda_call_and_the_count():
 
     ssd_module = sys.modules["zoo.ops.ssd"]
     x = torch.randn(1, 8, 2, 4)
-    ssd_module._cuda_ssd(x, torch.rand(1, 8, 2), -torch.rand(2), torch.randn(1, 8, 1, 4), torch.randn(1, 8, 1, 4),
-                         None, None, None, True, chunk_size=64, fn=spy)  # fmt: skip
+    ssd_module._cuda_ssd(
+        x,
+        torch.rand(1, 8, 2),
+        -torch.rand(2),
+        torch.randn(1, 8, 1, 4),
+        torch.randn(1, 8, 1, 4),
+        None,
+        None,
+        None,
+        True,
+        chunk_size=64,
+        fn=spy,
+    )
     assert seen == [64]
     from zoo.layers.mamba import Mamba2
 

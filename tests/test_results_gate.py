@@ -37,18 +37,41 @@ def test_counts_match_the_committed_baseline(model):
 
 def _results(cli_args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     """The `results` command as a user runs it (its console entry point, so errors are one line)."""
-    return subprocess.run([sys.executable, "-m", "results.cli", *cli_args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "results.cli", *cli_args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def _ablation_rows(fids: dict[str, float]) -> list[dict]:
     """Store rows of a table's variants as `ablations run` writes them: one model, one resolution."""
     out = []
     for variant, fid in fids.items():
-        result = dict(table="teng-table6", variant=variant, checkpoint="final", seed=0, preset="smoke",
-                      sampler="dpm-solver", sample_steps=10, cfg=1.0, n_generated=16, n_reference=16, step=30,
-                      config_hash=f"hash-{variant}", model="dim-teng-s/2-cifar10", res=16, device="cpu",
-                      params_m=1.0, run="r", fid=fid, precision=0.5, recall=0.5)  # fmt: skip
+        result = dict(
+            table="teng-table6",
+            variant=variant,
+            checkpoint="final",
+            seed=0,
+            preset="smoke",
+            sampler="dpm-solver",
+            sample_steps=10,
+            cfg=1.0,
+            n_generated=16,
+            n_reference=16,
+            step=30,
+            config_hash=f"hash-{variant}",
+            model="dim-teng-s/2-cifar10",
+            res=16,
+            device="cpu",
+            params_m=1.0,
+            run="r",
+            fid=fid,
+            precision=0.5,
+            recall=0.5,
+        )
         out += [vars(m) for m in measurements(result)]
     return out
 
@@ -59,26 +82,52 @@ def test_each_ablation_variant_is_its_own_row(tmp_path: Path):
     base = _ablation_rows({"1234": 300.0, "12": 301.0, "1": 302.0})
     cand = _ablation_rows({"1234": 300.0, "12": 326.0, "1": 302.0})
     verdicts = {c.key[1].split()[0]: c.verdict for c in compare(base, cand) if c.key[3] == "fid"}
-    assert verdicts == {"teng-table6/1234@final": "ok", "teng-table6/12@final": "regression",
-                        "teng-table6/1@final": "ok"}  # fmt: skip
+    assert verdicts == {
+        "teng-table6/1234@final": "ok",
+        "teng-table6/12@final": "regression",
+        "teng-table6/1@final": "ok",
+    }
     store = ResultsStore(tmp_path / "s.sqlite")
     for rows in (base, cand):
         store.add(store.start_run(), [Measurement(**row) for row in rows])
     write_csv(store.measurements(1), tmp_path / "base.csv")
     assert {"variant", "config"} <= set(next(csv.reader((tmp_path / "base.csv").open())))
-    failed = [c for c in compare(load(str(tmp_path / "base.csv")), load("2", tmp_path / "s.sqlite"))
-              if c.verdict != "ok"]  # fmt: skip
+    failed = [
+        c for c in compare(load(str(tmp_path / "base.csv")), load("2", tmp_path / "s.sqlite")) if c.verdict != "ok"
+    ]
     assert [(c.key[1].split()[0], c.verdict) for c in failed] == [("teng-table6/12@final", "regression")]
 
 
 def _sweep_csv(path: Path, gmacs: float, latency_ms: float, extra: list[dict] = ()) -> Path:
     rows = [
-        dict(model="dit-s/2", resolution="256x256", metric="flops", batch=1, device="cpu", dtype="float32",
-             threads=1, status="ok", gmacs=gmacs, gflops=2 * gmacs, params_m=33.0),
-        dict(model="dit-s/2", resolution="256x256", metric="latency", batch=1, device="cpu", dtype="float32",
-             threads=1, status="ok", median_ms=latency_ms, iqr_ms=1.0, samples_per_s=1000 / latency_ms),
+        dict(
+            model="dit-s/2",
+            resolution="256x256",
+            metric="flops",
+            batch=1,
+            device="cpu",
+            dtype="float32",
+            threads=1,
+            status="ok",
+            gmacs=gmacs,
+            gflops=2 * gmacs,
+            params_m=33.0,
+        ),
+        dict(
+            model="dit-s/2",
+            resolution="256x256",
+            metric="latency",
+            batch=1,
+            device="cpu",
+            dtype="float32",
+            threads=1,
+            status="ok",
+            median_ms=latency_ms,
+            iqr_ms=1.0,
+            samples_per_s=1000 / latency_ms,
+        ),
         *extra,
-    ]  # fmt: skip
+    ]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SWEEP_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -94,9 +143,22 @@ def test_sweep_csvs_compare_and_a_retried_case_counts_once(tmp_path: Path):
     assert verdicts["latency_iqr"] == "ok"  # a spread is never gated
     result = _results(["compare", str(base), str(worse)])
     assert result.returncode == 1 and "regression" in result.stdout
-    failed_then_fixed = [dict(model="dit-s/2", resolution="512x512", metric="latency", batch=1, device="cpu",
-                              dtype="float32", threads=1, status=s, median_ms=m, iqr_ms=1.0, samples_per_s=1)
-                         for s, m in (("timeout", ""), ("ok", 30.0))]  # fmt: skip
+    failed_then_fixed = [
+        dict(
+            model="dit-s/2",
+            resolution="512x512",
+            metric="latency",
+            batch=1,
+            device="cpu",
+            dtype="float32",
+            threads=1,
+            status=s,
+            median_ms=m,
+            iqr_ms=1.0,
+            samples_per_s=1,
+        )
+        for s, m in (("timeout", ""), ("ok", 30.0))
+    ]
     retried = load(str(_sweep_csv(tmp_path / "retried.csv", 6.0, 20.0, failed_then_fixed)))
     medians = [r for r in retried if r["metric"] == "latency_median" and r["resolution"] == "512x512"]
     assert [r["value"] for r in medians] == [30.0]
@@ -110,8 +172,19 @@ def test_directions_nan_and_tolerance_column():
     loose = [dict(r, tolerance="5") if r["metric"] == "fid" else r for r in base]
     assert compare(loose, [dict(r, value=14.0) if r["metric"] == "fid" else r for r in base])[2].verdict == "ok"
     assert compare(base, [dict(r, value=14.0) if r["metric"] == "fid" else r for r in base])[2].verdict == "regression"
-    for metric in ("fid", "sfid", "kid", "is", "precision", "recall", "gmacs", "latency_median", "memory_train_peak",
-                   "profile_scan_s", "train_loss_final"):  # fmt: skip
+    for metric in (
+        "fid",
+        "sfid",
+        "kid",
+        "is",
+        "precision",
+        "recall",
+        "gmacs",
+        "latency_median",
+        "memory_train_peak",
+        "profile_scan_s",
+        "train_loss_final",
+    ):
         rule_for(metric)
     with pytest.raises(CompareError, match="no direction"):
         rule_for("made_up_metric")
@@ -190,8 +263,9 @@ def test_store_location_rule_and_no_empty_runs(tmp_path: Path):
     assert listed.exit_code == 0 and "$MAMBABENCH_RESULTS" in listed.output
     env = {k: v for k, v in os.environ.items() if k != "MAMBABENCH_RESULTS"}
     env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
-    default = subprocess.run([sys.executable, "-m", "results.cli", "list"], capture_output=True, text=True, env=env,
-                             cwd=tmp_path)  # fmt: skip
+    default = subprocess.run(
+        [sys.executable, "-m", "results.cli", "list"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert str(tmp_path / "xdg" / "mambabench" / "results.sqlite") in default.stderr
 
 

@@ -28,8 +28,14 @@ def _write(args):
 def test_round_trip_and_context(tmp_path: Path):
     store = ResultsStore(tmp_path / "r.sqlite")
     run = store.start_run()
-    store.add(run, [Measurement(model="dit-xl/2", metric="gmacs", value=118.6, unit="GMAC", resolution="256x256",
-                                config={"depth": 28})])  # fmt: skip
+    store.add(
+        run,
+        [
+            Measurement(
+                model="dit-xl/2", metric="gmacs", value=118.6, unit="GMAC", resolution="256x256", config={"depth": 28}
+            )
+        ],
+    )
     (row,) = store.measurements(run)
     assert row["model"] == "dit-xl/2" and row["value"] == 118.6 and row["config"] == '{"depth": 28}'
     (info,) = store.runs()
@@ -70,9 +76,12 @@ def test_killed_writer_leaves_every_committed_row(tmp_path: Path):
 
 
 def test_compare_tolerances_and_cli_gate(tmp_path: Path):
-    base = [dict(model="a", resolution="256x256", metric="gmacs", value="100", batch=1, dtype="float32", device="meta"),
-            dict(model="a", resolution="256x256", metric="latency_median", value="10", batch=1, dtype="float32",
-                 device="cpu")]  # fmt: skip
+    base = [
+        dict(model="a", resolution="256x256", metric="gmacs", value="100", batch=1, dtype="float32", device="meta"),
+        dict(
+            model="a", resolution="256x256", metric="latency_median", value="10", batch=1, dtype="float32", device="cpu"
+        ),
+    ]
     same = [dict(r) for r in base]
     slower = [dict(base[0]), dict(base[1], value="12")]
     counted_change = [dict(base[0], value="100.2"), dict(base[1], value="9")]

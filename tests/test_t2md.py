@@ -14,9 +14,17 @@ from zoo.summary import count_parameters
 
 def test_layout_strings():
     mixers = parse_layout(T2MD_LAYOUT)
-    assert len(mixers) == 28 and mixers.count("SA") == 4 and [i for i, m in enumerate(mixers) if m == "SA"] == [
-        0, 7, 14, 21,
-    ]  # fmt: skip
+    assert (
+        len(mixers) == 28
+        and mixers.count("SA") == 4
+        and [i for i, m in enumerate(mixers) if m == "SA"]
+        == [
+            0,
+            7,
+            14,
+            21,
+        ]
+    )
     assert parse_layout("(HM-WM)x14") == ["HM", "WM"] * 14
     assert parse_layout("SAx3") == ["SA"] * 3
     with pytest.raises(ValueError, match="unknown mixer"):

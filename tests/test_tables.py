@@ -101,8 +101,16 @@ def _micro(monkeypatch, table_id: str) -> str:
     teacher 8) and 8 samples of 2 sampler steps, so a table of nine runs trains in seconds."""
     table = TABLES[table_id]
     smoke = table.presets["smoke"]
-    micro = replace(smoke, name="micro", steps=6, batch=4, n_samples=8, ref_n=8, sample_steps=2,
-                    teacher_steps=8 if smoke.teacher_steps else None)  # fmt: skip
+    micro = replace(
+        smoke,
+        name="micro",
+        steps=6,
+        batch=4,
+        n_samples=8,
+        ref_n=8,
+        sample_steps=2,
+        teacher_steps=8 if smoke.teacher_steps else None,
+    )
     monkeypatch.setitem(table.presets, "micro", micro)
     for variant in table.variants:  # a variant's values for the smoke model (T2MD's layouts) hold at micro
         if "smoke" in variant.preset_overrides:
@@ -117,8 +125,17 @@ def test_tables_run_end_to_end_resume_and_report(tmp_path, monkeypatch):
     monkeypatch.setattr("ablations.evaluate.InceptionFeatures", PixelFeatures)
     runner, runs = CliRunner(), tmp_path / "runs"
     store = ["--store", str(tmp_path / "store.sqlite")]
-    teng = ["run", "teng-table6", "--preset", _micro(monkeypatch, "teng-table6"), "--runs", str(runs), "--threads",
-            "1", *store]  # fmt: skip
+    teng = [
+        "run",
+        "teng-table6",
+        "--preset",
+        _micro(monkeypatch, "teng-table6"),
+        "--runs",
+        str(runs),
+        "--threads",
+        "1",
+        *store,
+    ]
     out = _run(runner, teng)
     assert "8 generated vs 8 reference" in out and "17.6" in out  # ours beside the paper's
     table = TABLES["teng-table6"]
@@ -134,8 +151,20 @@ def test_tables_run_end_to_end_resume_and_report(tmp_path, monkeypatch):
     same = [variant_config(t, t.reference, t.presets["smoke"]) for t in (t4, t6)]
     assert same[0] == same[1]
 
-    out = _run(runner, ["run", "table1", "--preset", _micro(monkeypatch, "t2md-table1"), "--runs", str(runs),
-                        "--threads", "1", *store])  # fmt: skip
+    out = _run(
+        runner,
+        [
+            "run",
+            "table1",
+            "--preset",
+            _micro(monkeypatch, "t2md-table1"),
+            "--runs",
+            str(runs),
+            "--threads",
+            "1",
+            *store,
+        ],
+    )
     assert "GenEval" in out and "0.485" in out
     table = TABLES["t2md-table1"]
     report = _run(runner, ["report", "table1", "--preset", "micro", "--runs", str(runs), "--json"])
@@ -146,8 +175,11 @@ def test_tables_run_end_to_end_resume_and_report(tmp_path, monkeypatch):
     assert {p.name for p in folder.iterdir()} >= {"report.csv", "report.md", "report.png", "results.json"}
     students = [json.loads(p.read_text()) for p in (runs / "runs").glob("t2md-*/config.json")]
     assert len(students) == 8 and all(s["distill"] is None or s["distill"]["teacher"] for s in students)
-    teacher = next(json.loads(p.read_text()) for p in (runs / "runs").glob("*/config.json")
-                   if json.loads(p.read_text())["model"] == "pixart-alpha-xl/2")  # fmt: skip
+    teacher = next(
+        json.loads(p.read_text())
+        for p in (runs / "runs").glob("*/config.json")
+        if json.loads(p.read_text())["model"] == "pixart-alpha-xl/2"
+    )
     assert teacher["steps"] == 8  # the teacher's own step count
 
     from results.store import ResultsStore
@@ -271,8 +303,9 @@ def test_killed_table_run_resumes_and_records_each_score_once(tmp_path, monkeypa
     runs, store = tmp_path / "runs", tmp_path / "store.sqlite"
     args = ["run", "teng-table6", "--preset", "smoke", "--variant", "1", "--runs", str(runs), "--store", str(store)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    first = subprocess.Popen([sys.executable, "-m", "ablations.cli", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ablations.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(checkpoint_step(f) for f in (runs / "runs").glob("*")):
         time.sleep(0.2)

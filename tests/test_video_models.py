@@ -168,8 +168,16 @@ def test_image_frames_stay_out_of_the_temporal_blocks(name):
         alone = model(clip, t, y)
         other = model(torch.cat([clip, images.flip(2)], dim=2), t, y, use_image_num=2)
         other_clip = model(torch.cat([clip.flip(2), images], dim=2), t, y, use_image_num=2)
-        own = lambda labels: model(torch.cat([clip, images], dim=2), t, y, use_image_num=2,  # noqa: E731
-                                   image_cond=torch.tensor([labels]))  # fmt: skip
+
+        def own(labels):
+            return model(
+                torch.cat([clip, images], dim=2),
+                t,
+                y,
+                use_image_num=2,
+                image_cond=torch.tensor([labels]),
+            )
+
         relabelled, as_clip = own([5, 7]), own([3, 3])
     assert torch.allclose(joint[:, :, :4], alone, atol=1e-5)  # the images do not reach the clip
     assert torch.allclose(other[:, :, :4], alone, atol=1e-5)

@@ -128,8 +128,9 @@ class JointStandIn(nn.Module):
 
 
 def test_image_joint_training_appends_frames_of_other_clips(tmp_path, monkeypatch):
-    inputs = entries.InputSpec(in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10,
-                                frames=4)  # fmt: skip
+    inputs = entries.InputSpec(
+        in_channels=3, latent=False, image_size=8, conditioning="class", num_classes=10, frames=4
+    )
     entry = entries.ModelEntry("test-video-joint", "test", JointStandIn, {}, inputs)
     monkeypatch.setitem(entries.REGISTRY, entry.name, entry)
     JointStandIn.calls.clear()

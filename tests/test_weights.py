@@ -45,7 +45,7 @@ def _dit_official_keys(depth: int, d: int, p: int, c_in: int, classes: int, toke
             ("adaLN_modulation.1", 6 * d, d),
         ):
             keys[f"blocks.{i}.{name}.weight"], keys[f"blocks.{i}.{name}.bias"] = (out, inp), (out,)
-    return keys  # fmt: skip
+    return keys
 
 
 def _uvit_official_keys(depth: int, d: int, p: int, c: int, classes: int, grid: int, conv: bool) -> dict[str, tuple]:
@@ -82,7 +82,7 @@ def _uvit_official_keys(depth: int, d: int, p: int, c: int, classes: int, grid: 
             keys[f"{block}.{name}"] = shape
         if block.startswith("out_blocks"):
             keys[f"{block}.skip_linear.weight"], keys[f"{block}.skip_linear.bias"] = (d, 2 * d), (d,)
-    return keys  # fmt: skip
+    return keys
 
 
 def _pixart_official_keys(depth: int, d: int, p: int, c_in: int, cap: int, tokens: int, grid: int, ms: bool):
@@ -125,7 +125,7 @@ def _pixart_official_keys(depth: int, d: int, p: int, c_in: int, cap: int, token
             ("mlp.fc2", d, 4 * d),
         ):
             keys[f"blocks.{i}.{name}.weight"], keys[f"blocks.{i}.{name}.bias"] = (out, inp), (out,)
-    return keys  # fmt: skip
+    return keys
 
 
 def _official_sincos(dim: int, grid: int, base: int | None = None, scale: float = 1.0) -> torch.Tensor:
@@ -179,8 +179,10 @@ def test_dit_official_checkpoint_loads_and_reproduces_outputs(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x, t, y), model(x, t, y))
     torch.save({"model": exported, "ema": exported}, tmp_path / "train.pt")  # DiT's training checkpoints
-    assert torch.equal(zoo.create_model("dit-tiny", pretrained=tmp_path / "train.pt").blocks[1].mlp.fc2.weight,
-                       model.blocks[1].mlp.fc2.weight)  # fmt: skip
+    assert torch.equal(
+        zoo.create_model("dit-tiny", pretrained=tmp_path / "train.pt").blocks[1].mlp.fc2.weight,
+        model.blocks[1].mlp.fc2.weight,
+    )
 
 
 def test_dit_official_fixed_table_is_checked(tmp_path):
@@ -270,8 +272,11 @@ def test_strict_load_names_the_keys_and_the_model(tmp_path):
 def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")
-    for path, match in ((text, "notes.pt: not a checkpoint"), (tmp_path / "absent.pt", "absent.pt: no such"),
-                        (tmp_path / "x.safetensors", "x.safetensors: not a safetensors")):  # fmt: skip
+    for path, match in (
+        (text, "notes.pt: not a checkpoint"),
+        (tmp_path / "absent.pt", "absent.pt: no such"),
+        (tmp_path / "x.safetensors", "x.safetensors: not a safetensors"),
+    ):
         if path.suffix == ".safetensors":
             path.write_bytes(b"\x00" * 20)
         with pytest.raises(ValueError, match=match) as info:
@@ -340,8 +345,9 @@ def test_full_size_uvit_official_layouts_on_meta():
 # ---------------------------------------------------------------- PixArt-alpha
 
 
-_TINY_MS = dict(input_size=16, hidden_size=48, depth=2, layout="SAx2", num_heads=4, caption_channels=32,
-                caption_tokens=6)  # fmt: skip
+_TINY_MS = dict(
+    input_size=16, hidden_size=48, depth=2, layout="SAx2", num_heads=4, caption_channels=32, caption_tokens=6
+)
 
 
 def _text_inputs(shape=(2, 4, 8, 8)):
@@ -379,11 +385,24 @@ def _diffusers_pixart(ms: bool):
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
     ref = diffusers.PixArtTransformer2DModel(
-        num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=8, num_layers=2, sample_size=16,
-        patch_size=2, norm_type="ada_norm_single", caption_channels=32, cross_attention_dim=48,
-        norm_elementwise_affine=False, norm_eps=1e-6, activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
-        attention_bias=True, use_additional_conditions=ms, interpolation_scale=2 if ms else 1,
-    ).eval()  # fmt: skip
+        num_attention_heads=4,
+        attention_head_dim=12,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=16,
+        patch_size=2,
+        norm_type="ada_norm_single",
+        caption_channels=32,
+        cross_attention_dim=48,
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        attention_bias=True,
+        use_additional_conditions=ms,
+        interpolation_scale=2 if ms else 1,
+    ).eval()
     with torch.no_grad():
         for p in ref.parameters():
             p.normal_(0, 0.1)
@@ -407,8 +426,14 @@ def test_pixart_diffusers_safetensors_match_diffusers_outputs(tmp_path, ms):
     x, t, y, mask = _text_inputs((2, 4, 16, 12))  # non-square: resolution (128, 96), aspect ratio 16/12
     added = {"resolution": torch.tensor([[128.0, 96.0]] * 2), "aspect_ratio": torch.tensor([[16 / 12]] * 2)}
     with torch.no_grad():
-        theirs = ref(x, encoder_hidden_states=y, timestep=t, encoder_attention_mask=mask.long(), return_dict=False,
-                     added_cond_kwargs=added if ms else {"resolution": None, "aspect_ratio": None})[0]  # fmt: skip
+        theirs = ref(
+            x,
+            encoder_hidden_states=y,
+            timestep=t,
+            encoder_attention_mask=mask.long(),
+            return_dict=False,
+            added_cond_kwargs=added if ms else {"resolution": None, "aspect_ratio": None},
+        )[0]
         ours = model(x, t, y, mask)
     assert (ours - theirs).abs().max() < 1e-5
     exported = export_state_dict(model, "pixart", layout="diffusers")
@@ -434,11 +459,22 @@ def test_full_size_pixart_1024_ms_official_and_diffusers_layouts_on_meta():
             extra == 493_056 == sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in base.parameters())
         )
         ref = diffusers.PixArtTransformer2DModel(  # the published transformer/config.json of PixArt-XL-2-1024-MS
-            num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
-            sample_size=128, patch_size=2, norm_type="ada_norm_single", caption_channels=4096,
-            cross_attention_dim=1152, norm_elementwise_affine=False, norm_eps=1e-6,
-            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, attention_bias=True,
-        )  # fmt: skip
+            num_attention_heads=16,
+            attention_head_dim=72,
+            in_channels=4,
+            out_channels=8,
+            num_layers=28,
+            sample_size=128,
+            patch_size=2,
+            norm_type="ada_norm_single",
+            caption_channels=4096,
+            cross_attention_dim=1152,
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            attention_bias=True,
+        )
         assert ref.use_additional_conditions and ref.config.interpolation_scale in (None, 2)
         with pytest.warns(UserWarning, match="y_embedding"):
             load_pretrained(model, ref.state_dict(), "pixart", "pixart-alpha-xl/2-1024-ms")
@@ -497,7 +533,7 @@ def _dim_teng_official_keys(depth: int, d: int, p: int, c: int, classes: int, gr
             else:
                 for j in (0, 1):
                     keys[f"{block}.skip_linear.{j}.weight"], keys[f"{block}.skip_linear.{j}.bias"] = (d, d), (d,)
-    return keys  # fmt: skip
+    return keys
 
 
 def _dim_teng_pairs(m) -> dict[str, torch.Tensor]:
@@ -521,8 +557,17 @@ def _dim_teng_pairs(m) -> dict[str, torch.Tensor]:
         "proj_out_1.weight": m.final_modulation[1].weight,
         "proj_out_2.bias": m.linear_out.bias,
     }
-    for name in ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight", "dt_proj.bias",
-                 "A_log", "D", "out_proj.weight"):  # fmt: skip
+    for name in (
+        "in_proj.weight",
+        "conv1d.weight",
+        "conv1d.bias",
+        "x_proj.weight",
+        "dt_proj.weight",
+        "dt_proj.bias",
+        "A_log",
+        "D",
+        "out_proj.weight",
+    ):
         pairs[f"transformer_blocks.3.attn1.{name}"] = m.blocks[3].mixer.get_parameter(name)
     return pairs
 
@@ -559,15 +604,21 @@ def test_dim_teng_official_nnet_ema_loads_into_the_right_parameters(tmp_path):
 def test_dim_teng_official_layout_is_strict_and_names_the_keys(tmp_path):
     good = _dim_teng_official_state()
     missing = {k: v for k, v in good.items() if k != "transformer_blocks.3.attn1.A_log"}
-    with pytest.raises(ValueError, match=r"Mamba2DModel\) does not fit dim-teng-tiny: 1 missing "
-                                         r"\(transformer_blocks\.3\.attn1\.A_log\)$"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"Mamba2DModel\) does not fit dim-teng-tiny: 1 missing "
+        r"\(transformer_blocks\.3\.attn1\.A_log\)$",
+    ):
         zoo.create_model("dim-teng-tiny", pretrained=missing)
     extra = {**good, "transformer_blocks.0.ff.net.0.proj.weight": torch.zeros(256, 64)}  # a no_ff=False model
     with pytest.raises(ValueError, match=r"1 unexpected \(transformer_blocks\.0\.ff\.net\.0\.proj\.weight\)"):
         zoo.create_model("dim-teng-tiny", pretrained=extra)
     untransposed = {**good, "a4m_adapter.pad_token": torch.zeros(1, 3, 64)}
-    with pytest.raises(ValueError, match=r"1 mis-shaped \(a4m_adapter\.pad_token \(1, 3, 64\) in the checkpoint "
-                                         r"vs \(1, 64, 3\) in the model \(padding\.tokens\)\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"1 mis-shaped \(a4m_adapter\.pad_token \(1, 3, 64\) in the checkpoint "
+        r"vs \(1, 64, 3\) in the model \(padding\.tokens\)\)",
+    ):
         zoo.create_model("dim-teng-tiny", pretrained=untransposed)
     torch.save(good, tmp_path / "nnet_ema.pth")
     fit = r"nnet_ema\.pth: the official DiM layout .* does not fit dim-teng-tiny depth=7: 26 missing"
@@ -589,9 +640,13 @@ def test_dim_teng_official_file_as_init_from_is_resized(tmp_path):
 
 @pytest.mark.parametrize(
     "name, depth, d, c, classes, grid",
-    [("dim-teng-h/2", 49, 1536, 4, 1000, 16), ("dim-teng-h/2-512", 49, 1536, 4, 1000, 32),
-     ("dim-teng-l/2", 49, 1024, 4, 1000, 16), ("dim-teng-s/2-cifar10", 25, 512, 3, 10, 16)],
-)  # fmt: skip
+    [
+        ("dim-teng-h/2", 49, 1536, 4, 1000, 16),
+        ("dim-teng-h/2-512", 49, 1536, 4, 1000, 32),
+        ("dim-teng-l/2", 49, 1024, 4, 1000, 16),
+        ("dim-teng-s/2-cifar10", 25, 512, 3, 10, 16),
+    ],
+)
 def test_full_size_dim_teng_official_layouts_on_meta(name, depth, d, c, classes, grid):
     keys = _dim_teng_official_keys(depth, d, 2, c, classes, grid)
     with torch.device("meta"):
@@ -636,8 +691,10 @@ def test_init_from_and_teacher_accept_official_files(tmp_path):
     assert torch.equal(Trainer(config, tmp_path / "init").model.t_block[1].weight, teacher.t_block[1].weight)
     (tmp_path / "bad.pth").write_text("x")
     with pytest.raises(CheckpointError, match="bad.pth: not a checkpoint"):
-        Trainer(RunConfig(model="pixart-tiny", space="pixel", steps=1, init_from=str(tmp_path / "bad.pth")),
-                tmp_path / "bad")  # fmt: skip
+        Trainer(
+            RunConfig(model="pixart-tiny", space="pixel", steps=1, init_from=str(tmp_path / "bad.pth")),
+            tmp_path / "bad",
+        )
 
 
 def test_zoo_show_says_where_official_weights_are():

@@ -29,8 +29,15 @@ def _teacher_folder(table: TableSpec, preset: Preset, root: Path, data_root, vae
     return str(run_folder(root, variant_config(table, table.teacher, preset, data_root, vae, None, seed)))
 
 
-def variant_jobs(table: TableSpec, preset_name: str, variants: list[str] | None, seeds: Sequence[int], root: Path,
-                 data_root=None, vae=None) -> tuple[dict[str, tuple[Variant, int, bool]], dict[str, str]]:  # fmt: skip
+def variant_jobs(
+    table: TableSpec,
+    preset_name: str,
+    variants: list[str] | None,
+    seeds: Sequence[int],
+    root: Path,
+    data_root=None,
+    vae=None,
+) -> tuple[dict[str, tuple[Variant, int, bool]], dict[str, str]]:
     """(job key -> (variant, seed, scored already), key -> the teacher key it waits for)."""
     from mambabench.cluster import job_key
 
@@ -45,8 +52,10 @@ def variant_jobs(table: TableSpec, preset_name: str, variants: list[str] | None,
             if not_runnable(config):  # no job: the report says why the row cannot run
                 continue
             cfg = variant.cfg if variant.cfg is not None else preset.cfg
-            scored = all(score_file(run_folder(root, config), step, preset, cfg).is_file()
-                         for step in checkpoint_steps(preset, config.steps).values())  # fmt: skip
+            scored = all(
+                score_file(run_folder(root, config), step, preset, cfg).is_file()
+                for step in checkpoint_steps(preset, config.steps).values()
+            )
             jobs[key] = (variant, seed, scored)
             if variant.teacher:
                 teacher_key = key
@@ -55,8 +64,19 @@ def variant_jobs(table: TableSpec, preset_name: str, variants: list[str] | None,
     return jobs, after
 
 
-def table_variant_job(table_id: str, preset_name: str, variant_key: str, seed: int, data_root, vae, root: str,
-                      device: str, threads: int, procs_per_node: int, job_folder: Path) -> None:  # fmt: skip
+def table_variant_job(
+    table_id: str,
+    preset_name: str,
+    variant_key: str,
+    seed: int,
+    data_root,
+    vae,
+    root: str,
+    device: str,
+    threads: int,
+    procs_per_node: int,
+    job_folder: Path,
+) -> None:
     """One (variant, seed) of a table as a cluster job: training (under torchrun when the job has several
     processes: NCCL on GPUs, gloo on CPUs, one launcher per node), then sampling and scoring in this process,
     rows in the job's own store."""
@@ -73,8 +93,16 @@ def table_variant_job(table_id: str, preset_name: str, variant_key: str, seed: i
     if procs_per_node * nodes > 1:
         teacher = None if variant.teacher else _teacher_folder(table, preset, Path(root), data_root, vae, seed)
         config = variant_config(table, variant, preset, data_root, vae, teacher, seed)
-        _train_under_torchrun(config, run_folder(Path(root), config), checkpoint_steps(preset, config.steps),
-                              procs_per_node, nodes, node_rank, master, job_folder)  # fmt: skip
+        _train_under_torchrun(
+            config,
+            run_folder(Path(root), config),
+            checkpoint_steps(preset, config.steps),
+            procs_per_node,
+            nodes,
+            node_rank,
+            master,
+            job_folder,
+        )
         if node_rank > 0:
             return
     store = ResultsStore(job_folder / "results.sqlite")
@@ -92,23 +120,54 @@ def _node() -> tuple[int, int, str]:
         return 0, 1, "127.0.0.1"
 
 
-def _train_under_torchrun(config: RunConfig, folder: Path, steps: dict[str, int], procs_per_node: int, nodes: int,
-                          node_rank: int, master: str, job_folder: Path) -> None:  # fmt: skip
+def _train_under_torchrun(
+    config: RunConfig,
+    folder: Path,
+    steps: dict[str, int],
+    procs_per_node: int,
+    nodes: int,
+    node_rank: int,
+    master: str,
+    job_folder: Path,
+) -> None:
     import subprocess
     import sys
 
     spec = job_folder / "train-config.json"
     spec.write_text(json.dumps(config.to_dict()) + "\n")
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs_per_node}",
-               f"--nnodes={nodes}", f"--node_rank={node_rank}", f"--master_addr={master}", "--master_port=29517",
-               "-m", "ablations.tables.distributed", str(spec), str(folder), *map(str, steps.values())]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={procs_per_node}",
+        f"--nnodes={nodes}",
+        f"--node_rank={node_rank}",
+        f"--master_addr={master}",
+        "--master_port=29517",
+        "-m",
+        "ablations.tables.distributed",
+        str(spec),
+        str(folder),
+        *map(str, steps.values()),
+    ]
     subprocess.run(command, check=True)
 
 
-def run_table_on_cluster(table: TableSpec, preset_name: str, variants: list[str] | None, seeds: Sequence[int],
-                         options, jobs_dir: Path, data_root=None, vae=None, root: str | Path | None = None,
-                         device: str = "cpu", threads: int = 1, store=None,
-                         log: Callable[[str], None] = print) -> dict[str, str]:  # fmt: skip
+def run_table_on_cluster(
+    table: TableSpec,
+    preset_name: str,
+    variants: list[str] | None,
+    seeds: Sequence[int],
+    options,
+    jobs_dir: Path,
+    data_root=None,
+    vae=None,
+    root: str | Path | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+    store=None,
+    log: Callable[[str], None] = print,
+) -> dict[str, str]:
     """Every (variant, seed) not yet scored as a job (students after their teacher's job), waits, merges the
     jobs' rows into ``store``; returns job key -> state (finished variants: "done")."""
     from mambabench.cluster import merge_stores, run_jobs
@@ -118,11 +177,24 @@ def run_table_on_cluster(table: TableSpec, preset_name: str, variants: list[str]
     root = runs_root(root).resolve()
     jobs, after = variant_jobs(table, preset_name, variants, seeds, root, data_root, vae)
     cases = {
-        key: (table_variant_job, (table.id, preset_name, variant.key, seed, data_root, vae, str(root), device, threads,
-                                  options.processes // options.nodes))
+        key: (
+            table_variant_job,
+            (
+                table.id,
+                preset_name,
+                variant.key,
+                seed,
+                data_root,
+                vae,
+                str(root),
+                device,
+                threads,
+                options.processes // options.nodes,
+            ),
+        )
         for key, (variant, seed, scored) in jobs.items()
         if not scored
-    }  # fmt: skip
+    }
     states = run_jobs(cases, jobs_dir, options, f"mambabench-{table.id}", after, log) if cases else {}
     if store is not None:
         runs, rows = merge_stores(jobs_dir, store)

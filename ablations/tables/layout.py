@@ -108,8 +108,14 @@ def not_runnable(config: RunConfig) -> str | None:
 def as_row(result: dict, table: TableSpec, variant: Variant, seed: int, preset: Preset) -> dict:
     """A score file as a row of this table and preset: a run shared by two tables (Teng's full model in Tables
     4 and 6) was scored under the other table's variant name (and a shared run may serve two presets)."""
-    return {**result, "table": table.id, "variant": variant.key, "label": variant.label, "seed": seed,
-            "preset": preset.name}  # fmt: skip
+    return {
+        **result,
+        "table": table.id,
+        "variant": variant.key,
+        "label": variant.label,
+        "seed": seed,
+        "preset": preset.name,
+    }
 
 
 def index_file(root: Path, table: TableSpec, preset: Preset) -> Path:
@@ -131,8 +137,15 @@ def write_index(root: Path, table: TableSpec, preset: Preset, results: list[dict
         atomic_write_json(path, list(merged.values()), indent=2)
 
 
-_UNITS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "precision": "fraction", "recall": "fraction", "is": "IS",
-          "fvd": "FVD"}  # fmt: skip
+_UNITS = {
+    "fid": "FID",
+    "sfid": "sFID",
+    "kid": "KID",
+    "precision": "fraction",
+    "recall": "fraction",
+    "is": "IS",
+    "fvd": "FVD",
+}
 
 
 def row_identity(result: dict) -> str:

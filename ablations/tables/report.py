@@ -98,8 +98,9 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
     primary, ours_metric = table.paper_metrics[0], table.our_metric
     rows = []
     for checkpoint in spec.checkpoints:
-        reference = [r[ours_metric] for r in found.get((table.reference.key, checkpoint), [])
-                     if r.get(ours_metric) is not None]  # fmt: skip
+        reference = [
+            r[ours_metric] for r in found.get((table.reference.key, checkpoint), []) if r.get(ours_metric) is not None
+        ]
         paper_reference = table.reference.paper.get(checkpoint, {}).get(primary)
         for variant in table.variants:
             ours = found.get((variant.key, checkpoint), [])
@@ -147,8 +148,9 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
         f"ours: {table.note}",
     ]
     if table.our_metric == "fid":
-        lines.append(f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: "
-                     f"{UNAVAILABLE['is']}")  # fmt: skip
+        lines.append(
+            f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: {UNAVAILABLE['is']}"
+        )
     blocked = [v for v in table.variants if _blocker(v)]
     if blocked:
         lines.append(f"cannot run yet: {', '.join(v.label for v in blocked)}: {_blocker(blocked[0])}")
@@ -210,8 +212,10 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
     lines = [f"# {table.id} ({preset})", "", *[f"- {line}" for line in header(table, preset, rows)], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     cell = lambda r, c: _fmt(r[c], 5 if c.startswith("paper_") else 4)  # noqa: E731  (the paper's digits: 477.97)
-    lines += ["| " + " | ".join(fid_cell(r, metric) if c == f"ours_{metric}" else cell(r, c) for c in columns) + " |"
-              for r in rows]  # fmt: skip
+    lines += [
+        "| " + " | ".join(fid_cell(r, metric) if c == f"ours_{metric}" else cell(r, c) for c in columns) + " |"
+        for r in rows
+    ]
     if _plot_losses(table, preset, root, folder / "loss.png"):
         lines += ["", "Training loss of every run: `loss.png` (moving average over 100 steps)."]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
@@ -245,8 +249,14 @@ def _plot_losses(table: TableSpec, preset: str, root, path: Path) -> bool:
         steps, losses = zip(*points, strict=True)
         window = max(1, min(10, len(losses) // 5))  # log lines every 10 steps: 10 lines = 100 steps
         smooth = [statistics.fmean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
-        ax.plot(steps, smooth, color=colours.get(variant, "k"), alpha=0.8, linewidth=1,
-                label=labels.get(variant, variant) if seed == 0 else None)  # fmt: skip
+        ax.plot(
+            steps,
+            smooth,
+            color=colours.get(variant, "k"),
+            alpha=0.8,
+            linewidth=1,
+            label=labels.get(variant, variant) if seed == 0 else None,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (moving average)")
@@ -275,8 +285,9 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
         seeds = [float(v) for v in r[f"ours_{metric}_seeds"].split()]
         axes[0].plot(seeds, [i] * len(seeds), "k.", markersize=4)
     seeds = "/".join(sorted({str(r["seeds"]) for r in rows if r["seeds"]})) or "0"
-    axes[0].set_xlabel(f"our {metric.upper()} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is "
-                       "better)")  # fmt: skip
+    axes[0].set_xlabel(
+        f"our {metric.upper()} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is better)"
+    )
     paper = [r[f"paper_{primary}"] if isinstance(r[f"paper_{primary}"], int | float) else 0 for r in rows]
     axes[1].barh(names, paper, color="tab:gray")
     for i, r in enumerate(rows):

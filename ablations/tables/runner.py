@@ -83,9 +83,21 @@ def run_table(
     return results
 
 
-def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: bool, *, table: TableSpec,
-                 preset: Preset, root: Path, data_root, vae, device: str, recorder, log
-                 ) -> tuple[list[dict], Path] | None:  # fmt: skip
+def _run_variant(
+    variant: Variant,
+    seed: int,
+    teacher_folder: str | None,
+    wait: bool,
+    *,
+    table: TableSpec,
+    preset: Preset,
+    root: Path,
+    data_root,
+    vae,
+    device: str,
+    recorder,
+    log,
+) -> tuple[list[dict], Path] | None:
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
     config = variant_config(table, variant, preset, data_root, vae, teacher_folder, seed)
@@ -109,11 +121,14 @@ def _run_variant(variant: Variant, seed: int, teacher_folder: str | None, wait: 
                 result = as_row(json.loads(path.read_text()), table, variant, seed, preset)
             else:
                 _train_to(config, folder, step, tuple(steps.values()), f"{name}: ", log)
-                log(f"{name} @{label}: sampling {preset.n_samples} {'clips' if table.our_metric == 'fvd' else 'images'}"
-                    ", scoring")  # fmt: skip
+                log(
+                    f"{name} @{label}: sampling {preset.n_samples} {'clips' if table.our_metric == 'fvd' else 'images'}"
+                    ", scoring"
+                )
                 scores = _sample_and_score(table, config, folder, preset, cfg, seed, device, step, path.stem, data_root)
-                result = dict(_result_header(table, variant, preset, config, folder, label, step, seed, cfg, device),
-                              **scores)  # fmt: skip
+                result = dict(
+                    _result_header(table, variant, preset, config, folder, label, step, seed, cfg, device), **scores
+                )
                 atomic_write_json(path, result, indent=2)  # whole or not at all, as every score file
                 if recorder is not None:
                     recorder.add(measurements(result))
@@ -133,8 +148,18 @@ def _train_to(config: RunConfig, folder: Path, step: int, keep_steps: tuple[int,
         Trainer(config, folder, resume=True, keep_steps=keep_steps).run(stop_after=step)
 
 
-def _sample_and_score(table: TableSpec, config: RunConfig, folder: Path, preset: Preset, cfg: float, seed: int,
-                      device: str, step: int, name: str, data_root) -> dict:  # fmt: skip
+def _sample_and_score(
+    table: TableSpec,
+    config: RunConfig,
+    folder: Path,
+    preset: Preset,
+    cfg: float,
+    seed: int,
+    device: str,
+    step: int,
+    name: str,
+    data_root,
+) -> dict:
     """Samples of the checkpoint at ``step`` into ``samples/<name>`` and their scores: FID and its companions
     for an image table, FVD for a video table."""
     if table.our_metric == "fvd":
@@ -142,26 +167,56 @@ def _sample_and_score(table: TableSpec, config: RunConfig, folder: Path, preset:
     from ablations.evaluate import score
     from ablations.generate import generate
 
-    images = generate(folder, preset.sampler, preset.sample_steps, preset.n_samples, cfg, seed=seed, device=device,
-                      step=step, out=folder / "samples" / name)  # fmt: skip
+    images = generate(
+        folder,
+        preset.sampler,
+        preset.sample_steps,
+        preset.n_samples,
+        cfg,
+        seed=seed,
+        device=device,
+        step=step,
+        out=folder / "samples" / name,
+    )
     return score(images / "images", preset.data, model_setup(config).image_size, preset.ref_n, data_root, device)
 
 
-def _sample_and_score_video(folder: Path, config: RunConfig, preset: Preset, cfg: float, seed: int, device: str,
-                            step: int, name: str, data_root) -> dict:  # fmt: skip
+def _sample_and_score_video(
+    folder: Path, config: RunConfig, preset: Preset, cfg: float, seed: int, device: str, step: int, name: str, data_root
+) -> dict:
     """Clips of a video run (``clips/*.npy``, GIF/MP4/PNG previews) and their FVD against the data set's clips."""
     from ablations.fvd import score_videos
     from ablations.generate_video import generate_video
 
-    out = generate_video(folder, preset.sampler, preset.sample_steps, preset.n_samples, cfg, seed=seed, device=device,
-                         step=step, out=folder / "samples" / name)  # fmt: skip
+    out = generate_video(
+        folder,
+        preset.sampler,
+        preset.sample_steps,
+        preset.n_samples,
+        cfg,
+        seed=seed,
+        device=device,
+        step=step,
+        out=folder / "samples" / name,
+    )
     setup = model_setup(config)
-    return score_videos(out / "clips", preset.data, setup.image_size, preset.ref_n, data_root, device,
-                        interval=config.frame_interval)  # fmt: skip
+    return score_videos(
+        out / "clips", preset.data, setup.image_size, preset.ref_n, data_root, device, interval=config.frame_interval
+    )
 
 
-def _result_header(table: TableSpec, variant: Variant, preset: Preset, config: RunConfig, folder: Path, label: str,
-                   step: int, seed: int, cfg: float, device: str) -> dict:  # fmt: skip
+def _result_header(
+    table: TableSpec,
+    variant: Variant,
+    preset: Preset,
+    config: RunConfig,
+    folder: Path,
+    label: str,
+    step: int,
+    seed: int,
+    cfg: float,
+    device: str,
+) -> dict:
     """What a score file says about the row it scores, before the scores themselves."""
     return {
         "table": table.id,

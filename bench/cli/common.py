@@ -19,8 +19,12 @@ console = Console(width=max(Console().width, 120))  # a video row of `bench flop
 STORE = typer.Option(None, "--store", help=f"Results store ({STORE_RULE}).")
 CLUSTER = cluster_cli_options()
 NO_STORE = typer.Option(False, "--no-store", help="Do not record the rows in the results store.")
-FRAMES = typer.Option([], "--frames", help="Video entries: frames per clip, repeat for several (default: the "
-                      "entry's own clip length, 16 for the XL entries). Rows name a clip TxWxH.")  # fmt: skip
+FRAMES = typer.Option(
+    [],
+    "--frames",
+    help="Video entries: frames per clip, repeat for several (default: the "
+    "entry's own clip length, 16 for the XL entries). Rows name a clip TxWxH.",
+)
 
 
 def record_rows(store: Path | None, no_store: bool, rows: list[Measurement], quiet: bool = False) -> None:
@@ -30,8 +34,11 @@ def record_rows(store: Path | None, no_store: bool, rows: list[Measurement], qui
     recorder = ResultsStore(store).recorder()
     recorder.add(rows)
     if not quiet:
-        console.print(f"{len(rows)} row(s) -> results store {recorder.store.path} (run {recorder.run_id})",
-                      style="dim", highlight=False)  # fmt: skip
+        console.print(
+            f"{len(rows)} row(s) -> results store {recorder.store.path} (run {recorder.run_id})",
+            style="dim",
+            highlight=False,
+        )
 
 
 def model_cases(models: list[str], res: list[str], frames: list[int]) -> list[tuple[str, Resolution]]:

@@ -40,26 +40,58 @@ def flops_command(
         rows.append(count_flops(name, resolution, batch))
         if counter == "fvcore":
             fvcore[len(rows) - 1] = fvcore_macs(name, resolution, batch, rows[-1].macs)[0]
-    record_rows(store, no_store, [
-        Measurement(c.model, metric, value, unit, c.resolution, batch, device="meta", source="bench flops",
-                    config={"seq_len": c.seq_len, "input_shape": list(c.input_shape)})
-        for c in rows
-        for metric, value, unit in (("gmacs", c.macs / 1e9, "GMAC"), ("gflops", c.flops / 1e9, "GFLOP"),
-                                    ("params_m", c.params / 1e6, "M params"))
-    ], quiet=as_json)  # fmt: skip
+    record_rows(
+        store,
+        no_store,
+        [
+            Measurement(
+                c.model,
+                metric,
+                value,
+                unit,
+                c.resolution,
+                batch,
+                device="meta",
+                source="bench flops",
+                config={"seq_len": c.seq_len, "input_shape": list(c.input_shape)},
+            )
+            for c in rows
+            for metric, value, unit in (
+                ("gmacs", c.macs / 1e9, "GMAC"),
+                ("gflops", c.flops / 1e9, "GFLOP"),
+                ("params_m", c.params / 1e6, "M params"),
+            )
+        ],
+        quiet=as_json,
+    )
     if as_json:
         for c in rows:
-            print(json.dumps({"model": c.model, "resolution": c.resolution, "input_shape": c.input_shape,
-                              "seq_len": c.seq_len, "params": c.params, "macs": c.macs, "flops": c.flops,
-                              "by_category": c.by_category,
-                              "device": "meta (counted)", "batch": batch,
-                              "fvcore_macs": fvcore.get(rows.index(c))}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "model": c.model,
+                        "resolution": c.resolution,
+                        "input_shape": c.input_shape,
+                        "seq_len": c.seq_len,
+                        "params": c.params,
+                        "macs": c.macs,
+                        "flops": c.flops,
+                        "by_category": c.by_category,
+                        "device": "meta (counted)",
+                        "batch": batch,
+                        "fvcore_macs": fvcore.get(rows.index(c)),
+                    }
+                )
+            )
         return
     table = Table(title=f"Forward cost, batch {batch}, counted on the meta device (MAC = multiply-add; FLOPs = 2 MACs)")
-    for col in ("model", PX, "input", "seq", "params (M)", "GMACs", "GFLOPs", "attn", "scan", "linear",
-                "conv"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("model", PX, "input") else "right",
-                         no_wrap=col in ("model", PX, "input"), overflow="fold")  # fmt: skip
+    for col in ("model", PX, "input", "seq", "params (M)", "GMACs", "GFLOPs", "attn", "scan", "linear", "conv"):
+        table.add_column(
+            col,
+            justify="left" if col in ("model", PX, "input") else "right",
+            no_wrap=col in ("model", PX, "input"),
+            overflow="fold",
+        )
     for c in rows:
         share = partial(_share, c)
         shares = (share("attention"), share("scan"), share("linear"), share("conv"))
@@ -77,5 +109,7 @@ def flops_command(
     for index, macs in fvcore.items():
         c = rows[index]
         delta = 100 * (macs - c.macs) / c.macs
-        console.print(f"fvcore cross-check {c.model} @ {c.resolution}: {macs / 1e9:.2f} GMACs ({delta:+.2f}% vs ours; "
-                      "fvcore also counts layer norms)")  # fmt: skip
+        console.print(
+            f"fvcore cross-check {c.model} @ {c.resolution}: {macs / 1e9:.2f} GMACs ({delta:+.2f}% vs ours; "
+            "fvcore also counts layer norms)"
+        )

@@ -42,9 +42,20 @@ def memory_command(
         status, detail, values = run_case_subprocess(name, resolution, "memory", settings)
         if status != "ok":  # the estimate is counted on meta: shown whatever the measurement did
             values = estimate_row(name, resolution, batch, dtype)
-        rows.append({"model": name, "resolution": resolution, "batch": batch, "device": device, "dtype": dtype,
-                     "threads": threads, "metric": "memory", "status": status, "detail": detail,
-                     **values})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "resolution": resolution,
+                "batch": batch,
+                "device": device,
+                "dtype": dtype,
+                "threads": threads,
+                "metric": "memory",
+                "status": status,
+                "detail": detail,
+                **values,
+            }
+        )
     record_rows(store, no_store, [m for row in rows for m in row_measurements(row)], quiet=as_json)
     failed = [r for r in rows if r["status"] in ("error", "timeout")]
     if as_json:
@@ -65,9 +76,11 @@ def memory_command(
         table.add_row(r["model"], r["resolution"], status, *(mib(r, k) for k in keys))
     console.print(table)
     if device == "cpu":
-        console.print("Measured: peak RSS of a fresh process per case, interpreter and torch included (baseline: RSS "
-                      "before the model is built). Estimates: weights + largest activations; training adds gradients, "
-                      "AdamW moments and the tensors saved for backward.")  # fmt: skip
+        console.print(
+            "Measured: peak RSS of a fresh process per case, interpreter and torch included (baseline: RSS "
+            "before the model is built). Estimates: weights + largest activations; training adds gradients, "
+            "AdamW moments and the tensors saved for backward."
+        )
     else:
         console.print("Measured: the CUDA caching allocator's peak, reset before each phase.")
     if failed:

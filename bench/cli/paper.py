@@ -34,8 +34,9 @@ def paper_command(
     if measure:
         resolve_device(device)
     rows = run(measure=measure, device=device, dtype=dtype, threads=threads)
-    record_rows(store, no_store, paper_measurements(name, rows, device if measure else "meta", dtype, threads),
-            quiet=as_json)  # fmt: skip
+    record_rows(
+        store, no_store, paper_measurements(name, rows, device if measure else "meta", dtype, threads), quiet=as_json
+    )
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -49,5 +50,7 @@ def paper_command(
     console.print(table)
     console.print(NOTES[name])
     if not measure and name in ("t2md-table3", "teng-fig3"):
-        console.print("Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU t2md-table3 times "
-                      "one full-width block of each kind and composes them, ~10 minutes at one thread).")  # fmt: skip
+        console.print(
+            "Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU t2md-table3 times "
+            "one full-width block of each kind and composes them, ~10 minutes at one thread)."
+        )

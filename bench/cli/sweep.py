@@ -60,9 +60,26 @@ def sweep_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
     if executor or cluster_config or status:
-        _sweep_on_cluster(groups, out, settings, pairs, plot_dir, force, store, no_store, as_json, status,
-                          jobs_dir or out.parent / "jobs", cluster_config, executor=executor, partition=partition,
-                          account=account, time=time, gpus_per_node=gpus_per_node, parallel=parallel)  # fmt: skip
+        _sweep_on_cluster(
+            groups,
+            out,
+            settings,
+            pairs,
+            plot_dir,
+            force,
+            store,
+            no_store,
+            as_json,
+            status,
+            jobs_dir or out.parent / "jobs",
+            cluster_config,
+            executor=executor,
+            partition=partition,
+            account=account,
+            time=time,
+            gpus_per_node=gpus_per_node,
+            parallel=parallel,
+        )
         return
     recorder = None if no_store else ResultsStore(store).recorder()
 
@@ -84,8 +101,10 @@ def sweep_command(
     _report_plots(out, plot_dir, pairs)
     failed = [r for r in new if r["status"] in RETRIED]
     if failed:
-        console.print(f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
-                      "again; it retries only those[/]")  # fmt: skip
+        console.print(
+            f"[red]{len(failed)} case(s) failed (error or timeout): fix the cause and run the same command "
+            "again; it retries only those[/]"
+        )
         raise typer.Exit(1)
 
 
@@ -123,8 +142,11 @@ def _run_groups(groups, out: Path, settings, force: bool, record, show_progress:
     """Every case of ``groups`` not yet in ``out`` (each row goes to ``record``), with a progress bar and one
     line per case when ``show_progress``; the new rows."""
     if not show_progress:
-        return [row for g in groups for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
-                                                           on_row=record)]  # fmt: skip
+        return [
+            row
+            for g in groups
+            for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=record)
+        ]
     from rich.progress import Progress
 
     total = sum(len(g.models) * len(g.resolutions) * len(g.metrics) for g in groups)
@@ -135,11 +157,16 @@ def _run_groups(groups, out: Path, settings, force: bool, record, show_progress:
             record(row)
             progress.advance(task)
             colour = "green" if row["status"] == "ok" else "yellow"
-            progress.console.print(f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
-                                   f" {row.get('detail', '')}")  # fmt: skip
+            progress.console.print(
+                f"[{colour}]{row['status']:>7}[/] {row['model']} {row['resolution']} {row['metric']}"
+                f" {row.get('detail', '')}"
+            )
 
-        new = [row for g in groups for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force,
-                                                          on_row=report)]  # fmt: skip
+        new = [
+            row
+            for g in groups
+            for row in run_sweep(g.models, g.resolutions, g.metrics, out, settings, force, on_row=report)
+        ]
         progress.update(task, completed=total)
     return new
 
@@ -153,12 +180,28 @@ def _report_plots(out: Path, plot_dir: Path | None, pairs) -> None:
     for c in crossovers(out, pairs):
         clip = f" on {c['frames']}-frame clips" if c["frames"] else ""
         side = f" (≈{c['side_px']:.0f}² px {'frames' if c['frames'] else 'images'})" if c["unit"] != "px" else ""
-        console.print(f"crossover ({c['plot']}): {c['mamba']} cheaper than {c['attention']}{clip} beyond "
-                      f"≈{c['x']:.0f} {c['unit']}{side}", highlight=False)  # fmt: skip
+        console.print(
+            f"crossover ({c['plot']}): {c['mamba']} cheaper than {c['attention']}{clip} beyond "
+            f"≈{c['x']:.0f} {c['unit']}{side}",
+            highlight=False,
+        )
 
 
-def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool, store, no_store: bool,
-                      as_json: bool, status: bool, jobs_dir: Path, config: Path | None, **given) -> None:  # fmt: skip
+def _sweep_on_cluster(
+    groups,
+    out: Path,
+    settings,
+    pairs,
+    plot_dir,
+    force: bool,
+    store,
+    no_store: bool,
+    as_json: bool,
+    status: bool,
+    jobs_dir: Path,
+    config: Path | None,
+    **given,
+) -> None:
     """``bench sweep --executor local|slurm``: every case a job (mambabench.cluster), rows merged on return."""
     from bench.sweep import run_sweep_on_cluster, sweep_cases
     from mambabench.cluster import cluster_options, merge_stores, print_status
@@ -170,8 +213,9 @@ def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool,
         return
     new, states = [], {}
     for g in groups:
-        rows, group_states = run_sweep_on_cluster(g.models, g.resolutions, g.metrics, out, settings, options,
-                                                  jobs_dir, force, log=console.print)  # fmt: skip
+        rows, group_states = run_sweep_on_cluster(
+            g.models, g.resolutions, g.metrics, out, settings, options, jobs_dir, force, log=console.print
+        )
         new, states = new + rows, {**states, **group_states}
     if not no_store:
         runs, rows = merge_stores(jobs_dir, ResultsStore(store))
@@ -183,6 +227,8 @@ def _sweep_on_cluster(groups, out: Path, settings, pairs, plot_dir, force: bool,
     console.print(f"{len(new)} new row(s) in {out}; jobs: {len(states) - len(failed)} done, {len(failed)} not")
     _report_plots(out, plot_dir, pairs)
     if failed or any(r["status"] in RETRIED for r in new):
-        console.print(f"[red]failed: {', '.join(failed) or 'cases with error/timeout rows'}; `--status` shows why; "
-                      "the same command resubmits them[/]")  # fmt: skip
+        console.print(
+            f"[red]failed: {', '.join(failed) or 'cases with error/timeout rows'}; `--status` shows why; "
+            "the same command resubmits them[/]"
+        )
         raise typer.Exit(1)

@@ -65,8 +65,17 @@ def latency_command(
     console.print(_latency_table(results, device, dtype, threads))
 
 
-def _measure_case(measure: Callable, name: str, resolution, batch: int, cfg: bool, steps: int | None, threads: int,
-                  estimate: bool, quiet: bool):  # fmt: skip
+def _measure_case(
+    measure: Callable,
+    name: str,
+    resolution,
+    batch: int,
+    cfg: bool,
+    steps: int | None,
+    threads: int,
+    estimate: bool,
+    quiet: bool,
+):
     """One latency case. ``estimate`` (a CPU, no compile): first the counted MACs and the time at this CPU's GEMM
     peak, printed unless ``quiet``; a case over 30 s by that floor runs once, with a per-block progress bar."""
     from rich.progress import (
@@ -94,21 +103,36 @@ def _measure_case(measure: Callable, name: str, resolution, batch: int, cfg: boo
             )
     if not single or quiet:
         return measure(single_run=single)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task(f"{name} {resolution}", total=None)
         return measure(single_run=True, on_block=lambda done, total: progress.update(task, completed=done, total=total))
 
 
 def _latency_table(results: list, device: str, dtype: str, threads: int) -> Table:
     table = Table(title=f"Latency on {device} ({dtype}, {threads} thread(s)): median of repeated runs after warm-up")
-    for col in ("model", PX, "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs",
-                "backends"):  # fmt: skip
+    for col in ("model", PX, "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs", "backends"):
         table.add_column(col, no_wrap=col == "model")
     for r in results:
-        table.add_row(r.model, r.resolution, r.unit, str(r.batch), f"{1e3 * r.median_s:.1f}", f"{1e3 * r.iqr_s:.1f}",
-                      f"{1e3 * r.min_s:.1f}", f"{r.samples_per_s:.2f}", str(r.runs),
-                      ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-")  # fmt: skip
+        table.add_row(
+            r.model,
+            r.resolution,
+            r.unit,
+            str(r.batch),
+            f"{1e3 * r.median_s:.1f}",
+            f"{1e3 * r.iqr_s:.1f}",
+            f"{1e3 * r.min_s:.1f}",
+            f"{r.samples_per_s:.2f}",
+            str(r.runs),
+            ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-",
+        )
     return table
 
 
@@ -116,13 +140,23 @@ def _latency_rows(results: list) -> list[Measurement]:
     rows = []
     for r in results:
         variant = f"threads={r.threads}" + ("" if r.unit == "forward" else f" unit={r.unit}")
-        common = dict(model=r.model, resolution=r.resolution, batch=r.batch, dtype=r.dtype, device=r.device,
-                      backend=",".join(f"{k}={v}" for k, v in sorted(r.backends.items())), source="bench latency",
-                      variant=variant, config={"runs": r.runs, "unit": r.unit, "threads": r.threads})  # fmt: skip
-        rows += [Measurement(metric="latency_median", value=1e3 * r.median_s, unit="ms", **common),
-                 Measurement(metric="latency_iqr", value=1e3 * r.iqr_s, unit="ms", **common),
-                 Measurement(metric="latency_min", value=1e3 * r.min_s, unit="ms", **common),
-                 Measurement(metric="throughput", value=r.samples_per_s, unit="samples/s", **common)]  # fmt: skip
+        common = dict(
+            model=r.model,
+            resolution=r.resolution,
+            batch=r.batch,
+            dtype=r.dtype,
+            device=r.device,
+            backend=",".join(f"{k}={v}" for k, v in sorted(r.backends.items())),
+            source="bench latency",
+            variant=variant,
+            config={"runs": r.runs, "unit": r.unit, "threads": r.threads},
+        )
+        rows += [
+            Measurement(metric="latency_median", value=1e3 * r.median_s, unit="ms", **common),
+            Measurement(metric="latency_iqr", value=1e3 * r.iqr_s, unit="ms", **common),
+            Measurement(metric="latency_min", value=1e3 * r.min_s, unit="ms", **common),
+            Measurement(metric="throughput", value=r.samples_per_s, unit="samples/s", **common),
+        ]
     return rows
 
 
@@ -142,17 +176,48 @@ def profile_command(
 
     check_counts(threads=threads, batch=batch)
     result = profile_model(model, parse_resolution(res), batch, threads)
-    record_rows(store, no_store, [
-        Measurement(model, f"profile_{r.kind}_s", r.seconds, "s", result.resolution, batch, "float32", "cpu",
-                    detail=r.name, source="bench profile", variant=f"threads={threads} {r.kind}={r.name}",
-                    config={"threads": threads, "macs": r.macs, "share_of_gemm": r.share_of_gemm,
-                            "gemm_gmacs_per_s": result.gemm_gmacs_per_s, "calls": r.calls})
-        for r in result.rows
-    ], quiet=as_json)  # fmt: skip
+    record_rows(
+        store,
+        no_store,
+        [
+            Measurement(
+                model,
+                f"profile_{r.kind}_s",
+                r.seconds,
+                "s",
+                result.resolution,
+                batch,
+                "float32",
+                "cpu",
+                detail=r.name,
+                source="bench profile",
+                variant=f"threads={threads} {r.kind}={r.name}",
+                config={
+                    "threads": threads,
+                    "macs": r.macs,
+                    "share_of_gemm": r.share_of_gemm,
+                    "gemm_gmacs_per_s": result.gemm_gmacs_per_s,
+                    "calls": r.calls,
+                },
+            )
+            for r in result.rows
+        ],
+        quiet=as_json,
+    )
     if as_json:
         for r in result.rows:
-            print(json.dumps({"model": model, "resolution": result.resolution, "threads": threads,
-                              "device": "cpu", "dtype": "float32", **r.as_dict()}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "model": model,
+                        "resolution": result.resolution,
+                        "threads": threads,
+                        "device": "cpu",
+                        "dtype": "float32",
+                        **r.as_dict(),
+                    }
+                )
+            )
         return
     gemm, rate = result.gemm_gmacs_per_s, result.total_macs / result.total_s / 1e9
     console.print(
@@ -166,10 +231,18 @@ def profile_command(
             table.add_column(col, justify="left" if col == title else "right")
         for r in (r for r in result.rows if r.kind == kind):
             rate, share = r.gmacs_per_s, r.share_of_gemm
-            table.add_row(r.name, str(r.calls or "-"), f"{r.seconds:.3f}", f"{100 * r.share_of_time:.1f}",
-                          "-" if r.macs is None else f"{r.macs / 1e9:.2f}", "-" if rate is None else f"{rate:.1f}",
-                          "-" if share is None else f"{100 * share:.0f}")  # fmt: skip
+            table.add_row(
+                r.name,
+                str(r.calls or "-"),
+                f"{r.seconds:.3f}",
+                f"{100 * r.share_of_time:.1f}",
+                "-" if r.macs is None else f"{r.macs / 1e9:.2f}",
+                "-" if rate is None else f"{rate:.1f}",
+                "-" if share is None else f"{100 * share:.0f}",
+            )
         console.print(table)
-    console.print("Scan MACs follow the counting convention of zoo/ops/flops.py (Mamba-1: 9/2 per state update; "
-                  "SSD: its chunked matmuls at chunk 256), so a scan's share of GEMM compares implementations, "
-                  "not hardware peaks.")  # fmt: skip
+    console.print(
+        "Scan MACs follow the counting convention of zoo/ops/flops.py (Mamba-1: 9/2 per state update; "
+        "SSD: its chunked matmuls at chunk 256), so a scan's share of GEMM compares implementations, "
+        "not hardware peaks."
+    )

@@ -123,8 +123,11 @@ def mismatches(model: nn.Module, state: StateDict) -> tuple[list[str], list[str]
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
-    shaped = [f"{k} {tuple(state[k].shape)} in the checkpoint vs {tuple(v.shape)} in the model"
-              for k, v in target.items() if k in state and state[k].shape != v.shape]  # fmt: skip
+    shaped = [
+        f"{k} {tuple(state[k].shape)} in the checkpoint vs {tuple(v.shape)} in the model"
+        for k, v in target.items()
+        if k in state and state[k].shape != v.shape
+    ]
     return missing, unexpected, shaped
 
 
@@ -154,8 +157,9 @@ def _hint(model: nn.Module, state: StateDict, shaped: list[str]) -> str:
     return f"; its position table is for a {grid}x{grid} grid: pass {option}={grid * model.patch_size}"
 
 
-def load_pretrained(model: nn.Module, source: str | Path | StateDict, family: str, name: str | None = None
-                    ) -> LoadReport:  # fmt: skip
+def load_pretrained(
+    model: nn.Module, source: str | Path | StateDict, family: str, name: str | None = None
+) -> LoadReport:
     """Load a checkpoint file (or a state dict) in one of ``family``'s layouts or ours into ``model``,
     strictly. On the meta device only names and shapes are checked (the tensors are assigned)."""
     label = "state dict" if isinstance(source, dict) else str(source)
@@ -167,9 +171,11 @@ def load_pretrained(model: nn.Module, source: str | Path | StateDict, family: st
     with torch.no_grad():
         model.load_state_dict(state, strict=True, assign=meta)
     if report.kept:
-        warnings.warn(f"{label} ({report.layout} layout) holds no {', '.join(report.kept)}: {name} keeps its own "
-                      "(diffusers' pipelines use the T5 encoding of the empty prompt as the unconditional caption)",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{label} ({report.layout} layout) holds no {', '.join(report.kept)}: {name} keeps its own "
+            "(diffusers' pipelines use the T5 encoding of the empty prompt as the unconditional caption)",
+            stacklevel=2,
+        )
     return report
 
 

@@ -72,7 +72,7 @@ OFFICIAL = Layout(
         "norm_out.",
         "label_emb.",
         "pos_embed.proj.",
-    ),  # fmt: skip
+    ),
     complete=True,
     grid_tables=("additional_embed",),
 )

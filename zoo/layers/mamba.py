@@ -38,8 +38,17 @@ def _inverse_softplus_dt(size: int, dt_min: float, dt_max: float, floor: float) 
     return dt + torch.log(-torch.expm1(-dt))
 
 
-def _direction_params(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_bias: bool, dt_min: float,
-                      dt_max: float, dt_scale: float, dt_init_floor: float):  # fmt: skip
+def _direction_params(
+    d_inner: int,
+    d_state: int,
+    d_conv: int,
+    dt_rank: int,
+    conv_bias: bool,
+    dt_min: float,
+    dt_max: float,
+    dt_scale: float,
+    dt_init_floor: float,
+):
     """conv1d, x_proj, dt_proj, A_log, D of one scan direction, initialised as mamba_ssm does (S4D-real A,
     log-uniform dt through the dt_proj bias, D = 1)."""
     conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=conv_bias)
@@ -91,8 +100,9 @@ class Mamba(nn.Module):
         self.share_dt_proj = share_dt_proj
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
-    def _scan(self, x: Tensor, z: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear,
-              A_log: Tensor, D: Tensor) -> Tensor:  # fmt: skip
+    def _scan(
+        self, x: Tensor, z: Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor
+    ) -> Tensor:
         """One direction: x, z (batch, L, d_inner), token-major -> (batch, L, d_inner).
 
         Activations stay token-major throughout: the conv and the scan read transposed views (the layout
@@ -101,8 +111,17 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = dt @ dt_proj.weight.t()  # (b, L, d_inner); the bias is added (before softplus) inside the scan
         A = -torch.exp(A_log.float())
-        y = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D.float(),
-                               z.transpose(1, 2), dt_proj.bias.float(), True)  # fmt: skip
+        y = ops.selective_scan(
+            x,
+            dt.transpose(1, 2),
+            A,
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            D.float(),
+            z.transpose(1, 2),
+            dt_proj.bias.float(),
+            True,
+        )
         return y.transpose(1, 2)
 
     def fused_kernel(self):
@@ -123,15 +142,48 @@ class Mamba(nn.Module):
             xz = xz + self.in_proj.bias.to(xz.dtype)[None, :, None]
         A = -torch.exp(self.A_log.float())
         if not self.bimamba:
-            return fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-                      self.out_proj.weight, self.out_proj.bias, A, None, None, self.D.float(),
-                      delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # fmt: skip
+            return fn(
+                xz,
+                self.conv1d.weight,
+                self.conv1d.bias,
+                self.x_proj.weight,
+                self.dt_proj.weight,
+                self.out_proj.weight,
+                self.out_proj.bias,
+                A,
+                None,
+                None,
+                self.D.float(),
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
+            )
         x_proj_b, dt_proj_b = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)
-        y = fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight, A, None, None,
-               self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)  # fmt: skip
-        yb = fn(xz.flip(-1), self.conv1d_b.weight, self.conv1d_b.bias, x_proj_b.weight, dt_proj_b.weight,
-                -torch.exp(self.A_b_log.float()), None, None, self.D_b.float(), delta_bias=dt_proj_b.bias.float(),
-                delta_softplus=True)  # fmt: skip
+        y = fn(
+            xz,
+            self.conv1d.weight,
+            self.conv1d.bias,
+            self.x_proj.weight,
+            self.dt_proj.weight,
+            A,
+            None,
+            None,
+            self.D.float(),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        yb = fn(
+            xz.flip(-1),
+            self.conv1d_b.weight,
+            self.conv1d_b.bias,
+            x_proj_b.weight,
+            dt_proj_b.weight,
+            -torch.exp(self.A_b_log.float()),
+            None,
+            None,
+            self.D_b.float(),
+            delta_bias=dt_proj_b.bias.float(),
+            delta_softplus=True,
+        )
         y = y + yb.flip(-1)
         y = y / 2 if self.divide_out else y
         return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
@@ -207,7 +259,18 @@ class Mamba2(nn.Module):
 
         Split out so a bidirectional wrapper can project once for both scan directions; ``reverse`` scans
         the sequence from its end (= flip, mix, flip) without flipped copies."""
-        return ops.conv_scan_norm(zxbcdt, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.dt_bias,
-                                  -torch.exp(self.A_log.float()), self.D, self.headdim, self.ngroups,
-                                  self.norm.weight, self.norm.eps, self.norm.group_size, reverse,
-                                  self.chunk_size)  # fmt: skip
+        return ops.conv_scan_norm(
+            zxbcdt,
+            self.conv1d.weight.squeeze(1),
+            self.conv1d.bias,
+            self.dt_bias,
+            -torch.exp(self.A_log.float()),
+            self.D,
+            self.headdim,
+            self.ngroups,
+            self.norm.weight,
+            self.norm.eps,
+            self.norm.group_size,
+            reverse,
+            self.chunk_size,
+        )

@@ -24,8 +24,10 @@ from zoo.layers.pos_embed import sincos_1d
 def check_clip(x: Tensor, model: str) -> tuple[int, int, int, int, int]:
     """(B, C, T, H, W) of a clip; anything but a 5-D tensor is a ValueError naming the layout."""
     if x.dim() != 5:
-        raise UnsupportedInput(f"{model} is a video model: it takes clips (batch, channels, frames, height, width), "
-                         f"got a {x.dim()}-D tensor {tuple(x.shape)}")  # fmt: skip
+        raise UnsupportedInput(
+            f"{model} is a video model: it takes clips (batch, channels, frames, height, width), "
+            f"got a {x.dim()}-D tensor {tuple(x.shape)}"
+        )
     if x.shape[2] < 1:
         raise UnsupportedInput(f"{model}: a clip needs at least one frame, got shape {tuple(x.shape)}")
     b, c, t, h, w = x.shape
@@ -77,8 +79,10 @@ def frame_conditions(labels: Tensor, frames: int, images: int, image_labels: Ten
     per_frame = labels.repeat_interleave(frames, 0).view(-1, frames)
     if images and image_labels is not None:
         if image_labels.shape != (labels.shape[0], images):
-            raise UnsupportedInput(f"image_cond {tuple(image_labels.shape)}: expected (batch, use_image_num) = "
-                             f"({labels.shape[0]}, {images})")  # fmt: skip
+            raise UnsupportedInput(
+                f"image_cond {tuple(image_labels.shape)}: expected (batch, use_image_num) = "
+                f"({labels.shape[0]}, {images})"
+            )
         per_frame = torch.cat([per_frame[:, : frames - images], image_labels.to(per_frame)], dim=1)
     return per_frame.reshape(-1)
 

@@ -73,8 +73,13 @@ class DiMMo(Backbone):
         num_classes: int = 1000,
         learn_sigma: bool = True,
     ):
-        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
-                         num_classes=num_classes, learn_sigma=learn_sigma)  # fmt: skip
+        super().__init__(
+            input_size=input_size,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            num_classes=num_classes,
+            learn_sigma=learn_sigma,
+        )
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size)

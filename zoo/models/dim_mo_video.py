@@ -66,8 +66,15 @@ class DiMMoVideo(DiMMo):
             raise BadOption(f"the video blocks come in spatial/temporal pairs: depth must be even, got {depth}")
         super().__init__(input_size, patch_size, in_channels, hidden_size, depth, mlp_ratio, num_classes, learn_sigma)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
-                use_image_num: int = 0, image_cond: Tensor | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        mask: Tensor | None = None,
+        use_image_num: int = 0,
+        image_cond: Tensor | None = None,
+    ) -> Tensor:
         """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
         ``use_image_num`` n (Table 3's "+IMG": video-image joint training as Latte's), the last n frames are
         single images: spatial blocks scan them, temporal blocks and the frame embedding leave them out;

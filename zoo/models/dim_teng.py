@@ -154,8 +154,7 @@ class DiMTeng(Backbone):
         learn_sigma: bool = False,
     ):
         noise_only(learn_sigma, "DiM (Teng et al.)")
-        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
-                         num_classes=num_classes)  # fmt: skip
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size, num_classes=num_classes)
         for name, value in (("scan_patterns", scan_patterns), ("block_scans", block_scans or "1")):
             if not value or set(value) - set(SCAN_PATTERNS):
                 raise BadOption(f"{name} is a string of pattern numbers 1-4 (e.g. '1234'), got {value!r}")
@@ -317,11 +316,17 @@ register(
         _PAPER, _TABLE1, params_m=860, gflops=210, gflops_image_size=256, note=_GFLOPS_NOTE, params_tolerance=_ROUNDED
     ),
     weights=(
-        Published("https://drive.google.com/drive/folders/1ETllUm8Dpd8-vDHefQEXEWF9whdbyhL5", "nnet_ema.pth",
-                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: 625K steps, FID 2.21; EMA state dict"),
-        Published("https://drive.google.com/drive/folders/1TTEXKKhnJcEV9jeZbZYlXjiPyV87ZhE0", "nnet_ema.pth",
-                  "same README: 425K steps, FID 2.40"),
-    ),  # fmt: skip
+        Published(
+            "https://drive.google.com/drive/folders/1ETllUm8Dpd8-vDHefQEXEWF9whdbyhL5",
+            "nnet_ema.pth",
+            "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: 625K steps, FID 2.21; EMA state dict",
+        ),
+        Published(
+            "https://drive.google.com/drive/folders/1TTEXKKhnJcEV9jeZbZYlXjiPyV87ZhE0",
+            "nnet_ema.pth",
+            "same README: 425K steps, FID 2.40",
+        ),
+    ),
 )
 register(
     "dim-teng-h/2-512",
@@ -332,9 +337,12 @@ register(
     inputs=InputSpec(in_channels=4, latent=True, image_size=512, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Sec. 4.1 (fine-tuned at 512 px)", params_m=860, params_tolerance=_ROUNDED),
     weights=(
-        Published("https://drive.google.com/drive/folders/1lupf4_dj4tWCpycnraGrgqh4P-6yK5Xe", "nnet_ema.pth",
-                  "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: fine-tuned at 512 px, FID 3.94; EMA state dict"),
-    ),  # fmt: skip
+        Published(
+            "https://drive.google.com/drive/folders/1lupf4_dj4tWCpycnraGrgqh4P-6yK5Xe",
+            "nnet_ema.pth",
+            "tyshiwo1/DiM-DiffusionMamba README, Checkpoints: fine-tuned at 512 px, FID 3.94; EMA state dict",
+        ),
+    ),
 )
 register(
     "dim-teng-tiny",

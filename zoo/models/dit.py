@@ -75,8 +75,13 @@ class DiT(Backbone):
         num_classes: int = 1000,
         learn_sigma: bool = True,
     ):
-        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
-                         num_classes=num_classes, learn_sigma=learn_sigma)  # fmt: skip
+        super().__init__(
+            input_size=input_size,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            num_classes=num_classes,
+            learn_sigma=learn_sigma,
+        )
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size)
@@ -126,20 +131,34 @@ class DiT(Backbone):
 _SIZES = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 1152, 16)}
 _PARAMS_M = {("s", 2): 33, ("b", 2): 130, ("l", 2): 458, ("xl", 2): 675, ("xl", 4): 675}
 _GFLOPS = {
-    ("s", 8): 0.36, ("s", 4): 1.41, ("s", 2): 6.06,
-    ("b", 8): 1.42, ("b", 4): 5.56, ("b", 2): 23.01,
-    ("l", 8): 5.01, ("l", 4): 19.70, ("l", 2): 80.71,
-    ("xl", 8): 7.39, ("xl", 4): 29.05, ("xl", 2): 118.64,
-}  # fmt: skip
+    ("s", 8): 0.36,
+    ("s", 4): 1.41,
+    ("s", 2): 6.06,
+    ("b", 8): 1.42,
+    ("b", 4): 5.56,
+    ("b", 2): 23.01,
+    ("l", 8): 5.01,
+    ("l", 4): 19.70,
+    ("l", 2): 80.71,
+    ("xl", 8): 7.39,
+    ("xl", 4): 29.05,
+    ("xl", 2): 118.64,
+}
 _IMAGENET_LATENT = InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000)
 _WEIGHTS = {
     ("xl", 2): (
-        Published("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt", "DiT-XL-2-256x256.pt",
-                  "facebookresearch/DiT download.py; EMA weights, a plain state dict"),
-        Published("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt", "DiT-XL-2-512x512.pt",
-                  "512 px model: also pass input_size=64"),
+        Published(
+            "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt",
+            "DiT-XL-2-256x256.pt",
+            "facebookresearch/DiT download.py; EMA weights, a plain state dict",
+        ),
+        Published(
+            "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt",
+            "DiT-XL-2-512x512.pt",
+            "512 px model: also pass input_size=64",
+        ),
     ),
-}  # fmt: skip
+}
 
 for (_size, (_depth, _hidden, _heads)), _patch in ((s, p) for s in _SIZES.items() for p in (2, 4, 8)):
     register(

@@ -70,11 +70,19 @@ class Latte(DiT):
     ):
         if depth % 2:
             raise BadOption(f"Latte's blocks come in spatial/temporal pairs: depth must be even, got {depth}")
-        super().__init__(input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio,
-                         num_classes, learn_sigma)  # fmt: skip
+        super().__init__(
+            input_size, patch_size, in_channels, hidden_size, depth, num_heads, mlp_ratio, num_classes, learn_sigma
+        )
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
-                use_image_num: int = 0, image_cond: Tensor | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        mask: Tensor | None = None,
+        use_image_num: int = 0,
+        image_cond: Tensor | None = None,
+    ) -> Tensor:
         """x (B, C, T, H, W) latents, t (B,) timesteps, cond (B,) labels -> (B, out_channels, T, H, W). With
         ``use_image_num`` n (video-image joint training, Sec. 4.1 "Latte+IMG"), the last n frames are single
         images: spatial blocks see them, temporal blocks and the frame embedding do not; ``image_cond`` (B, n)
@@ -126,10 +134,13 @@ register(
         "class-conditional model adds its 102 x 1152 label table (+0.017%)",
     ),
     weights=(
-        Published("https://huggingface.co/maxin-cn/Latte", "ucf101.pt",
-                  "Vchitect/Latte README, configs/ucf101/ucf101_sample.yaml: class-conditional UCF-101 (101 "
-                  "classes), 16 frames at 256 px, frame interval 3; EMA weights under 'ema'"),
-    ),  # fmt: skip
+        Published(
+            "https://huggingface.co/maxin-cn/Latte",
+            "ucf101.pt",
+            "Vchitect/Latte README, configs/ucf101/ucf101_sample.yaml: class-conditional UCF-101 (101 "
+            "classes), 16 frames at 256 px, frame interval 3; EMA weights under 'ema'",
+        ),
+    ),
 )
 
 register(

@@ -72,8 +72,15 @@ class PixArtAlphaMS(PixArtSkeleton):
         aspect_ratio = aspect_ratio.to(x.device, dtype).reshape(-1, 1).expand(b, 1)
         return torch.cat([self.csize_embedder(resolution), self.ar_embedder(aspect_ratio)], dim=1)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None,
-                resolution: Tensor | None = None, aspect_ratio: Tensor | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        mask: Tensor | None = None,
+        resolution: Tensor | None = None,
+        aspect_ratio: Tensor | None = None,
+    ) -> Tensor:
         if not self.use_additional_conditions:
             return super().forward(x, t, cond, mask)
         h, w = token_grid(x.shape[-2], x.shape[-1], self.patch_size, "latent")
@@ -96,7 +103,7 @@ register(
     config=dict(input_size=128, layout="SAx28", lewei_scale=2.0, use_additional_conditions=True),
     inputs=InputSpec(
         in_channels=4, latent=True, image_size=1024, conditioning="text", caption_tokens=120, caption_channels=4096
-    ),  # fmt: skip
+    ),
     paper=PaperInfo(
         "Chen et al. 2023 (PixArt-alpha), 1024 px multi-scale model",
         "public PixArtMS_XL_2 config",
@@ -104,9 +111,15 @@ register(
         note="610.9 M of the 512 model + 0.493 M for the resolution and aspect-ratio embedders; the paper says 0.6B",
     ),
     weights=(
-        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-1024-MS.pth",
-                  "original layout, state dict under 'state_dict'"),
-        Published("https://huggingface.co/PixArt-alpha/PixArt-XL-2-1024-MS",
-                  "transformer/diffusion_pytorch_model.safetensors", "diffusers layout"),
-    ),  # fmt: skip
+        Published(
+            "https://huggingface.co/PixArt-alpha/PixArt-alpha",
+            "PixArt-XL-2-1024-MS.pth",
+            "original layout, state dict under 'state_dict'",
+        ),
+        Published(
+            "https://huggingface.co/PixArt-alpha/PixArt-XL-2-1024-MS",
+            "transformer/diffusion_pytorch_model.safetensors",
+            "diffusers layout",
+        ),
+    ),
 )

@@ -90,8 +90,9 @@ class BidirectionalMamba2(nn.Module):
     function (out_proj has no bias). ``False`` runs the whole Mamba-2 layer per direction, as a naive
     reading of the paper (and its MAC accounting) does; outputs agree to float rounding."""
 
-    def __init__(self, dim: int, order: str, bidirectional: bool = True, shared_projections: bool = True,
-                 **mamba_kwargs):  # fmt: skip
+    def __init__(
+        self, dim: int, order: str, bidirectional: bool = True, shared_projections: bool = True, **mamba_kwargs
+    ):
         super().__init__()
         self.order = order
         self.shared_projections = shared_projections
@@ -128,8 +129,16 @@ class CaptionEmbedder(nn.Module):
 class T2IBlock(nn.Module):
     """Token mixer (self-attention or bidirectional Mamba-2) -> cross-attention -> MLP, adaLN-single."""
 
-    def __init__(self, dim: int, num_heads: int, mixer: str, mlp_ratio: float, bidirectional: bool, mamba_kwargs,
-                 shared_projections: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mixer: str,
+        mlp_ratio: float,
+        bidirectional: bool,
+        mamba_kwargs,
+        shared_projections: bool = True,
+    ):
         super().__init__()
         self.mixer_kind = mixer
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -199,10 +208,16 @@ class PixArtSkeleton(Backbone):
         shared_projections: bool = True,
     ):
         if num_classes:
-            raise BadOption(f"PixArt-alpha and T2MD condition on captions, not labels: num_classes must be 0, got "
-                             f"{num_classes}")  # fmt: skip
-        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
-                         learn_sigma=learn_sigma, conditioning="text")  # fmt: skip
+            raise BadOption(
+                f"PixArt-alpha and T2MD condition on captions, not labels: num_classes must be 0, got {num_classes}"
+            )
+        super().__init__(
+            input_size=input_size,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            learn_sigma=learn_sigma,
+            conditioning="text",
+        )
         mixers = parse_layout(layout)
         if len(mixers) != depth:
             raise BadOption(f"layout {layout!r} has {len(mixers)} blocks, depth is {depth}")
@@ -268,8 +283,9 @@ class PixArtSkeleton(Backbone):
         return self.y_embedder.y_embedding[None].expand(batch, -1, -1).to(device)
 
 
-_TEXT_512 = InputSpec(in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120,
-                      caption_channels=4096)  # fmt: skip
+_TEXT_512 = InputSpec(
+    in_channels=4, latent=True, image_size=512, conditioning="text", caption_tokens=120, caption_channels=4096
+)
 register(
     "pixart-alpha-xl/2",
     family="pixart",
@@ -283,14 +299,23 @@ register(
         note="610.9 M derived from the public XL/2 config; the papers say 0.6B",
     ),
     weights=(
-        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-512x512.pth",
-                  "original layout, state dict under 'state_dict'"),
-        Published("https://huggingface.co/PixArt-alpha/PixArt-alpha", "PixArt-XL-2-256x256.pth",
-                  "256 px model: also pass input_size=32"),
-        Published("https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512",
-                  "transformer/diffusion_pytorch_model.safetensors", "diffusers layout"),
+        Published(
+            "https://huggingface.co/PixArt-alpha/PixArt-alpha",
+            "PixArt-XL-2-512x512.pth",
+            "original layout, state dict under 'state_dict'",
+        ),
+        Published(
+            "https://huggingface.co/PixArt-alpha/PixArt-alpha",
+            "PixArt-XL-2-256x256.pth",
+            "256 px model: also pass input_size=32",
+        ),
+        Published(
+            "https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512",
+            "transformer/diffusion_pytorch_model.safetensors",
+            "diffusers layout",
+        ),
     ),
-)  # fmt: skip
+)
 register(
     "t2md",
     family="t2md",
@@ -303,14 +328,20 @@ register(
         params_m=700,
         params_tolerance=0.05,
         note="the paper gives 0.7B (one significant digit); ours 722 M, see the module doc",
-    ),  # fmt: skip
+    ),
 )
-_TINY = dict(input_size=8, hidden_size=64, num_heads=4, caption_channels=32, caption_tokens=6, d_state=16,
-             headdim=16)  # fmt: skip
-_TINY_TEXT = InputSpec(in_channels=4, latent=True, image_size=64, conditioning="text", caption_tokens=6,
-                       caption_channels=32)  # fmt: skip
-register("pixart-tiny", family="pixart", builder=PixArtSkeleton, config=dict(_TINY, depth=3, layout="SAx3"),
-         inputs=_TINY_TEXT, tags=("tiny",))  # fmt: skip
+_TINY = dict(input_size=8, hidden_size=64, num_heads=4, caption_channels=32, caption_tokens=6, d_state=16, headdim=16)
+_TINY_TEXT = InputSpec(
+    in_channels=4, latent=True, image_size=64, conditioning="text", caption_tokens=6, caption_channels=32
+)
+register(
+    "pixart-tiny",
+    family="pixart",
+    builder=PixArtSkeleton,
+    config=dict(_TINY, depth=3, layout="SAx3"),
+    inputs=_TINY_TEXT,
+    tags=("tiny",),
+)
 register(
     "t2md-tiny",
     family="t2md",

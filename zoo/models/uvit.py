@@ -71,8 +71,7 @@ class UViT(Backbone):
         learn_sigma: bool = False,
     ):
         noise_only(learn_sigma, "U-ViT")
-        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
-                         num_classes=num_classes)  # fmt: skip
+        super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size, num_classes=num_classes)
         img_size, in_chans, embed_dim = input_size, in_channels, hidden_size  # U-ViT's names, used below
         self.grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, bias=True)
@@ -135,9 +134,10 @@ register(
     inputs=InputSpec(in_channels=3, latent=False, image_size=32, conditioning="none"),
     paper=PaperInfo(_PAPER, "Table 1 (CIFAR-10, U-ViT-S/2)", params_m=44),
     weights=(
-        Published("https://drive.google.com/file/d/1yoYyuzR_hQYWU0mkTj659tMTnoCWCMv-", "cifar10_uvit_small.pth",
-                  _RELEASE),
-    ),  # fmt: skip
+        Published(
+            "https://drive.google.com/file/d/1yoYyuzR_hQYWU0mkTj659tMTnoCWCMv-", "cifar10_uvit_small.pth", _RELEASE
+        ),
+    ),
 )
 register(
     "uvit-l/2",
@@ -147,9 +147,10 @@ register(
     inputs=InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Table 2 (ImageNet 256, U-ViT-L/2)", params_m=287, gflops=77, gflops_image_size=256),
     weights=(
-        Published("https://drive.google.com/file/d/1w7T1hiwKODgkYyMH9Nc9JNUThbxFZgs3", "imagenet256_uvit_large.pth",
-                  _RELEASE),
-    ),  # fmt: skip
+        Published(
+            "https://drive.google.com/file/d/1w7T1hiwKODgkYyMH9Nc9JNUThbxFZgs3", "imagenet256_uvit_large.pth", _RELEASE
+        ),
+    ),
 )
 register(
     "uvit-h/2",
@@ -168,9 +169,10 @@ register(
     inputs=InputSpec(in_channels=4, latent=True, image_size=256, conditioning="class", num_classes=1000),
     paper=PaperInfo(_PAPER, "Table 2 (ImageNet 256, U-ViT-H/2)", params_m=501, gflops=133, gflops_image_size=256),
     weights=(
-        Published("https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u", "imagenet256_uvit_huge.pth",
-                  _RELEASE),
-    ),  # fmt: skip
+        Published(
+            "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u", "imagenet256_uvit_huge.pth", _RELEASE
+        ),
+    ),
 )
 register(
     "uvit-tiny",

@@ -89,10 +89,18 @@ class WDMamba(DiMTeng):
         layout = parse_stages(stages)
         depth = sum(n for _, n in layout)
         super().__init__(
-            input_size=input_size, patch_size=patch_size, in_channels=in_channels, hidden_size=hidden_size,
-            depth=depth, num_classes=num_classes, final_conv=True, scan_patterns=scan_patterns,
-            block_scans=cyclic_block_scans(scan_patterns, depth), skips=w_net_skips(layout), **dim_options,
-        )  # fmt: skip
+            input_size=input_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            hidden_size=hidden_size,
+            depth=depth,
+            num_classes=num_classes,
+            final_conv=True,
+            scan_patterns=scan_patterns,
+            block_scans=cyclic_block_scans(scan_patterns, depth),
+            skips=w_net_skips(layout),
+            **dim_options,
+        )
         self.stages = layout
 
 
@@ -110,7 +118,7 @@ register(
         params_m=463,
         params_tolerance=0.02,
         note="463 M is the code built with 1000 classes; unconditional here (-0.8%)",
-    ),  # fmt: skip
+    ),
 )
 register(
     "wd-mamba-u",

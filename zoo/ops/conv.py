@@ -69,10 +69,11 @@ def _flipped(fn):
 
 def _cpp_usable(x: Tensor, weight: Tensor, *_: object) -> bool:
     return (
-        x.dtype == weight.dtype == torch.float32 and weight.shape[1] <= 8
+        x.dtype == weight.dtype == torch.float32
+        and weight.shape[1] <= 8
         and not kernel_choice.using_reference_kernels()
         and load_cpu_kernels() is not None
-    )  # fmt: skip
+    )
 
 
 def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
@@ -89,9 +90,12 @@ def _cpp_conv_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
     """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only."""
     empty = x.new_empty(0)
     dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
-        grad.transpose(1, 2).contiguous(), _token_major(x), weight.contiguous(),
-        empty if bias is None else bias.contiguous(), silu,
-    )  # fmt: skip
+        grad.transpose(1, 2).contiguous(),
+        _token_major(x),
+        weight.contiguous(),
+        empty if bias is None else bias.contiguous(),
+        silu,
+    )
     return [dx.transpose(1, 2).contiguous(), dw, db]
 
 

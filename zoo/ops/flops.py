@@ -59,28 +59,59 @@ def _attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> in
 
 
 @register_flop_formula(torch.ops.zoo.selective_scan)
-def _selective_scan(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None,
-                    **kwargs) -> int:  # fmt: skip
+def _selective_scan(
+    u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, out_shape=None, **kwargs
+) -> int:
     return selective_scan_flops(u_shape, A_shape, D_shape is not None, z_shape is not None)
 
 
 @register_flop_formula(torch.ops.zoo.ssd_scan)
-def _ssd_scan(x_shape, dt_shape, A_shape, B_shape, C_shape, D_shape, z_shape, dt_bias_shape=None, dt_softplus=False,
-              reverse=False, chunk_size=SSD_FLOP_CHUNK, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+def _ssd_scan(
+    x_shape,
+    dt_shape,
+    A_shape,
+    B_shape,
+    C_shape,
+    D_shape,
+    z_shape,
+    dt_bias_shape=None,
+    dt_softplus=False,
+    reverse=False,
+    chunk_size=SSD_FLOP_CHUNK,
+    *args,
+    out_shape=None,
+    **kwargs,
+) -> int:
     return ssd_scan_flops(x_shape, B_shape, D_shape is not None, z_shape is not None, chunk_size)
 
 
 @register_flop_formula(torch.ops.zoo.conv_scan_norm)
-def _conv_scan_norm(zxbcdt_shape, conv_weight_shape, conv_bias_shape, dt_bias_shape, A_shape, D_shape, headdim,
-                    ngroups, norm_weight_shape=None, eps=None, norm_group=None, reverse=False,
-                    chunk_size=SSD_FLOP_CHUNK, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+def _conv_scan_norm(
+    zxbcdt_shape,
+    conv_weight_shape,
+    conv_bias_shape,
+    dt_bias_shape,
+    A_shape,
+    D_shape,
+    headdim,
+    ngroups,
+    norm_weight_shape=None,
+    eps=None,
+    norm_group=None,
+    reverse=False,
+    chunk_size=SSD_FLOP_CHUNK,
+    *args,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """The conv's and the SSD scan's FLOPs, as if run unfused (the gated norm counts none, as every norm)."""
     b, length, _ = zxbcdt_shape
     nheads, conv_dim = A_shape[0], conv_weight_shape[0]
     d_state = (conv_dim - nheads * headdim) // (2 * ngroups)
     conv_flops = causal_conv1d_flops((b, conv_dim, length), conv_weight_shape)
-    scan_flops = ssd_scan_flops((b, length, nheads, headdim), (b, length, ngroups, d_state), D_shape is not None, False,
-                                chunk_size)  # fmt: skip
+    scan_flops = ssd_scan_flops(
+        (b, length, nheads, headdim), (b, length, ngroups, d_state), D_shape is not None, False, chunk_size
+    )
     return conv_flops + scan_flops
 
 

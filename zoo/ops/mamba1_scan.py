@@ -97,30 +97,56 @@ def _cpp_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     Bt, Ct = B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous()
     if kernel_choice.using_reference_kernels():  # the reference path: channel-major copies, portable kernel
         return ext.selective_scan_fwd(
-            _f32(u, u), _f32(delta, u), _f32(A, u), Bt, Ct, _f32(D, u), _f32(z, u), _f32(delta_bias, u),
-            delta_softplus, True,
-        ).to(u.dtype)  # fmt: skip
+            _f32(u, u),
+            _f32(delta, u),
+            _f32(A, u),
+            Bt,
+            Ct,
+            _f32(D, u),
+            _f32(z, u),
+            _f32(delta_bias, u),
+            delta_softplus,
+            True,
+        ).to(u.dtype)
     return ext.selective_scan_fwd(
-        u.float(), delta.float(), _f32(A, u), Bt, Ct, _f32(D, u),
-        u.new_empty(0, dtype=torch.float32) if z is None else z.float(), _f32(delta_bias, u), delta_softplus, False,
-    ).to(u.dtype)  # fmt: skip
+        u.float(),
+        delta.float(),
+        _f32(A, u),
+        Bt,
+        Ct,
+        _f32(D, u),
+        u.new_empty(0, dtype=torch.float32) if z is None else z.float(),
+        _f32(delta_bias, u),
+        delta_softplus,
+        False,
+    ).to(u.dtype)
 
 
 def _cpp_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> list[Tensor]:
     """[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias] from our C++ kernel (CPU); absent inputs get empty tensors."""
     ext = load_cpu_kernels()
     du, ddelta, dA, dB, dC, dD, dz, dbias = ext.selective_scan_bwd(
-        _f32(dout, u), _f32(u, u), _f32(delta, u), _f32(A, u),
-        B.float().transpose(-1, -2).contiguous(), C.float().transpose(-1, -2).contiguous(),
-        _f32(D, u), _f32(z, u), _f32(delta_bias, u), delta_softplus,
-    )  # fmt: skip
+        _f32(dout, u),
+        _f32(u, u),
+        _f32(delta, u),
+        _f32(A, u),
+        B.float().transpose(-1, -2).contiguous(),
+        C.float().transpose(-1, -2).contiguous(),
+        _f32(D, u),
+        _f32(z, u),
+        _f32(delta_bias, u),
+        delta_softplus,
+    )
     return [
-        du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype),
-        dB.transpose(-1, -2).to(B.dtype), dC.transpose(-1, -2).to(C.dtype),
+        du.to(u.dtype),
+        ddelta.to(delta.dtype),
+        dA.to(A.dtype),
+        dB.transpose(-1, -2).to(B.dtype),
+        dC.transpose(-1, -2).to(C.dtype),
         dD.to(D.dtype) if D is not None else u.new_empty(0),
         dz.to(z.dtype) if z is not None else u.new_empty(0),
         dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),
-    ]  # fmt: skip
+    ]
 
 
 def _fake_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):

@@ -67,6 +67,8 @@ def gated_rmsnorm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group
     """rmsnorm(x * silu(z)) * weight over groups of ``group_size`` channels (default: all of them)."""
     group_size = group_size or x.shape[-1]
     if x.shape != z.shape or x.shape[-1] % group_size or weight.shape != (x.shape[-1],):
-        raise ValueError(f"gated_rmsnorm: x {tuple(x.shape)}, z {tuple(z.shape)}, weight {tuple(weight.shape)} and "
-                         f"group size {group_size} do not fit")  # fmt: skip
+        raise ValueError(
+            f"gated_rmsnorm: x {tuple(x.shape)}, z {tuple(z.shape)}, weight {tuple(weight.shape)} and "
+            f"group size {group_size} do not fit"
+        )
     return _OP(x, z, weight, eps, group_size)
