@@ -9,6 +9,8 @@ the trainer, so FID reference images come from exactly the same pipeline.
 - ``celeba``: ``<root>/celeba/img_align_celeba/*.jpg`` + ``list_eval_partition.txt``; cropped then resized.
 - ``imagenet``: ``<root>/imagenet/{train,val}/<wnid>/*.JPEG`` (ImageFolder), ADM/DiT centre crop.
 - ``latents:<dir>``: shards written by ``ablations latents`` (VAE moments; see ``ablations.latents``).
+- ``captions:<dir>``, ``wds:<pattern>``, ``captioned-shapes``: images with captions for the text-to-image
+  models; items are ``(image, index)``, the caption ``dataset.captions[index]`` (``ablations.caption_data``).
 - ``videoshapes``, ``ucf101``: video clips (3, T, H, W), see ``ablations.video_data``.
 """
 
@@ -27,7 +29,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ablations.data_catalog import DATASETS, VIDEO_DATASETS, DatasetMissing
+from ablations.caption_data import caption_dataset_present, is_caption_dataset, open_caption_dataset
+from ablations.data_catalog import CAPTION_DATASETS, DATASETS, VIDEO_DATASETS, DatasetMissing
 from ablations.video_data import open_video_dataset, video_dataset_present
 from mambabench import settings
 from mambabench.errors import UserError
@@ -255,6 +258,8 @@ def open_dataset(
     root = Path(root) if root is not None else default_data_root()
     if name in VIDEO_DATASETS:
         return open_video_dataset(name, root, size, frames, interval, split)
+    if is_caption_dataset(name):
+        return open_caption_dataset(name, size, split, root)
     if name == "builtin":
         return BuiltinShapes(size=size, seed=0 if split == "train" else 1)
     if name == "cifar10":
@@ -265,8 +270,8 @@ def open_dataset(
         return CelebA(root, split, size=size)
     if name == "imagenet":
         return ImageNet(root, split, size=size)
-    known = ", ".join((*DATASETS, *VIDEO_DATASETS))
-    raise UserError(f"unknown data set {name!r}; choose one of {known} or latents:<dir>")
+    known = ", ".join((*DATASETS, *VIDEO_DATASETS, *CAPTION_DATASETS))
+    raise UserError(f"unknown data set {name!r}; choose one of {known}, captions:<dir>, wds:<pattern> or latents:<dir>")
 
 
 def dataset_present(name: str, root: str | Path | None = None) -> bool:
@@ -274,6 +279,8 @@ def dataset_present(name: str, root: str | Path | None = None) -> bool:
     root = Path(root) if root is not None else default_data_root()
     if name in VIDEO_DATASETS:
         return video_dataset_present(name, root)
+    if is_caption_dataset(name):
+        return caption_dataset_present(name, root)
     return {
         "builtin": lambda: True,
         "cifar10": lambda: (root / "cifar-10-batches-py" / "data_batch_1").is_file(),

@@ -7,6 +7,7 @@ from mambabench.errors import UserError
 
 DATASETS = ("builtin", "cifar10", "celeba", "imagenet")  # ablations.data
 VIDEO_DATASETS = ("videoshapes", "ucf101")  # ablations.video_data
+CAPTION_DATASETS = ("captioned-shapes",)  # ablations.caption_data (also captions:<dir>, wds:<pattern>)
 
 
 class DatasetMissing(UserError, FileNotFoundError):

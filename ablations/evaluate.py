@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ablations.data import open_dataset
+from ablations.data import default_data_root, open_dataset
 from ablations.fid import (
     FeatureStats,
     InceptionFeatures,
@@ -41,7 +41,11 @@ def reference_features(
 ) -> dict[str, torch.Tensor]:
     """{"pool": (N, 2048), "spatial": (N, 2023)} Inception features of the first ``count`` images (cached)."""
     weights_id = hashlib.sha1(str(extractor.weights.name).encode()).hexdigest()[:8]
-    path = _cache_dir() / "fid" / f"{data}-{split}-{size}px-n{count}-{weights_id}-v2.pt"
+    label = data
+    if ":" in data:  # captions:DIR, wds:PATTERN: one file name per folder or pattern, wherever it resolves
+        where = f"{data}|{Path(root or default_data_root()).resolve()}|{Path.cwd()}"
+        label = f"{data.partition(':')[0]}-{hashlib.sha1(where.encode()).hexdigest()[:12]}"
+    path = _cache_dir() / "fid" / f"{label}-{split}-{size}px-n{count}-{weights_id}-v2.pt"
     with claim(path.with_name(path.name + ".lock")):  # two scoring processes compute it once, not twice
         return _reference_features(path, data, size, count, extractor, root, split)
 

@@ -73,6 +73,10 @@ class RunConfig:
     frames: int | None = None  # frames per clip (default: the entry's)
     frame_interval: int | None = None  # every k-th frame of the video (default: the data set's; UCF-101: 3)
     image_joint: int = 0  # single frames appended to each clip: Latte's video-image joint training ("IMG")
+    # text models on caption data (captions:DIR, wds:PATTERN, captioned-shapes, their latents): the T5 folder
+    # that encodes the captions once into a cache (ablations.text_encoder); hashed by the model's identity,
+    # left out of the hash when unset
+    text_encoder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,6 +139,10 @@ def _hash(config: RunConfig, seen: frozenset[str]) -> str:
         data["init_from"] = run_identity(data["init_from"], seen)
     if data.get("distill"):
         data["distill"]["teacher"] = run_identity(data["distill"]["teacher"], seen)
+    if data.get("text_encoder") is None:  # runs without one keep the hashes their folders are named by
+        data.pop("text_encoder", None)
+    else:
+        data["text_encoder"] = _encoder_identity(data["text_encoder"])
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -143,6 +151,15 @@ def _model_revision(name: str) -> int:
         return zoo.get_entry(name).revision
     except KeyError:  # a run of a model this version does not know: its hash is all it has
         return 0
+
+
+def _encoder_identity(folder: str) -> str:
+    from ablations.text_encoder import text_encoder_identity
+
+    try:
+        return text_encoder_identity(folder)
+    except OSError:  # not (or no longer) there: the path is all we know
+        return f"path:{Path(folder).expanduser().resolve()}"
 
 
 def run_identity(folder: str | Path, seen: frozenset[str] = frozenset()) -> str:
@@ -231,6 +248,14 @@ class ModelSetup:
     latent: bool  # the model works on VAE latents
     image_size: int  # training image size, pixels
     frames: int = 0  # frames per clip of a video model; 0: an image model
+
+    @property
+    def caption_tokens(self) -> int:
+        return int(self.overrides.get("caption_tokens", self.entry.inputs.caption_tokens))
+
+    @property
+    def caption_channels(self) -> int:
+        return int(self.overrides.get("caption_channels", self.entry.inputs.caption_channels))
 
     @property
     def input_size(self) -> int:

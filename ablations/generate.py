@@ -2,7 +2,10 @@
 
 Samples are written one file each as they are made, and a rerun skips indices already on disk, so an
 interrupted sampling job resumes. Sample i uses class i mod K (balanced classes) and noise from a generator
-seeded by (seed, batch), so the same command makes the same images.
+seeded by (seed, batch), so the same command makes the same images. A text model trained on a caption data
+set conditions sample i on caption i mod N of its training captions (the caption cache its ``data.json``
+names, with their masks) instead of class captions; ``ablations sample --prompts`` takes any prompts
+(``ablations.generate_prompts``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,22 @@ def class_count(run: str | Path, setup) -> int:
     return classes
 
 
+def run_captions(run: str | Path):
+    """The caption cache a text run trained on (``data.json``'s ``caption_cache``), or None."""
+    data_info = Path(run) / "data.json"
+    folder = json.loads(data_info.read_text()).get("caption_cache") if data_info.is_file() else None
+    if not folder:
+        return None
+    from ablations.text_encoder import CaptionCache
+
+    if not (Path(folder) / "manifest.json").is_file():
+        raise UserError(
+            f"{run} trained on the captions cached in {folder}, which is gone: resume the run once "
+            "(`ablations train ... --resume`) to rebuild it"
+        )
+    return CaptionCache(folder)
+
+
 def sample_batch(
     model,
     setup,
@@ -80,16 +99,22 @@ def sample_batch(
     steps: int,
     device: str,
     wrap: Callable | None = None,
+    captions=None,
 ) -> Tensor:
     """x_0 of samples ``first .. first + count - 1`` of ``shape`` (an image's or a clip's, without the batch):
     sample i has class i mod ``classes``, the noise comes from a generator seeded by (seed, first); ``wrap``
-    wraps the guided model function (upsample guidance)."""
+    wraps the guided model function (upsample guidance); ``captions``: a caption cache (``CaptionCache``) that
+    sample i takes caption i mod its size from, with its mask."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + first)
     noise = torch.randn(count, *shape, generator=g).to(device)
     labels = torch.arange(first, first + count, device=device) % max(classes, 1)
-    y = setup.condition(model, labels)
+    mask = None
+    if captions is not None:
+        y, mask = (v.to(device) for v in captions.lookup(labels.cpu() % len(captions)))
+    else:
+        y = setup.condition(model, labels)
     null = setup.null_condition(model, count, torch.device(device))
-    fn = guided(model, y, null, cfg, setup.channels)
+    fn = guided(model, y, null, cfg, setup.channels, mask=mask)
     if wrap is not None:
         fn = wrap(fn)
     return sample(fn, noise, diffusion, sampler, steps, generator=g, clip=None if setup.latent else 1.0)
@@ -135,13 +160,16 @@ def generate(
     images_dir.mkdir(parents=True, exist_ok=True)
     vae = load_vae(config.vae, device) if setup.latent else None
     classes = class_count(run, setup)
+    captions = run_captions(run)
     wrap = (lambda fn: with_upsample_guidance(fn, diffusion, setup.channels, m)) if upsample_guidance else None
     for first in range(0, n, batch):
         count = min(batch, n - first)
         if all((images_dir / f"{first + i:06d}.png").exists() for i in range(count)):
             continue
         shape = (setup.channels, size, size)
-        x = sample_batch(model, setup, diffusion, first, count, shape, classes, cfg, seed, sampler, steps, device, wrap)
+        x = sample_batch(
+            model, setup, diffusion, first, count, shape, classes, cfg, seed, sampler, steps, device, wrap, captions
+        )
         images = decode(vae, x) if vae is not None else to_uint8(x)
         for i, image in enumerate(images):
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(images_dir / f"{first + i:06d}.png")

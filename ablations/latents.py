@@ -6,6 +6,10 @@ Latent models (DiT, DiM-Mo, T2MD at 256+) train on ``vae.encode(x).latent_dist.s
 its mirror image when flips are on, and ``LatentShards`` draws a fresh latent from them at each step. Video
 clips (B, 3, T, H, W) go through the same functions frame by frame. The VAE is only ever loaded from a local
 folder: no download at run time.
+
+A caption data set (``ablations.caption_data``) keeps each item's index as its label and its captions in
+``captions.json``; its caption embeddings go beside, in ``captions/`` (``ablations.text_encoder``), so
+training on ``latents:DIR`` finds both.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ def write_latent_shards(
         "scaling_factor": scaling_factor(vae),
         "num_classes": int(getattr(dataset, "num_classes", 0)),
     }
+    captions = getattr(dataset, "captions", None)
+    if captions is not None:  # written before the manifest: a finished folder has both
+        atomic_write_json(out / "captions.json", list(captions))
     atomic_write_json(out / "manifest.json", manifest, indent=2)
     return out
 
@@ -118,7 +125,7 @@ class LatentShards(Dataset):
     """Items ``(moments (views, 2C, h, w) float16, label)`` from ``write_latent_shards``'s folder."""
 
     def __init__(self, folder: str | Path):
-        folder = Path(folder)
+        self.folder = folder = Path(folder)
         manifest = folder / "manifest.json"
         if not manifest.is_file():
             raise UserError(f"{folder}: no manifest.json; write latents with `ablations latents` first")
@@ -128,6 +135,8 @@ class LatentShards(Dataset):
         self.labels = torch.cat([p["labels"] for p in parts]).tolist()
         self.num_classes = self.manifest["num_classes"]
         self.scale = float(self.manifest["scaling_factor"])
+        captions = folder / "captions.json"  # a caption data set's: labels are caption indices
+        self.captions = json.loads(captions.read_text()) if captions.is_file() else None
 
     def __len__(self) -> int:
         return len(self.labels)

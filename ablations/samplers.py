@@ -125,16 +125,21 @@ def _dpm_solver_2m(model_fn, x, diffusion, ts, generator, clip):
     return x
 
 
-def guided(model: Callable, y, null_y, cfg: float, channels: int) -> ModelFn:
+def guided(model: Callable, y, null_y, cfg: float, channels: int, mask: Tensor | None = None) -> ModelFn:
     """``model(x, t, y)`` as a ``model_fn``, with classifier-free guidance when ``cfg != 1``.
 
     ``cfg`` is the standard w: eps_u + w (eps_c - eps_u) (U-ViT's and DiM-Teng's code call w - 1 "scale").
-    The variance channels of a learned-sigma model are taken from the conditional half."""
+    The variance channels of a learned-sigma model are taken from the conditional half. ``mask``: a text
+    model's caption mask, passed as ``model(..., mask=)``; the null-caption half gets the same mask, as
+    PixArt-alpha's code repeats it over the CFG batch."""
+    extra = {} if mask is None else {"mask": mask}
     if cfg == 1.0 or y is None:
-        return lambda x, t: model(x, t, y)
+        return lambda x, t: model(x, t, y, **extra)
+    if mask is not None:
+        extra = {"mask": torch.cat([mask, mask])}
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
-        out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_y]))
+        out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_y]), **extra)
         cond, uncond = out.chunk(2)
         eps = uncond[:, :channels] + cfg * (cond[:, :channels] - uncond[:, :channels])
         return torch.cat([eps, cond[:, channels:]], dim=1)

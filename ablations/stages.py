@@ -49,7 +49,8 @@ class Stage(ABC):
         cond: Tensor | None,
         **step_kwargs: Any,
     ) -> dict[str, Tensor]:
-        """``step_kwargs``: this step's extra model inputs (a video model's image-frame labels)."""
+        """``step_kwargs``: this step's extra model inputs (a video model's image-frame labels, a text model's
+        caption ``mask``)."""
 
 
 @dataclass
@@ -69,9 +70,9 @@ class TeacherForcing(Stage):
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "teacher_forcing")
 
-    def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
+    def loss(self, model, x0, x_t, t, noise, cond, mask=None, **step_kwargs):
         _image_only(self.name, step_kwargs)
-        loss = distill.teacher_forcing_loss(self.teacher, model, x_t, t, cond)
+        loss = distill.teacher_forcing_loss(self.teacher, model, x_t, t, cond, mask)
         return {"teacher_forcing": loss, "loss": loss}
 
 
@@ -83,7 +84,7 @@ class Distillation(Stage):
     def set_trainable(self, model: nn.Module) -> None:
         distill.set_trainable(model, "distill")
 
-    def loss(self, model, x0, x_t, t, noise, cond, **step_kwargs):
+    def loss(self, model, x0, x_t, t, noise, cond, mask=None, **step_kwargs):
         _image_only(self.name, step_kwargs)
         terms = distill.distillation_losses(
             self.teacher,
@@ -92,6 +93,7 @@ class Distillation(Stage):
             t,
             cond,
             noise,
+            mask=mask,
             lambda_pseudo=self.spec.lambda_pseudo,
             lambda_mixer=self.spec.lambda_mixer,
         )

@@ -174,6 +174,7 @@ class Trainer:
                 )
         self.vae = load_vae(config.vae, self.device) if config.vae else None
         self.dataset = self._dataset()
+        self.captions = self._caption_cache()
         self.schedule = StageSchedule(self.diffusion, self.model_kwargs, config.distill, self.teacher)
         self._stage: Stage | None = None
         self.wrapped: nn.Module = self.model
@@ -223,6 +224,8 @@ class Trainer:
         trim_log(self.out, self.start)
         # what sampling needs to know about the data (class count for balanced labels)
         info = {"num_classes": int(getattr(self.dataset, "num_classes", 0)), "length": len(self.dataset)}
+        if self.captions is not None:  # a text model on captions: sampling conditions on the data's captions
+            info["caption_cache"] = str(self.captions.folder.resolve())
         atomic_write_json(self.out / "data.json", info)
 
     def _protected(self, step: int) -> bool:
@@ -267,6 +270,34 @@ class Trainer:
             size=self.setup.image_size,
             frames=max(self.setup.frames, 1),
             interval=config.frame_interval,
+        )
+
+    def _caption_cache(self):
+        """The caption embeddings of a caption data set for a text model (``ablations.text_encoder``), built
+        on first use; None for any other data (text models then see fixed class captions)."""
+        from ablations.caption_data import captions_of
+
+        captions = captions_of(self.dataset)
+        if captions is None:
+            return None
+        if self.setup.conditioning == "class":
+            raise UserError(
+                f"{self.config.data} is a caption data set and {self.config.model} is class-conditional: train a "
+                "text model (pixart-*, t2md*) on captions, or this one on a class-labelled set"
+            )
+        if self.setup.conditioning != "text":
+            return None
+        from ablations.text_encoder import open_caption_cache
+
+        folder = self.dataset.folder / "captions" if isinstance(self.dataset, LatentShards) else None
+        return open_caption_cache(
+            captions,
+            self.setup.caption_tokens,
+            self.setup.caption_channels,
+            self.config.text_encoder,
+            folder,
+            self.device,
+            self.log,
         )
 
     # -- one step
@@ -354,11 +385,15 @@ class Trainer:
         torch.manual_seed(config.seed * 1_000_003 + step)  # any dropout inside a model
         g, flips, t, noise, drop = self._draws(step, shape)
         x0, sources = append_image_frames(self._model_input(images, flips, g), config.image_joint, g)
-        y = self.setup.condition(self.model, labels.to(self.device))
+        step_kwargs = {} if sources is None else {"image_cond": self._image_labels(labels, sources, g)}
+        if self.captions is not None:  # labels are caption indices; the mask is kept for dropped captions too
+            y, mask = (v.to(self.device) for v in self.captions.lookup(labels))
+            step_kwargs["mask"] = mask
+        else:
+            y = self.setup.condition(self.model, labels.to(self.device))
         if y is not None and drop.any():
             null = self.setup.null_condition(self.model, len(drop), self.device)
             y = torch.where(drop.view(-1, *([1] * (y.dim() - 1))), null.to(y.dtype), y)
-        step_kwargs = {} if sources is None else {"image_cond": self._image_labels(labels, sources, g)}
         with autocast:
             return stage.loss(self.wrapped, x0, self.diffusion.q_sample(x0, t, noise), t, noise, y, **step_kwargs)
 
@@ -473,6 +508,8 @@ def _resolved_paths(config: RunConfig) -> RunConfig:
     changes = {}
     if config.init_from:
         changes["init_from"] = str(Path(config.init_from).expanduser().resolve())
+    if config.text_encoder and Path(config.text_encoder).expanduser().exists():  # a folder, not "tiny-t5"
+        changes["text_encoder"] = str(Path(config.text_encoder).expanduser().resolve())
     if config.distill is not None:
         teacher = str(Path(config.distill.teacher).expanduser().resolve())
         changes["distill"] = dataclasses.replace(config.distill, teacher=teacher)

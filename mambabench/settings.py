@@ -10,6 +10,8 @@ test or a job can set it at any time.
 | ``MAMBABENCH_DATA`` | ``./data`` | where data sets are looked for (``--data-root`` wins) |
 | ``MAMBABENCH_INCEPTION`` | unset | the FID Inception weights file (``--inception`` wins) |
 | ``MAMBABENCH_I3D`` | unset | the FVD I3D weights, StyleGAN-V's ``i3d_torchscript.pt`` (``--i3d`` wins) |
+| ``MAMBABENCH_TEXT_ENCODER`` | unset | the T5 folder that encodes captions (``--text-encoder`` wins) |
+| ``MAMBABENCH_TEACHER`` | unset | the released teacher checkpoint a table distils from (``--teacher`` wins) |
 | ``MAMBABENCH_DEBUG`` | unset | ``1``: a failing command shows its traceback instead of one line |
 """
 
@@ -55,6 +57,14 @@ def inception_weights() -> str | None:
 
 def i3d_weights() -> str | None:
     return os.environ.get("MAMBABENCH_I3D") or None
+
+
+def text_encoder() -> str | None:
+    return os.environ.get("MAMBABENCH_TEXT_ENCODER") or None
+
+
+def teacher() -> str | None:
+    return os.environ.get("MAMBABENCH_TEACHER") or None
 
 
 def debug() -> bool:

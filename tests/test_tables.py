@@ -284,7 +284,7 @@ def test_run_names_missing_data_and_vae(tmp_path):
     listing = runner.invoke(app, ["list", "--json", "--data-root", str(tmp_path)])
     rows = [json.loads(line) for line in listing.output.strip().splitlines()]
     assert len(rows) == sum(len(t.presets) for t in TABLES.values())  # one row per (table, preset)
-    assert all(r["data_present"] == (r["data"] in ("builtin", "videoshapes")) for r in rows)
+    assert all(r["data_present"] == (r["data"] in ("builtin", "videoshapes", "captioned-shapes")) for r in rows)
 
 
 def test_killed_table_run_resumes_and_records_each_score_once(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ per command family; importing them registers their commands on the app of ``abla
 
 from __future__ import annotations
 
-from ablations.cli import datasets, sampling, scoring, tables, training  # noqa: F401  (register the commands)
+from ablations.cli import datasets, geneval, sampling, scoring, tables, training  # noqa: F401  (register the commands)
 from ablations.cli.common import app
 from mambabench.errors import run_app
 

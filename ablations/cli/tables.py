@@ -72,6 +72,12 @@ def run_command(
     runs: Path = RUNS,
     device: str = typer.Option("cpu", "--device"),
     i3d: Path = typer.Option(None, "--i3d", help="Video tables: StyleGAN-V's i3d_torchscript.pt ($MAMBABENCH_I3D)."),
+    teacher: Path = typer.Option(
+        None, "--teacher", help="Presets that distil from a released teacher: its checkpoint ($MAMBABENCH_TEACHER)."
+    ),
+    text_encoder: Path = typer.Option(
+        None, "--text-encoder", help="Caption presets: the T5 folder ($MAMBABENCH_TEXT_ENCODER)."
+    ),
     threads: int = typer.Option(1, "--threads", help="CPU threads per job (1: a busy 2-core box is slow with 2)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
     executor: str = CLUSTER["executor"],
@@ -92,6 +98,9 @@ def run_command(
 
     if i3d is not None:  # read where FVD is scored, also by --jobs helpers and cluster jobs (they inherit it)
         os.environ["MAMBABENCH_I3D"] = str(i3d.resolve())
+    for option, variable in ((teacher, "MAMBABENCH_TEACHER"), (text_encoder, "MAMBABENCH_TEXT_ENCODER")):
+        if option is not None:  # read when the runs are configured, also by --jobs helpers and cluster jobs
+            os.environ[variable] = str(option.resolve() if option.exists() else option)  # tiny-t5 stays a name
     table = get_table(table_name)
     if jobs < 1 or threads < 1:
         raise UserError(f"--jobs and --threads must be at least 1 (got --jobs {jobs} --threads {threads})")

@@ -15,7 +15,15 @@ def train_command(
     model: str = typer.Option(..., "--model", "-m", help="Registry name (`zoo list`)."),
     sets: list[str] = typer.Option([], "--set", help="Model override key=value (repeatable), e.g. --set depth=4."),
     data: str = typer.Option(
-        "builtin", "--data", help="builtin | cifar10 | celeba | imagenet | latents:DIR; video: videoshapes | ucf101."
+        "builtin",
+        "--data",
+        help="builtin | cifar10 | celeba | imagenet | latents:DIR; video: videoshapes | ucf101; captions (text "
+        "models): captions:DIR | wds:PATTERN | captioned-shapes.",
+    ),
+    text_encoder: Path = typer.Option(
+        None,
+        "--text-encoder",
+        help="Caption data: T5 folder that encodes the captions once (or $MAMBABENCH_TEXT_ENCODER).",
     ),
     data_root: Path = typer.Option(
         None, "--data-root", help="Where data sets live (default $MAMBABENCH_DATA or ./data)."
@@ -75,6 +83,7 @@ def train_command(
         frames=frames,
         frame_interval=frame_interval,
         image_joint=image_joint,
+        text_encoder=str(text_encoder.resolve() if text_encoder.exists() else text_encoder) if text_encoder else None,
     )
     check_run_config(config)
     if not ema_warmup and ema**steps > 0.1:  # the initialisation's share left in the EMA weights at the end

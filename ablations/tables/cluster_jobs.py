@@ -17,6 +17,7 @@ from ablations.tables.layout import (
     score_file,
     variant_config,
 )
+from ablations.tables.needs import teacher_path
 from ablations.tables.runner import run_table
 from ablations.tables.spec import Preset, TableSpec, Variant
 from mambabench.errors import UserError
@@ -26,6 +27,8 @@ def _teacher_folder(table: TableSpec, preset: Preset, root: Path, data_root, vae
     """Where the table's teacher run of this seed lives (known before it is trained: it is named by its config)."""
     if table.teacher is None:
         return None
+    if preset.teacher_file:  # a released checkpoint, not a run of ours
+        return teacher_path(preset)
     return str(run_folder(root, variant_config(table, table.teacher, preset, data_root, vae, None, seed)))
 
 

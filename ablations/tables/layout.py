@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ablations.experiment import DistillConfig, RunConfig, config_hash
+from ablations.tables.needs import text_encoder_of
 from ablations.tables.spec import Preset, TableSpec, Variant
 from mambabench import settings
 from mambabench.errors import UserError
@@ -69,6 +70,7 @@ def variant_config(
         ckpt_every=max(1, steps // 10),
         seed=seed,
         distill=distill,
+        text_encoder=text_encoder_of(preset),  # caption presets only: the others keep their hashes
         **video,
     )
 

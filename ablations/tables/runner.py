@@ -27,6 +27,7 @@ from ablations.tables.layout import (
     variant_config,
     write_index,
 )
+from ablations.tables.needs import check_needs, teacher_path
 from ablations.tables.spec import Preset, TableSpec, Variant
 from mambabench.errors import UserError
 from mambabench.files import atomic_write_json, claim
@@ -53,6 +54,7 @@ def run_table(
     if not seed_list:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     preset = table.presets[preset_name]
+    check_needs(table, preset, data_root, vae)  # every file the preset needs, all named at once
     if preset.needs_vae and vae is None:
         raise UserError(
             f"{table.id} --preset {preset_name} trains on VAE latents: pass --vae DIR (a local "
@@ -100,9 +102,13 @@ def _run_variant(
 ) -> tuple[list[dict], Path] | None:
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
+    name = f"{table.id}/{variant.key}" + (f" seed {seed}" if seed else "")
+    if variant.teacher and preset.teacher_file:  # the released checkpoint is the teacher: nothing to train
+        path = teacher_path(preset)
+        log(f"{name}: not trained: the students distil from the released checkpoint {path}")
+        return [], Path(path)
     config = variant_config(table, variant, preset, data_root, vae, teacher_folder, seed)
     folder = run_folder(root, config)
-    name = f"{table.id}/{variant.key}" + (f" seed {seed}" if seed else "")
     blocked = not_runnable(config)
     if blocked:
         log(f"{name}: not run: {blocked}")

@@ -68,6 +68,11 @@ class Preset:
     frames: int | None = None  # video tables: frames per clip (default: the entry's)
     frame_interval: int | None = None  # video tables: every k-th frame (default: the data set's)
     cost: str = ""  # expected cost (CPU wall time measured here, or GPU-hours by the paper's account)
+    # text-to-image presets: the T5 folder that encodes the captions ("tiny-t5": ablations.text_encoder's tiny T5;
+    # None: --text-encoder / $MAMBABENCH_TEXT_ENCODER), and the released teacher checkpoint the students distil
+    # from instead of a teacher trained here (what to fetch; the path is --teacher / $MAMBABENCH_TEACHER)
+    text_encoder: str | None = None
+    teacher_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,13 @@
   ``lewei_scale`` over the base grid) is checked and dropped.
 - ``diffusers``: ``PixArtTransformer2DModel`` (``diffusion_pytorch_model.safetensors`` / ``.bin``:
   ``pos_embed.proj``, ``adaln_single.*``, ``caption_projection.*``, ``transformer_blocks.N.attn1.to_q`` ...),
-  renamed, with q/k/v concatenated into ``qkv`` and k/v into ``kv_linear``. diffusers keeps no null caption
-  (``y_embedder.y_embedding``): the model keeps its own, and ``LoadReport.kept`` says so.
+  renamed, with q/k/v concatenated into ``qkv`` and k/v into ``kv_linear``. diffusers' conversion script
+  (``convert_pixart_alpha_to_diffusers.py``) writes PixArt-alpha's null caption as
+  ``caption_projection.y_embedding``: it loads into ``y_embedder.y_embedding``, so CFG guides against the
+  checkpoint's null caption, as PixArt-alpha's own sampling does. A file without it (diffusers' own
+  ``PixArtTransformer2DModel`` saves none: its pipelines guide against the T5 encoding of the empty prompt)
+  leaves the model its own, and ``LoadReport.kept`` says so; export leaves it out, as diffusers' model has
+  no such tensor.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ DIFFUSERS = Layout(
         Rename("adaln_single.linear.", "t_block.1."),
         Rename("caption_projection.linear_1.", "y_embedder.y_proj.fc1."),
         Rename("caption_projection.linear_2.", "y_embedder.y_proj.fc2."),
+        Rename("caption_projection.y_embedding", NULL_CAPTION),  # diffusers' conversion script keeps it here
         Rename("proj_out.", "final_layer.linear."),
         Rename("scale_shift_table", "final_layer.scale_shift_table"),
         Rename(_BLOCK + "scale_shift_table", "blocks.{i}.scale_shift_table"),
