@@ -12,6 +12,9 @@ test or a job can set it at any time.
 | ``MAMBABENCH_I3D`` | unset | the FVD I3D weights, StyleGAN-V's ``i3d_torchscript.pt`` (``--i3d`` wins) |
 | ``MAMBABENCH_TEXT_ENCODER`` | unset | the T5 folder that encodes captions (``--text-encoder`` wins) |
 | ``MAMBABENCH_TEACHER`` | unset | the released teacher checkpoint a table distils from (``--teacher`` wins) |
+| ``MAMBABENCH_GENEVAL_METADATA`` | unset | GenEval's prompts: tables score GenEval too (``--geneval-metadata``) |
+| ``MAMBABENCH_GENEVAL_DETECTOR`` | under ``$MAMBABENCH_CACHE/geneval/`` | GenEval's detector (``--detector`` wins) |
+| ``MAMBABENCH_GENEVAL_CLIP`` | under ``$MAMBABENCH_CACHE/geneval/`` | GenEval's CLIP file or folder (``--clip`` wins) |
 | ``MAMBABENCH_DEBUG`` | unset | ``1``: a failing command shows its traceback instead of one line |
 """
 
@@ -65,6 +68,21 @@ def text_encoder() -> str | None:
 
 def teacher() -> str | None:
     return os.environ.get("MAMBABENCH_TEACHER") or None
+
+
+def geneval_metadata() -> str | None:
+    return os.environ.get("MAMBABENCH_GENEVAL_METADATA") or None
+
+
+def geneval_detector() -> Path:
+    return Path(
+        os.environ.get("MAMBABENCH_GENEVAL_DETECTOR")
+        or cache_dir() / "geneval" / "mask2former-swin-small-coco-instance"
+    )
+
+
+def geneval_clip() -> Path:
+    return Path(os.environ.get("MAMBABENCH_GENEVAL_CLIP") or cache_dir() / "geneval" / "clip-vit-large-patch14")
 
 
 def debug() -> bool:

@@ -90,6 +90,16 @@ def rule_for(metric: str) -> Rule:
     raise CompareError(f"metric {metric!r} has no direction and tolerance in results.compare.RULES; add one there")
 
 
+def higher_is_better(metric: str) -> bool:
+    """A quality metric's direction, from its rule (the one place directions live): True when a drop is what
+    is worse (IS, precision, GenEval), False when growth is (FID, FVD, KID); a metric gated both ways or never
+    has no better side (a ``CompareError``)."""
+    worse = rule_for(metric).worse
+    if worse not in ("higher", "lower"):
+        raise CompareError(f"metric {metric!r} has no better direction in results.compare.RULES (worse: {worse})")
+    return worse == "lower"
+
+
 @dataclass
 class Comparison:
     key: tuple

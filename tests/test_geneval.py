@@ -423,3 +423,70 @@ def test_read_folder_checks_against_the_metadata(tmp_path):
         read_folder(images, [*entries, entries[0]], per_prompt=2)
     with pytest.raises(UserError, match="missing sample .*00002.png"):
         read_folder(images, entries, per_prompt=3)
+
+
+# ---- a table scored with GenEval (ablations.tables.geneval_rows) ------------------------------------------------
+
+
+def test_table_rows_scored_with_geneval_land_in_index_store_and_report(tmp_path, models, monkeypatch):
+    """T2MD's Table 1 on a micro cut of its smoke-text preset (the teacher, the baseline and the T2MD row; FID on
+    pixel features): without GenEval's inputs the report is FID and says so; given them, the rerun keeps the FID
+    scores, samples the metadata's prompts, scores them with the tiny Mask2Former and CLIP, and GenEval lands in
+    the score files, the index, the store and the report, where higher is better; a third run adds nothing."""
+    from dataclasses import replace
+
+    from test_tables import PixelFeatures, _micro
+
+    from ablations.tables import TABLES
+    from ablations.tables.layout import index_file
+    from ablations.tables.report import build_rows
+    from results.store import ResultsStore
+
+    for variable in ("METADATA", "DETECTOR", "CLIP"):  # the command sets them: restored after the test
+        monkeypatch.setenv(f"MAMBABENCH_GENEVAL_{variable}", "")
+    monkeypatch.setattr("ablations.evaluate.InceptionFeatures", PixelFeatures)
+    table = TABLES["t2md-table1"]
+    _micro(monkeypatch, table.id, "smoke-text")
+    monkeypatch.setitem(table.presets, "micro", replace(table.presets["micro"], geneval_per_prompt=1))
+    metadata = tmp_path / "evaluation_metadata.jsonl"
+    metadata.write_text("".join(json.dumps(META[tag]) + "\n" for tag in TASKS))
+    runs, store = tmp_path / "runs", tmp_path / "store.sqlite"
+    run = ["run", "table1", "--preset", "micro", "--variant", "baseline", "--variant", "t2md", "--runs", runs]
+    run += ["--threads", 1, "--store", store]
+    fid = CliRunner().invoke(app, list(map(str, run)))
+    assert fid.exit_code == 0, fid.output
+    assert "ours: FID, not GenEval" in fid.output and "--geneval-metadata" in fid.output
+
+    geneval = [*run, "--geneval-metadata", metadata, "--detector", models[0], "--clip", models[1]]
+    done = CliRunner().invoke(app, list(map(str, geneval)))
+    assert done.exit_code == 0, done.output
+    assert done.output.count("scored already") == 3 and ": training " not in done.output  # FID kept
+    assert "ours: GenEval (detector transformers: Mask2Former mask2former, CLIP transformers: " in done.output
+    index = index_file(runs, table, table.presets["micro"])
+    rows = json.loads(index.read_text())
+    assert {r["variant"] for r in rows} == {"teacher", "baseline", "t2md"}
+    for row in rows:
+        assert 0 <= row["geneval_overall"] <= 1 and row["geneval_images"] == 6 and row["fid"] > 0
+        assert row["geneval_overall"] == pytest.approx(sum(row[f"geneval_{t}"] for t in TASKS) / 6)
+        assert len(list(Path(row["run"]).glob("scores/*-geneval1x-evaluation_metadata-*.json"))) == 1
+    measured = ResultsStore(store).measurements()
+    overall = [m for m in measured if m["metric"] == "geneval_overall"]
+    assert len(overall) == 3 and {m["unit"] for m in overall} == {"fraction"}
+    assert len([m for m in measured if m["metric"] == "fid"]) == 3  # not recorded again
+    assert len([m for m in measured if m["metric"].startswith("geneval_")]) == 3 * 7
+
+    again = CliRunner().invoke(app, list(map(str, geneval)))
+    assert again.exit_code == 0, again.output
+    assert "GenEval," not in again.output and len(ResultsStore(store).measurements()) == len(measured)
+    report = CliRunner().invoke(app, ["report", "table1", "--preset", "micro", "--runs", str(runs), "--json"])
+    reported = {r["variant"]: r for r in map(json.loads, report.stdout.strip().splitlines())}
+    assert reported["t2md"]["ours_metric"] == "geneval_overall" and reported["t2md"]["paper_overall"] == 0.485
+    assert "ours: GenEval (detector " in (index.parent / "report.md").read_text()
+
+    # higher is better: a baseline below the T2MD row is worse, as in the paper (FID's direction would say better)
+    for row in rows:
+        row["geneval_overall"] = {"teacher": 0.6, "baseline": 0.2, "t2md": 0.5}[row["variant"]]
+    index.write_text(json.dumps(rows))
+    by_variant = {r["variant"]: r for r in build_rows(table, "micro", runs)}
+    assert by_variant["baseline"]["ours_effect"] == "worse" and by_variant["baseline"]["agrees"] == "yes"
+    assert by_variant["teacher"]["ours_effect"] == "better" and by_variant["teacher"]["paper_effect"] == "same"

@@ -96,11 +96,11 @@ def _run(runner, args):
     return result.output
 
 
-def _micro(monkeypatch, table_id: str) -> str:
-    """A "micro" preset of a table for the mechanics: its smoke preset cut to 6 training steps of batch 4 (a
-    teacher 8) and 8 samples of 2 sampler steps, so a table of nine runs trains in seconds."""
+def _micro(monkeypatch, table_id: str, base: str = "smoke") -> str:
+    """A "micro" preset of a table for the mechanics: its smoke preset (or ``base``) cut to 6 training steps of
+    batch 4 (a teacher 8) and 8 samples of 2 sampler steps, so a table of nine runs trains in seconds."""
     table = TABLES[table_id]
-    smoke = table.presets["smoke"]
+    smoke = table.presets[base]
     micro = replace(
         smoke,
         name="micro",
@@ -113,8 +113,8 @@ def _micro(monkeypatch, table_id: str) -> str:
     )
     monkeypatch.setitem(table.presets, "micro", micro)
     for variant in table.variants:  # a variant's values for the smoke model (T2MD's layouts) hold at micro
-        if "smoke" in variant.preset_overrides:
-            monkeypatch.setitem(variant.preset_overrides, "micro", variant.preset_overrides["smoke"])
+        if base in variant.preset_overrides:
+            monkeypatch.setitem(variant.preset_overrides, "micro", variant.preset_overrides[base])
     return "micro"
 
 

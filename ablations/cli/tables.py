@@ -78,6 +78,18 @@ def run_command(
     text_encoder: Path = typer.Option(
         None, "--text-encoder", help="Caption presets: the T5 folder ($MAMBABENCH_TEXT_ENCODER)."
     ),
+    geneval_metadata: Path = typer.Option(
+        None,
+        "--geneval-metadata",
+        help="Tables whose paper scores GenEval: GenEval's evaluation_metadata.jsonl; the text rows are scored with "
+        "GenEval too ($MAMBABENCH_GENEVAL_METADATA).",
+    ),
+    detector: Path = typer.Option(
+        None, "--detector", help="GenEval's Mask2Former folder ($MAMBABENCH_GENEVAL_DETECTOR; default in the cache)."
+    ),
+    clip: Path = typer.Option(
+        None, "--clip", help="GenEval's CLIP file or folder ($MAMBABENCH_GENEVAL_CLIP; default in the cache)."
+    ),
     threads: int = typer.Option(1, "--threads", help="CPU threads per job (1: a busy 2-core box is slow with 2)."),
     store: Path = typer.Option(None, "--store", help="Results store (default $MAMBABENCH_RESULTS)."),
     executor: str = CLUSTER["executor"],
@@ -98,7 +110,14 @@ def run_command(
 
     if i3d is not None:  # read where FVD is scored, also by --jobs helpers and cluster jobs (they inherit it)
         os.environ["MAMBABENCH_I3D"] = str(i3d.resolve())
-    for option, variable in ((teacher, "MAMBABENCH_TEACHER"), (text_encoder, "MAMBABENCH_TEXT_ENCODER")):
+    given = (
+        (teacher, "MAMBABENCH_TEACHER"),
+        (text_encoder, "MAMBABENCH_TEXT_ENCODER"),
+        (geneval_metadata, "MAMBABENCH_GENEVAL_METADATA"),
+        (detector, "MAMBABENCH_GENEVAL_DETECTOR"),
+        (clip, "MAMBABENCH_GENEVAL_CLIP"),
+    )
+    for option, variable in given:
         if option is not None:  # read when the runs are configured, also by --jobs helpers and cluster jobs
             os.environ[variable] = str(option.resolve() if option.exists() else option)  # tiny-t5 stays a name
     table = get_table(table_name)
@@ -220,7 +239,7 @@ def report_command(
 
 
 def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
-    from ablations.tables.report import fid_cell, header, write_report
+    from ablations.tables.report import fid_cell, header, metric_label, write_report
 
     rows, folder = write_report(table, preset, runs)
     if as_json:
@@ -228,16 +247,18 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
             print(json.dumps(row))
         return
     out = Table(title="\n".join(header(table, preset, rows)), title_justify="left")
-    primary, metric = table.paper_metrics[0], table.our_metric
+    primary, metric = table.paper_metrics[0], rows[0]["ours_metric"]
+    geneval = metric.startswith("geneval_")
     image_only = ("sFID", "KID", "prec.", "recall") if metric == "fid" else ("status",)
+    image_only = (table.our_metric.upper(), "status") if geneval else image_only
     out.add_column("variant", min_width=30)
-    for col in ("ckpt", f"our {metric.upper()}", *image_only, "ours vs ref", f"paper {primary}", "paper vs ref",
+    for col in ("ckpt", f"our {metric_label(metric)}", *image_only, "ours vs ref", f"paper {primary}", "paper vs ref",
                 "agrees"):  # fmt: skip
         out.add_column(col)
     for r in rows:
         fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
         image_cells = [fmt(r[f"ours_{k}"]) for k in ("sfid", "kid", "precision", "recall")] if metric == "fid" else []
-        cells = image_cells or [r["status"]]
+        cells = [fid_cell(r, table.our_metric), r["status"]] if geneval else image_cells or [r["status"]]
         out.add_row(
             r["label"],
             r["checkpoint"],

@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ablations.experiment import RunConfig
+from ablations.tables.geneval_rows import geneval_inputs, scores_geneval
 from ablations.tables.layout import (
     checkpoint_steps,
+    geneval_file,
     not_runnable,
     ordered,
     run_folder,
@@ -45,6 +47,8 @@ def variant_jobs(
     from mambabench.cluster import job_key
 
     preset = table.presets[preset_name]
+    geneval = geneval_inputs(table)  # rows scored with GenEval too are done when both score files are there
+    tag = geneval.tag if geneval is not None else None
     jobs, after = {}, {}
     for seed in seeds:
         teacher_key = None
@@ -55,8 +59,11 @@ def variant_jobs(
             if not_runnable(config):  # no job: the report says why the row cannot run
                 continue
             cfg = variant.cfg if variant.cfg is not None else preset.cfg
+            folder = run_folder(root, config)
+            with_geneval = tag is not None and scores_geneval(config)
             scored = all(
-                score_file(run_folder(root, config), step, preset, cfg).is_file()
+                score_file(folder, step, preset, cfg).is_file()
+                and (not with_geneval or geneval_file(folder, step, preset, cfg, tag).is_file())
                 for step in checkpoint_steps(preset, config.steps).values()
             )
             jobs[key] = (variant, seed, scored)

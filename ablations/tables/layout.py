@@ -3,7 +3,8 @@
 Runs live in ``<root>/runs/<model>-<config hash>``: two rows with the same training configuration (the
 CFG rows of Mo & Tian's Table 7, Teng's full model in Tables 4 and 6) share one run, and a finished run is
 never retrained. Each training seed is its own run (the seed is part of the configuration). Scores are
-files in the run folder named by (step, sampler, steps, CFG, sample and reference counts); a table's
+files in the run folder named by (step, sampler, steps, CFG, sample and reference counts; a GenEval score
+file by step, sampling, images per prompt, metadata and scorer: ``geneval_file``); a table's
 results at a preset are listed in its index, ``<root>/tables/<table>-<preset>/results.json``, which
 ``ablations report`` reads; each scored result becomes store rows (``measurements``)."""
 
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 
 from ablations.experiment import DistillConfig, RunConfig, config_hash
+from ablations.geneval.metadata import TASKS
 from ablations.tables.needs import text_encoder_of
 from ablations.tables.spec import Preset, TableSpec, Variant
 from mambabench import settings
@@ -88,6 +90,13 @@ def score_file(folder: Path, step: int, preset: Preset, cfg: float) -> Path:
     return folder / "scores" / name
 
 
+def geneval_file(folder: Path, step: int, preset: Preset, cfg: float, tag: str) -> Path:
+    """The GenEval score file of a checkpoint beside its FID one (``ablations.tables.geneval_rows``): ``tag`` is
+    the metadata's stem and the digest of the metadata and scorer."""
+    name = f"step{step}-{preset.sampler}{preset.sample_steps}-cfg{cfg:g}-geneval{preset.geneval_per_prompt}x-{tag}.json"
+    return folder / "scores" / name
+
+
 def ordered(table: TableSpec, keys: list[str] | None) -> list[Variant]:
     """The variants to run (``keys``, or all), the teacher first when a chosen student distils from it."""
     chosen = [table.variant(k) for k in keys] if keys else list(table.variants)
@@ -139,6 +148,7 @@ def write_index(root: Path, table: TableSpec, preset: Preset, results: list[dict
         atomic_write_json(path, list(merged.values()), indent=2)
 
 
+GENEVAL_METRICS = ("geneval_overall", *(f"geneval_{task}" for task in TASKS))  # fractions: higher is better
 _UNITS = {
     "fid": "FID",
     "sfid": "sFID",
@@ -147,6 +157,7 @@ _UNITS = {
     "recall": "fraction",
     "is": "IS",
     "fvd": "FVD",
+    **dict.fromkeys(GENEVAL_METRICS, "fraction"),
 }
 
 
@@ -183,6 +194,8 @@ def measurements(result: dict) -> list:
             "run",
         )
     }
+    if result.get("geneval_overall") is not None:
+        context |= {k: result[k] for k in ("geneval_detector", "geneval_clip", "geneval_images", "geneval_metadata")}
     return [
         Measurement(
             model=result["model"],
@@ -191,12 +204,21 @@ def measurements(result: dict) -> list:
             value=result[metric],
             unit=unit,
             resolution=str(result["res"]),
-            batch=result["n_generated"],
+            batch=result["geneval_images"] if metric in GENEVAL_METRICS else result["n_generated"],
             device=result["device"],
             source="ablations",
             config=context,
-            detail=f"{result['n_generated']} samples vs {result['n_reference']} reference images",
+            detail=_detail(result, metric),
         )
         for metric, unit in _UNITS.items()
         if result.get(metric) is not None
     ]
+
+
+def _detail(result: dict, metric: str) -> str:
+    if metric in GENEVAL_METRICS:
+        return (
+            f"GenEval of {result['geneval_images']} images of {result['geneval_prompts']} prompts; detector "
+            f"{result['geneval_detector']}; CLIP {result['geneval_clip']}"
+        )
+    return f"{result['n_generated']} samples vs {result['n_reference']} reference images"

@@ -3,7 +3,8 @@
 A row is one (variant, checkpoint); with several training seeds its metrics are the mean over seeds, with
 the sample standard deviation, the range and every seed's FID beside it. The effect of a row is its primary
 metric against the table's reference row (the full model) at the same checkpoint: "better" or "worse" for
-our FID (lower is better) and for the paper's own metric (FID, or GenEval where higher is better).
+our metric and for the paper's own metric (FID, or GenEval where higher is better). Our metric's direction
+comes from its rule in ``results.compare.RULES`` (lower FID and FVD, higher GenEval is better).
 
 - ours, with at least two seeds on both sides: an effect only when the means differ by more than twice the
   standard error of their difference (Welch's, about 95% for normal spreads), else "within spread"; with
@@ -13,8 +14,10 @@ our FID (lower is better) and for the paper's own metric (FID, or GenEval where 
 Values are not comparable across presets or sample counts; directions are. Writes ``report.csv``,
 ``report.md`` and ``report.png`` beside the table's ``results.json``.
 
-"Our metric" is the table's ``our_metric``: FID for the image tables, FVD for the video table (the ``ours_fvd*``
-columns then take the place of ``ours_fid*``). A table's ``paper_only`` rows (other methods of the paper's table,
+"Our metric" is GenEval overall (``ours_geneval_overall*``) when the table's runs were scored with GenEval
+(``ablations.tables.geneval_rows``; the header names the detector and CLIP), else the table's ``our_metric``: FID
+for the image tables, FVD for the video table (the ``ours_fvd*`` columns then take the place of ``ours_fid*``);
+every row says which in ``ours_metric``. A table's ``paper_only`` rows (other methods of the paper's table,
 not in the registry) are listed with the paper's number and status "paper only".
 """
 
@@ -28,10 +31,23 @@ from pathlib import Path
 
 from ablations.evaluate import UNAVAILABLE
 from ablations.experiment import RunConfig
-from ablations.tables.layout import index_file, not_runnable, result_key, runs_root
+from ablations.tables.layout import GENEVAL_METRICS, index_file, not_runnable, result_key, runs_root
 from ablations.tables.spec import TableSpec
+from results.compare import higher_is_better
 
 OUR_METRICS = ("fid", "kid", "precision", "recall", "is", "sfid", "fvd")
+LABELS = {"geneval_overall": "GenEval"}
+
+
+def metric_label(metric: str) -> str:
+    """How a report names our metric: ``FID``, ``FVD``, ``GenEval``."""
+    return LABELS.get(metric, metric.upper())
+
+
+def our_metric(table: TableSpec, results: list[dict]) -> str:
+    """What a table's rows are judged on: GenEval overall when its results were scored with GenEval, else the
+    table's ``our_metric``."""
+    return "geneval_overall" if any(r.get("geneval_overall") is not None for r in results) else table.our_metric
 
 
 PAPER_SAME = 0.01  # the paper's numbers within 1% of its reference: no claimed effect
@@ -47,8 +63,8 @@ def _paper_effect(value, reference, higher_is_better: bool) -> str:
     return "better" if (value > reference) == higher_is_better else "worse"
 
 
-def _our_effect(values: list[float], reference: list[float]) -> str:
-    """FID (lower is better) of one variant's seeds against the reference's seeds."""
+def _our_effect(values: list[float], reference: list[float], higher_better: bool = False) -> str:
+    """Our metric (FID: lower is better) of one variant's seeds against the reference's seeds."""
     if not values or not reference:
         return "-"
     difference = statistics.fmean(values) - statistics.fmean(reference)
@@ -58,7 +74,7 @@ def _our_effect(values: list[float], reference: list[float]) -> str:
             return "within spread"
     elif difference == 0:
         return "same"
-    return "worse" if difference > 0 else "better"
+    return "worse" if (difference > 0) != higher_better else "better"
 
 
 def _agrees(ours: str, paper: str) -> str:
@@ -74,9 +90,10 @@ def _blocker(variant) -> str | None:
 
 
 def _summary(results: list[dict], primary: str = "fid") -> dict:
-    """Mean of every metric over seeds, plus the primary metric's (FID's, FVD's) spread and per-seed values."""
+    """Mean of every metric over seeds, plus the primary metric's (FID's, FVD's, GenEval's) spread and per-seed
+    values."""
     out = {}
-    for metric in OUR_METRICS:
+    for metric in OUR_METRICS + (GENEVAL_METRICS if primary in GENEVAL_METRICS else ()):
         values = [r[metric] for r in results if r.get(metric) is not None]
         out[f"ours_{metric}"] = statistics.fmean(values) if values else None
     values = [r[primary] for r in results if r.get(primary) is not None]
@@ -93,9 +110,18 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
     spec = table.presets[preset]
     path = index_file(runs_root(root), table, spec)
     found: dict[tuple[str, str], list[dict]] = {}
-    for result in sorted(json.loads(path.read_text()) if path.is_file() else [], key=result_key):
+    results = sorted(json.loads(path.read_text()) if path.is_file() else [], key=result_key)
+    for result in results:
         found.setdefault((result["variant"], result["checkpoint"]), []).append(result)
-    primary, ours_metric = table.paper_metrics[0], table.our_metric
+    primary, ours_metric = table.paper_metrics[0], our_metric(table, results)
+    higher_better = higher_is_better(ours_metric)
+    scorers = sorted(
+        {
+            f"detector {r['geneval_detector']}, CLIP {r['geneval_clip']}"
+            for r in results
+            if r.get("geneval_overall") is not None
+        }
+    )
     rows = []
     for checkpoint in spec.checkpoints:
         reference = [
@@ -110,6 +136,8 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
                 "label": variant.label,
                 "checkpoint": checkpoint,
                 "status": "ok" if ours else ("cannot run yet" if _blocker(variant) else "not run"),
+                "ours_metric": ours_metric,
+                "ours_scored_by": "; ".join(scorers) or None,
                 "params_m": ours[0].get("params_m") if ours else None,
                 **_summary(ours, ours_metric),
                 **{f"paper_{m}": paper.get(m) for m in table.paper_metrics},
@@ -120,13 +148,14 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
                 row["ours_effect"] = row["paper_effect"] = row["agrees"] = "reference"
             else:
                 values = [r[ours_metric] for r in ours if r.get(ours_metric) is not None]
-                row["ours_effect"] = _our_effect(values, reference)
+                row["ours_effect"] = _our_effect(values, reference, higher_better)
                 row["paper_effect"] = _paper_effect(paper.get(primary), paper_reference, table.paper_higher_is_better)
                 row["agrees"] = _agrees(row["ours_effect"], row["paper_effect"])
             rows.append(row)
         for label, number in table.paper_only if checkpoint == "final" else ():
             other = dict.fromkeys(rows[0], None)
             other |= {"variant": "-", "label": label, "checkpoint": checkpoint, "status": "paper only", "seeds": 0}
+            other |= {"ours_metric": ours_metric}
             other |= {f"ours_{ours_metric}_seeds": "", f"paper_{primary}": number, "ours_effect": "-", "agrees": "-"}
             other["paper_effect"] = _paper_effect(number, paper_reference, table.paper_higher_is_better)
             rows.append(other)
@@ -135,18 +164,32 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
 
 def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     spec = table.presets[preset]
-    metric = table.our_metric.upper()
+    ours = rows[0]["ours_metric"] if rows else table.our_metric
+    metric = metric_label(ours)
     counts = sorted({(r["n_generated"], r["n_reference"]) for r in rows if r["n_generated"]})
     samples = ", ".join(f"{g} generated vs {r} reference" for g, r in counts) or "nothing scored yet"
     clips = f", clips of {spec.frames or 'the entry’s'} frames" if table.our_metric == "fvd" else ""
+    base = metric_label(table.our_metric)
     lines = [
         f"{table.id}: {table.title}",
         f"paper: {table.paper}; preset: {preset} ({spec.steps} steps, batch {spec.batch}, {spec.data} at "
         f"{spec.res} px{clips}, {spec.sampler} {spec.sample_steps} steps, CFG {spec.cfg:g} unless a row says "
         "otherwise)",
-        f"{metric} sample count: {samples} ({metric} is biased at small counts: compare only equal counts)",
-        f"ours: {table.note}",
+        f"{base} sample count: {samples} ({base} is biased at small counts: compare only equal counts)",
     ]
+    if ours in GENEVAL_METRICS:
+        lines.append(
+            f"ours: GenEval ({rows[0]['ours_scored_by']}): overall, the unweighted mean of the six task scores, "
+            f"{spec.geneval_per_prompt} images per prompt, higher is better, beside the paper's GenEval; {base} of "
+            f"the same runs in ours_{table.our_metric}"
+        )
+    elif table.paper_scorer == "geneval":
+        lines.append(
+            f"ours: {metric}, not GenEval (not scored: `ablations run` with --geneval-metadata FILE --detector DIR "
+            f"--clip DIR|FILE scores it; docs/geneval.md); {table.note}"
+        )
+    else:
+        lines.append(f"ours: {table.note}")
     if table.our_metric == "fid":
         lines.append(
             f"sFID: ADM's definition (mixed_6/conv, 7 channels, 17x17) on the same network; IS: {UNAVAILABLE['is']}"
@@ -195,8 +238,11 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    metric = table.our_metric
-    extra = ["ours_kid", "ours_precision", "ours_recall"] if metric == "fid" else ["status"]
+    metric = rows[0]["ours_metric"]
+    if metric in GENEVAL_METRICS:
+        extra = [f"ours_{table.our_metric}", "status"]
+    else:
+        extra = ["ours_kid", "ours_precision", "ours_recall"] if metric == "fid" else ["status"]
     columns = [
         "label",
         "checkpoint",
@@ -275,7 +321,7 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["label"] + ("" if r["checkpoint"] == "final" else f" @{r['checkpoint']}") for r in rows]
-    primary, metric = table.paper_metrics[0], table.our_metric
+    primary, metric = table.paper_metrics[0], rows[0]["ours_metric"]
     colours = {"yes": "tab:green", "no": "tab:red", "reference": "tab:blue"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
     ours = [r[f"ours_{metric}"] if r[f"ours_{metric}"] is not None else 0 for r in rows]
@@ -285,8 +331,9 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
         seeds = [float(v) for v in r[f"ours_{metric}_seeds"].split()]
         axes[0].plot(seeds, [i] * len(seeds), "k.", markersize=4)
     seeds = "/".join(sorted({str(r["seeds"]) for r in rows if r["seeds"]})) or "0"
+    better = "higher" if higher_is_better(metric) else "lower"
     axes[0].set_xlabel(
-        f"our {metric.upper()} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; lower is better)"
+        f"our {metric_label(metric)} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; {better} is better)"
     )
     paper = [r[f"paper_{primary}"] if isinstance(r[f"paper_{primary}"], int | float) else 0 for r in rows]
     axes[1].barh(names, paper, color="tab:gray")

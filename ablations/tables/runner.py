@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ablations.data import open_dataset
 from ablations.experiment import RunConfig, config_hash, model_setup
+from ablations.tables.geneval_rows import geneval_inputs, score_row, scores_geneval
 from ablations.tables.layout import (
     as_row,
     checkpoint_steps,
@@ -65,8 +66,10 @@ def run_table(
         from ablations.fvd import find_i3d_weights
 
         find_i3d_weights()  # before any training: FVD's I3D is user-supplied (the error says where to get it)
+    geneval = geneval_inputs(table, log)  # the paper's metric beside ours, when its inputs are given (checked now)
     root = runs_root(root)
     context = dict(table=table, preset=preset, root=root, data_root=data_root, vae=vae, device=device, log=log)
+    context["geneval"] = geneval
     context["recorder"] = store.recorder() if store is not None else None  # a store run begins with its first row
     results, deferred = [], []
     for seed in seed_list:
@@ -99,6 +102,7 @@ def _run_variant(
     device: str,
     recorder,
     log,
+    geneval=None,
 ) -> tuple[list[dict], Path] | None:
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
@@ -122,6 +126,7 @@ def _run_variant(
         cfg = variant.cfg if variant.cfg is not None else preset.cfg
         for label, step in steps.items():
             path = score_file(folder, step, preset, cfg)
+            new: set[str] = set()  # the metrics scored now (a resumed row records only those in the store)
             if path.is_file():
                 log(f"{name} @{label}: scored already ({path.name})")
                 result = as_row(json.loads(path.read_text()), table, variant, seed, preset)
@@ -136,8 +141,19 @@ def _run_variant(
                     _result_header(table, variant, preset, config, folder, label, step, seed, cfg, device), **scores
                 )
                 atomic_write_json(path, result, indent=2)  # whole or not at all, as every score file
-                if recorder is not None:
-                    recorder.add(measurements(result))
+                new |= {m.metric for m in measurements(result)}
+            if geneval is not None and scores_geneval(config):
+                said = f"{name} @{label}: GenEval, {preset.geneval_per_prompt} images per prompt of {geneval.metadata}"
+
+                def prepare(step=step, said=said):  # the checkpoint is there (kept after its FID); say what runs
+                    _train_to(config, folder, step, tuple(steps.values()), f"{name}: ", log)
+                    log(said)
+
+                scores, fresh = score_row(config, folder, preset, cfg, seed, device, step, geneval, prepare)
+                result = {**result, **scores}
+                new |= {m.metric for m in measurements(result) if fresh and m.metric.startswith("geneval_")}
+            if recorder is not None and new:
+                recorder.add([m for m in measurements(result) if m.metric in new])
             results.append(result)
             write_index(root, table, preset, results)
     return results, folder

@@ -73,6 +73,7 @@ class Preset:
     # from instead of a teacher trained here (what to fetch; the path is --teacher / $MAMBABENCH_TEACHER)
     text_encoder: str | None = None
     teacher_file: str | None = None
+    geneval_per_prompt: int = 4  # images per GenEval prompt when the rows are scored with GenEval (its protocol: 4)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class TableSpec:
     aliases: tuple[str, ...] = ()
     our_metric: str = "fid"  # what we score every row with: "fid" (images) or "fvd" (video clips)
     paper_only: tuple[tuple[str, float], ...] = ()  # the paper's rows of other methods: (label, its number)
+    # the paper's metric when it is one we can also score beside ``our_metric`` given its inputs ("geneval": the
+    # text rows are scored with GenEval when `ablations run` gets --geneval-metadata; ablations.tables.geneval_rows)
+    paper_scorer: str | None = None
 
     def variant(self, key: str) -> Variant:
         for v in self.variants:
