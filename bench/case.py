@@ -27,8 +27,10 @@ def run_case(
             "tokens": c.tokens,
             "seq_len": c.seq_len,
         }
-    if metric == "latency":
-        r = measure_latency(model, resolution, batch, device, dtype, threads, min_time=min_time)
+    if metric in ("latency", "train"):
+        r = measure_latency(
+            model, resolution, batch, device, dtype, threads, min_time=min_time, train=metric == "train"
+        )
         backends = ";".join(f"{k}={v}" for k, v in sorted(r.backends.items()))
         return {
             "median_ms": 1e3 * r.median_s,
@@ -53,7 +55,7 @@ def run_case(
                 "source",
             )
         }
-    raise UserError(f"unknown metric {metric!r}: flops, latency or memory")
+    raise UserError(f"unknown metric {metric!r}: flops, latency, train or memory")
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from bench.inputs import parse_resolution
 from mambabench.files import claim, claim_byte
 from results.sweep_csv import COLUMNS, case_key, latest_rows, read_rows, row_measurements
 
-METRICS = ("flops", "latency", "memory")
+METRICS = ("flops", "latency", "train", "memory")  # train: one training step (bench latency --train)
 _OOM_MARKERS = ("out of memory", "memoryerror", "cannot allocate memory", "defaultcpuallocator: can't allocate")
 
 

@@ -56,6 +56,10 @@ RULES: tuple[tuple[str, Rule], ...] = (  # first matching pattern wins
     ("memory_*_estimate", _COUNT),
     ("memory_*", Rule("relative", 0.10, "higher")),
     ("latency_iqr", Rule("relative", 0.0, "never")),
+    ("train_step_iqr", Rule("relative", 0.0, "never")),
+    ("train_step_*", _TIME),
+    ("train_throughput", Rule("relative", 0.10, "lower")),
+    ("gemm_share", Rule("relative", 0.10, "lower")),  # a unit's counted MACs at the GEMM peak over its time
     ("latency_*", _TIME),
     ("*_latency_ms", _TIME),
     ("*_block_s", _TIME),

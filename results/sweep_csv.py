@@ -62,6 +62,11 @@ _VALUES = {  # sweep column -> (store metric, unit)
         ("iqr_ms", "latency_iqr", "ms"),
         ("samples_per_s", "throughput", "samples/s"),
     ],
+    "train": [
+        ("median_ms", "train_step_median", "ms"),
+        ("iqr_ms", "train_step_iqr", "ms"),
+        ("samples_per_s", "train_throughput", "samples/s"),
+    ],
     "memory": [
         ("inference_peak_mb", "memory_inference_peak", "MiB"),
         ("train_peak_mb", "memory_train_peak", "MiB"),

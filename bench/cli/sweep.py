@@ -19,7 +19,9 @@ from results.sweep_csv import row_measurements
 def sweep_command(
     model: list[str] = typer.Option([], "--model", "-m", help="Registry name(s); repeat. None: the --preset."),
     res: list[str] = typer.Option([], "--res", "-r", help="Image sizes (256 or WxH); repeat for several."),
-    metric: list[str] = typer.Option(["flops", "latency"], "--metric", help="flops, latency and/or memory."),
+    metric: list[str] = typer.Option(
+        ["flops", "latency"], "--metric", help="flops, latency, train (a training step) and/or memory."
+    ),
     preset: str = typer.Option("quick", "--preset", help="Named sweep used when no --model is given: quick, video."),
     out: Path = typer.Option(
         None,

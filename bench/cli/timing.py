@@ -12,8 +12,9 @@ from rich.table import Table
 
 from bench.cli.common import FRAMES, NO_STORE, PX, STORE, app, check_counts, console, model_cases, record_rows
 from bench.inputs import parse_resolution
-from bench.latency import measure_latency
+from bench.latency import TRAIN_MAC_FACTOR, measure_latency
 from mambabench.device import resolve_device
+from mambabench.errors import UserError
 from results.store import Measurement
 
 
@@ -28,6 +29,9 @@ def latency_command(
     steps: int = typer.Option(None, help="Time a whole sampling loop of this many steps instead of one forward."),
     cfg: bool = typer.Option(False, "--cfg", help="With --steps: classifier-free guidance (batch doubled)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time not counted)."),
+    train: bool = typer.Option(
+        False, "--train", help="Time a training step (forward, backward, AdamW) at this shape instead of a forward."
+    ),
     min_time: float = typer.Option(1.0, help="Repeat until this many seconds (and at least 5 runs)."),
     frames: list[int] = FRAMES,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
@@ -42,6 +46,8 @@ def latency_command(
     import torch
 
     check_counts(threads=threads, batch=batch, **({"steps": steps} if steps is not None else {}))
+    if train and (steps is not None or cfg):
+        raise UserError("--train times one training step: drop --steps and --cfg (they time sampling)")
     resolve_device(device)
     cases = model_cases(model, res, frames)
     torch.set_num_threads(threads)
@@ -49,10 +55,23 @@ def latency_command(
     try:
         for name, resolution in cases:
             measure = partial(
-                measure_latency, name, resolution, batch, device, dtype, threads, steps, cfg, compile, min_time
+                measure_latency,
+                name,
+                resolution,
+                batch,
+                device,
+                dtype,
+                threads,
+                steps,
+                cfg,
+                compile,
+                min_time,
+                train=train,
             )
             estimate = device == "cpu" and not compile
-            results.append(_measure_case(measure, name, resolution, batch, cfg, steps, threads, estimate, as_json))
+            results.append(
+                _measure_case(measure, name, resolution, batch, cfg, steps, threads, estimate, as_json, train)
+            )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: the case in progress was dropped, nothing partial is reported[/]")
         record_rows(store, no_store, _latency_rows(results), quiet=as_json)  # the finished cases are kept
@@ -75,9 +94,37 @@ def _measure_case(
     threads: int,
     estimate: bool,
     quiet: bool,
+    train: bool = False,
 ):
     """One latency case. ``estimate`` (a CPU, no compile): first the counted MACs and the time at this CPU's GEMM
-    peak, printed unless ``quiet``; a case over 30 s by that floor runs once, with a per-block progress bar."""
+    peak, printed unless ``quiet``; a case over 30 s by that floor runs once, with a per-block progress bar. The
+    result carries its share of the GEMM peak (the floor over the median)."""
+    from bench.latency import estimate_seconds
+
+    single, floor_s = False, None
+    if estimate:
+        macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg, train)
+        floor_s *= steps or 1
+        single = floor_s > 30
+        if not quiet:
+            note = "; timing one run (warm-up at the model's native size)" if single else ""
+            per = f"training step ({TRAIN_MAC_FACTOR}x the forward's)" if train else "forward"
+            console.print(
+                f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per {per}; at "
+                f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
+                f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
+            )
+    if not single or quiet:
+        result = measure(single_run=single)
+    else:
+        result = _with_progress(measure, name, resolution)
+    if floor_s is not None:
+        result.gemm_share = floor_s / result.median_s
+    return result
+
+
+def _with_progress(measure: Callable, name: str, resolution):
+    """A single timed run with a per-block progress bar and ETA."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -87,22 +134,6 @@ def _measure_case(
         TimeRemainingColumn,
     )
 
-    from bench.latency import estimate_seconds
-
-    single = False
-    if estimate:
-        macs, gemm, floor_s = estimate_seconds(name, resolution, batch, cfg)
-        floor_s *= steps or 1
-        single = floor_s > 30
-        if not quiet:
-            note = "; timing one run (warm-up at the model's native size)" if single else ""
-            console.print(
-                f"{name} @ {resolution}: {macs / 1e12:.3f} TMAC counted per forward; at "
-                f"this CPU's fp32 GEMM peak ({gemm:.1f} GMAC/s, {threads} thread(s), "
-                f"measured now) the timed unit takes at least {floor_s:.1f} s{note}"
-            )
-    if not single or quiet:
-        return measure(single_run=single)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -118,7 +149,19 @@ def _measure_case(
 
 def _latency_table(results: list, device: str, dtype: str, threads: int) -> Table:
     table = Table(title=f"Latency on {device} ({dtype}, {threads} thread(s)): median of repeated runs after warm-up")
-    for col in ("model", PX, "unit", "batch", "median ms", "IQR ms", "min ms", "samples/s", "runs", "backends"):
+    for col in (
+        "model",
+        PX,
+        "unit",
+        "batch",
+        "median ms",
+        "IQR ms",
+        "min ms",
+        "samples/s",
+        "GEMM share",
+        "runs",
+        "backends",
+    ):
         table.add_column(col, no_wrap=col == "model")
     for r in results:
         table.add_row(
@@ -130,6 +173,7 @@ def _latency_table(results: list, device: str, dtype: str, threads: int) -> Tabl
             f"{1e3 * r.iqr_s:.1f}",
             f"{1e3 * r.min_s:.1f}",
             f"{r.samples_per_s:.2f}",
+            "-" if r.gemm_share is None else f"{100 * r.gemm_share:.1f}%",
             str(r.runs),
             ", ".join(f"{k}={v}" for k, v in sorted(r.backends.items())) or "-",
         )
@@ -157,6 +201,10 @@ def _latency_rows(results: list) -> list[Measurement]:
             Measurement(metric="latency_min", value=1e3 * r.min_s, unit="ms", **common),
             Measurement(metric="throughput", value=r.samples_per_s, unit="samples/s", **common),
         ]
+        if r.gemm_share is not None:
+            rows.append(
+                Measurement(metric="gemm_share", value=r.gemm_share, unit="fraction of fp32 GEMM peak", **common)
+            )
     return rows
 
 
