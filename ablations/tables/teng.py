@@ -11,6 +11,18 @@ _CPU_COST = {  # from scripts/estimate_presets.py --preset cpu (2 threads); reru
     "teng-table4": "~4.5 h on 2 CPU cores (5 runs; measured)",
     "teng-table6": "~2.6 h on 2 CPU cores (3 runs; measured)",
 }  # filled from scripts/estimate_presets.py
+# cpu-learn: the regime search of issue #28 (results/reports/teng-cpu-learning-preset.md has every run)
+_LEARN_STEPS = 2400
+_LEARN_DEVIATIONS = (
+    "built-in shapes at 16 px instead of CIFAR-10 at 32; width 96, 9 blocks, patch 2 (paper: 512, 25, patch 2); "
+    "2.4K steps of batch 32 at lr 2e-3 (paper: 500K of 128 at 2e-4); EMA 0.999 with warm-up; FID of 1K samples "
+    "(DPM-Solver++ 25 steps) against 2K training images (paper: 50K)"
+)
+_LEARN_COST = (
+    "~40 min per run on one CPU core (2.4K steps 33.5 min, sampling 1K ~3 min, FID 1K 4 min; measured, with the "
+    "other core busy; baseline FID 95 at seed 0); estimate_presets.py --threads 1: 1.9 h for Table 6's 3 runs, "
+    "2.8 h for Table 4's 5, per seed"
+)
 
 
 def _presets(table: str) -> dict[str, Preset]:
@@ -38,6 +50,17 @@ def _presets(table: str) -> dict[str, Preset]:
             "instead of 3K, FID of 1K samples against 2K training images: sized so that 3 seeds of Table 6 and "
             "Table 4's long-skip row train in about 2 hours on 2 CPU cores (`--seeds 3 --jobs 2`)",
             cost="~16 min per run on one CPU core (1.2K steps 12 min, sampling 1.5 min, FID 3 min; measured)",
+        ),
+        "cpu-learn": cpu_preset(
+            "cpu-learn",
+            data="builtin",
+            res=16,
+            steps=_LEARN_STEPS,
+            lr=2e-3,
+            ref_n=2000,
+            model_overrides={_MODEL: {"hidden_size": 96, "depth": 9, "patch_size": 2}},
+            deviations=_LEARN_DEVIATIONS,
+            cost=_LEARN_COST,
         ),
         "paper": Preset(
             "paper",
