@@ -36,6 +36,12 @@ def cpp_kernels_disabled() -> bool:
     return os.environ.get("MAMBABENCH_NO_CPP") == "1"
 
 
+def cpu_arch() -> str:
+    """The ``-march`` the CPU kernels are compiled for: ``native`` (this CPU), or what
+    ``$MAMBABENCH_CPU_ARCH`` names, e.g. ``x86-64-v3`` to build and test the AVX2 path on an AVX-512 machine."""
+    return os.environ.get("MAMBABENCH_CPU_ARCH") or "native"
+
+
 def results_store(path: str | Path | None = None) -> tuple[Path, str]:
     """(path, where it came from): ``path``, else ``$MAMBABENCH_RESULTS``, else the per-user default."""
     if path:

@@ -6,8 +6,9 @@ gated RMSNorm; ``csrc/``). It is compiled with ``torch.utils.cpp_extension.load`
 *and* source tree: the build uses ``-march=native``, so a node with another CPU sharing the cache (a cluster's
 home directory) builds its own copy instead of loading one that would die with SIGILL; and two checkouts (or
 two versions of the sources) do not rebuild one folder in turn, replacing the library under each other. Only
-the first process on a machine pays the build. If the build fails (no compiler, no Python headers) callers
-fall back to PyTorch code and warn once.
+the first process on a machine pays the build. ``$MAMBABENCH_CPU_ARCH`` (e.g. ``x86-64-v3``) builds for another
+target than ``native``, into its own folder: how the AVX2 path is tested on an AVX-512 machine. If the build
+fails (no compiler, no Python headers) callers fall back to PyTorch code and warn once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from mambabench import settings
 
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = ("module.cpp", "selective_scan_cpu.cpp", "ssd_cpu.cpp", "causal_conv1d_cpu.cpp", "gated_rmsnorm_cpu.cpp")
-_CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++20"]
+_CFLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++20"]
 
 
 def cpu_signature() -> str:
@@ -55,9 +56,30 @@ def source_signature() -> str:
 
 
 def cache_dir() -> Path:
-    """Folder holding the compiled kernels for this torch version, this CPU and these sources."""
+    """Folder holding the compiled kernels for this torch version, this CPU (or the ``-march`` that
+    ``$MAMBABENCH_CPU_ARCH`` names) and these sources."""
     torch_version = torch.__version__.replace("+", "_")
-    return cache_root() / f"ext-torch{torch_version}-cpu{cpu_signature()}-src{source_signature()}"
+    arch = settings.cpu_arch()
+    target = f"cpu{cpu_signature()}" if arch == "native" else f"cpu{cpu_signature()}-{arch}"
+    return cache_root() / f"ext-torch{torch_version}-{target}-src{source_signature()}"
+
+
+def vector_isa() -> str:
+    """Which vector path the kernels compile to for the target CPU: ``avx512`` (16-lane vectors),
+    ``avx2`` (8 lanes) or ``generic`` (plain C++ vectors); what ``bench`` and the README report."""
+    arch = settings.cpu_arch()
+    if arch != "native":
+        if "v4" in arch or "avx512" in arch:
+            return "avx512"
+        return "avx2" if "v3" in arch or "avx2" in arch else "generic"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        pass
+    words = set(flags.split())
+    return "avx512" if "avx512f" in words else ("avx2" if {"avx2", "fma"} <= words else "generic")
 
 
 @functools.cache
@@ -83,7 +105,7 @@ def load_cpu_kernels() -> Any | None:
         load(
             name="mambabench_cpu_kernels",
             sources=[str(_CSRC / name) for name in _SOURCES],
-            extra_cflags=_CFLAGS,
+            extra_cflags=[f"-march={settings.cpu_arch()}", *_CFLAGS],
             extra_include_paths=[str(_CSRC)],
             build_directory=str(build),
             verbose=False,

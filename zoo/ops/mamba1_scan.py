@@ -123,17 +123,19 @@ def _cpp_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
 
 
 def _cpp_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> list[Tensor]:
-    """[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias] from our C++ kernel (CPU); absent inputs get empty tensors."""
+    """[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias] from our C++ kernel (CPU); absent inputs get empty tensors.
+    u, delta, z and dout keep their strides (token-major views are read without transposing copies) and
+    du, ddelta, dz come back in u's layout, so autograd need not copy them into the leaves' layout either."""
     ext = load_cpu_kernels()
     du, ddelta, dA, dB, dC, dD, dz, dbias = ext.selective_scan_bwd(
-        _f32(dout, u),
-        _f32(u, u),
-        _f32(delta, u),
+        dout.float(),
+        u.float(),
+        delta.float(),
         _f32(A, u),
         B.float().transpose(-1, -2).contiguous(),
         C.float().transpose(-1, -2).contiguous(),
         _f32(D, u),
-        _f32(z, u),
+        u.new_empty(0, dtype=torch.float32) if z is None else z.float(),
         _f32(delta_bias, u),
         delta_softplus,
     )
@@ -166,7 +168,7 @@ _SCAN_BACKWARD = define_op(
 
 
 def _cpp_backward(dout: Tensor, args, needs) -> list[Tensor | None]:
-    grads = _SCAN_BACKWARD(dout.contiguous(), *args)
+    grads = _SCAN_BACKWARD(dout, *args)
     return [*grads, None]  # absent inputs: their empty gradients are dropped by `needs`
 
 

@@ -10,7 +10,9 @@ with dt = softplus(dt + dt_bias); out = rmsnorm(y * silu(z)) * rmsnorm_weight ov
 On the CPU one C++ pass per chunk of 64 tokens does all of it (``ssd_conv_norm_fwd`` in ``csrc/ssd_cpu.cpp``):
 the conv output and the un-normed y never reach memory, which on a memory-bound CPU is a fifth of the
 layer's non-GEMM time. Elsewhere, and for the backward (by recomputation), it is ``conv_scan_norm_reference``:
-the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``. FLOPs: the conv's plus the scan's.
+the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``; on the CPU that recomputation runs
+the C++ kernels of its parts and differentiates them with their own C++ backwards (``ssd_bwd`` for the scan,
+``causal_conv1d_bwd`` for the conv), not PyTorch autograd. FLOPs: the conv's plus the scan's.
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@
 result does not depend on it, and the FLOP count uses it as the chunk length of the algorithm it counts
 (``zoo/ops/flops.py``) whatever a backend does. On the CPU the forward
 runs our C++ kernel (``csrc/ssd_cpu.cpp``: the state-space-duality algorithm with chunks of 64 tokens, its
-state terms as GEMMs over all heads, reading token-major views without copies); the backward, and the
-forward when the kernel cannot be built, use ``ssd_scan_chunked``, the same algorithm in differentiable
-PyTorch, in blocks of ``_BLOCK_CHUNKS`` chunks so memory stays O(L) at any resolution. ``dt_limit``,
+state terms as GEMMs over all heads, reading token-major views without copies), and so does the backward
+(``ssd_bwd``, op ``ssd_scan_backward``: every input's gradient in one pass over the chunks from the last,
+the chunk-boundary states recomputed by a state-only forward pass). When the kernel cannot be built, and
+under ``kernel_choice.reference_kernels()``, forward and backward use ``ssd_scan_chunked``, the same
+algorithm in differentiable PyTorch, in blocks of ``_BLOCK_CHUNKS`` chunks so memory stays O(L) at any
+resolution. ``dt_limit``,
 ``initial_states``, ``seq_idx`` and varlen inputs of mamba_ssm are not supported. ``reverse=True`` (ours)
 scans the sequence from its end, output in token order (``flip(ssd(flip(inputs)))``): the C++ kernel reads
 the chunks backwards instead of flipping copies; other backends flip.
@@ -162,6 +165,63 @@ def _cpp_ssd(x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse=False):
     return y.to(x.dtype)
 
 
+def _cpp_ssd_backward(dout, x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse) -> list[Tensor]:
+    """[dx, ddt, dA, dB, dC, dD, dz, ddt_bias] from our C++ backward (``ssd_bwd``); absent inputs get empty
+    tensors. dt is the raw dt (the gradient goes through dt_bias and softplus as the forward applies them)."""
+    ext = load_cpu_kernels()
+    heads, headdim = x.shape[2], x.shape[3]
+    empty = x.new_empty(0, dtype=torch.float32)
+    Df = empty if D is None else (D.float()[:, None] if D.dim() == 1 else D.float()).expand(heads, headdim)
+    dx, ddt, dA, dB, dC, dD, dz, dbias = ext.ssd_bwd(
+        dout.float().contiguous(),
+        _inner_contiguous(x, 2),
+        _inner_contiguous(dt, 1),
+        A.float().contiguous(),
+        _inner_contiguous(B, 2),
+        _inner_contiguous(C, 2),
+        Df.contiguous(),
+        empty if z is None else _inner_contiguous(z, 2),
+        empty if dt_bias is None else dt_bias.float().contiguous(),
+        dt_softplus,
+        reverse,
+    )
+    if D is not None and D.dim() == 1:
+        dD = dD.sum(-1)
+    return [
+        dx.to(x.dtype),
+        ddt.to(dt.dtype),
+        dA.to(A.dtype),
+        dB.to(B.dtype),
+        dC.to(C.dtype),
+        dD.to(D.dtype) if D is not None else x.new_empty(0),  # a fresh empty each: returns may not alias
+        dz.to(z.dtype) if z is not None else x.new_empty(0),
+        dbias.to(dt_bias.dtype) if dt_bias is not None else x.new_empty(0),
+    ]
+
+
+def _fake_ssd_backward(dout, x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse) -> list[Tensor]:
+    def like(t: Tensor | None) -> Tensor:
+        return x.new_empty(0) if t is None else torch.empty_like(t)
+
+    return [like(x), like(dt), like(A), like(B), like(C), like(D), like(z), like(dt_bias)]
+
+
+_SSD_BACKWARD = define_op(
+    "ssd_scan_backward",
+    "(Tensor dout, Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, "
+    "bool dt_softplus, bool reverse) -> Tensor[]",
+    [Backend("cpu-cpp", "cpu", _cpp_ssd_backward)],
+    _fake_ssd_backward,
+)
+
+
+def _cpp_backward(dout: Tensor, args, needs) -> list[Tensor | None]:
+    """The "cpu-cpp" row's backward: the op's arguments are (x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse,
+    chunk_size); the kernel computes every gradient at once (the unneeded ones are dropped by ``needs``)."""
+    grads = _SSD_BACKWARD(dout, *args[:-1])
+    return [*grads, None, None, None]
+
+
 def _flipped(fn):
     """``fn`` over the sequence from its end, by flipping the token dimension (backends without a reverse mode)."""
 
@@ -209,7 +269,7 @@ _OP = define_op(
             "cpu",
             _contiguous(_without_chunk(_cpp_ssd)),
             usable=lambda *a: not kernel_choice.using_reference_kernels() and load_cpu_kernels() is not None,
-            differentiable=_TORCH_SSD,  # the backward: autograd of the PyTorch SSD
+            backward=_cpp_backward,  # the C++ backward (ssd_bwd)
         ),
         Backend("torch-ssd", "cpu", _contiguous(_TORCH_SSD), differentiable=_TORCH_SSD),
     ],

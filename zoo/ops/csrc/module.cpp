@@ -13,6 +13,9 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
                                            at::Tensor delta_bias, bool delta_softplus);
 at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
                    at::Tensor dt_bias, bool dt_softplus, bool reverse);
+std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B,
+                                at::Tensor C, at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus,
+                                bool reverse);
 at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, bool silu, bool reverse);
 std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight, at::Tensor bias,
                                           bool silu);
@@ -26,6 +29,7 @@ TORCH_LIBRARY(mambabench_cpu, m) {
   m.def("selective_scan_fwd", &selective_scan_fwd);  // Mamba-1 scan forward (fp32); portable: no AVX-512 kernel
   m.def("selective_scan_bwd", &selective_scan_bwd);  // Mamba-1 scan backward (fp32, contiguous inputs)
   m.def("ssd_fwd", &ssd_fwd);                        // Mamba-2 SSD scan forward (fp32, token-major)
+  m.def("ssd_bwd", &ssd_bwd);                        // Mamba-2 SSD scan backward (fp32, token-major)
   m.def("ssd_conv_norm_fwd", &ssd_conv_norm_fwd);    // fused Mamba-2 conv + SiLU + SSD + gated RMSNorm (fp32)
   m.def("causal_conv1d_fwd", &causal_conv1d_fwd);    // causal depthwise conv1d (+SiLU) forward, token-major
   m.def("causal_conv1d_bwd", &causal_conv1d_bwd);    // causal depthwise conv1d (+SiLU) backward, token-major

@@ -143,28 +143,29 @@ void forward_tile(const Inputs& in, int64_t b, int64_t d, int64_t t0, int64_t T,
 // The (time, lane) tiles of 16 channels d0.. of sequence b for steps [t0, t0+T): effective dt and dt*u.
 // Two loop orders, so that the inner loop always reads contiguous memory and vectorises: over channels
 // for token-major inputs, over time for channel-major ones.
-inline void gather_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int64_t T, float (*dt)[kLanes],
-                         float (*dtu)[kLanes]) {
+template <int W = kLanes>
+inline void gather_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int64_t T, float (*dt)[W],
+                         float (*dtu)[W]) {
   if (in.sdelta.sd == 1 && in.su.sd == 1) {
-    alignas(64) float bias[kLanes] = {};
-    if (in.bias) std::copy(in.bias + d0, in.bias + d0 + kLanes, bias);
+    alignas(64) float bias[W] = {};
+    if (in.bias) std::copy(in.bias + d0, in.bias + d0 + W, bias);
     for (int64_t i = 0; i < T; ++i) {
       const float* dl = in.sdelta.at(b, d0, t0 + i);
       const float* ul = in.su.at(b, d0, t0 + i);
       if (in.softplus) {
 #pragma omp simd
-        for (int c = 0; c < kLanes; ++c) dt[i][c] = softplus(dl[c] + bias[c]);
+        for (int c = 0; c < W; ++c) dt[i][c] = softplus(dl[c] + bias[c]);
       } else {
 #pragma omp simd
-        for (int c = 0; c < kLanes; ++c) dt[i][c] = dl[c] + bias[c];
+        for (int c = 0; c < W; ++c) dt[i][c] = dl[c] + bias[c];
       }
 #pragma omp simd
-      for (int c = 0; c < kLanes; ++c) dtu[i][c] = dt[i][c] * ul[c];
+      for (int c = 0; c < W; ++c) dtu[i][c] = dt[i][c] * ul[c];
     }
     return;
   }
   alignas(64) float row[kBlock];
-  for (int c = 0; c < kLanes; ++c) {
+  for (int c = 0; c < W; ++c) {
     const float* dl = in.sdelta.at(b, d0 + c, 0);
     const float* ul = in.su.at(b, d0 + c, t0);
     if (in.sdelta.st == 1) {
@@ -183,10 +184,11 @@ inline void gather_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, in
 
 // out = (y + D u) * silu(z) for the (time, lane) tile y of channels d0.. (out has the strides `so`), in
 // the loop order that keeps the inner loop contiguous (see gather_lanes).
-inline void store_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int64_t T, const float (*y)[kLanes],
+template <int W = kLanes>
+inline void store_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int64_t T, const float (*y)[W],
                         float* out, const Strided& so) {
-  alignas(64) float Dl[kLanes] = {};
-  if (in.D) std::copy(in.D + d0, in.D + d0 + kLanes, Dl);
+  alignas(64) float Dl[W] = {};
+  if (in.D) std::copy(in.D + d0, in.D + d0 + W, Dl);
   if (so.sd == 1 && in.su.sd == 1 && (!in.z || in.sz.sd == 1)) {
     for (int64_t i = 0; i < T; ++i) {
       const float* ul = in.su.at(b, d0, t0 + i);
@@ -194,16 +196,16 @@ inline void store_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int
       if (in.z) {
         const float* zl = in.sz.at(b, d0, t0 + i);
 #pragma omp simd
-        for (int c = 0; c < kLanes; ++c) ol[c] = (y[i][c] + Dl[c] * ul[c]) * zl[c] * sigmoid(zl[c]);
+        for (int c = 0; c < W; ++c) ol[c] = (y[i][c] + Dl[c] * ul[c]) * zl[c] * sigmoid(zl[c]);
       } else {
 #pragma omp simd
-        for (int c = 0; c < kLanes; ++c) ol[c] = y[i][c] + Dl[c] * ul[c];
+        for (int c = 0; c < W; ++c) ol[c] = y[i][c] + Dl[c] * ul[c];
       }
     }
     return;
   }
   alignas(64) float row[kBlock];
-  for (int c = 0; c < kLanes; ++c) {
+  for (int c = 0; c < W; ++c) {
     const float* ul = in.su.at(b, d0 + c, t0);
     float* ol = out + b * so.sb + (d0 + c) * so.sd + t0 * so.st;
     for (int64_t i = 0; i < T; ++i) row[i] = y[i][c] + Dl[c] * ul[i * in.su.st];
@@ -266,34 +268,31 @@ void forward_lanes(const Inputs& in, int64_t b, int64_t d0, float* out, const St
   }
 }
 
-#if defined(__AVX512F__)
-// The same with AVX-512 intrinsics for d_state 16, over the channel blocks [blk0, blk1) of sequence b
-// (block k = channels 16k..16k+15). exp is computed as 2^(dt * A log2 e) with A pre-scaled once: 13
-// vector instructions per 16 state updates. Time tiles run outside and channel blocks inside; each
-// block's 16 state vectors are saved between tiles. For token-major inputs (a Mamba layer's activations)
-// the (time, channel) tiles of dt, dt*u and y are prepared and finished by passes over whole rows, which
-// the hardware prefetcher streams; other layouts go through gather_lanes/store_lanes per block.
+// The same on `vfloat` (16 lanes with AVX-512, 8 with AVX2; simd_math.h) for d_state 16, over the channel
+// blocks [blk0, blk1) of sequence b (block k = channels kVec*k ..). exp is computed as 2^(dt * A log2 e)
+// with A pre-scaled once: ~13 vector instructions per kVec*16 state updates. Time tiles run outside and
+// channel blocks inside; each block's 16 state vectors are saved between tiles. For token-major inputs (a
+// Mamba layer's activations) the (time, channel) tiles of dt, dt*u and y are prepared and finished by passes
+// over whole rows, which the hardware prefetcher streams; other layouts go through gather_lanes/store_lanes.
 constexpr int64_t kLaneTile = 16;
 
-void forward_lanes16_avx512(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float* out,
-                            const Strided& so) {
+void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float* out, const Strided& so) {
+  using mambabench::kVec;
+  using mambabench::vfloat;
   constexpr int N = 16;
-  const int64_t L = in.L, nblk = blk1 - blk0, c0 = blk0 * kLanes, W = nblk * kLanes;
+  const int64_t L = in.L, nblk = blk1 - blk0, c0 = blk0 * kVec, W = nblk * kVec;
   const bool rows = in.su.sd == 1 && in.sdelta.sd == 1 && (!in.z || in.sz.sd == 1) && so.sd == 1;
-  std::vector<__m512> state(nblk * N, _mm512_setzero_ps());
-  std::vector<float> a2_all(nblk * N * kLanes);
+  std::vector<vfloat> state(nblk * N, vfloat{});
+  std::vector<vfloat> a2_all(nblk * N);
   for (int64_t k = 0; k < nblk; ++k)
     for (int n = 0; n < N; ++n)
-      for (int c = 0; c < kLanes; ++c)
-        a2_all[(k * N + n) * kLanes + c] = in.A[((blk0 + k) * kLanes + c) * N + n] * 1.44269504088896341f;
-  // (time, channel) tiles: ld = W when filled by row passes, kLanes when filled per block (then longer
+      for (int c = 0; c < kVec; ++c)
+        a2_all[k * N + n][c] = in.A[((blk0 + k) * kVec + c) * N + n] * 1.44269504088896341f;
+  // (time, channel) tiles: ld = W when filled by row passes, kVec when filled per block (then longer
   // tiles, so each channel's gather reads whole cache lines of its time axis)
-  const int64_t ld = rows ? W : kLanes, tile = rows ? kLaneTile : kBlock;
-  std::vector<float> dt_buf(tile * ld + 16), dtu_buf(tile * ld + 16), y_buf(tile * ld + 16);
-  auto aligned = [](std::vector<float>& v) {
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
-  };
-  float *dt = aligned(dt_buf), *dtu = aligned(dtu_buf), *y = aligned(y_buf);
+  const int64_t ld = rows ? W : kVec, tile = rows ? kLaneTile : kBlock;
+  std::vector<float> dt_buf(tile * ld), dtu_buf(tile * ld), y_buf(tile * ld);
+  float *dt = dt_buf.data(), *dtu = dtu_buf.data(), *y = y_buf.data();
   for (int64_t t0 = 0; t0 < L; t0 += tile) {
     const int64_t T = std::min(tile, L - t0);
     if (rows) {
@@ -315,33 +314,32 @@ void forward_lanes16_avx512(const Inputs& in, int64_t b, int64_t blk0, int64_t b
       }
     }
     for (int64_t k = 0; k < nblk; ++k) {
-      const int64_t d0 = (blk0 + k) * kLanes;
+      const int64_t d0 = (blk0 + k) * kVec;
       const int64_t g = d0 / (in.dim / in.G);
       const float* Bt = in.B + ((b * in.G + g) * L + t0) * N;
       const float* Ct = in.C + ((b * in.G + g) * L + t0) * N;
-      const float* a2 = a2_all.data() + k * N * kLanes;
-      const int64_t col = rows ? k * kLanes : 0;
+      const vfloat* a2 = a2_all.data() + k * N;
+      const int64_t col = rows ? k * kVec : 0;
       if (!rows)
-        gather_lanes(in, b, d0, t0, T, reinterpret_cast<float(*)[kLanes]>(dt),
-                     reinterpret_cast<float(*)[kLanes]>(dtu));
-      __m512 h[N];
+        gather_lanes<kVec>(in, b, d0, t0, T, reinterpret_cast<float(*)[kVec]>(dt),
+                           reinterpret_cast<float(*)[kVec]>(dtu));
+      vfloat h[N];
       for (int n = 0; n < N; ++n) h[n] = state[k * N + n];
       for (int64_t i = 0; i < T; ++i) {
         const float* Bp = Bt + i * N;
         const float* Cp = Ct + i * N;
-        const __m512 dtv = _mm512_load_ps(dt + i * ld + col);
-        const __m512 dtuv = _mm512_load_ps(dtu + i * ld + col);
-        __m512 acc = _mm512_setzero_ps();
+        const vfloat dtv = mambabench::vload(dt + i * ld + col);
+        const vfloat dtuv = mambabench::vload(dtu + i * ld + col);
+        vfloat acc{};
 #pragma GCC unroll 16
         for (int n = 0; n < N; ++n) {
-          const __m512 e = mambabench::exp2_ps(_mm512_mul_ps(dtv, _mm512_loadu_ps(a2 + n * kLanes)));
-          h[n] = _mm512_fmadd_ps(e, h[n], _mm512_mul_ps(dtuv, _mm512_set1_ps(Bp[n])));
-          acc = _mm512_fmadd_ps(h[n], _mm512_set1_ps(Cp[n]), acc);
+          h[n] = mambabench::vexp2(dtv * a2[n]) * h[n] + dtuv * Bp[n];
+          acc += h[n] * Cp[n];
         }
-        _mm512_store_ps(y + i * ld + col, acc);
+        mambabench::vstore(y + i * ld + col, acc);
       }
       for (int n = 0; n < N; ++n) state[k * N + n] = h[n];
-      if (!rows) store_lanes(in, b, d0, t0, T, reinterpret_cast<const float(*)[kLanes]>(y), out, so);
+      if (!rows) store_lanes<kVec>(in, b, d0, t0, T, reinterpret_cast<const float(*)[kVec]>(y), out, so);
     }
     if (rows) {
       for (int64_t i = 0; i < T; ++i) {
@@ -361,7 +359,6 @@ void forward_lanes16_avx512(const Inputs& in, int64_t b, int64_t blk0, int64_t b
     }
   }
 }
-#endif
 
 // Forward of the channels [lo, hi) (flattened batch*dim), each over the whole sequence: B and C are
 // then read in order and the hardware prefetcher keeps up (a time-tiled order that reuses a B/C tile
@@ -498,6 +495,219 @@ void backward_channel(const Inputs& in, const float* dout, int64_t b, int64_t d,
   dbias[d] += dbias_acc;
 }
 
+// ---- Backward on vectors of channels (the forward's blocking) ----
+// One item = kVec channels of one sequence, one channel per lane, d_state 16 (state n is vector h[n]).
+// Per item: (1) (time, lane) tiles of dt, dt*u, u, softplus' and the incoming gradient for the whole
+// sequence; (2) a states-only forward pass keeping the state entering every block of kBwdBlock steps
+// (skipped when the sequence is one block: the training shapes); (3) blocks in reverse: recompute the
+// block's states and decays exp(dt A) into a buffer (one exp per update in the whole backward), then walk
+// it backwards. Gradients of B and C are sums over channels: they accumulate lane-wise into a (L, N, kVec)
+// buffer shared by all items of one (sequence, group) a thread runs in a row, and are summed over lanes
+// once at the end of the run, so no step needs a horizontal reduction.
+constexpr int64_t kBwdBlock = 512;  // hs + es buffers: 2 * 512 * 16 * kVec floats (0.5-1 MB) per thread
+
+// (time, lane) tiles of a chunk of consecutive items of one sequence: array k holds item k's (L, kVec)
+// tile at offset k * L * kVec. Loading a chunk at once reads each token-major row as one contiguous run of
+// chunk * kVec channels: per item, the L rows of 16 floats lie a whole row apart (8 KB at d_inner 2048), one
+// page each, and the page walks cost as much as the scan.
+struct Tiles {
+  std::vector<float> dt, dtu, u, dsp, go, z, gy, du, ddelta, dz;
+  void resize(int64_t n) {
+    for (auto* v : {&dt, &dtu, &u, &dsp, &go, &z, &gy, &du, &ddelta, &dz}) v->resize(n);
+  }
+};
+constexpr int64_t kChunkItems = 8;           // items loaded together (at most)
+constexpr int64_t kChunkFloats = 1 << 18;    // and at most this many floats per tile array (1 MB)
+
+// Visits (t, lane offset ch in [0, nch), tile index) in the order that walks a (b, d, t) tensor with
+// strides `st` contiguously: time outer for token-major tensors, channels outer for channel-major ones.
+template <class F>
+inline void for_tile_elements(const Strided& st, int64_t L, int64_t nch, F&& f) {
+  using mambabench::kVec;
+  auto index = [&](int64_t t, int64_t ch) { return ((ch / kVec) * L + t) * kVec + ch % kVec; };
+  if (st.sd == 1) {
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t ch = 0; ch < nch; ++ch) f(t, ch, index(t, ch));
+  } else {
+    for (int64_t ch = 0; ch < nch; ++ch)
+      for (int64_t t = 0; t < L; ++t) f(t, ch, index(t, ch));
+  }
+}
+
+// Loads the tiles of channels [c0, c0 + nch) of sequence b: copies first, then one vectorised pass for
+// softplus and its derivative (per-element scalar transcendentals would cost more than the scan).
+void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int64_t nch, Tiles& s) {
+  const int64_t L = in.L, n = nch * L;
+  s.resize(n);
+  const bool rows = in.su.sd == 1 && in.sdelta.sd == 1 && go.sd == 1 && (!in.z || in.sz.sd == 1);
+  if (rows) {  // token-major: kVec channels of one token are one vector
+    using mambabench::kVec;
+    using mambabench::vload;
+    using mambabench::vstore;
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t ch = 0; ch < nch; ch += kVec) {
+        const int64_t k = ((ch / kVec) * L + t) * kVec, d = c0 + ch;
+        const auto bias = in.bias ? vload(in.bias + d) : mambabench::vfloat{};
+        vstore(&s.dt[k], vload(in.sdelta.at(b, d, t)) + bias);  // raw, finished below
+        vstore(&s.u[k], vload(in.su.at(b, d, t)));
+        vstore(&s.go[k], vload(go.at(b, d, t)));
+        vstore(&s.z[k], in.z ? vload(in.sz.at(b, d, t)) : mambabench::vfloat{});
+      }
+  } else {
+    for_tile_elements(in.su, L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+      const int64_t d = c0 + ch;
+      s.dt[k] = *in.sdelta.at(b, d, t) + (in.bias ? in.bias[d] : 0.f);  // raw, finished below
+      s.u[k] = *in.su.at(b, d, t);
+      s.go[k] = *go.at(b, d, t);
+      s.z[k] = in.z ? *in.sz.at(b, d, t) : 0.f;
+    });
+  }
+  float *dt = s.dt.data(), *dtu = s.dtu.data(), *dsp = s.dsp.data();
+  const float* u = s.u.data();
+  const bool sp = in.softplus;
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    const float v = dt[k];
+    dsp[k] = sp && v <= 20.f ? sigmoid(v) : 1.f;  // d softplus / d v
+    dt[k] = sp ? softplus(v) : v;
+    dtu[k] = dt[k] * u[k];
+  }
+}
+
+// Writes du, ddelta (and dz) of the chunk into tensors with u's strides `so`.
+void store_tiles(const Inputs& in, const Strided& so, int64_t b, int64_t c0, int64_t nch, const Tiles& s,
+                 float* du, float* ddelta, float* dz) {
+  if (so.sd == 1) {  // token-major
+    using mambabench::kVec;
+    using mambabench::vload;
+    using mambabench::vstore;
+    for (int64_t t = 0; t < in.L; ++t)
+      for (int64_t ch = 0; ch < nch; ch += kVec) {
+        const int64_t k = ((ch / kVec) * in.L + t) * kVec, o = b * so.sb + (c0 + ch) + t * so.st;
+        vstore(du + o, vload(&s.du[k]));
+        vstore(ddelta + o, vload(&s.ddelta[k]));
+        if (dz) vstore(dz + o, vload(&s.dz[k]));
+      }
+    return;
+  }
+  for_tile_elements(so, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+    const int64_t o = b * so.sb + (c0 + ch) * so.sd + t * so.st;
+    du[o] = s.du[k];
+    ddelta[o] = s.ddelta[k];
+    if (dz) dz[o] = s.dz[k];
+  });
+}
+
+// The scan part of one item (channels d0.. of sequence b) whose tiles start at offset `off` of `s`.
+void backward_vec(const Inputs& in, int64_t b, int64_t d0, Tiles& s, int64_t off,
+                  std::vector<mambabench::vfloat>& starts, std::vector<mambabench::vfloat>& hs,
+                  std::vector<mambabench::vfloat>& es, mambabench::vfloat* dBl, mambabench::vfloat* dCl,
+                  float* dA, float* dD, float* dbias) {
+  using mambabench::kVec;
+  using mambabench::vfloat;
+  using mambabench::vload;
+  using mambabench::vstore;
+  constexpr int N = 16;
+  const int64_t L = in.L;
+  const int64_t g = d0 / (in.dim / in.G);
+  const float* Bt = in.B + (b * in.G + g) * L * N;
+  const float* Ct = in.C + (b * in.G + g) * L * N;
+  const float *tdt = s.dt.data() + off, *tdtu = s.dtu.data() + off, *tu = s.u.data() + off;
+  const float *tgo = s.go.data() + off, *tz = s.z.data() + off, *tdsp = s.dsp.data() + off;
+  float *tgy = s.gy.data() + off, *tdu = s.du.data() + off, *tdd = s.ddelta.data() + off, *tdz = s.dz.data() + off;
+  vfloat a[N], a2[N], Dv{};
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < kVec; ++c) {
+      a[n][c] = in.A[(d0 + c) * N + n];
+      a2[n][c] = a[n][c] * 1.44269504088896341f;
+    }
+  if (in.D)
+    for (int c = 0; c < kVec; ++c) Dv[c] = in.D[d0 + c];
+  // (2) the state entering each block
+  const int64_t nblocks = (L + kBwdBlock - 1) / kBwdBlock;
+  starts.resize(nblocks * N);
+  vfloat h[N] = {};
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    for (int n = 0; n < N; ++n) starts[blk * N + n] = h[n];
+    if (blk == nblocks - 1) break;
+    for (int64_t t = blk * kBwdBlock; t < (blk + 1) * kBwdBlock; ++t) {
+      const vfloat dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
+      const float* Bp = Bt + t * N;
+#pragma GCC unroll 16
+      for (int n = 0; n < N; ++n) h[n] = mambabench::vexp2(dtv * a2[n]) * h[n] + dtuv * Bp[n];
+    }
+  }
+  // (3) blocks in reverse
+  const int64_t Tb = std::min(kBwdBlock, L);
+  hs.resize((Tb + 1) * N);
+  es.resize(Tb * N);
+  vfloat dh[N] = {}, dAacc[N] = {}, dDacc{}, dbacc{};
+  for (int64_t blk = nblocks - 1; blk >= 0; --blk) {
+    const int64_t t0 = blk * kBwdBlock, T = std::min(kBwdBlock, L - t0);
+    // recompute: hs[i + 1] = state after step t0 + i (hs[0] entering the block), es[i] = exp(dt A)
+    for (int n = 0; n < N; ++n) h[n] = hs[n] = starts[blk * N + n];
+    for (int64_t i = 0; i < T; ++i) {
+      const int64_t t = t0 + i;
+      const vfloat dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
+      const float* Bp = Bt + t * N;
+      const float* Cp = Ct + t * N;
+      vfloat acc{};
+#pragma GCC unroll 16
+      for (int n = 0; n < N; ++n) {
+        const vfloat e = mambabench::vexp2(dtv * a2[n]);
+        h[n] = e * h[n] + dtuv * Bp[n];
+        acc += h[n] * Cp[n];
+        es[i * N + n] = e;
+        hs[(i + 1) * N + n] = h[n];
+      }
+      // the gradient reaching y (through the silu(z) gate when present), dz and dD
+      const vfloat g_out = vload(tgo + t * kVec), u = vload(tu + t * kVec);
+      vfloat gy = g_out;
+      if (in.z) {
+        const vfloat z = vload(tz + t * kVec), sg = mambabench::vsigmoid(z), y = acc + Dv * u;
+        vstore(tdz + t * kVec, g_out * y * sg * (1.f + z * (1.f - sg)));
+        gy = g_out * z * sg;
+      }
+      vstore(tgy + t * kVec, gy);
+      dDacc += gy * u;
+      vfloat* dCp = dCl + t * N;  // dC_t[n] = sum over channels of gy * h_t[n], while h_t is in registers
+#pragma GCC unroll 16
+      for (int n = 0; n < N; ++n) dCp[n] += gy * h[n];
+    }
+    for (int64_t i = T - 1; i >= 0; --i) {
+      const int64_t t = t0 + i;
+      const vfloat gy = vload(tgy + t * kVec), dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
+      const float* Bp = Bt + t * N;
+      const float* Cp = Ct + t * N;
+      vfloat* dBp = dBl + t * N;
+      const vfloat* hprev = &hs[i * N];
+      const vfloat* e = &es[i * N];
+      vfloat sB{}, sA{};
+#pragma GCC unroll 16
+      for (int n = 0; n < N; ++n) {
+        const vfloat dhn = dh[n] + gy * Cp[n];
+        dBp[n] += dhn * dtuv;
+        sB += dhn * Bp[n];
+        const vfloat de = dhn * hprev[n] * e[n];  // d loss / d(dt * a[n])
+        sA += de * a[n];
+        dAacc[n] += de * dtv;
+        dh[n] = dhn * e[n];
+      }
+      const vfloat u = vload(tu + t * kVec);
+      vstore(tdu + t * kVec, gy * Dv + dtv * sB);
+      const vfloat draw = (sA + u * sB) * vload(tdsp + t * kVec);
+      vstore(tdd + t * kVec, draw);
+      dbacc += draw;
+    }
+  }
+  for (int c = 0; c < kVec; ++c) {
+    const int64_t d = d0 + c;
+    for (int n = 0; n < N; ++n) dA[d * N + n] += dAacc[n][c];
+    dD[d] += dDacc[c];
+    dbias[d] += dbacc[c];
+  }
+}
+
 }  // namespace
 
 at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B,
@@ -518,19 +728,23 @@ at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::
   float* o = out.data_ptr<float>();
   const Strided so{o, out.stride(0), out.stride(1), out.stride(2)};
   const int64_t items = batch * dim / (lanes ? kLanes : 1);
+  // the vector kernel: d_state 16 and channel blocks of kVec (16 with AVX-512, 8 with AVX2) in every group;
+  // `portable` (the reference path) takes the lane kernel below, gcc's own vectorisation
+  const bool vec = !portable && in.N == 16 && (dim / G) % mambabench::kVec == 0;
+  if (vec) {
+    const int64_t per_batch = dim / mambabench::kVec;
+    at::parallel_for(0, batch * per_batch, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t item = lo; item < hi;) {  // runs of channel blocks within one sequence
+        const int64_t b = item / per_batch, end = std::min(hi, (b + 1) * per_batch);
+        forward_vec(in, b, item % per_batch, item % per_batch + (end - item), o, so);
+        item = end;
+      }
+    });
+    return out;
+  }
   at::parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
     if (lanes) {
       const int64_t per_batch = dim / kLanes;
-#if defined(__AVX512F__)
-      if (in.N == 16 && !portable) {  // runs of channel blocks within one sequence
-        for (int64_t item = lo; item < hi;) {
-          const int64_t b = item / per_batch, end = std::min(hi, (b + 1) * per_batch);
-          forward_lanes16_avx512(in, b, item % per_batch, item % per_batch + (end - item), o, so);
-          item = end;
-        }
-        return;
-      }
-#endif
       for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / per_batch, d0 = (item % per_batch) * kLanes;
         if (in.N == 16)
@@ -552,37 +766,96 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
                                               at::Tensor A, at::Tensor B, at::Tensor C,
                                               at::Tensor D, at::Tensor z, at::Tensor delta_bias,
                                               bool delta_softplus) {
+  // The vector kernel reads u, delta, z and dout with any strides (token-major views of a layer's
+  // activations: no transposing copies) and writes du, ddelta, dz in u's layout; the one-channel kernel
+  // (other d_state or group sizes) works on channel-major copies.
+  const int64_t dim = u.size(1), L = u.size(2), G = B.size(1), N = A.size(1);
+  const bool vec = N == 16 && (dim / G) % mambabench::kVec == 0;
+  if (!vec) {
+    u = u.contiguous(), delta = delta.contiguous(), z = z.contiguous(), dout = dout.contiguous();
+  }
   const Inputs in = make_inputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-  auto du = at::empty_like(u);
-  auto ddelta = at::empty_like(u);
-  auto dA = at::zeros_like(A);
-  auto dD = at::zeros({in.dim}, u.options());
-  auto dbias = at::zeros({in.dim}, u.options());
-  auto dz = in.z ? at::empty_like(u) : at::empty({0}, u.options());
+  const bool token_major = vec && u.stride(1) == 1 && L > 1;
+  auto like_u = [&] {
+    return token_major ? at::empty({in.batch, L, dim}, u.options()).transpose(1, 2)
+                       : at::empty({in.batch, dim, L}, u.options());
+  };
+  auto du = like_u();
+  auto ddelta = like_u();
+  auto dz = in.z ? like_u() : at::empty({0}, u.options());
+  const Strided so{nullptr, du.stride(0), du.stride(1), du.stride(2)};
+  const Strided sgo = strided(dout);
   const int64_t nthreads = at::get_num_threads();
-  // Channels of one group share B and C: each thread accumulates into its own copy, summed at the end.
+  // Channels of one group share B and C, and a channel's dA, dD, dbias sum over the batch: every thread
+  // accumulates into its own copies, summed at the end.
   auto dB_parts = at::zeros({nthreads, in.batch, in.G, in.L, in.N}, u.options());
   auto dC_parts = at::zeros({nthreads, in.batch, in.G, in.L, in.N}, u.options());
-  const float* go = dout.data_ptr<float>();
-  // Parallel over channels only (batch inside), so dA, dD and dbias of a channel have one writer.
-  at::parallel_for(0, in.dim, 1, [&](int64_t lo, int64_t hi) {
-    const int64_t tid = at::get_thread_num();
-    float* dBp = dB_parts[tid].data_ptr<float>();
-    float* dCp = dC_parts[tid].data_ptr<float>();
-    std::vector<float> starts, states;
-    for (int64_t d = lo; d < hi; ++d)
-      for (int64_t b = 0; b < in.batch; ++b) {
-        if (in.N == 16)
-          backward_channel<16>(in, go, b, d, du.data_ptr<float>(), ddelta.data_ptr<float>(),
-                               dA.data_ptr<float>(), dBp, dCp, dD.data_ptr<float>(),
-                               in.z ? dz.data_ptr<float>() : nullptr, dbias.data_ptr<float>(), starts,
-                               states);
-        else
-          backward_channel<0>(in, go, b, d, du.data_ptr<float>(), ddelta.data_ptr<float>(),
-                              dA.data_ptr<float>(), dBp, dCp, dD.data_ptr<float>(),
-                              in.z ? dz.data_ptr<float>() : nullptr, dbias.data_ptr<float>(), starts,
-                              states);
+  auto dA_parts = at::zeros({nthreads, in.dim, in.N}, u.options());
+  auto dD_parts = at::zeros({nthreads, in.dim}, u.options());
+  auto dbias_parts = at::zeros({nthreads, in.dim}, u.options());
+  const float* go = dout.data_ptr<float>();  // channel-major contiguous on the one-channel path
+  float* dz_ptr = in.z ? dz.data_ptr<float>() : nullptr;
+  float *du_p = du.data_ptr<float>(), *ddelta_p = ddelta.data_ptr<float>();
+  const int64_t per_group = in.dim / in.G;
+  if (vec) {
+    using mambabench::kVec;
+    using mambabench::vfloat;
+    const int64_t per_batch = in.dim / kVec;
+    at::parallel_for(0, in.batch * per_batch, 1, [&](int64_t lo, int64_t hi) {
+      const int64_t tid = at::get_thread_num();
+      Tiles tiles;
+      std::vector<vfloat> starts, hs, es;
+      std::vector<vfloat> dBl(in.L * in.N), dCl(in.L * in.N);
+      // sums a (sequence, group) run's lane accumulators into this thread's dB, dC
+      auto flush = [&](int64_t b, int64_t g) {
+        float* dBp = dB_parts[tid][b][g].data_ptr<float>();
+        float* dCp = dC_parts[tid][b][g].data_ptr<float>();
+        for (int64_t k = 0; k < in.L * in.N; ++k) {
+          dBp[k] += mambabench::vsum(dBl[k]);
+          dCp[k] += mambabench::vsum(dCl[k]);
+        }
+        std::fill(dBl.begin(), dBl.end(), vfloat{});
+        std::fill(dCl.begin(), dCl.end(), vfloat{});
+      };
+      float *dAp = dA_parts[tid].data_ptr<float>(), *dDp = dD_parts[tid].data_ptr<float>();
+      float* dbp = dbias_parts[tid].data_ptr<float>();
+      const int64_t chunk = std::max<int64_t>(1, std::min(kChunkItems, kChunkFloats / (in.L * kVec)));
+      int64_t run_b = -1, run_g = -1;
+      for (int64_t first = lo; first < hi;) {
+        const int64_t b = first / per_batch;
+        const int64_t last = std::min({hi, first + chunk, (b + 1) * per_batch});  // one sequence per chunk
+        const int64_t c0 = (first % per_batch) * kVec, nch = (last - first) * kVec;
+        load_tiles(in, sgo, b, c0, nch, tiles);
+        for (int64_t item = first; item < last; ++item) {
+          const int64_t d0 = (item % per_batch) * kVec, g = d0 / per_group;
+          if (b != run_b || g != run_g) {
+            if (run_b >= 0) flush(run_b, run_g);
+            run_b = b, run_g = g;
+          }
+          backward_vec(in, b, d0, tiles, (item - first) * in.L * kVec, starts, hs, es, dBl.data(), dCl.data(),
+                       dAp, dDp, dbp);
+        }
+        store_tiles(in, so, b, c0, nch, tiles, du_p, ddelta_p, dz_ptr);
+        first = last;
       }
-  });
-  return {du, ddelta, dA, dB_parts.sum(0), dC_parts.sum(0), dD, dz, dbias};
+      if (run_b >= 0) flush(run_b, run_g);
+    });
+  } else {
+    // Parallel over channels (batch inside): the one-channel kernel, any d_state
+    at::parallel_for(0, in.dim, 1, [&](int64_t lo, int64_t hi) {
+      const int64_t tid = at::get_thread_num();
+      float *dBp = dB_parts[tid].data_ptr<float>(), *dCp = dC_parts[tid].data_ptr<float>();
+      float *dAp = dA_parts[tid].data_ptr<float>(), *dDp = dD_parts[tid].data_ptr<float>();
+      float* dbp = dbias_parts[tid].data_ptr<float>();
+      std::vector<float> starts, states;
+      for (int64_t d = lo; d < hi; ++d)
+        for (int64_t b = 0; b < in.batch; ++b) {
+          if (in.N == 16)
+            backward_channel<16>(in, go, b, d, du_p, ddelta_p, dAp, dBp, dCp, dDp, dz_ptr, dbp, starts, states);
+          else
+            backward_channel<0>(in, go, b, d, du_p, ddelta_p, dAp, dBp, dCp, dDp, dz_ptr, dbp, starts, states);
+        }
+    });
+  }
+  return {du, ddelta, dA_parts.sum(0), dB_parts.sum(0), dC_parts.sum(0), dD_parts.sum(0), dz, dbias_parts.sum(0)};
 }

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#include <cstring>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -67,5 +69,59 @@ inline __m512 exp2_ps(__m512 x) {
   return _mm512_scalef_ps(p, k);
 }
 #endif
+
+// ---- One vector of kVec floats, the width the build's instruction set handles natively ----
+// 16 lanes (one zmm) with AVX-512, 8 lanes (one ymm) with AVX2 or elsewhere (gcc's generic vectors).
+// Kernels written on `vfloat` compile to either ISA from one source; the extension cache keys builds by CPU
+// (zoo/ops/_extension.py), so each machine gets the path its CPU runs. (16-lane generic vectors on AVX2,
+// two ymm per operation, measured 5-8x slower: every state vector spilled.)
+#if defined(__AVX512F__)
+constexpr int kVec = 16;
+#else
+constexpr int kVec = 8;
+#endif
+typedef float vfloat __attribute__((vector_size(kVec * sizeof(float))));
+typedef int32_t vint __attribute__((vector_size(kVec * sizeof(float))));
+
+inline vfloat vload(const float* p) {
+  vfloat v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vstore(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
+inline vfloat vsplat(float x) { return vfloat{} + x; }
+
+// 2^x lane-wise (relative error ~1e-7, flushes to 0 below 2^-126).
+inline vfloat vexp2(vfloat x) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(exp2_ps(reinterpret_cast<__m512>(x)));
+#elif defined(__AVX2__) && defined(__FMA__)
+  // no vscalefps on AVX2: 2^k is built from k's bits (k clamped to the normal range first)
+  __m256 v = _mm256_min_ps(_mm256_max_ps(reinterpret_cast<__m256>(x), _mm256_set1_ps(-126.f)), _mm256_set1_ps(127.f));
+  const __m256i k = _mm256_cvtps_epi32(v);  // round to nearest
+  const __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(k));
+  __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23);
+  return reinterpret_cast<vfloat>(_mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
+#else
+  vfloat r;
+  for (int i = 0; i < kVec; ++i) r[i] = fast_exp(x[i] * 0.693147180559945309f);
+  return r;
+#endif
+}
+
+inline vfloat vsigmoid(vfloat x) { return 1.f / (1.f + vexp2(x * -1.44269504088896341f)); }
+
+inline float vsum(vfloat v) {
+  float s = 0.f;
+  for (int i = 0; i < kVec; ++i) s += v[i];
+  return s;
+}
 
 }  // namespace mambabench

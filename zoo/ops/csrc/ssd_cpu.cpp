@@ -1,5 +1,5 @@
-// CPU forward of the Mamba-2 SSD scan (state-space duality, Dao & Gu 2024, Sec. 6), with the semantics of
-// mamba_ssm's mamba_chunk_scan_combined (see zoo/ops/ssd.py).
+// CPU forward and backward of the Mamba-2 SSD scan (state-space duality, Dao & Gu 2024, Sec. 6), with the
+// semantics of mamba_ssm's mamba_chunk_scan_combined (see zoo/ops/ssd.py).
 //
 // Layout (token-major, as the in_proj/conv output of a Mamba-2 layer already is; no copies needed):
 //   x : (batch, L, H, P)   last two dims contiguous, any token/batch stride
@@ -15,6 +15,12 @@
 //   S   <- exp(a_end) S + sum_s B_s (exp(a_end - a_s) dt_s x_s)^T          (S: N x (heads of g * P))
 // The two state terms are GEMMs over all heads of the group at once (N = 256, H*P = 2304 for T2MD), the
 // intra-chunk term one small GEMM per head; everything else is a pass over a chunk that stays in cache.
+//
+// The backward (ssd_bwd, its math above backward_group) keeps nothing from the forward: it recomputes the
+// chunk-boundary states by a forward pass of the state update alone, then walks the chunks from the last,
+// carrying the state's gradient. Memory O(L): those states, L/64 x N x (H/G) x P floats per (sequence,
+// group), live only during the backward. Cost: five state-sized GEMMs per chunk (the forward has two: readout
+// and update; their transposes are four, plus the recomputed update), so its time is ~2.5x the forward's.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -25,7 +31,12 @@
 #include <ATen/ops/mm.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "simd_math.h"
 
@@ -230,6 +241,371 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward (ssd_bwd). Per chunk, head h of group g, with e_t = exp(a_t), f_t = exp(a_end - a_t), K_ts =
+// (C_t . B_s) exp(a_t - a_s) for s <= t, S0 the state entering the chunk and dS the gradient of the state
+// leaving it (dy = dout * silu(z), or dout):
+//   dxdt_s = f_s B_s^T dS + sum_t K_ts dy_t            (the gradient of dt_s x_s)
+//   dx_s   = dt_s dxdt_s + D dy_s,    d(dt_s) += x_s . dxdt_s
+//   dC_t   = sum_h e_t S0 dy_t + sum_s dCB_ts B_s,     dCB_ts = sum_h (dy_t . x_s) exp(a_t - a_s) dt_s
+//   dB_s   = sum_h dS (f_s dt_s x_s) + sum_t dCB_ts C_t
+//   dS0    = exp(a_end) dS + sum_t C_t (e_t dy_t)^T     (carried to the chunk before)
+// and the chunk-local cumulative log-decay a_t gets e_t dy_t . (S0^T C_t) (readout), +-(dy_t . x_s) K_ts
+// dt_s (row t, column s of the intra-chunk term), +-(x_s . f_s B_s^T dS) f_s dt_s and exp(a_end) <dS, S0>
+// (at a_end: the state carried past the chunk); a reverse cumsum within the chunk turns d a into
+// d(dt A). The state terms are GEMMs over all heads of the group: Q = B dS, dB = (f dt x) dS^T,
+// dS0 = C^T (e dy), and per head Z = dy S0^T (T x N), which gives both dC's readout term (sum_h e_t Z_t)
+// and its a_t term (e_t C_t . Z_t) without a C S0 readout. With z, y is recomputed per chunk (one more
+// readout GEMM) for dz.
+//
+// Memory: the states entering every chunk are recomputed by a pass of the state update alone (one GEMM per
+// chunk) and held during the backward of one (sequence, group): L/64 x N x (heads of the group x P) floats,
+// 4x the size of x at T2MD's shapes; nothing is kept between the forward and the backward.
+
+// Chunk rows of a token-major tensor, in processed order, copied contiguously: row t of dst (width w) is
+// row src_row(t) of base (stride `ld`), columns [off, off + w). Contiguous rows let the GEMMs read them
+// forwards whatever the scan direction.
+void gather_rows(const float* base, int64_t ld, int64_t off, int64_t w, const Ssd& s, int64_t c0, int64_t Tc,
+                 float* dst) {
+  for (int64_t t = 0; t < Tc; ++t) {
+    const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
+    std::copy_n(base + row * ld + off, w, dst + t * w);
+  }
+}
+
+// Effective dt (dte), chunk-local cumulative log-decay (acum) and d dte / d raw dt (dsp) of the heads h0 ..
+// h0 + hg - 1 for the chunk starting at c0; head-major [hl][t] with row length kChunk.
+void chunk_decay(const Ssd& s, const float* dt_seq, int64_t c0, int64_t Tc, int64_t h0, int64_t hg, float* dte,
+                 float* acum, float* dsp) {
+  const int64_t T = kChunk;
+  for (int64_t hl = 0; hl < hg; ++hl) {
+    const int64_t h = h0 + hl;
+    const float bias = s.bias ? s.bias[h] : 0.f, a = s.A[h];
+    float run = 0.f;
+    for (int64_t t = 0; t < Tc; ++t) {
+      const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
+      const float raw = dt_seq[row * s.sdt_t + h] + bias;
+      float v = raw, d = 1.f;
+      if (s.softplus && raw <= 20.f) v = softplus(raw), d = sigmoid(raw);  // threshold 20 as mamba_ssm
+      dte[hl * T + t] = v;
+      if (dsp) dsp[hl * T + t] = d;
+      run += v * a;
+      acum[hl * T + t] = run;
+    }
+  }
+}
+
+// xw_t = dt_t exp(a_end - a_t) x_t for each head of the group (Tc x hgP): what a token adds to the state
+// leaving its chunk, as seen at the chunk's end.
+void weighted_inputs(const float* xb, const float* dte, const float* acum, int64_t Tc, int64_t hg, int64_t P,
+                     float* xw) {
+  const int64_t T = kChunk, hgP = hg * P;
+  for (int64_t t = 0; t < Tc; ++t)
+    for (int64_t hl = 0; hl < hg; ++hl) {
+      const float w = dte[hl * T + t] * fast_exp(acum[hl * T + Tc - 1] - acum[hl * T + t]);
+      const float* xr = xb + t * hgP + hl * P;
+      float* o = xw + t * hgP + hl * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) o[p] = w * xr[p];
+    }
+}
+
+// out <- exp(a_end) S per head block of columns (N x hgP; out may be S): one pass over the state.
+void decay_state(const float* S, const float* acum, int64_t Tc, int64_t N, int64_t hg, int64_t P, float* out) {
+  const int64_t hgP = hg * P;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t hl = 0; hl < hg; ++hl) {
+      const float d = fast_exp(acum[hl * kChunk + Tc - 1]);
+      const float* in = S + n * hgP + hl * P;
+      float* row = out + n * hgP + hl * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) row[p] = d * in[p];
+    }
+}
+
+// dS <- exp(a_end) dS, and ds0[hl] = <dS, S0> of each head's block before the decay (one pass over both).
+void decay_grad_state(float* dS, const float* S0, const float* acum, int64_t Tc, int64_t N, int64_t hg, int64_t P,
+                      float* ds0) {
+  const int64_t hgP = hg * P;
+  std::fill_n(ds0, hg, 0.f);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t hl = 0; hl < hg; ++hl) {
+      const float d = fast_exp(acum[hl * kChunk + Tc - 1]);
+      float* row = dS + n * hgP + hl * P;
+      const float* s0 = S0 + n * hgP + hl * P;
+      float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t p = 0; p < P; ++p) {
+        acc += row[p] * s0[p];
+        row[p] *= d;
+      }
+      ds0[hl] += acc;
+    }
+}
+
+// Scratch for the chunk states: 2 MB aligned and advised as huge pages (Linux), so first touching tens of MB
+// per backward does not cost a page fault per 4 KB.
+struct StateBuffer {
+  float* data = nullptr;
+  explicit StateBuffer(int64_t floats) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+    data = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
+    TORCH_CHECK(data, "ssd_bwd: out of memory for the chunk states");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(data, bytes, MADV_HUGEPAGE);
+#endif
+  }
+  ~StateBuffer() { std::free(data); }
+  StateBuffer(const StateBuffer&) = delete;
+  StateBuffer& operator=(const StateBuffer&) = delete;
+};
+
+// The state (N x hgP) of group g entering each chunk k >= 1 of sequence b, into states + k * N * hgP: the
+// forward's state update alone (no readout, no intra-chunk term).
+void chunk_states(const Ssd& s, int64_t b, int64_t g, float* states) {
+  const int64_t T = kChunk, N = s.N, hg = s.H / s.G, P = s.P, hgP = hg * P, NS = N * hgP;
+  const int64_t nc = (s.L + T - 1) / T;
+  std::vector<float> xb(T * hgP), bb(T * N), xw(T * hgP), dte(hg * T), acum(hg * T);
+  for (int64_t k = 0; k + 1 < nc; ++k) {
+    const int64_t c0 = k * T, Tc = T;  // every chunk but the last is full
+    gather_rows(s.x + b * s.sx_b, s.sx_t, g * hgP, hgP, s, c0, Tc, xb.data());
+    gather_rows(s.B + b * s.sB_b, s.sB_t, g * N, N, s, c0, Tc, bb.data());
+    chunk_decay(s, s.dt + b * s.sdt_b, c0, Tc, g * hg, hg, dte.data(), acum.data(), nullptr);
+    weighted_inputs(xb.data(), dte.data(), acum.data(), Tc, hg, P, xw.data());
+    float* next = states + (k + 1) * NS;
+    if (k > 0) decay_state(states + k * NS, acum.data(), Tc, N, hg, P, next);
+    gemm_rm(true, false, N, hgP, Tc, bb.data(), N, xw.data(), hgP, k > 0 ? 1.f : 0.f, next, hgP);
+  }
+}
+
+// Per head: dec_ts = exp(a_t - a_s) and K_ts = CB_ts dec_ts for s <= t, zero above the diagonal (Tc x Tc,
+// row length kChunk).
+void decay_matrices(const float* ah, const float* cb, int64_t Tc, float* K, float* dec) {
+  const int64_t T = kChunk;
+  for (int64_t t = 0; t < Tc; ++t) {
+    const float at = ah[t];
+    float *kr = K + t * T, *dr = dec + t * T;
+    const float* cbr = cb + t * T;
+#pragma omp simd
+    for (int64_t u = 0; u <= t; ++u) {
+      dr[u] = fast_exp(at - ah[u]);
+      kr[u] = cbr[u] * dr[u];
+    }
+    std::fill(kr + t + 1, kr + Tc, 0.f);
+    std::fill(dr + t + 1, dr + Tc, 0.f);
+  }
+}
+
+struct SsdGrads {
+  const float* dout;                 // (batch, L, H, P) contiguous
+  float *dx, *ddt, *dB, *dC, *dz;    // like x, (batch, L, H), like B, like C, like x (or null)
+  float *dA, *dD, *dbias;            // per task partials: [task][H], [task][H * P], [task][H]
+};
+
+// Backward of sequence b, group g (see the comment above): chunks from last to first, carrying dS.
+void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float* dA, float* dD, float* dbias) {
+  const int64_t T = kChunk, N = s.N, H = s.H, P = s.P, G = s.G, hg = H / G, hgP = hg * P, HP = H * P;
+  const int64_t NS = N * hgP, nc = (s.L + T - 1) / T, h0 = g * hg;
+  // the states entering chunks 1 .. nc-1 (chunk 0 starts from zero)
+  StateBuffer states(nc * NS);
+  chunk_states(s, b, g, states.data);
+  std::vector<float> dS(NS, 0.f);
+  std::vector<float> xb(T * hgP), bb(T * N), cb(T * N), gb(T * hgP), zb, yb, dyb;
+  std::vector<float> xw(T * hgP), dxdt(T * hgP), edy(T * hgP), Z(T * N), dBb(T * N), dCb(T * N);
+  std::vector<float> CB(T * T), K(T * T), dec(T * T), dMp(T * T), dCB(T * T), colsum(T);
+  std::vector<float> dte(hg * T), acum(hg * T), dsp(hg * T), dacum(hg * T), ea(hg * T), ds0(hg);
+  if (s.z) zb.resize(T * hgP), yb.resize(T * hgP), dyb.resize(T * hgP);
+  const float* dt_seq = s.dt + b * s.sdt_b;
+  for (int64_t k = nc - 1; k >= 0; --k) {
+    const int64_t c0 = k * T, Tc = std::min(T, s.L - c0);
+    const float* S0 = states.data + k * NS;  // valid for k > 0
+    const bool has_state = k > 0, has_dS = k + 1 < nc;
+    gather_rows(s.x + b * s.sx_b, s.sx_t, g * hgP, hgP, s, c0, Tc, xb.data());
+    gather_rows(s.B + b * s.sB_b, s.sB_t, g * N, N, s, c0, Tc, bb.data());
+    gather_rows(s.C + b * s.sC_b, s.sC_t, g * N, N, s, c0, Tc, cb.data());
+    gather_rows(o.dout + b * s.L * HP, HP, g * hgP, hgP, s, c0, Tc, gb.data());
+    chunk_decay(s, dt_seq, c0, Tc, h0, hg, dte.data(), acum.data(), dsp.data());
+    for (int64_t i = 0; i < hg * T; ++i) ea[i] = fast_exp(acum[i]);
+    std::fill(dacum.begin(), dacum.end(), 0.f);
+    gemm_rm(false, true, Tc, Tc, N, cb.data(), N, bb.data(), N, 0.f, CB.data(), T);
+
+    // 1. with z: recompute y (state readout + intra-chunk term + D skip) for dz, and dy = dout * silu(z)
+    const float* dy = gb.data();
+    if (s.z) {
+      gather_rows(s.z + b * s.sz_b, s.sz_t, g * hgP, hgP, s, c0, Tc, zb.data());
+      if (has_state) {
+        gemm_rm(false, false, Tc, hgP, N, cb.data(), N, S0, hgP, 0.f, yb.data(), hgP);
+        for (int64_t t = 0; t < Tc; ++t)
+          for (int64_t hl = 0; hl < hg; ++hl) {
+            const float e = ea[hl * T + t];
+            float* yr = yb.data() + t * hgP + hl * P;
+#pragma omp simd
+            for (int64_t p = 0; p < P; ++p) yr[p] *= e;
+          }
+      } else {
+        std::fill(yb.begin(), yb.end(), 0.f);
+      }
+      for (int64_t t = 0; t < Tc; ++t)  // xw as scratch: dt x
+        for (int64_t hl = 0; hl < hg; ++hl) {
+          const float d = dte[hl * T + t];
+          const float* xr = xb.data() + t * hgP + hl * P;
+          float* w = xw.data() + t * hgP + hl * P;
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p) w[p] = d * xr[p];
+        }
+      for (int64_t hl = 0; hl < hg; ++hl) {
+        decay_matrices(acum.data() + hl * T, CB.data(), Tc, K.data(), dec.data());
+        gemm_rm(false, false, Tc, P, Tc, K.data(), T, xw.data() + hl * P, hgP, 1.f, yb.data() + hl * P, hgP);
+      }
+      for (int64_t t = 0; t < Tc; ++t) {
+        const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
+        float* dzr = o.dz + (b * s.L + row) * HP + g * hgP;
+        const float *zr = zb.data() + t * hgP, *gr = gb.data() + t * hgP, *xr = xb.data() + t * hgP;
+        const float* Dr = s.D ? s.D + h0 * P : nullptr;
+        float *yr = yb.data() + t * hgP, *dyr = dyb.data() + t * hgP;
+#pragma omp simd
+        for (int64_t i = 0; i < hgP; ++i) {
+          const float y = yr[i] + (Dr ? Dr[i] * xr[i] : 0.f);
+          const float sg = sigmoid(zr[i]);
+          dzr[i] = gr[i] * y * sg * (1.f + zr[i] * (1.f - sg));
+          dyr[i] = gr[i] * zr[i] * sg;
+        }
+      }
+      dy = dyb.data();
+    }
+
+    // 2. the state leaving the chunk: dxdt = f B dS, dB = (f dt x) dS^T, and the a terms
+    if (has_dS) {
+      gemm_rm(false, false, Tc, hgP, N, bb.data(), N, dS.data(), hgP, 0.f, dxdt.data(), hgP);
+      for (int64_t t = 0; t < Tc; ++t)
+        for (int64_t hl = 0; hl < hg; ++hl) {
+          const float f = fast_exp(acum[hl * T + Tc - 1] - acum[hl * T + t]), w = f * dte[hl * T + t];
+          const float* xr = xb.data() + t * hgP + hl * P;
+          float* q = dxdt.data() + t * hgP + hl * P;
+          float* xwr = xw.data() + t * hgP + hl * P;
+          float dw = 0.f;
+#pragma omp simd reduction(+ : dw)
+          for (int64_t p = 0; p < P; ++p) {
+            dw += xr[p] * q[p];
+            q[p] *= f;
+            xwr[p] = w * xr[p];
+          }
+          dacum[hl * T + Tc - 1] += dw * w;
+          dacum[hl * T + t] -= dw * w;
+        }
+      gemm_rm(false, true, Tc, N, hgP, xw.data(), hgP, dS.data(), hgP, 0.f, dBb.data(), N);
+    } else {
+      std::fill(dxdt.begin(), dxdt.end(), 0.f);
+      std::fill(dBb.begin(), dBb.end(), 0.f);
+    }
+
+    // 3. within the chunk, per head: dxdt += K^T dy, dMp = dy x^T, then dCB and the a terms
+    std::fill(dCB.begin(), dCB.end(), 0.f);
+    for (int64_t hl = 0; hl < hg; ++hl) {
+      const float *ah = acum.data() + hl * T, *dh = dte.data() + hl * T;
+      decay_matrices(ah, CB.data(), Tc, K.data(), dec.data());
+      gemm_rm(true, false, Tc, P, Tc, K.data(), T, dy + hl * P, hgP, 1.f, dxdt.data() + hl * P, hgP);
+      gemm_rm(false, true, Tc, Tc, P, dy + hl * P, hgP, xb.data() + hl * P, hgP, 0.f, dMp.data(), T);
+      std::fill(colsum.begin(), colsum.end(), 0.f);
+      float* da = dacum.data() + hl * T;
+      for (int64_t t = 0; t < Tc; ++t) {
+        const float *mr = dMp.data() + t * T, *dr = dec.data() + t * T, *cbr = CB.data() + t * T;
+        float* dcbr = dCB.data() + t * T;
+        float rs = 0.f;
+#pragma omp simd reduction(+ : rs)
+        for (int64_t u = 0; u <= t; ++u) {
+          const float v = mr[u] * dr[u] * dh[u];
+          dcbr[u] += v;
+          const float w = v * cbr[u];
+          rs += w;
+          colsum[u] += w;
+        }
+        da[t] += rs;
+      }
+      for (int64_t t = 0; t < Tc; ++t) da[t] -= colsum[t];
+    }
+    gemm_rm(false, false, Tc, N, Tc, dCB.data(), T, bb.data(), N, 0.f, dCb.data(), N);
+    gemm_rm(true, false, Tc, N, Tc, dCB.data(), T, cb.data(), N, 1.f, dBb.data(), N);
+
+    // 4. the readout of the entering state: Z = dy S0^T per head; dC += e Z, a_t += e C . Z
+    if (has_state) {
+      for (int64_t hl = 0; hl < hg; ++hl) {
+        gemm_rm(false, true, Tc, N, P, dy + hl * P, hgP, S0 + hl * P, hgP, 0.f, Z.data(), N);
+        for (int64_t t = 0; t < Tc; ++t) {
+          const float e = ea[hl * T + t];
+          const float *zr = Z.data() + t * N, *cr = cb.data() + t * N;
+          float* dcr = dCb.data() + t * N;
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t n = 0; n < N; ++n) {
+            acc += cr[n] * zr[n];
+            dcr[n] += e * zr[n];
+          }
+          dacum[hl * T + t] += e * acc;
+        }
+      }
+      // 5. carry dS to the chunk before: dS0 = exp(a_end) dS + C^T (e dy)
+      for (int64_t t = 0; t < Tc; ++t)
+        for (int64_t hl = 0; hl < hg; ++hl) {
+          const float e = ea[hl * T + t];
+          const float* dyr = dy + t * hgP + hl * P;
+          float* o2 = edy.data() + t * hgP + hl * P;
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p) o2[p] = e * dyr[p];
+        }
+      if (has_dS) {  // with the a_end term exp(a_end) <dS, S0> of the state carried past the chunk
+        decay_grad_state(dS.data(), S0, acum.data(), Tc, N, hg, P, ds0.data());
+        for (int64_t hl = 0; hl < hg; ++hl) dacum[hl * T + Tc - 1] += ea[hl * T + Tc - 1] * ds0[hl];
+      }
+      gemm_rm(true, false, N, hgP, Tc, cb.data(), N, edy.data(), hgP, has_dS ? 1.f : 0.f, dS.data(), hgP);
+    }
+
+    // 6. per token: dx, d(dt) (through A, the cumsum, dt_bias and softplus), dD, dA; rows back in place
+    for (int64_t hl = 0; hl < hg; ++hl) {
+      const int64_t h = h0 + hl;
+      const float* Dr = s.D ? s.D + h * P : nullptr;
+      float run = 0.f;  // reverse cumsum of d a over the chunk
+      for (int64_t t = Tc - 1; t >= 0; --t) {
+        const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
+        run += dacum[hl * T + t];
+        const float* xr = xb.data() + t * hgP + hl * P;
+        const float* q = dxdt.data() + t * hgP + hl * P;
+        const float* dyr = dy + t * hgP + hl * P;
+        float* dxr = o.dx + (b * s.L + row) * HP + h * P;
+        const float d = dte[hl * T + t];
+        float ddt = 0.f;
+        if (Dr) {
+          float* dDr = dD + h * P;
+#pragma omp simd reduction(+ : ddt)
+          for (int64_t p = 0; p < P; ++p) {
+            ddt += xr[p] * q[p];
+            dxr[p] = d * q[p] + Dr[p] * dyr[p];
+            dDr[p] += dyr[p] * xr[p];
+          }
+        } else {
+#pragma omp simd reduction(+ : ddt)
+          for (int64_t p = 0; p < P; ++p) {
+            ddt += xr[p] * q[p];
+            dxr[p] = d * q[p];
+          }
+        }
+        ddt += s.A[h] * run;
+        dA[h] += d * run;
+        const float draw = ddt * dsp[hl * T + t];
+        o.ddt[(b * s.L + row) * H + h] = draw;
+        dbias[h] += draw;
+      }
+    }
+    for (int64_t t = 0; t < Tc; ++t) {
+      const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
+      std::copy_n(dBb.data() + t * N, N, o.dB + ((b * s.L + row) * G + g) * N);
+      std::copy_n(dCb.data() + t * N, N, o.dC + ((b * s.L + row) * G + g) * N);
+    }
+  }
+}
+
 }  // namespace
 
 at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C,
@@ -305,4 +681,60 @@ at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tens
     for (int64_t b = lo; b < hi; ++b) forward_sequence(s, b, yp + b * s.L * d_inner);
   });
   return y;
+}
+
+// Gradients of ssd_fwd (same arguments, dout: (batch, L, H, P) contiguous): [dx, ddt (raw dt), dA, dB, dC, dD
+// (H, P), dz, ddt_bias], empty where the input is absent. Parallel over (sequence, group) pairs; dA, dD and
+// ddt_bias are summed from per-task partials.
+std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B,
+                                at::Tensor C, at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus,
+                                bool reverse) {
+  TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3), "ssd_bwd: x must be (b, L, H, P) "
+              "with contiguous (H, P)");
+  TORCH_CHECK(dt.stride(2) == 1 && B.stride(3) == 1 && B.stride(2) == B.size(3) && C.stride(3) == 1 &&
+              C.stride(2) == C.size(3), "ssd_bwd: dt, B, C need contiguous inner dims");
+  TORCH_CHECK(!z.numel() || (z.stride(3) == 1 && z.stride(2) == z.size(3)), "ssd_bwd: z needs contiguous (H, P)");
+  TORCH_CHECK(dout.is_contiguous() && dout.sizes() == x.sizes(), "ssd_bwd: dout must be contiguous, like x");
+  Ssd s;
+  s.x = x.data_ptr<float>();
+  s.dt = dt.data_ptr<float>();
+  s.A = A.data_ptr<float>();
+  s.B = B.data_ptr<float>();
+  s.C = C.data_ptr<float>();
+  s.D = D.numel() ? D.data_ptr<float>() : nullptr;
+  s.z = z.numel() ? z.data_ptr<float>() : nullptr;
+  s.bias = dt_bias.numel() ? dt_bias.data_ptr<float>() : nullptr;
+  s.L = x.size(1), s.H = x.size(2), s.P = x.size(3), s.G = B.size(2), s.N = B.size(3);
+  s.sx_b = x.stride(0), s.sx_t = x.stride(1), s.sdt_b = dt.stride(0), s.sdt_t = dt.stride(1);
+  s.sB_b = B.stride(0), s.sB_t = B.stride(1), s.sC_b = C.stride(0), s.sC_t = C.stride(1);
+  s.sz_b = z.numel() ? z.stride(0) : 0, s.sz_t = z.numel() ? z.stride(1) : 0;
+  s.softplus = dt_softplus;
+  s.reverse = reverse;
+  TORCH_CHECK(s.H % s.G == 0, "ssd_bwd: heads must be divisible by groups");
+  const int64_t batch = x.size(0), tasks = batch * s.G, H = s.H, P = s.P;
+  const auto opts = x.options().dtype(at::kFloat);
+  auto dx = at::empty({batch, s.L, H, P}, opts);
+  auto ddt = at::empty({batch, s.L, H}, opts);
+  auto dB = at::empty({batch, s.L, s.G, s.N}, opts);
+  auto dC = at::empty({batch, s.L, s.G, s.N}, opts);
+  auto dz = s.z ? at::empty({batch, s.L, H, P}, opts) : at::empty({0}, opts);
+  auto dA_parts = at::zeros({tasks, H}, opts), dD_parts = at::zeros({tasks, H * P}, opts);
+  auto dbias_parts = at::zeros({tasks, H}, opts);
+  SsdGrads o{dout.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dB.data_ptr<float>(),
+             dC.data_ptr<float>(), s.z ? dz.data_ptr<float>() : nullptr, dA_parts.data_ptr<float>(),
+             dD_parts.data_ptr<float>(), dbias_parts.data_ptr<float>()};
+  if (s.L > 0)
+    at::parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        backward_group(s, o, i / s.G, i % s.G, o.dA + i * H, o.dD + i * H * P, o.dbias + i * H);
+    });
+  auto empty = at::empty({0}, opts);
+  return {dx,
+          ddt,
+          dA_parts.sum(0),
+          dB,
+          dC,
+          s.D ? dD_parts.sum(0).view({H, P}) : empty,
+          dz,
+          s.bias ? dbias_parts.sum(0) : empty};
 }
