@@ -103,6 +103,7 @@ def run_command(
     parallel: int = CLUSTER["parallel"],
     jobs_dir: Path = CLUSTER["jobs_dir"],
     status: bool = CLUSTER["status"],
+    cancel: bool = CLUSTER["cancel"],
 ) -> None:
     """Train and score every variant of a table (finished variants are reused), then print the report.
     With --executor local|slurm every (variant, seed) is a submitit job (students after their teacher)."""
@@ -127,11 +128,11 @@ def run_command(
                data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
                runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
     _check_table_job(table, **job)
-    if executor or cluster_config or status:
-        _table_on_cluster(table, job, status, jobs_dir, cluster_config, executor=executor, partition=partition,
-                          account=account, time=time, nodes=nodes, gpus_per_node=gpus_per_node,
+    if executor or cluster_config or status or cancel:
+        _table_on_cluster(table, job, status, jobs_dir, cluster_config, cancel=cancel, executor=executor,
+                          partition=partition, account=account, time=time, nodes=nodes, gpus_per_node=gpus_per_node,
                           procs_per_node=procs_per_node, parallel=parallel)  # fmt: skip
-        if status:
+        if status or cancel:
             return
         _print_report(table, preset, runs, as_json=False)
         return
@@ -144,26 +145,32 @@ def run_command(
     _print_report(table, preset, runs, as_json=False)
 
 
-def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, config: Path | None, **given) -> None:
+def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, config: Path | None,
+                      cancel: bool = False, **given) -> None:  # fmt: skip
     """``ablations run --executor local|slurm``: one submitit job per (variant, seed); rows merged on return."""
     from ablations.tables.cluster_jobs import run_table_on_cluster, variant_jobs
     from ablations.tables.layout import runs_root
-    from mambabench.cluster import cluster_options, print_status
+    from mambabench.cluster import cancel_jobs, cluster_options, print_status, report_failures
     from results.store import ResultsStore
 
     options = cluster_options(config, **given)
     root = runs_root(job["runs"]).resolve()
     jobs_dir = Path(jobs_dir or root / "jobs" / f"{table.id}-{job['preset']}")
     seeds = range(job["seeds"])
-    if status:
+    if status or cancel:
         keys = list(variant_jobs(table, job["preset"], job["variants"], seeds, root, job["data_root"], job["vae"])[0])
-        print_status(jobs_dir, keys, console)
+        if cancel:
+            cancelled = cancel_jobs(jobs_dir, keys, log=lambda line: console.print(line, highlight=False))
+            console.print(f"cancelled {len(cancelled)} job(s) in {jobs_dir}")
+        else:
+            print_status(jobs_dir, keys, console)
         return
     states = run_table_on_cluster(table, job["preset"], job["variants"], seeds, options, jobs_dir, job["data_root"],
                                   job["vae"], root, job["device"], job["threads"], ResultsStore(job["store"]),
                                   log=lambda line: console.print(line, highlight=False))  # fmt: skip
     failed = sorted(key for key, state in states.items() if state != "done")
     if failed:
+        report_failures(jobs_dir, failed, log=lambda line: console.print(line, highlight=False, markup=False))
         not_done = ", ".join(failed)
         console.print(f"[red]jobs not done: {not_done} (`--status` shows why; the same command resubmits)[/red]")
         raise typer.Exit(1)

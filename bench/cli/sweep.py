@@ -50,6 +50,7 @@ def sweep_command(
     parallel: int = CLUSTER["parallel"],
     jobs_dir: Path = CLUSTER["jobs_dir"],
     status: bool = CLUSTER["status"],
+    cancel: bool = CLUSTER["cancel"],
 ) -> None:
     """Models x resolutions x metrics, each case in its own process; OOM/timeout/error rows; resumable
     (a rerun also retries error and timeout rows). Exits 1 when a case failed (error or timeout).
@@ -61,7 +62,7 @@ def sweep_command(
     resolve_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = SweepSettings(batch, device, dtype, threads, min_time, timeout)
-    if executor or cluster_config or status:
+    if executor or cluster_config or status or cancel:
         _sweep_on_cluster(
             groups,
             out,
@@ -75,6 +76,7 @@ def sweep_command(
             status,
             jobs_dir or out.parent / "jobs",
             cluster_config,
+            cancel=cancel,
             executor=executor,
             partition=partition,
             account=account,
@@ -202,16 +204,21 @@ def _sweep_on_cluster(
     status: bool,
     jobs_dir: Path,
     config: Path | None,
+    cancel: bool = False,
     **given,
 ) -> None:
     """``bench sweep --executor local|slurm``: every case a job (mambabench.cluster), rows merged on return."""
     from bench.sweep import run_sweep_on_cluster, sweep_cases
-    from mambabench.cluster import cluster_options, merge_stores, print_status
+    from mambabench.cluster import cancel_jobs, cluster_options, merge_stores, print_status, report_failures
 
     options = cluster_options(config, **given)
-    if status:
+    if status or cancel:
         keys = [k for g in groups for k in sweep_cases(g.models, g.resolutions, g.metrics, settings)]
-        print_status(jobs_dir, keys, console)
+        if cancel:
+            cancelled = cancel_jobs(jobs_dir, keys, log=lambda line: console.print(line, highlight=False))
+            console.print(f"cancelled {len(cancelled)} job(s) in {jobs_dir}")
+        else:
+            print_status(jobs_dir, keys, console)
         return
     new, states = [], {}
     for g in groups:
@@ -229,6 +236,7 @@ def _sweep_on_cluster(
     console.print(f"{len(new)} new row(s) in {out}; jobs: {len(states) - len(failed)} done, {len(failed)} not")
     _report_plots(out, plot_dir, pairs)
     if failed or any(r["status"] in RETRIED for r in new):
+        report_failures(jobs_dir, failed, log=lambda line: console.print(line, highlight=False, markup=False))
         console.print(
             f"[red]failed: {', '.join(failed) or 'cases with error/timeout rows'}; `--status` shows why; "
             "the same command resubmits them[/]"
