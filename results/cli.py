@@ -12,7 +12,9 @@ from rich.table import Table
 
 from mambabench.errors import UserError, cli_app, run_app
 from results.compare import PASSING, compare, load
-from results.export import write_csv
+from results.export import FORMATS, write_frame
+from results.frame import frame
+from results.site.baselines import DEFAULT_DIR as DEFAULT_BASELINES
 from results.store import STORE_RULE, ResultsStore
 
 app = cli_app("The results store: every bench and ablations measurement.")
@@ -70,19 +72,53 @@ def show_command(run: int, store: Path = STORE, as_json: bool = typer.Option(Fal
     console.print(table)
 
 
-@app.command("export")
-def export_command(
-    csv_path: Path = typer.Option(..., "--csv", help="Where to write."),
-    run: int = typer.Option(None, help="Only this run (default: every run)."),
-    store: Path = STORE,
-) -> None:
-    """Write measurements to CSV (with each row's identity and configuration: what `results compare` reads)."""
-    db = ResultsStore(store, create=False)
+def _families() -> dict[str, str]:
+    """Model name -> family, from the registry: the store records no family (``results.frame``). The CLI sits
+    on top of every layer, so it may ask the zoo; the ``results`` modules below it never do."""
+    from zoo.registry import get_entry, list_models
+
+    return {name: get_entry(name).family for name in list_models()}
+
+
+MODEL = typer.Option([], "--model", "-m", help="Only these models (repeatable; globs such as 'dit-*').")
+METRIC = typer.Option([], "--metric", help="Only these metrics (repeatable; globs such as 'latency_*').")
+DEVICE = typer.Option([], "--device", help="Only rows measured on these devices (repeatable: cpu, cuda, meta).")
+SINCE = typer.Option(None, "--since", help="Only rows written at or after this UTC date or time (ISO: 2025-01-31).")
+
+
+def _frame(db: ResultsStore, run: int | None, model: list[str], metric: list[str], device: list[str], since):
     if run is not None and not db.has_run(run):
         raise UserError(f"run {run} is not in the store {db.path} (`results list` shows its runs)")
-    rows = db.measurements(run)
-    write_csv(rows, csv_path)
-    console.print(f"{len(rows)} row(s) -> {csv_path}")
+    return frame(
+        db, run=run, model=model or None, metric=metric or None, device=device or None, since=since,
+        families=_families(),
+    )  # fmt: skip
+
+
+@app.command("export")
+def export_command(
+    csv_path: Path = typer.Option(None, "--csv", help="Write CSV here (the same as --out PATH --format csv)."),
+    out: Path = typer.Option(None, "--out", help="Where to write (the format from --format)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet (parquet needs the [results] extra)."),
+    run: int = typer.Option(None, help="Only this run (default: every run)."),
+    model: list[str] = MODEL,
+    metric: list[str] = METRIC,
+    device: list[str] = DEVICE,
+    since: str = SINCE,
+    store: Path = STORE,
+) -> None:
+    """Write measurements, one row each, as CSV or Parquet: each row's identity and configuration first (what
+    `results compare` reads), then its family, run, commit, dirty flag and timestamp (`results.frame`)."""
+    if (csv_path is None) == (out is None):
+        raise UserError("give one of --csv PATH or --out PATH (with --format csv or parquet)")
+    if csv_path is not None and fmt != "csv":
+        raise UserError(f"--csv writes CSV; for {fmt} use --out PATH --format {fmt}")
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    db = ResultsStore(store, create=False)
+    df = _frame(db, run, model, metric, device, since)
+    path = write_frame(df, csv_path or out, fmt)
+    console.print(f"{len(df)} row(s) -> {path}", highlight=False)
 
 
 @app.command("import")
@@ -154,6 +190,57 @@ def compare_command(
             )
         console.print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("site")
+def site_command(
+    out: Path = typer.Argument(..., help="Folder to write the site into (index.html, pages, plotly.min.js)."),
+    store: Path = STORE,
+    baselines: list[Path] = typer.Option(
+        [DEFAULT_BASELINES], "--baseline", help="Baseline CSVs or folders of them (repeatable; default: the committed)."
+    ),
+    runs: Path = typer.Option(
+        None, "--runs", help="Where `ablations run` keeps tables (their report.csv: the paper's values)."
+    ),
+    pair: list[str] = typer.Option(
+        [], "--pair", help="MODEL_A:MODEL_B: mark only these crossovers (repeatable; default: every crossing)."
+    ),
+    model: list[str] = MODEL,
+    metric: list[str] = METRIC,
+    device: list[str] = DEVICE,
+    since: str = SINCE,
+    open_: bool = typer.Option(False, "--open", help="Open the landing page in the default browser."),
+) -> None:
+    """A static site of the store (no server, no network): every metric over commits with the gate's verdicts
+    and tolerance bands, cost against resolution per family with crossovers, the paper tables, and the landing
+    page of what regressed since the last baseline."""
+    from mambabench import settings
+    from results.site import build_site
+    from results.site.baselines import load_baselines
+
+    pairs = []
+    for text in pair:
+        a, sep, b = text.partition(":")
+        if not (sep and a and b):
+            raise UserError(f"--pair {text!r}: give MODEL_A:MODEL_B, e.g. dim-mo-s/2:dit-s/2")
+        pairs.append((a, b))
+    missing = [str(p) for p in baselines if not p.exists()]
+    if missing:
+        raise UserError(f"--baseline {', '.join(missing)}: no such file or folder")
+    db = ResultsStore(store, create=False)
+    df = _frame(db, None, model, metric, device, since)
+    site = build_site(
+        df, out, load_baselines(baselines), settings.runs_dir(runs), pairs or None, store=str(db.path.resolve())
+    )
+    console.print(
+        f"{len(site.pages)} page(s), {site.failing_rows} row(s) failing a baseline, {site.failing_points} failing "
+        f"point(s) over runs: {site.index}",
+        highlight=False,
+    )
+    if open_:
+        import webbrowser
+
+        webbrowser.open(site.index.resolve().as_uri())
 
 
 def run() -> None:

@@ -24,14 +24,13 @@ CSV (its wide rows are read as the store rows the sweep writes). Anything else i
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from mambabench.errors import UserError
+from mambabench.errors import UserError, message
 from results.store import ResultsStore
 from results.sweep_csv import latest_rows, row_measurements
 
@@ -126,10 +125,7 @@ def load(source: str, store: str | Path | None = None) -> list[dict]:
     path = Path(source)
     if not path.is_file():
         raise CompareError(f"{source}: no such file (a baseline or candidate is a run id or a CSV)")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = set(reader.fieldnames or ())
-        rows = list(reader)
+    header, rows = _read_csv(path)
     if {"model", "metric", "value"} <= header:
         return rows
     if {"model", "resolution", "metric", "status", "median_ms"} <= header:
@@ -138,6 +134,20 @@ def load(source: str, store: str | Path | None = None) -> list[dict]:
         f"{source} is neither a `results export` CSV (model, metric, value, ...) nor a `bench sweep` CSV; "
         "export a run with `results export --run N --csv FILE`"
     )
+
+
+def _read_csv(path: Path) -> tuple[set[str], list[dict]]:
+    """(header, rows) of a CSV, every cell a string (an empty cell ``""``, never NaN: the rows read as the store
+    writes them); a line with more cells than the header (a torn write) is skipped."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        return set(), []
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        raise CompareError(f"{path}: cannot be read as a CSV ({message(error)})") from None
+    return set(table.columns), table.to_dict("records")
 
 
 def _sweep_rows(rows: list[dict]) -> list[dict]:
@@ -188,6 +198,24 @@ def _verdict(b: float, c: float, rule: Rule, tolerance: float) -> str:
     if abs(change) <= tolerance:
         return "ok"
     return "regression" if (change > 0) == growth_is_worse else "better"
+
+
+def judge(reference: float, value: float, metric: str, tolerance: float | None = None) -> str:
+    """The gate's verdict on one value against a reference (``ok``, ``better``, ``regression`` or ``not a
+    number``), by the metric's rule and its tolerance (or ``tolerance``, a baseline's own)."""
+    rule = rule_for(metric)
+    return _verdict(reference, value, rule, rule.tolerance if tolerance is None else tolerance)
+
+
+def band(reference: float, metric: str, tolerance: float | None = None) -> tuple[float, float] | None:
+    """The values the gate passes as ``ok`` around a reference, (low, high), by the metric's rule (or a
+    baseline's own ``tolerance``); None for a metric that is never gated."""
+    rule = rule_for(metric)
+    if rule.worse == "never":
+        return None
+    t = rule.tolerance if tolerance is None else tolerance
+    spread = abs(reference) * t if rule.kind == "relative" else t
+    return reference - spread, reference + spread
 
 
 def compare(baseline: list[dict], candidate: list[dict]) -> list[Comparison]:
