@@ -220,7 +220,7 @@ def test_report_directions(tmp_path):
     rows = {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}
     assert rows["full"]["agrees"] == "reference"
     assert rows["no-lfe"]["ours_effect"] == "worse" and rows["no-lfe"]["paper_effect"] == "worse"
-    assert rows["no-lfe"]["agrees"] == "yes"
+    assert rows["no-lfe"]["agrees"] == "yes" and rows["no-lfe"]["verdict"] == "one seed (no interval): worse"
     assert rows["no-ms"]["ours_effect"] == "better" and rows["no-ms"]["agrees"] == "no"
     assert rows["no-pt"]["status"] == "not run" and rows["no-pt"]["agrees"] == "-"
     assert rows["no-pt"]["paper_effect"] == "same"  # 2.94 vs 2.92: within 1%, the paper claims nothing
@@ -229,7 +229,8 @@ def test_report_directions(tmp_path):
 
 
 def test_report_over_seeds(tmp_path):
-    """Mean and spread over seeds; an effect counts only beyond 2 standard errors of the difference."""
+    """Mean and spread over seeds; an effect counts only when the 95% interval of the paired (same-seed)
+    differences excludes 0 (tests/test_paired_report.py: the statistics themselves)."""
     table = TABLES["teng-table6"]
     path = index_file(tmp_path, table, table.presets["smoke"])
     path.parent.mkdir(parents=True)
@@ -247,8 +248,10 @@ def test_report_over_seeds(tmp_path):
     assert rows["1234"]["seeds"] == 3 and rows["1234"]["ours_fid"] == pytest.approx(51.0)
     assert rows["1234"]["ours_fid_std"] == pytest.approx(1.0) and rows["1234"]["ours_fid_seeds"] == "50 52 51"
     assert rows["12"]["ours_effect"] == "within spread" and rows["12"]["paper_effect"] == "same"
-    assert rows["12"]["agrees"] == "yes"
+    assert rows["12"]["agrees"] == "yes" and rows["12"]["verdict"] == "paper: no effect"
     assert rows["1"]["ours_effect"] == "worse" and rows["1"]["agrees"] == "yes"
+    assert rows["1"]["verdict"] == "reproduced" and rows["1"]["n_pairs"] == 3  # differences 10, 9, 8.5
+    assert rows["1234"]["verdict"] == "reference" and rows["1"]["diff_seeds"] == "0:+10 1:+9 2:+8.5"
     fids["1"] = [60.0, 45.0, 48.0]  # mean 51: no longer beyond the spread
     path.write_text(
         json.dumps(
@@ -259,7 +262,8 @@ def test_report_over_seeds(tmp_path):
             ]
         )
     )
-    assert {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}["1"]["agrees"] == "no"
+    row = {r["variant"]: r for r in build_rows(table, "smoke", tmp_path)}["1"]
+    assert row["agrees"] == "no" and row["verdict"] == "within spread"  # differences 10, -7, -3
 
 
 def test_claim_excludes_a_second_holder(tmp_path):

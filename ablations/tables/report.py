@@ -2,14 +2,21 @@
 
 A row is one (variant, checkpoint); with several training seeds its metrics are the mean over seeds, with
 the sample standard deviation, the range and every seed's FID beside it. The effect of a row is its primary
-metric against the table's reference row (the full model) at the same checkpoint: "better" or "worse" for
-our metric and for the paper's own metric (FID, or GenEval where higher is better). Our metric's direction
-comes from its rule in ``results.compare.RULES`` (lower FID and FVD, higher GenEval is better).
+metric against the table's reference row (the full model) at the same checkpoint, for our metric and for the
+paper's own metric (FID, or GenEval where higher is better). Our metric's direction comes from its rule in
+``results.compare.RULES`` (lower FID and FVD, higher GenEval is better).
 
-- ours, with at least two seeds on both sides: an effect only when the means differ by more than twice the
-  standard error of their difference (Welch's, about 95% for normal spreads), else "within spread"; with
-  one seed the bare direction (no error bar: read it as a hint);
+- ours: paired over training seeds (seed s of a variant and of the reference share initialisation and data
+  order; ``ablations.tables.paired``): per seed the difference row - reference, their mean, a 95% t interval
+  and an exact sign-flip p-value. ``verdict`` follows from the interval: "reproduced" (it excludes 0 on the
+  paper's side), "opposite" (on the other side), "within spread" (it contains 0), "paper: no effect" (the
+  paper's own numbers are within 1%), "one seed (no interval): <direction>" below 2 pairs;
 - the paper's: "same" when within 1% of its reference (the papers give no spreads; 2.91 vs 2.92 is no claim).
+
+A run that diverged (NaN/inf metric, or a result marked ``diverged`` or with a non-finite loss) stays in the
+report: its status says "diverged (seed k)", its seed is in ``diverged_seeds`` and ``nan`` in the per-seed
+column, and the means and the paired statistics use only the finished seeds (``n_pairs``: those finished on
+both sides); seeds run on one side only, or whose reference seed diverged, are in ``unpaired_seeds``.
 
 Values are not comparable across presets or sample counts; directions are. Writes ``report.csv``,
 ``report.md`` and ``report.png`` beside the table's ``results.json``.
@@ -32,6 +39,7 @@ from pathlib import Path
 from ablations.evaluate import UNAVAILABLE
 from ablations.experiment import RunConfig
 from ablations.tables.layout import GENEVAL_METRICS, index_file, not_runnable, result_key, runs_root
+from ablations.tables.paired import Paired, our_effect, pair, verdict
 from ablations.tables.spec import TableSpec
 from results.compare import higher_is_better
 
@@ -63,18 +71,57 @@ def _paper_effect(value, reference, higher_is_better: bool) -> str:
     return "better" if (value > reference) == higher_is_better else "worse"
 
 
-def _our_effect(values: list[float], reference: list[float], higher_better: bool = False) -> str:
-    """Our metric (FID: lower is better) of one variant's seeds against the reference's seeds."""
-    if not values or not reference:
-        return "-"
-    difference = statistics.fmean(values) - statistics.fmean(reference)
-    if len(values) >= 2 and len(reference) >= 2:
-        error = math.sqrt(statistics.variance(values) / len(values) + statistics.variance(reference) / len(reference))
-        if abs(difference) <= 2 * error:
-            return "within spread"
-    elif difference == 0:
-        return "same"
-    return "worse" if (difference > 0) != higher_better else "better"
+LOSS_KEYS = ("loss", "final_loss", "train_loss")
+
+
+def seed_value(result: dict, metric: str) -> float | None:
+    """One seed's value of ``metric``: the number, NaN for a run that diverged (a NaN/inf metric, a result
+    marked ``diverged``, or a non-finite training loss), None when it was not scored with that metric."""
+    value = result.get(metric)
+    losses = [result.get(k) for k in LOSS_KEYS if isinstance(result.get(k), int | float)]
+    if result.get("diverged") or any(not math.isfinite(v) for v in losses):
+        return math.nan
+    return None if value is None else float(value)
+
+
+def seed_values(results: list[dict], metric: str) -> dict[int, float]:
+    """Training seed -> value (NaN: diverged) of the results scored with ``metric``."""
+    values = {int(r.get("seed", 0)): seed_value(r, metric) for r in results}
+    return {seed: v for seed, v in values.items() if v is not None}
+
+
+def _seeds(seeds) -> str:
+    return " ".join(map(str, seeds))
+
+
+def _status(ours: list[dict], values: dict[int, float], blocked: bool) -> str:
+    if not ours:
+        return "cannot run yet" if blocked else "not run"
+    diverged = [s for s, v in values.items() if not math.isfinite(v)]
+    if diverged:
+        return f"diverged (seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))})"
+    return "ok"
+
+
+def _paired_columns(paired: Paired | None) -> dict:
+    """The paired comparison's columns of a row (all None for a row without one: the reference, paper only)."""
+    if paired is None:
+        columns = ("diff_seeds", "mean_diff", "ci_low", "ci_high", "p_sign_flip", "n_pairs", "unpaired_seeds")
+        return dict.fromkeys(columns, None)
+    low, high = paired.interval or (None, None)
+    unpaired = [f"row only: {_seeds(paired.row_only)}"] if paired.row_only else []
+    unpaired += [f"reference only: {_seeds(paired.reference_only)}"] if paired.reference_only else []
+    partner_lost = [s for s in paired.reference_diverged if s not in paired.diverged and s not in paired.reference_only]
+    unpaired += [f"reference diverged: {_seeds(partner_lost)}"] if partner_lost else []
+    return {
+        "diff_seeds": " ".join(f"{s}:{d:+.4g}" for s, d in paired.differences.items()),
+        "mean_diff": paired.mean,
+        "ci_low": low,
+        "ci_high": high,
+        "p_sign_flip": paired.p_sign_flip,
+        "n_pairs": paired.n,
+        "unpaired_seeds": "; ".join(unpaired),
+    }
 
 
 def _agrees(ours: str, paper: str) -> str:
@@ -93,15 +140,18 @@ def _summary(results: list[dict], primary: str = "fid") -> dict:
     """Mean of every metric over seeds, plus the primary metric's (FID's, FVD's, GenEval's) spread and per-seed
     values."""
     out = {}
+    per_seed = seed_values(results, primary)
+    finished = [r for r in results if math.isfinite(seed_value(r, primary) or 0.0)]  # diverged: listed, not averaged
     for metric in OUR_METRICS + (GENEVAL_METRICS if primary in GENEVAL_METRICS else ()):
-        values = [r[metric] for r in results if r.get(metric) is not None]
+        values = [r[metric] for r in finished if r.get(metric) is not None and math.isfinite(r[metric])]
         out[f"ours_{metric}"] = statistics.fmean(values) if values else None
-    values = [r[primary] for r in results if r.get(primary) is not None]
+    values = [v for v in per_seed.values() if math.isfinite(v)]
     out["seeds"] = len(results)
     out[f"ours_{primary}_std"] = statistics.stdev(values) if len(values) >= 2 else None
     out[f"ours_{primary}_min"] = min(values, default=None)
     out[f"ours_{primary}_max"] = max(values, default=None)
-    out[f"ours_{primary}_seeds"] = " ".join(f"{f:.4g}" for f in values)
+    out[f"ours_{primary}_seeds"] = " ".join(f"{f:.4g}" for f in per_seed.values())  # seed order, nan: diverged
+    out["diverged_seeds"] = _seeds(s for s, v in per_seed.items() if not math.isfinite(v))
     return out
 
 
@@ -124,18 +174,17 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
     )
     rows = []
     for checkpoint in spec.checkpoints:
-        reference = [
-            r[ours_metric] for r in found.get((table.reference.key, checkpoint), []) if r.get(ours_metric) is not None
-        ]
+        reference = seed_values(found.get((table.reference.key, checkpoint), []), ours_metric)
         paper_reference = table.reference.paper.get(checkpoint, {}).get(primary)
         for variant in table.variants:
             ours = found.get((variant.key, checkpoint), [])
             paper = variant.paper.get(checkpoint, {})
+            values = seed_values(ours, ours_metric)
             row = {
                 "variant": variant.key,
                 "label": variant.label,
                 "checkpoint": checkpoint,
-                "status": "ok" if ours else ("cannot run yet" if _blocker(variant) else "not run"),
+                "status": _status(ours, values, bool(_blocker(variant))),
                 "ours_metric": ours_metric,
                 "ours_scored_by": "; ".join(scorers) or None,
                 "params_m": ours[0].get("params_m") if ours else None,
@@ -145,18 +194,22 @@ def build_rows(table: TableSpec, preset: str, root: str | Path | None = None) ->
                 "n_reference": ours[0].get("n_reference") if ours else None,
             }
             if variant.reference:
-                row["ours_effect"] = row["paper_effect"] = row["agrees"] = "reference"
+                row |= _paired_columns(None)
+                row["ours_effect"] = row["paper_effect"] = row["agrees"] = row["verdict"] = "reference"
             else:
-                values = [r[ours_metric] for r in ours if r.get(ours_metric) is not None]
-                row["ours_effect"] = _our_effect(values, reference, higher_better)
+                paired = pair(values, reference) if values else None
+                row |= _paired_columns(paired)
+                row["ours_effect"] = our_effect(paired, higher_better) if paired else "-"
                 row["paper_effect"] = _paper_effect(paper.get(primary), paper_reference, table.paper_higher_is_better)
                 row["agrees"] = _agrees(row["ours_effect"], row["paper_effect"])
+                row["verdict"] = verdict(paired, row["paper_effect"], higher_better) if paired else "-"
             rows.append(row)
         for label, number in table.paper_only if checkpoint == "final" else ():
             other = dict.fromkeys(rows[0], None)
             other |= {"variant": "-", "label": label, "checkpoint": checkpoint, "status": "paper only", "seeds": 0}
             other |= {"ours_metric": ours_metric}
             other |= {f"ours_{ours_metric}_seeds": "", f"paper_{primary}": number, "ours_effect": "-", "agrees": "-"}
+            other |= {"verdict": "-", "diverged_seeds": ""}
             other["paper_effect"] = _paper_effect(number, paper_reference, table.paper_higher_is_better)
             rows.append(other)
     return rows
@@ -201,11 +254,27 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
         lines.append(f"deviations from the paper: {spec.deviations}")
     seeds = sorted({r["seeds"] for r in rows if r["seeds"]})
     if seeds:
+        pairs = sorted({r["n_pairs"] for r in rows if r["n_pairs"] is not None})
         lines.append(
             f"training seeds per row: {'/'.join(map(str, seeds))}; {metric} = mean ± sample standard deviation over "
-            "seeds; "
-            "an effect of ours counts when the means differ by more than 2 standard errors (else 'within spread'), "
-            f"the paper's when over {PAPER_SAME:.0%}"
+            f"seeds; paired seeds per row (finished on both sides): {'/'.join(map(str, pairs)) or '-'}"
+        )
+        lines.append(
+            f"verdict rule: seed s of every row and of the reference share initialisation and data order, so each "
+            f"row is compared per seed (difference = row - reference in {metric}; {better_side(ours)} is better), "
+            "with the mean difference, its 95% Student-t interval over the seeds and an exact sign-flip p-value "
+            "(a second, distribution-free check: with n seeds it cannot fall below 2/2^n). The verdict follows from "
+            "the interval alone: 'reproduced' when it excludes 0 on the side of the paper's effect, 'opposite' when "
+            "on the other side, 'within spread' when it contains 0, 'paper: no effect' when the paper's numbers are "
+            f"within {PAPER_SAME:.0%} of its reference, 'one seed (no interval)' below 2 paired seeds"
+        )
+    diverged = [f"{r['label']} @{r['checkpoint']} seed {r['diverged_seeds']}" for r in rows if r["diverged_seeds"]]
+    if diverged:
+        lines.append(f"diverged (NaN/inf; listed, left out of means and pairs): {'; '.join(diverged)}")
+    unpaired = [f"{r['label']} @{r['checkpoint']} ({r['unpaired_seeds']})" for r in rows if r["unpaired_seeds"]]
+    if unpaired:
+        lines.append(
+            f"unpaired seeds (run on one side only, or their partner diverged: not compared): {'; '.join(unpaired)}"
         )
     if preset == "smoke":
         lines.append("smoke scale: effect directions are noise here; this preset proves the path, not the paper")
@@ -213,6 +282,10 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
     if agree:
         lines.append(f"effect directions agreeing with the paper: {agree.count('yes')} of {len(agree)}")
     return lines
+
+
+def better_side(metric: str) -> str:
+    return "higher" if higher_is_better(metric) else "lower"
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -226,7 +299,26 @@ def fid_cell(row: dict, metric: str = "fid") -> str:
     if row.get(f"ours_{metric}") is None:
         return "-"
     spread = row.get(f"ours_{metric}_std")
-    return _fmt(row[f"ours_{metric}"]) + (f" ± {spread:.2g}" if spread is not None else "")
+    diverged = len(row["diverged_seeds"].split()) if row.get("diverged_seeds") else 0
+    return (
+        _fmt(row[f"ours_{metric}"])
+        + (f" ± {spread:.2g}" if spread is not None else "")
+        + (f" ({diverged} diverged)" if diverged else "")
+    )
+
+
+PAIRED_COLUMNS = ("diff_seeds", "mean_diff", "ci_95", "p_sign_flip", "n_pairs", "unpaired_seeds")  # report.md
+
+
+def _paired_cell(row: dict, column: str) -> str:
+    """report.md's cells of the paired comparison: signed differences, the interval as [low, high]."""
+    if column == "ci_95":
+        return "-" if row["ci_low"] is None else f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+    if column == "mean_diff":
+        return "-" if row["mean_diff"] is None else f"{row['mean_diff']:+.4g}"
+    if column == "p_sign_flip":
+        return _fmt(row["p_sign_flip"], 3)
+    return _fmt(row[column]) if row[column] not in ("", None) else "-"
 
 
 def write_report(table: TableSpec, preset: str, root: str | Path | None = None) -> tuple[list[dict], Path]:
@@ -240,28 +332,35 @@ def write_report(table: TableSpec, preset: str, root: str | Path | None = None) 
         writer.writerows(rows)
     metric = rows[0]["ours_metric"]
     if metric in GENEVAL_METRICS:
-        extra = [f"ours_{table.our_metric}", "status"]
+        extra = [f"ours_{table.our_metric}"]
     else:
-        extra = ["ours_kid", "ours_precision", "ours_recall"] if metric == "fid" else ["status"]
+        extra = ["ours_kid", "ours_precision", "ours_recall"] if metric == "fid" else []
     columns = [
         "label",
         "checkpoint",
+        "status",
         "seeds",
         f"ours_{metric}",
         f"ours_{metric}_seeds",
         *extra,
+        *PAIRED_COLUMNS,
         "ours_effect",
+        "verdict",
         *[f"paper_{m}" for m in table.paper_metrics],
         "paper_effect",
         "agrees",
     ]
     lines = [f"# {table.id} ({preset})", "", *[f"- {line}" for line in header(table, preset, rows)], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    cell = lambda r, c: _fmt(r[c], 5 if c.startswith("paper_") else 4)  # noqa: E731  (the paper's digits: 477.97)
-    lines += [
-        "| " + " | ".join(fid_cell(r, metric) if c == f"ours_{metric}" else cell(r, c) for c in columns) + " |"
-        for r in rows
-    ]
+
+    def cell(r: dict, c: str) -> str:
+        if c == f"ours_{metric}":
+            return fid_cell(r, metric)
+        if c in PAIRED_COLUMNS:
+            return _paired_cell(r, c)
+        return _fmt(r[c], 5 if c.startswith("paper_") else 4)  # the paper's digits: 477.97
+
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
     if _plot_losses(table, preset, root, folder / "loss.png"):
         lines += ["", "Training loss of every run: `loss.png` (moving average over 100 steps)."]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
@@ -323,7 +422,7 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
     names = [r["label"] + ("" if r["checkpoint"] == "final" else f" @{r['checkpoint']}") for r in rows]
     primary, metric = table.paper_metrics[0], rows[0]["ours_metric"]
     colours = {"yes": "tab:green", "no": "tab:red", "reference": "tab:blue"}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 0.45 * len(rows) + 1.8), sharey=True)
     ours = [r[f"ours_{metric}"] if r[f"ours_{metric}"] is not None else 0 for r in rows]
     spread = [r[f"ours_{metric}_std"] or 0 for r in rows]
     axes[0].barh(names, ours, xerr=spread, capsize=3, color=[colours.get(r["agrees"], "tab:gray") for r in rows])
@@ -335,19 +434,42 @@ def _plot(table: TableSpec, preset: str, rows: list[dict], path: Path) -> None:
     axes[0].set_xlabel(
         f"our {metric_label(metric)} ({preset} preset, {seeds} seeds: mean, ± std, dots = seeds; {better} is better)"
     )
+    _plot_paired(axes[1], rows, metric)
     paper = [r[f"paper_{primary}"] if isinstance(r[f"paper_{primary}"], int | float) else 0 for r in rows]
-    axes[1].barh(names, paper, color="tab:gray")
+    axes[2].barh(names, paper, color="tab:gray")
     for i, r in enumerate(rows):
         if isinstance(r[f"paper_{primary}"], str):
-            axes[1].text(0, i, " " + r[f"paper_{primary}"], va="center")
+            axes[2].text(0, i, " " + r[f"paper_{primary}"], va="center")
     direction = "higher" if table.paper_higher_is_better else "lower"
-    axes[1].set_xlabel(f"paper's {primary} ({direction} is better)")
+    axes[2].set_xlabel(f"paper's {primary} ({direction} is better)")
     axes[0].invert_yaxis()
     fig.suptitle(
-        f"{table.id}: ours ({preset}) beside the paper; green = same direction of effect as the paper, "
-        "red = opposite, blue = reference",
+        f"{table.id}: ours ({preset}) beside the paper; bars: green = same direction of effect as the paper, "
+        "red = opposite, blue = reference; middle: per-seed differences and 95% interval, coloured by verdict",
         fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+VERDICT_COLOURS = {"reproduced": "tab:green", "opposite": "tab:red", "within spread": "tab:orange"}
+
+
+def _plot_paired(ax, rows: list[dict], metric: str) -> None:
+    """Each row's per-seed differences from the reference (dots) and the 95% interval of their mean (a line
+    through the mean), coloured by verdict; a diverged row says so."""
+    ax.axvline(0, color="k", linewidth=0.8)
+    for i, r in enumerate(rows):
+        differences = [float(d.split(":")[1]) for d in (r["diff_seeds"] or "").split()]
+        colour = VERDICT_COLOURS.get(r["verdict"], "tab:gray")
+        ax.plot(differences, [i] * len(differences), ".", color="k", markersize=4)
+        if r["ci_low"] is not None:
+            ax.plot([r["ci_low"], r["ci_high"]], [i, i], color=colour, linewidth=3, alpha=0.7)
+        if r["mean_diff"] is not None:
+            ax.plot([r["mean_diff"]], [i], "|", color=colour, markersize=12)
+        if r["diverged_seeds"]:
+            where = ax.get_yaxis_transform()  # x in axes fractions: the right edge, clear of the points
+            text = f"diverged: seed {r['diverged_seeds']} "
+            ax.text(1, i - 0.3, text, transform=where, ha="right", va="center", fontsize=7, color="tab:red")
+    ax.set_xlabel(f"row - reference, per paired seed ({metric_label(metric)}; {better_side(metric)} is better)")
