@@ -3,7 +3,8 @@ the achieved GMAC/s and the share of this device's matmul rate measured in the s
 
 A category's time is the self time of the ops in it, where an op nested inside one of our custom ops
 (``zoo::ssd_scan`` running PyTorch code, say) counts for that op's category. Categories: ``linear``
-(mm/addmm/bmm), ``attention`` (``zoo::attention`` and SDPA), ``scan`` (selective and SSD scans), ``conv``
+(mm/addmm/bmm), ``attention`` (``zoo::attention`` and SDPA), ``linear attention``
+(``zoo::linear_attention``), ``scan`` (selective and SSD scans), ``conv``
 (causal and patch-embedding convolutions), ``norm/elementwise`` (norms, activations, adds, copies,
 layout ops) and ``other``. Block types are the classes of the model's ``blocks`` (T2I blocks split by
 mixer: ``T2IBlock[SA]``, ``T2IBlock[HM]``, ...), timed by forward hooks.
@@ -32,6 +33,7 @@ from zoo.registry import get_entry
 
 _OP_CATEGORIES = {
     "zoo::attention": "attention",
+    "zoo::linear_attention": "linear attention",
     "zoo::selective_scan": "scan",
     "zoo::selective_scan_backward": "scan",
     "zoo::ssd_scan": "scan",
@@ -85,7 +87,7 @@ _ELEMENTWISE = (
     "to",
     "empty",
 )
-CATEGORIES = ("linear", "attention", "scan", "conv", "norm/elementwise", "other")
+CATEGORIES = ("linear", "attention", "linear attention", "scan", "conv", "norm/elementwise", "other")
 
 
 def op_category(name: str) -> str:
@@ -240,7 +242,7 @@ def profile_model(name: str, res: Resolution, batch: int = 1, threads: int = 1, 
             c,
             seconds[c] * total / profiled,
             seconds[c] / profiled,
-            counted_cat.get(c) if c in ("linear", "attention", "scan", "conv") else None,
+            counted_cat.get(c) if c in ("linear", "attention", "linear attention", "scan", "conv") else None,
             calls=0,
             gemm_gmacs_per_s=gemm,
         )

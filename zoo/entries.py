@@ -30,7 +30,7 @@ class PaperInfo:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model consumes: pixels or VAE latents (factor 8), and its conditioning."""
+    """What a model consumes: pixels or VAE latents (``latent_factor``, 8 by default), and its conditioning."""
 
     in_channels: int
     latent: bool
@@ -42,10 +42,11 @@ class InputSpec:
     # 0: an image model, x (B, C, H, W); else a video model, x (B, C, T, H, W), trained on clips of this many
     # frames (the clip length bench uses when none is given; any T runs)
     frames: int = 0
+    latent_factor: int = 8  # image pixels per latent pixel: 8 for the SD VAE, 32 for SANA's DC-AE
 
     @property
     def spatial_factor(self) -> int:
-        return 8 if self.latent else 1
+        return self.latent_factor if self.latent else 1
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ weights in one of its family's layouts, through the same rules, for official cod
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from zoo.checkpoints import dim_teng, dit, latte, pixart  # noqa: F401  (each registers its family's layouts)
+from zoo.checkpoints import dim_teng, dit, latte, pixart, sana  # noqa: F401  (each registers its family's layouts)
 from zoo.checkpoints.layout import LAYOUTS, Layout, StateDict, key_lists
 from zoo.errors import CheckpointMismatch, NotACheckpoint
 
@@ -45,8 +46,11 @@ class LoadReport:
 
 
 def read_state_dict(source: str | Path) -> StateDict:
-    """The flat state dict in a checkpoint file; anything else is a one-line ``NotACheckpoint`` naming it."""
+    """The flat state dict in a checkpoint file (or a diffusers model folder: its weights file); anything else
+    is a one-line ``NotACheckpoint`` naming it."""
     path = Path(source).expanduser()
+    if path.is_dir():
+        return _read_diffusers_folder(path)
     if not path.is_file():
         raise NotACheckpoint(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
@@ -68,6 +72,28 @@ def read_state_dict(source: str | Path) -> StateDict:
             f"{path}: not a checkpoint (no state dict of tensors in it, nor under {'/'.join(WRAPPERS)})"
         )
     return state
+
+
+def _read_diffusers_folder(path: Path) -> StateDict:
+    """A diffusers model folder (``save_pretrained``'s, or a pipeline's holding ``transformer/``): its one
+    ``diffusion_pytorch_model[.<variant>].safetensors`` / ``.bin`` file, or all the shards its index names."""
+    for folder in (path, path / "transformer"):
+        index = sorted(folder.glob("diffusion_pytorch_model*.index.json"))
+        if len(index) == 1:
+            shards = sorted(set(json.loads(index[0].read_text())["weight_map"].values()))
+            state: StateDict = {}
+            for shard in shards:
+                state.update(read_state_dict(folder / shard))
+            return state
+        files = sorted(folder.glob("diffusion_pytorch_model*.safetensors")) or sorted(
+            folder.glob("diffusion_pytorch_model*.bin")
+        )
+        if len(files) == 1:
+            return read_state_dict(files[0])
+        if files:
+            names = ", ".join(f.name for f in files)
+            raise NotACheckpoint(f"{path}: several weight files ({names}): pass the one to load")
+    raise NotACheckpoint(f"{path}: a folder without diffusion_pytorch_model.safetensors (nor in transformer/)")
 
 
 def unwrap(obj: object) -> StateDict | None:

@@ -1,5 +1,6 @@
 """Custom ops with one semantics on every device: selective scan (Mamba-1), SSD scan (Mamba-2), causal
-depthwise conv1d, gated RMSNorm, the fused Mamba-2 core (conv + scan + norm) and softmax attention.
+depthwise conv1d, gated RMSNorm, the fused Mamba-2 core (conv + scan + norm), softmax attention and ReLU linear
+attention (SANA's).
 
 Each is a ``torch.library`` custom op (``torch.ops.zoo.*``), defined in one way (``dispatch.define_op``):
 one node in a trace, a fake implementation for the meta device, a FLOP formula for
@@ -11,10 +12,19 @@ what can run where.
 
 from . import dispatch, flops  # noqa: F401  (flops registers the FLOP formulas)
 from .conv import causal_conv1d
+from .linear_attention import linear_attention
 from .mamba1_scan import selective_scan
 from .mamba2_fused import conv_scan_norm
 from .norm import gated_rmsnorm
 from .softmax_attention import attention
 from .ssd import ssd_scan
 
-__all__ = ["attention", "causal_conv1d", "conv_scan_norm", "gated_rmsnorm", "selective_scan", "ssd_scan"]
+__all__ = [
+    "attention",
+    "causal_conv1d",
+    "conv_scan_norm",
+    "gated_rmsnorm",
+    "linear_attention",
+    "selective_scan",
+    "ssd_scan",
+]

@@ -13,6 +13,9 @@ device. Each returns the cost of the forward pass.
   MACs); counts follow the op's chunk_size whatever the backend, so they compare architectures.
 - causal_conv1d: 2 * B * D * L * W.
 - conv_scan_norm (the fused Mamba-2 core): causal_conv1d + ssd_scan of its parts.
+- linear_attention: the key state relu(k)^T [v | 1] and its read-out relu(q) [state | key sum],
+  2 * B * H * (Lk + Lq) * Dh * (Dv + 1): the two matmuls diffusers' SANA processor runs (v padded with a
+  row of ones for the denominator), so our count of SANA equals FlopCounterMode's of diffusers' model.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import math
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from . import conv, mamba1_scan, mamba2_fused, softmax_attention, ssd  # noqa: F401  (define torch.ops.zoo.*)
+from . import conv, linear_attention, mamba1_scan, mamba2_fused, softmax_attention, ssd  # noqa: F401  (define torch.ops.zoo.*)
 
 SSD_FLOP_CHUNK = 256
 
@@ -31,6 +34,12 @@ def attention_flops(q_shape, k_shape, v_shape) -> int:
     b, h, lq, dh = q_shape
     lk, dv = k_shape[2], v_shape[3]
     return 2 * b * h * lq * lk * dh + 2 * b * h * lq * lk * dv
+
+
+def linear_attention_flops(q_shape, k_shape, v_shape) -> int:
+    b, h, lq, dh = q_shape
+    lk, dv = k_shape[2], v_shape[3]
+    return 2 * b * h * (lk + lq) * dh * (dv + 1)
 
 
 def selective_scan_flops(u_shape, A_shape, has_D: bool, has_z: bool) -> int:
@@ -56,6 +65,11 @@ def causal_conv1d_flops(x_shape, w_shape) -> int:
 @register_flop_formula(torch.ops.zoo.attention)
 def _attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
     return attention_flops(q_shape, k_shape, v_shape)
+
+
+@register_flop_formula(torch.ops.zoo.linear_attention)
+def _linear_attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+    return linear_attention_flops(q_shape, k_shape, v_shape)
 
 
 @register_flop_formula(torch.ops.zoo.selective_scan)
