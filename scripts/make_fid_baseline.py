@@ -15,13 +15,18 @@ Tolerance (a column of the file, FID units):
 - from a store with several seeds per variant: twice the standard deviation of that variant's FID over its
   seeds (at least 0.5): a rerun on other hardware follows another float trajectory, whose FID moves by about
   as much as another seed's would.
+
+A seed whose FID is not a finite number (its run diverged: ``ablations.tables.runner``) has nothing to gate on:
+it is left out of the file and of its variant's tolerance, and each one is named on stderr (variant, seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,6 +51,20 @@ def fid_rows(store: ResultsStore, table: str, preset: str) -> list[dict]:
         if r["metric"] == "fid" and r["variant"].startswith(prefix) and marker in r["variant"]
     }
     return list(rows.values())
+
+
+def finished(rows: list[dict]) -> list[dict]:
+    """The FID rows with a finite value; the others (diverged runs) named on stderr."""
+    kept = []
+    for row in rows:
+        value = row.get("value")
+        if isinstance(value, int | float) and math.isfinite(value):
+            kept.append(row)
+            continue
+        where = row["variant"].split(" preset=")[0]  # table/variant@checkpoint seed=N (``layout.row_identity``)
+        why = row.get("detail") if row.get("status") not in (None, "ok") else f"FID {value}"
+        print(f"skipped {where}: no finite FID ({why}); not in the baseline", file=sys.stderr)
+    return kept
 
 
 def seed_tolerances(rows: list[dict]) -> dict[str, float]:
@@ -75,7 +94,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             store = ResultsStore(Path(scratch) / "store.sqlite")
             run_table(table, args.preset, root=Path(scratch) / "runs", store=store)
-            rows = fid_rows(store, args.table, args.preset)
+            rows = finished(fid_rows(store, args.table, args.preset))
         tolerance = {r["variant"]: SMOKE_TOLERANCE for r in rows}
     else:
         index = index_file(args.runs, table, table.presets[args.preset])
@@ -83,6 +102,7 @@ def main() -> None:
             raise SystemExit(f"{index}: no results of {args.table} at {args.preset} in {args.runs}")
         results = [r for r in json.loads(index.read_text()) if r.get("fid") is not None]
         rows = [dict(vars(m), run_id="") for r in results for m in measurements(r) if m.metric == "fid"]
+        rows = finished(rows)  # the tolerance from finished seeds only
         tolerance = seed_tolerances(rows)
     if not rows:
         raise SystemExit(f"no FID rows of {args.table} at preset {args.preset}")

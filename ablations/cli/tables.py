@@ -66,6 +66,12 @@ def run_command(
     preset: str = typer.Option("smoke", "--preset", help="A preset of the table (`ablations list`)."),
     variants: list[str] = typer.Option([], "--variants", "--variant", help="Only these variant keys (repeatable)."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds 0..N-1 per variant; the report gives mean and spread."),
+    retry_diverged: bool = typer.Option(
+        False,
+        "--retry-diverged",
+        help="Train again the runs whose loss became NaN/inf in an earlier `ablations run` (kept as results, "
+        "never retrained, without it), from their last good checkpoint.",
+    ),
     jobs: int = typer.Option(1, "--jobs", help="Processes working through the runs side by side (one per free core)."),
     data_root: Path = typer.Option(None, "--data-root"),
     vae: Path = typer.Option(None, "--vae", help="Local diffusers AutoencoderKL folder (latent presets)."),
@@ -106,7 +112,11 @@ def run_command(
     cancel: bool = CLUSTER["cancel"],
 ) -> None:
     """Train and score every variant of a table (finished variants are reused), then print the report.
-    With --executor local|slurm every (variant, seed) is a submitit job (students after their teacher)."""
+    With --executor local|slurm every (variant, seed) is a submitit job (students after their teacher).
+    A run whose loss turns NaN/inf is recorded as diverged (NaN scores) and the others go on; the command then
+    lists them and exits with code 3."""
+    import time as clock
+
     from ablations.tables import get_table
 
     if i3d is not None:  # read where FVD is scored, also by --jobs helpers and cluster jobs (they inherit it)
@@ -126,7 +136,8 @@ def run_command(
         raise UserError(f"--jobs and --threads must be at least 1 (got --jobs {jobs} --threads {threads})")
     job = dict(table_id=table.id, preset=preset, variants=variants or None, seeds=seeds, device=device,
                data_root=str(data_root) if data_root else None, vae=str(vae) if vae else None,
-               runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads)  # fmt: skip
+               runs=str(runs) if runs else None, store=str(store) if store else None, threads=threads,
+               retry_diverged=clock.time() if retry_diverged else None)  # fmt: skip
     _check_table_job(table, **job)
     if executor or cluster_config or status or cancel:
         _table_on_cluster(table, job, status, jobs_dir, cluster_config, cancel=cancel, executor=executor,
@@ -135,6 +146,7 @@ def run_command(
         if status or cancel:
             return
         _print_report(table, preset, runs, as_json=False)
+        _say_diverged(table, job)
         return
     helpers = _start_helpers(job, jobs - 1)
     _table_job(**job, prefix="[job 1] " if jobs > 1 else "")
@@ -143,6 +155,32 @@ def run_command(
         console.print(f"[red]{len(failed)} of {jobs} jobs failed (their errors are printed above)[/red]")
         raise typer.Exit(1)
     _print_report(table, preset, runs, as_json=False)
+    _say_diverged(table, job)
+
+
+DIVERGED_EXIT = 3  # the table ran; some of its runs diverged (recorded as results with NaN scores)
+
+
+def _say_diverged(table, job: dict) -> None:
+    """The runs of this command's variants and seeds whose results say they diverged, one line each, and exit
+    code 3 when there is any."""
+    from ablations.tables.runner import diverged_runs
+
+    found = diverged_runs(table, job["preset"], job["variants"], job["seeds"], job["runs"])
+    if not found:
+        return
+    console.print(
+        f"[red]{len(found)} run(s) diverged[/red] (loss NaN/inf; recorded with NaN scores, listed in the report and "
+        "left out of its means; `--retry-diverged` trains them again):",
+        highlight=False,
+    )
+    for run in found:
+        console.print(
+            f"  {run['label']} ({run['variant']}) seed {run['seed']}: step {run['step']}, loss {run['loss']}",
+            highlight=False,
+            markup=False,
+        )
+    raise typer.Exit(DIVERGED_EXIT)
 
 
 def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, config: Path | None,
@@ -167,7 +205,8 @@ def _table_on_cluster(table, job: dict, status: bool, jobs_dir: Path | None, con
         return
     states = run_table_on_cluster(table, job["preset"], job["variants"], seeds, options, jobs_dir, job["data_root"],
                                   job["vae"], root, job["device"], job["threads"], ResultsStore(job["store"]),
-                                  log=lambda line: console.print(line, highlight=False))  # fmt: skip
+                                  log=lambda line: console.print(line, highlight=False),
+                                  retry_diverged=job["retry_diverged"])  # fmt: skip
     failed = sorted(key for key, state in states.items() if state != "done")
     if failed:
         report_failures(jobs_dir, failed, log=lambda line: console.print(line, highlight=False, markup=False))
@@ -198,7 +237,7 @@ def _start_helpers(job: dict, count: int) -> list:
 
 
 def _table_job(table_id: str, preset: str, variants, seeds: int, device: str, data_root, vae, runs, store,
-               threads: int, prefix: str = "") -> None:  # fmt: skip
+               threads: int, retry_diverged: float | None = None, prefix: str = "") -> None:  # fmt: skip
     import torch
 
     from ablations.tables import get_table
@@ -217,6 +256,7 @@ def _table_job(table_id: str, preset: str, variants, seeds: int, device: str, da
         ResultsStore(store),
         log=lambda line: console.print(prefix + line, highlight=False),
         seeds=seeds,
+        retry_diverged=retry_diverged or False,  # the command's start: a run diverging again now is kept
     )
 
 
@@ -258,9 +298,9 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
     geneval = metric.startswith("geneval_")
     image_only = ("sFID", "KID", "prec.", "recall") if metric == "fid" else ("status",)
     image_only = (table.our_metric.upper(), "status") if geneval else image_only
-    out.add_column("variant", min_width=30)
-    for col in ("ckpt", f"our {metric_label(metric)}", *image_only, "ours vs ref", f"paper {primary}", "paper vs ref",
-                "agrees"):  # fmt: skip
+    out.add_column("variant", min_width=24)
+    for col in ("ckpt", f"our {metric_label(metric)}", *image_only, "vs ref: 95% CI", "pairs", "verdict",
+                f"paper {primary}", "paper vs ref", "agrees"):  # fmt: skip
         out.add_column(col)
     for r in rows:
         fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
@@ -271,10 +311,19 @@ def _print_report(table, preset: str, runs: Path | None, as_json: bool) -> None:
             r["checkpoint"],
             fid_cell(r, metric),
             *cells,
-            r["ours_effect"],
+            _interval_cell(r),
+            fmt(r["n_pairs"]),
+            r["verdict"],
             f"{r[f'paper_{primary}']:.5g}" if isinstance(r[f"paper_{primary}"], float) else fmt(r[f"paper_{primary}"]),
             r["paper_effect"],
             r["agrees"],
         )
     console.print(out)
     console.print(f"report: {folder / 'report.md'}, {folder / 'report.csv'}, {folder / 'report.png'}")
+
+
+def _interval_cell(row: dict) -> str:
+    """The 95% interval of the row's mean paired difference from the reference, or its one difference, or "-"."""
+    if row["ci_low"] is not None:
+        return f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+    return "-" if row["mean_diff"] is None else f"{row['mean_diff']:+.3g} (1 pair)"

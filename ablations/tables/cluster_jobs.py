@@ -1,5 +1,9 @@
 """Running a table on a cluster: one job per (variant, seed), students after their teacher's job, each
-job training (under torchrun when it has several processes) and scoring with ``run_table``."""
+job training (under torchrun when it has several processes) and scoring with ``run_table``.
+
+A run that diverged (``runner``: ``RUN/diverged.json``) is done, like a scored one: no job is submitted for it
+unless ``retry_diverged`` (``--retry-diverged``) asks to train it again. A job whose single-process training
+diverges records it and ends as done; under torchrun the divergence fails the job (its log names the step)."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from ablations.tables.layout import (
     variant_config,
 )
 from ablations.tables.needs import teacher_path
-from ablations.tables.runner import run_table
+from ablations.tables.runner import divergence, earlier_divergence, run_table
 from ablations.tables.spec import Preset, TableSpec, Variant
 from mambabench.errors import UserError
 
@@ -42,8 +46,10 @@ def variant_jobs(
     root: Path,
     data_root=None,
     vae=None,
+    retry_before: float | None = None,
 ) -> tuple[dict[str, tuple[Variant, int, bool]], dict[str, str]]:
-    """(job key -> (variant, seed, scored already), key -> the teacher key it waits for)."""
+    """(job key -> (variant, seed, scored already, or diverged and not to be retried), key -> the teacher key it
+    waits for). ``retry_before``: divergences recorded before this time do not count as done."""
     from mambabench.cluster import job_key
 
     preset = table.presets[preset_name]
@@ -61,9 +67,15 @@ def variant_jobs(
             cfg = variant.cfg if variant.cfg is not None else preset.cfg
             folder = run_folder(root, config)
             with_geneval = tag is not None and scores_geneval(config)
+            diverged = divergence(folder)
+            if diverged is not None and retry_before is not None and diverged.get("recorded_at", 0.0) < retry_before:
+                diverged = None  # to be trained again
             scored = all(
-                score_file(folder, step, preset, cfg).is_file()
-                and (not with_geneval or geneval_file(folder, step, preset, cfg, tag).is_file())
+                (
+                    score_file(folder, step, preset, cfg).is_file()
+                    and (not with_geneval or geneval_file(folder, step, preset, cfg, tag).is_file())
+                )
+                or (diverged is not None and (diverged["step"] is None or step > diverged["step"]))
                 for step in checkpoint_steps(preset, config.steps).values()
             )
             jobs[key] = (variant, seed, scored)
@@ -85,11 +97,12 @@ def table_variant_job(
     device: str,
     threads: int,
     procs_per_node: int,
+    retry_before: float | None,
     job_folder: Path,
 ) -> None:
     """One (variant, seed) of a table as a cluster job: training (under torchrun when the job has several
     processes: NCCL on GPUs, gloo on CPUs, one launcher per node), then sampling and scoring in this process,
-    rows in the job's own store."""
+    rows in the job's own store. ``retry_before``: train again a divergence recorded before this time."""
     import torch
 
     from ablations.tables import get_table
@@ -103,20 +116,27 @@ def table_variant_job(
     if procs_per_node * nodes > 1:
         teacher = None if variant.teacher else _teacher_folder(table, preset, Path(root), data_root, vae, seed)
         config = variant_config(table, variant, preset, data_root, vae, teacher, seed)
-        _train_under_torchrun(
-            config,
-            run_folder(Path(root), config),
-            checkpoint_steps(preset, config.steps),
-            procs_per_node,
-            nodes,
-            node_rank,
-            master,
-            job_folder,
-        )
+        folder = run_folder(Path(root), config)
+        said = print if node_rank == 0 else lambda line: None
+        if earlier_divergence(folder, retry_before, f"{table_id}/{variant_key} seed {seed}: ", said) is None:
+            _train_under_torchrun(
+                config,
+                folder,
+                checkpoint_steps(preset, config.steps),
+                procs_per_node,
+                nodes,
+                node_rank,
+                master,
+                job_folder,
+            )
+        retry_before = None  # retried above, if at all: run_table reads what this training left
         if node_rank > 0:
             return
     store = ResultsStore(job_folder / "results.sqlite")
-    run_table(table, preset_name, [variant_key], data_root, vae, root, device, store, seeds=[seed])
+    run_table(
+        table, preset_name, [variant_key], data_root, vae, root, device, store, seeds=[seed],
+        retry_diverged=retry_before or False,
+    )  # fmt: skip
 
 
 def _node() -> tuple[int, int, str]:
@@ -177,15 +197,17 @@ def run_table_on_cluster(
     threads: int = 1,
     store=None,
     log: Callable[[str], None] = print,
+    retry_diverged: float | None = None,
 ) -> dict[str, str]:
-    """Every (variant, seed) not yet scored as a job (students after their teacher's job), waits, merges the
-    jobs' rows into ``store``; returns job key -> state (finished variants: "done")."""
+    """Every (variant, seed) not yet scored (nor diverged, unless ``retry_diverged``: divergences recorded before
+    that time are trained again) as a job (students after their teacher's job), waits, merges the jobs' rows into
+    ``store``; returns job key -> state (finished variants: "done")."""
     from mambabench.cluster import merge_stores, run_jobs
 
     if preset_name not in table.presets:
         raise UserError(f"{table.id} has no preset {preset_name!r}; presets: {', '.join(table.presets)}")
     root = runs_root(root).resolve()
-    jobs, after = variant_jobs(table, preset_name, variants, seeds, root, data_root, vae)
+    jobs, after = variant_jobs(table, preset_name, variants, seeds, root, data_root, vae, retry_diverged)
     cases = {
         key: (
             table_variant_job,
@@ -200,6 +222,7 @@ def run_table_on_cluster(
                 device,
                 threads,
                 options.processes // options.nodes,
+                retry_diverged,  # then the job's own folder, added by run_jobs
             ),
         )
         for key, (variant, seed, scored) in jobs.items()

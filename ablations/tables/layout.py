@@ -172,8 +172,11 @@ def row_identity(result: dict) -> str:
 
 
 def measurements(result: dict) -> list:
-    """The store rows of one scored result: one per metric it has."""
+    """The store rows of one scored result: one per metric it has; a diverged run's (``runner``: metrics NaN, a
+    ``diverged`` message) with no value, status "diverged" and the message as detail, so a gate says "failed"."""
     from results.store import Measurement
+
+    diverged = result.get("diverged")
 
     context = {
         k: result[k]
@@ -201,14 +204,15 @@ def measurements(result: dict) -> list:
             model=result["model"],
             variant=row_identity(result),
             metric=metric,
-            value=result[metric],
+            value=None if diverged else result[metric],
             unit=unit,
             resolution=str(result["res"]),
             batch=result["geneval_images"] if metric in GENEVAL_METRICS else result["n_generated"],
             device=result["device"],
             source="ablations",
             config=context,
-            detail=_detail(result, metric),
+            status="diverged" if diverged else "ok",
+            detail=f"diverged: {diverged}" if diverged else _detail(result, metric),
         )
         for metric, unit in _UNITS.items()
         if result.get(metric) is not None

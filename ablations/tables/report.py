@@ -384,7 +384,8 @@ def _plot_losses(table: TableSpec, preset: str, root, path: Path) -> bool:
         if log.is_file() and (result["variant"], result.get("seed", 0)) not in curves:
             points = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
             points = [(p["step"], p["loss"]) for p in points if "loss" in p and "step" in p]
-            curves[(result["variant"], result.get("seed", 0))] = sorted(dict(points).items())
+            if points:  # a run that diverged before its first log line has none
+                curves[(result["variant"], result.get("seed", 0))] = sorted(dict(points).items())
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(8, 4.5))

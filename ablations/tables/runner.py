@@ -5,11 +5,21 @@ Several ``ablations run`` processes (``--jobs N``, or two tables that share runs
 file per run folder: a process claims a run before training it and passes over runs another process
 holds, coming back to them at the end to read their scores. No run is trained twice at the same time.
 An interrupted ``ablations run`` picks up where it stopped: finished checkpoints and score files are kept.
+
+A run whose training loss turns NaN/inf (``ablations.train.NonFiniteLoss``) is a result, not a crash: its
+divergence is written to ``RUN/diverged.json`` (message, step, loss, seed), every checkpoint it did not reach
+gets a result in the table's index (and rows in the store) with its metrics NaN and a ``diverged`` field, and
+the other runs go on; checkpoints scored before it diverged keep their scores. A rerun reads the divergence
+instead of training again; ``retry_diverged`` (``ablations run --retry-diverged``) trains it again from its
+last good checkpoint (after a fix: the same code and configuration diverge at the same step again).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +29,7 @@ from ablations.tables.geneval_rows import geneval_inputs, score_row, scores_gene
 from ablations.tables.layout import (
     as_row,
     checkpoint_steps,
+    index_file,
     measurements,
     not_runnable,
     ordered,
@@ -45,10 +56,13 @@ def run_table(
     store=None,
     log: Callable[[str], None] = print,
     seeds: int | Sequence[int] = 1,
+    retry_diverged: bool | float = False,
 ) -> list[dict]:
     """Train and score every chosen variant at a preset with training seeds ``0 .. seeds-1`` (or the seeds
-    listed); returns one
-    result per (variant, seed, checkpoint). Runs another process is working on are done last, by waiting."""
+    listed); returns one result per (variant, seed, checkpoint), a diverged run's marked ``diverged``. Runs
+    another process is working on are done last, by waiting. ``retry_diverged``: train again the runs that
+    diverged before this call (True) or before that time (a ``time.time()``: the start of a command whose
+    processes share the work, so a run that diverges again in it is not retried twice)."""
     if preset_name not in table.presets:
         raise UserError(f"{table.id} has no preset {preset_name!r}; presets: {', '.join(table.presets)}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -70,11 +84,15 @@ def run_table(
     root = runs_root(root)
     context = dict(table=table, preset=preset, root=root, data_root=data_root, vae=vae, device=device, log=log)
     context["geneval"] = geneval
+    context["retry_before"] = (time.time() if retry_diverged is True else float(retry_diverged)) or None
     context["recorder"] = store.recorder() if store is not None else None  # a store run begins with its first row
     results, deferred = [], []
     for seed in seed_list:
-        teacher_folder = None
+        teacher_folder, teacher_diverged = None, None
         for variant in ordered(table, variants):
+            if variant.distill is not None and teacher_diverged:
+                log(f"{table.id}/{variant.key} seed {seed}: not run: its teacher diverged ({teacher_diverged})")
+                continue
             # a teacher is waited for (its students need it); any other run held elsewhere comes last
             done = _run_variant(variant, seed, teacher_folder, wait=variant.teacher, **context)
             if done is None:
@@ -83,6 +101,7 @@ def run_table(
             results += done[0]
             if variant.teacher:
                 teacher_folder = str(done[1])
+                teacher_diverged = next((r["diverged"] for r in done[0] if r.get("diverged")), None)
     for variant, seed, teacher_folder in deferred:
         results += _run_variant(variant, seed, teacher_folder, wait=True, **context)[0]
     return results
@@ -103,6 +122,7 @@ def _run_variant(
     recorder,
     log,
     geneval=None,
+    retry_before: float | None = None,
 ) -> tuple[list[dict], Path] | None:
     """Train (or resume), sample and score one run at every checkpoint of the preset; None when another
     process holds the run and ``wait`` is False."""
@@ -124,6 +144,7 @@ def _run_variant(
         results = []
         steps = checkpoint_steps(preset, config.steps)
         cfg = variant.cfg if variant.cfg is not None else preset.cfg
+        diverged = earlier_divergence(folder, retry_before, f"{name}: ", log)
         for label, step in steps.items():
             path = score_file(folder, step, preset, cfg)
             new: set[str] = set()  # the metrics scored now (a resumed row records only those in the store)
@@ -131,18 +152,23 @@ def _run_variant(
                 log(f"{name} @{label}: scored already ({path.name})")
                 result = as_row(json.loads(path.read_text()), table, variant, seed, preset)
             else:
-                _train_to(config, folder, step, tuple(steps.values()), f"{name}: ", log)
-                log(
-                    f"{name} @{label}: sampling {preset.n_samples} {'clips' if table.our_metric == 'fvd' else 'images'}"
-                    ", scoring"
-                )
-                scores = _sample_and_score(table, config, folder, preset, cfg, seed, device, step, path.stem, data_root)
-                result = dict(
-                    _result_header(table, variant, preset, config, folder, label, step, seed, cfg, device), **scores
-                )
-                atomic_write_json(path, result, indent=2)  # whole or not at all, as every score file
-                new |= {m.metric for m in measurements(result)}
-            if geneval is not None and scores_geneval(config):
+                if not _before(diverged, step):
+                    diverged = _train_or_diverge(config, folder, step, tuple(steps.values()), seed, f"{name}: ", log)
+                header = _result_header(table, variant, preset, config, folder, label, step, seed, cfg, device)
+                if _before(diverged, step):  # a result like a scored one, its metrics NaN (none is written to path)
+                    log(f"{name} @{label}: not scored: the run diverged at step {diverged['step']}")
+                    result = {**header, **diverged_scores(table, preset, diverged)}
+                    new |= {m.metric for m in measurements(result)} if diverged["recorded_now"] else set()
+                else:
+                    what = "clips" if table.our_metric == "fvd" else "images"
+                    log(f"{name} @{label}: sampling {preset.n_samples} {what}, scoring")
+                    scores = _sample_and_score(
+                        table, config, folder, preset, cfg, seed, device, step, path.stem, data_root
+                    )
+                    result = dict(header, **scores)
+                    atomic_write_json(path, result, indent=2)  # whole or not at all, as every score file
+                    new |= {m.metric for m in measurements(result)}
+            if geneval is not None and scores_geneval(config) and not result.get("diverged"):
                 said = f"{name} @{label}: GenEval, {preset.geneval_per_prompt} images per prompt of {geneval.metadata}"
 
                 def prepare(step=step, said=said):  # the checkpoint is there (kept after its FID); say what runs
@@ -157,6 +183,110 @@ def _run_variant(
             results.append(result)
             write_index(root, table, preset, results)
     return results, folder
+
+
+DIVERGED = "diverged.json"  # in a run folder: the run's loss became NaN/inf (see the module's docstring)
+
+
+def divergence(folder: Path) -> dict | None:
+    """The recorded divergence of the run in ``folder`` (message, step, loss, seed, recorded_at), or None."""
+    path = Path(folder) / DIVERGED
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def earlier_divergence(folder: Path, retry_before: float | None, name: str, log) -> dict | None:
+    """The divergence recorded for this run, or None when there is none or it is to be retried (recorded before
+    ``retry_before``: the record is removed and the run trains again from its last good checkpoint)."""
+    found = divergence(folder)
+    if found is None:
+        return None
+    if retry_before is not None and found.get("recorded_at", 0.0) < retry_before:
+        log(f"{name}diverged at step {found['step']} before; --retry-diverged: training it again")
+        (Path(folder) / DIVERGED).unlink(missing_ok=True)
+        return None
+    log(f"{name}diverged at step {found['step']} (loss {found['loss']}) in an earlier run: kept as its result "
+        "(--retry-diverged trains it again)")  # fmt: skip
+    return {**found, "recorded_now": False}
+
+
+def _before(diverged: dict | None, step: int) -> bool:
+    """Whether the run diverged before reaching its checkpoint at ``step`` (the loss of step s is NaN: the
+    checkpoints up to s exist)."""
+    return diverged is not None and (diverged["step"] is None or step > diverged["step"])
+
+
+def _train_or_diverge(
+    config: RunConfig, folder: Path, step: int, keep_steps: tuple[int, ...], seed: int, name: str, log
+) -> dict | None:
+    """Train to ``step`` (``_train_to``); when the loss turns NaN/inf, record the divergence in the run folder
+    and return it (else None)."""
+    from ablations.train import NonFiniteLoss
+
+    try:
+        _train_to(config, folder, step, keep_steps, name, log)
+    except NonFiniteLoss as error:
+        log(f"{name}diverged: {error}")
+        return {**record_divergence(folder, str(error), seed), "recorded_now": True}
+    return None
+
+
+def record_divergence(folder: Path, message: str, seed: int) -> dict:
+    """Write ``RUN/diverged.json`` from a ``NonFiniteLoss`` message (its step and loss parsed out of it)."""
+    found = re.search(r"loss is (\S+) at step (\d+)", message)
+    record = {
+        "message": message,
+        "step": int(found[2]) if found else None,
+        "loss": found[1] if found else None,
+        "seed": seed,
+        "recorded_at": time.time(),
+    }
+    atomic_write_json(Path(folder) / DIVERGED, record, indent=2)
+    return record
+
+
+def diverged_scores(table: TableSpec, preset: Preset, diverged: dict) -> dict:
+    """The scores of a checkpoint the run never reached: the table's metrics NaN, the sample counts scoring
+    would have compared (so the store row has the identity of a scored one), and why."""
+    metrics = ("fvd",) if table.our_metric == "fvd" else ("fid", "sfid", "kid", "precision", "recall")
+    return {
+        **dict.fromkeys(metrics, math.nan),
+        "n_generated": preset.n_samples,
+        "n_reference": preset.ref_n,
+        "diverged": diverged["message"],
+        "diverged_step": diverged["step"],
+        "diverged_loss": diverged["loss"],
+    }
+
+
+def diverged_runs(
+    table: TableSpec,
+    preset_name: str,
+    variants: list[str] | None = None,
+    seeds: int | Sequence[int] = 1,
+    root: str | Path | None = None,
+) -> list[dict]:
+    """The chosen (variant, seed) runs whose results in the table's index say they diverged, one each
+    (variant, label, seed, step, loss, message), in the table's order."""
+    seed_list = set(range(seeds) if isinstance(seeds, int) else seeds)
+    path = index_file(runs_root(root), table, table.presets[preset_name])
+    results = json.loads(path.read_text()) if path.is_file() else []
+    found = {}
+    for r in results:
+        if r.get("diverged") and int(r.get("seed", 0)) in seed_list:
+            found.setdefault((r["variant"], int(r.get("seed", 0))), r)
+    order = {v.key: i for i, v in enumerate(ordered(table, variants))}
+    return [
+        {
+            "variant": variant,
+            "label": r.get("label", variant),
+            "seed": seed,
+            "step": r.get("diverged_step"),
+            "loss": r.get("diverged_loss"),
+            "message": r["diverged"],
+        }
+        for (variant, seed), r in sorted(found.items(), key=lambda kv: (order.get(kv[0][0], -1), kv[0][1]))
+        if variant in order
+    ]
 
 
 def _train_to(config: RunConfig, folder: Path, step: int, keep_steps: tuple[int, ...], name: str, log) -> None:
