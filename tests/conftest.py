@@ -12,7 +12,8 @@ from figures import saved_figures  # noqa: F401 (a fixture of every test module)
 
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
-_SESSION = tempfile.mkdtemp(prefix="mambabench-tests-")
+# inside $MAMBABENCH_TEST_ROOT when set: CI builds the results site from these stores after the suite
+_SESSION = tempfile.mkdtemp(prefix="mambabench-tests-", dir=os.environ.get("MAMBABENCH_TEST_ROOT") or None)
 os.environ["MAMBABENCH_RESULTS"] = os.path.join(_SESSION, "results.sqlite")
 os.environ["MAMBABENCH_RUNS"] = os.path.join(_SESSION, "runs")
 
