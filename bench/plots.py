@@ -78,8 +78,11 @@ def _mark_crossovers(ax, series: dict, pairs, to_x, unit: str) -> None:
 
 def _log_log_plot(series: dict, to_x, pairs, unit: str, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
-    for line, points in series.items():
-        ax.plot([to_x(x) for x, _ in points], [y for _, y in points], marker="o", label=_label(line))
+    # more lines than the default 10 colours (the field sweep): 20 colours and alternating markers, so none repeat
+    colours = plt.get_cmap("tab20" if len(series) > 10 else "tab10").colors
+    for i, (line, points) in enumerate(series.items()):
+        ax.plot([to_x(x) for x, _ in points], [y for _, y in points], marker="os^D"[i // 10 % 4] if len(series) > 10
+                else "o", color=colours[i % len(colours)], label=_label(line))  # fmt: skip
     _mark_crossovers(ax, series, pairs, to_x, unit)
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)

@@ -60,7 +60,41 @@ VIDEO = SweepPreset(
     pairs=(("dim-mo-video-xl/2", "latte-xl/2"),),
     out=Path("results") / "sweeps" / "video" / "sweep.csv",
 )
-PRESETS = {"quick": QUICK, "video": VIDEO}
+# ``field``: one paper-size model of every family, by token mixer (softmax attention: DiT, PixArt-alpha, U-ViT;
+# Mamba-1: DiM (Mo & Tian, Teng et al.), ZigMa, DiS, WD-Mamba; Mamba-2 hybrid: T2MD; linear attention: SANA),
+# counted from 256 to 3840x2160 and 4096x4096; each non-softmax family paired with the softmax model of its
+# setting (class-conditional: DiT of the same size class; text: PixArt-alpha) so the plot marks where it becomes
+# the cheaper one. SANA's 32x DC-AE latents give it 16x fewer tokens per image pixel than the SD-VAE models, so a
+# crossover on the token axis would compare different images: it has no pair (per image pixel it costs less
+# than PixArt-alpha at every size counted), and its 4K row is 3840x2176 (sides must be multiples of 32).
+FIELD_MODELS = (
+    "dit-xl/2",
+    "dit-b/2",
+    "uvit-h/2",
+    "pixart-alpha-xl/2",
+    "dim-mo-xl/2",
+    "dim-teng-h/2",
+    "zigma-b/2-faceshq1024",
+    "dis-h/2",
+    "wd-mamba",
+    "t2md",
+)
+FIELD = SweepPreset(
+    name="field",
+    groups=(
+        SweepGroup(FIELD_MODELS, ("256", "512", "1024", "2048", "3840x2160", "4096"), ("flops",)),
+        SweepGroup(("sana-1600m",), ("256", "512", "1024", "2048", "3840x2176", "4096"), ("flops",)),
+    ),
+    pairs=(
+        ("dim-mo-xl/2", "dit-xl/2"),
+        ("dim-teng-h/2", "dit-xl/2"),
+        ("dis-h/2", "dit-xl/2"),
+        ("zigma-b/2-faceshq1024", "dit-b/2"),
+        ("t2md", "pixart-alpha-xl/2"),
+    ),
+    out=Path("results") / "sweeps" / "field" / "sweep.csv",
+)
+PRESETS = {"quick": QUICK, "video": VIDEO, "field": FIELD}
 
 
 def resolve_groups(groups: list[SweepGroup], frames: list[int] | tuple[int, ...] = ()) -> list[SweepGroup]:

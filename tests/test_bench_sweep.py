@@ -172,3 +172,19 @@ def test_cli_sweep_of_clips(tmp_path: Path, monkeypatch):
     rows = {r["resolution"]: r for r in read_rows(out)}
     assert set(rows) == {"2x8x8", "3x8x8"} and rows["3x8x8"]["tokens"] == "48" and rows["3x8x8"]["frames"] == "3"
     assert {m["resolution"] for m in ResultsStore(store).measurements()} == {"2x8x8", "3x8x8"}
+
+
+def test_the_field_preset_has_every_token_mixer_and_shapes_each_model_takes():
+    """`bench sweep --preset field`: softmax attention, Mamba-1, Mamba-2 and linear attention families, each
+    size one its model accepts (SANA's 32x latents need sides divisible by 32), each pair a softmax baseline."""
+    from zoo.registry import get_entry
+
+    field = PRESETS["field"]
+    groups = resolve_groups(list(field.groups))  # raises on a size a model cannot take
+    models = {m for g in groups for m in g.models}
+    families = {get_entry(m).family for m in models}
+    assert {"dit", "pixart", "dim-mo", "dim-teng", "zigma", "dis", "t2md", "sana"} <= families
+    assert all(get_entry(b).family in ("dit", "pixart") for _, b in field.pairs)
+    assert any("4096x4096" in g.resolutions for g in groups) and field.cases == len(
+        {(m, r) for g in groups for m in g.models for r in g.resolutions}
+    )
