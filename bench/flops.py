@@ -20,6 +20,7 @@ from zoo.registry import get_entry
 _CATEGORIES = {
     "zoo.attention": "attention",
     "zoo.linear_attention": "linear attention",
+    "zoo.gated_linear_attention": "linear attention",
     "zoo.selective_scan": "scan",
     "zoo.ssd_scan": "scan",
     "zoo.causal_conv1d": "conv",

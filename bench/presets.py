@@ -61,7 +61,8 @@ VIDEO = SweepPreset(
     out=Path("results") / "sweeps" / "video" / "sweep.csv",
 )
 # ``field``: one paper-size model of every family, by token mixer (softmax attention: DiT, PixArt-alpha, U-ViT;
-# Mamba-1: DiM (Mo & Tian, Teng et al.), ZigMa, DiS, WD-Mamba; Mamba-2 hybrid: T2MD; linear attention: SANA),
+# Mamba-1: DiM (Mo & Tian, Teng et al.), ZigMa, DiS, WD-Mamba; Mamba-2 hybrid: T2MD; linear attention: SANA,
+# gated linear attention: DiG),
 # counted from 256 to 3840x2160 and 4096x4096; each non-softmax family paired with the softmax model of its
 # setting (class-conditional: DiT of the same size class; text: PixArt-alpha) so the plot marks where it becomes
 # the cheaper one. SANA's 32x DC-AE latents give it 16x fewer tokens per image pixel than the SD-VAE models, so a
@@ -78,6 +79,7 @@ FIELD_MODELS = (
     "dis-h/2",
     "wd-mamba",
     "t2md",
+    "dig-xl/2",
 )
 FIELD = SweepPreset(
     name="field",
@@ -91,6 +93,7 @@ FIELD = SweepPreset(
         ("dis-h/2", "dit-xl/2"),
         ("zigma-b/2-faceshq1024", "dit-b/2"),
         ("t2md", "pixart-alpha-xl/2"),
+        ("dig-xl/2", "dit-xl/2"),
     ),
     out=Path("results") / "sweeps" / "field" / "sweep.csv",
 )

@@ -4,7 +4,7 @@ the achieved GMAC/s and the share of this device's matmul rate measured in the s
 A category's time is the self time of the ops in it, where an op nested inside one of our custom ops
 (``zoo::ssd_scan`` running PyTorch code, say) counts for that op's category. Categories: ``linear``
 (mm/addmm/bmm), ``attention`` (``zoo::attention`` and SDPA), ``linear attention``
-(``zoo::linear_attention``), ``scan`` (selective and SSD scans), ``conv``
+(``zoo::linear_attention``, ``zoo::gated_linear_attention``), ``scan`` (selective and SSD scans), ``conv``
 (causal and patch-embedding convolutions), ``norm/elementwise`` (norms, activations, adds, copies,
 layout ops) and ``other``. Block types are the classes of the model's ``blocks`` (T2I blocks split by
 mixer: ``T2IBlock[SA]``, ``T2IBlock[HM]``, ...), timed by forward hooks.
@@ -34,6 +34,7 @@ from zoo.registry import get_entry
 _OP_CATEGORIES = {
     "zoo::attention": "attention",
     "zoo::linear_attention": "linear attention",
+    "zoo::gated_linear_attention": "linear attention",
     "zoo::selective_scan": "scan",
     "zoo::selective_scan_backward": "scan",
     "zoo::ssd_scan": "scan",

@@ -16,6 +16,9 @@ device. Each returns the cost of the forward pass.
 - linear_attention: the key state relu(k)^T [v | 1] and its read-out relu(q) [state | key sum],
   2 * B * H * (Lk + Lq) * Dh * (Dv + 1): the two matmuls diffusers' SANA processor runs (v padded with a
   row of ones for the denominator), so our count of SANA equals FlopCounterMode's of diffusers' model.
+- gated_linear_attention: the matmuls of the chunked algorithm with chunk length T (64, the op's and fla's
+  chunk_gla's), per token 2 * (T * Dk [intra-chunk scores] + T * Dv [scores x values] + 2 * Dk * Dv [state
+  read-out and update]), times B * H; the gates' cumulative sums and exponentials are elementwise, not counted.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import math
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from . import conv, linear_attention, mamba1_scan, mamba2_fused, softmax_attention, ssd  # noqa: F401  (define torch.ops.zoo.*)
+from . import conv, gated_linear_attention, linear_attention, mamba1_scan, mamba2_fused, softmax_attention, ssd  # noqa: F401  (define torch.ops.zoo.*)
 
 SSD_FLOP_CHUNK = 256
+GLA_FLOP_CHUNK = gated_linear_attention.CHUNK
 
 
 def attention_flops(q_shape, k_shape, v_shape) -> int:
@@ -40,6 +44,13 @@ def linear_attention_flops(q_shape, k_shape, v_shape) -> int:
     b, h, lq, dh = q_shape
     lk, dv = k_shape[2], v_shape[3]
     return 2 * b * h * (lk + lq) * dh * (dv + 1)
+
+
+def gated_linear_attention_flops(q_shape, v_shape, chunk: int = GLA_FLOP_CHUNK) -> int:
+    b, h, length, dk = q_shape
+    dv = v_shape[3]
+    t = min(chunk, length)
+    return 2 * b * h * length * (t * dk + t * dv + 2 * dk * dv)
 
 
 def selective_scan_flops(u_shape, A_shape, has_D: bool, has_z: bool) -> int:
@@ -70,6 +81,11 @@ def _attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> in
 @register_flop_formula(torch.ops.zoo.linear_attention)
 def _linear_attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
     return linear_attention_flops(q_shape, k_shape, v_shape)
+
+
+@register_flop_formula(torch.ops.zoo.gated_linear_attention)
+def _gated_linear_attention(q_shape, k_shape, v_shape, g_shape, *args, out_shape=None, **kwargs) -> int:
+    return gated_linear_attention_flops(q_shape, v_shape)
 
 
 @register_flop_formula(torch.ops.zoo.selective_scan)
