@@ -10,6 +10,10 @@
 - ``teng-fig3``: where DiM-H/2 becomes cheaper than U-ViT-H/2 as the resolution grows (the paper's Fig. 3
   measures speed on an H800 and sees the crossover near 1280x1280); counted MACs always, latency with
   ``measure``.
+- ``dig-claims``: DiG's cost claims (Zhu et al., abstract): DiG-S/2 trains 2.5x faster than DiT-S/2 at 1792 px,
+  and DiG-XL/2 runs 1.8x faster than DiT-XL/2 with FlashAttention-2 at 2048 px (GPU). Ours: the ratio of
+  counted forward MACs, and with ``measure`` the ratio of measured forward latencies (on a CPU only for the
+  S/2 pair: the XL/2 forwards at 2048 px take minutes each there).
 """
 
 from __future__ import annotations
@@ -146,6 +150,38 @@ def teng_fig3(measure: bool = False, device: str = "cpu", dtype: str = "float32"
     return rows
 
 
+def dig_claims(measure: bool = False, device: str = "cpu", dtype: str = "float32", threads: int = 1) -> list[dict]:
+    claims = [
+        ("1792", "dig-s/2", "dit-s/2", 2.5, "training speed"),
+        ("2048", "dig-xl/2", "dit-xl/2", 1.8, "speed, vs FA-2"),
+    ]
+    rows = []
+    for res, dig, dit, speedup, what in claims:
+        dig_macs, _ = _gmacs(dig, res)
+        dit_macs, _ = _gmacs(dit, res)
+        row = {
+            "resolution": res,
+            "model": dig,
+            "baseline": dit,
+            "paper_claim": what,
+            "paper_speedup": speedup,
+            "dig_gmacs": round(dig_macs, 1),
+            "dit_gmacs": round(dit_macs, 1),
+            "counted_mac_ratio": round(dit_macs / dig_macs, 3),
+        }
+        if measure and (device != "cpu" or dig == "dig-s/2"):
+            a, b = (_latency_ms(m, res, device, dtype, threads) for m in (dig, dit))
+            row.update(
+                dig_latency_ms=round(a, 1),
+                dit_latency_ms=round(b, 1),
+                measured_speedup=round(b / a, 3),
+                device=device,
+                dtype=dtype,
+            )
+        rows.append(row)
+    return rows
+
+
 def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, threads: int) -> list:
     """Our numbers of a paper table as store rows (the paper's own columns, ``paper_*``, are constants and
     stay out): model ``paper:<name>`` or the row's model, one metric per numeric column."""
@@ -176,6 +212,9 @@ def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, thr
 
 
 NOTES = {
+    "dig-claims": "The paper's speed-ups are GPU measurements (training speed for S/2 at 1792 px; XL/2 at 2048 px "
+    "against DiT with FlashAttention-2); ours are counted forward MACs (the GLA FLOPs as the chunked algorithm does "
+    "them) and, with --measure, forward latencies on the chosen device. Its memory claim is not compared here.",
     "mo-table4": "Their DiT-XL/2 at 256 (343 'GFLOPs') is 2.9x DiT's own Table 4 (118.6 GFLOPs = our 118.6 GMACs): "
     "thop's convention differs from DiT's, so compare ratios. Their DiT/DiM ratio is constant (1.166) because thop "
     "missed the attention matmuls; with them, DiT/DiM grows with resolution. Our DiM-XL/2 is a derived design "
@@ -192,6 +231,7 @@ NOTES = {
 }
 
 COMPARISONS: dict[str, tuple[Callable[..., list[dict]], str]] = {
+    "dig-claims": (dig_claims, "DiG (Zhu et al.): DiG vs DiT at 1792 and 2048 px (paper: GPU speed-ups 2.5x, 1.8x)"),
     "t2md-table3": (t2md_table3, "T2MD Table 3: T2MD vs all-SA twin at batch 1 (paper: H100 latency)"),
     "mo-table4": (mo_table4, "DiM (Mo & Tian) Table 4: DiM-XL/2 vs DiT-XL/2 GFLOPs (paper: thop; ours: MACs)"),
     "teng-table1": (teng_table1, "DiM (Teng et al.) Table 1: parameters and GFLOPs at a 32x32 input"),
