@@ -53,7 +53,7 @@ from zoo.layers.embeddings import TimestepEmbedder, modulate
 from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import sincos_2d_pixart
 from zoo.models.base import Backbone
-from zoo.models.t2md import CaptionEmbedder, T2IFinalLayer
+from zoo.models.t2md import CaptionEmbedder, T2IFinalLayer, init_pixart_weights
 
 DC_AE_FACTOR = 32  # SANA's DC-AE (f32c32): image pixels = 32 x latent size
 
@@ -167,27 +167,7 @@ class Sana(Backbone):
         self.attention_y_norm = nn.RMSNorm(d, eps=1e-5)
         self.blocks = nn.ModuleList(SanaBlock(d, d // head_dim, head_dim, cross_heads, mlp_ratio) for _ in range(depth))
         self.final_layer = T2IFinalLayer(d, patch_size * patch_size * self.out_channels)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """PixArt's init (SANA's code keeps it): Xavier linears, N(0, 0.02) for the timestep, t_block and
-        caption MLPs, zeroed cross-attention output projections and final linear."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        for linear in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1]):
-            nn.init.normal_(linear.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc1.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc2.weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.cross_attn.proj.weight)
-            nn.init.zeros_(block.cross_attn.proj.bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        init_pixart_weights(self)  # PixArt's init: SANA's code keeps it
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) latents, t (B,) timesteps, cond (B, tokens, caption_channels) caption embeddings

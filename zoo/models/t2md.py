@@ -180,6 +180,28 @@ class T2IFinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
+def init_pixart_weights(model: nn.Module) -> None:
+    """PixArt's init (T2MD's skeleton and SANA keep it): Xavier linears, N(0, 0.02) for the timestep, t_block and
+    caption MLPs, zeroed cross-attention output projections and final linear. ``model`` has PixArt's module names
+    (x_embedder, t_embedder, t_block, y_embedder.y_proj, blocks[i].cross_attn, final_layer)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    w = model.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    for linear in (model.t_embedder.mlp[0], model.t_embedder.mlp[2], model.t_block[1]):
+        nn.init.normal_(linear.weight, std=0.02)
+    nn.init.normal_(model.y_embedder.y_proj.fc1.weight, std=0.02)
+    nn.init.normal_(model.y_embedder.y_proj.fc2.weight, std=0.02)
+    for block in model.blocks:
+        nn.init.zeros_(block.cross_attn.proj.weight)
+        nn.init.zeros_(block.cross_attn.proj.bias)
+    nn.init.zeros_(model.final_layer.linear.weight)
+    nn.init.zeros_(model.final_layer.linear.bias)
+
+
 class PixArtSkeleton(Backbone):
     """PixArt-alpha's skeleton with one token mixer per block (``layout``): ``"SAx28"`` is PixArt-alpha, T2MD's
     layouts mix in Mamba-2. ``model(x, t, cond, mask=None)``: latents, timesteps, caption embeddings
@@ -235,27 +257,7 @@ class PixArtSkeleton(Backbone):
             T2IBlock(d, num_heads, m, mlp_ratio, bidirectional, mamba_kwargs, shared_projections) for m in mixers
         )
         self.final_layer = T2IFinalLayer(d, patch_size * patch_size * self.out_channels)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """PixArt's init: Xavier linears, N(0, 0.02) for the timestep, t_block and caption MLPs, zeroed
-        cross-attention output projections and final linear."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        for linear in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1]):
-            nn.init.normal_(linear.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc1.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc2.weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.cross_attn.proj.weight)
-            nn.init.zeros_(block.cross_attn.proj.bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        init_pixart_weights(self)
 
     def positions(self, h: int, w: int) -> Tensor:
         dim = self.x_embedder.proj.out_channels

@@ -606,15 +606,16 @@ void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float
   }
 }
 
-}  // namespace
-
-at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C,
-                      at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus, bool reverse) {
-  TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3), "ssd_fwd: x must be (b, L, H, P) "
+// The unfused scan's view of its tensors (ssd_fwd and ssd_bwd take the same ones), checked for the layouts the
+// kernels read; `op` names the caller in the errors.
+Ssd make_ssd(const char* op, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+             const at::Tensor& C, const at::Tensor& D, const at::Tensor& z, const at::Tensor& dt_bias,
+             bool dt_softplus, bool reverse) {
+  TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3), op, ": x must be (b, L, H, P) "
               "with contiguous (H, P)");
   TORCH_CHECK(dt.stride(2) == 1 && B.stride(3) == 1 && B.stride(2) == B.size(3) && C.stride(3) == 1 &&
-              C.stride(2) == C.size(3), "ssd_fwd: dt, B, C need contiguous inner dims");
-  TORCH_CHECK(!z.numel() || (z.stride(3) == 1 && z.stride(2) == z.size(3)), "ssd_fwd: z needs contiguous (H, P)");
+              C.stride(2) == C.size(3), op, ": dt, B, C need contiguous inner dims");
+  TORCH_CHECK(!z.numel() || (z.stride(3) == 1 && z.stride(2) == z.size(3)), op, ": z needs contiguous (H, P)");
   Ssd s;
   s.x = x.data_ptr<float>();
   s.dt = dt.data_ptr<float>();
@@ -630,7 +631,15 @@ at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::
   s.sz_b = z.numel() ? z.stride(0) : 0, s.sz_t = z.numel() ? z.stride(1) : 0;
   s.softplus = dt_softplus;
   s.reverse = reverse;
-  TORCH_CHECK(s.H % s.G == 0, "ssd_fwd: heads must be divisible by groups");
+  TORCH_CHECK(s.H % s.G == 0, op, ": heads must be divisible by groups");
+  return s;
+}
+
+}  // namespace
+
+at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C,
+                      at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus, bool reverse) {
+  const Ssd s = make_ssd("ssd_fwd", x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse);
   auto y = at::empty({x.size(0), s.L, s.H, s.P}, x.options());
   float* yp = y.data_ptr<float>();
   const int64_t per_seq = s.L * s.H * s.P;
@@ -689,28 +698,8 @@ at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tens
 std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B,
                                 at::Tensor C, at::Tensor D, at::Tensor z, at::Tensor dt_bias, bool dt_softplus,
                                 bool reverse) {
-  TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3), "ssd_bwd: x must be (b, L, H, P) "
-              "with contiguous (H, P)");
-  TORCH_CHECK(dt.stride(2) == 1 && B.stride(3) == 1 && B.stride(2) == B.size(3) && C.stride(3) == 1 &&
-              C.stride(2) == C.size(3), "ssd_bwd: dt, B, C need contiguous inner dims");
-  TORCH_CHECK(!z.numel() || (z.stride(3) == 1 && z.stride(2) == z.size(3)), "ssd_bwd: z needs contiguous (H, P)");
   TORCH_CHECK(dout.is_contiguous() && dout.sizes() == x.sizes(), "ssd_bwd: dout must be contiguous, like x");
-  Ssd s;
-  s.x = x.data_ptr<float>();
-  s.dt = dt.data_ptr<float>();
-  s.A = A.data_ptr<float>();
-  s.B = B.data_ptr<float>();
-  s.C = C.data_ptr<float>();
-  s.D = D.numel() ? D.data_ptr<float>() : nullptr;
-  s.z = z.numel() ? z.data_ptr<float>() : nullptr;
-  s.bias = dt_bias.numel() ? dt_bias.data_ptr<float>() : nullptr;
-  s.L = x.size(1), s.H = x.size(2), s.P = x.size(3), s.G = B.size(2), s.N = B.size(3);
-  s.sx_b = x.stride(0), s.sx_t = x.stride(1), s.sdt_b = dt.stride(0), s.sdt_t = dt.stride(1);
-  s.sB_b = B.stride(0), s.sB_t = B.stride(1), s.sC_b = C.stride(0), s.sC_t = C.stride(1);
-  s.sz_b = z.numel() ? z.stride(0) : 0, s.sz_t = z.numel() ? z.stride(1) : 0;
-  s.softplus = dt_softplus;
-  s.reverse = reverse;
-  TORCH_CHECK(s.H % s.G == 0, "ssd_bwd: heads must be divisible by groups");
+  const Ssd s = make_ssd("ssd_bwd", x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse);
   const int64_t batch = x.size(0), tasks = batch * s.G, H = s.H, P = s.P;
   const auto opts = x.options().dtype(at::kFloat);
   auto dx = at::empty({batch, s.L, H, P}, opts);
