@@ -161,3 +161,20 @@ def test_a_diverged_run_is_a_result_reported_kept_and_retried(tmp_path, divergin
     report = runner.invoke(app, ["report", "teng-table6", "--preset", preset, "--runs", str(runs), "--json"])
     rows = {r["variant"]: r for r in map(json.loads, report.output.strip().splitlines())}
     assert rows["1"]["status"] == "ok" and rows["1"]["n_pairs"] == 2 and rows["1"]["diverged_seeds"] == ""
+
+
+def test_torchrun_training_records_a_real_divergence_instead_of_failing(tmp_path: Path):
+    """The training a torchrun job runs (``ablations.tables.distributed.train``): a learning rate of 1e30 makes
+    the loss inf/NaN for real; the divergence lands in RUN/diverged.json with its step and seed, no exception."""
+    from ablations.experiment import RunConfig
+    from ablations.tables.distributed import train
+    from ablations.tables.runner import divergence
+
+    config = RunConfig(
+        model="dit-tiny", data="builtin", res=16, batch=4, steps=6, ckpt_every=1, log_every=1, space="pixel",
+        lr=1e30, seed=2,
+    )  # fmt: skip
+    train(config, tmp_path / "run", (6,))
+    found = divergence(tmp_path / "run")
+    assert found is not None and found["seed"] == 2 and 1 <= found["step"] <= 6, found
+    assert not math.isfinite(float(found["loss"])) and not (tmp_path / "run" / "done.json").is_file()

@@ -2,8 +2,8 @@
 job training (under torchrun when it has several processes) and scoring with ``run_table``.
 
 A run that diverged (``runner``: ``RUN/diverged.json``) is done, like a scored one: no job is submitted for it
-unless ``retry_diverged`` (``--retry-diverged``) asks to train it again. A job whose single-process training
-diverges records it and ends as done; under torchrun the divergence fails the job (its log names the step)."""
+unless ``retry_diverged`` (``--retry-diverged``) asks to train it again. A job whose training diverges, in one
+process or under torchrun (``ablations.tables.distributed``), records it and ends as done."""
 
 from __future__ import annotations
 
