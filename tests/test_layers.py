@@ -200,3 +200,20 @@ def test_blocks_match_timm_layouts_and_outputs():
     ours.load_state_dict(theirs.state_dict())
     image = torch.randn(2, 3, 6, 10)  # any size divisible by the patch
     assert torch.equal(theirs(image), ours(image)) and ours(image).shape == (2, 15, 32)
+
+
+def test_dt_projection_and_token_permutation_have_exact_gradients():
+    """The CPU-friendly dt projection and the gather-only token permutation (their backwards are written by
+    hand) against float64 gradcheck, and the permutation against plain indexing."""
+    from zoo.layers.mamba import dt_projection
+    from zoo.layers.scan_order import inverse_permutation, permute_tokens, scan_permutation
+
+    torch.manual_seed(0)
+    dt = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(20, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dt_projection, (dt, weight))
+    perm = scan_permutation(3, 4, "col_reversed")
+    x = torch.randn(2, 2 + 12, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: permute_tokens(v, perm, 2), (x,))
+    assert torch.equal(permute_tokens(x, perm, 2), torch.cat([x[:, :2], x[:, 2:][:, perm]], dim=1))
+    assert torch.equal(permute_tokens(permute_tokens(x, perm, 2), inverse_permutation(perm), 2), x)

@@ -63,6 +63,30 @@ def _direction_params(
     return conv1d, x_proj, dt_proj, A_log, D
 
 
+class _DtProjection(torch.autograd.Function):
+    """``dt @ weight.t()`` from the ``dt_rank`` features (a handful: 6 at width 96) to d_inner, with every GEMM
+    of the backward in the orientation that is fast on the CPU for so thin an input: the weight
+    gradient as ``(dt.t() @ grad).t()`` instead of autograd's ``grad.t() @ dt`` (7x faster at 4032 tokens x
+    rank 6 x 192 channels, one thread), the input gradient as ``(weight.t() @ grad.t()).t()`` (4x). Same MACs."""
+
+    @staticmethod
+    def forward(ctx, dt: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(dt, weight)
+        return dt @ weight.t()  # token-major, as the scan reads it best
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        dt, weight = ctx.saved_tensors
+        flat, g = dt.reshape(-1, dt.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        ddt = (weight.t() @ g.t()).t().reshape(dt.shape)
+        return ddt, (flat.t() @ g).t()
+
+
+def dt_projection(dt: Tensor, weight: Tensor) -> Tensor:
+    """Mamba's low-rank dt projection (no bias: it is added inside the scan), CPU-friendly (``_DtProjection``)."""
+    return _DtProjection.apply(dt, weight) if dt.device.type == "cpu" else dt @ weight.t()
+
+
 class Mamba(nn.Module):
     """Mamba-1 mixer (optionally Vim-v2 bidirectional); the module-level doc lists the layout."""
 
@@ -109,7 +133,7 @@ class Mamba(nn.Module):
         mamba_ssm's kernels call channel-last), so no (batch, d_inner, L) copy is made."""
         x = ops.causal_conv1d(x.transpose(1, 2), conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
         dt, B, C = torch.split(x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = dt @ dt_proj.weight.t()  # (b, L, d_inner); the bias is added (before softplus) inside the scan
+        dt = dt_projection(dt, dt_proj.weight)  # (b, L, d_inner); the bias is added (before softplus) in the scan
         A = -torch.exp(A_log.float())
         y = ops.selective_scan(
             x,

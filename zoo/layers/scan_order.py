@@ -34,6 +34,36 @@ def scan_permutation(h: int, w: int, order: str) -> Tensor:
     return _permutation(h, w, order)
 
 
+class _PermuteTokens(torch.autograd.Function):
+    """``x[:, index]`` for a permutation ``index`` of dim 1, whose gradient is the gather by the inverse
+    permutation: autograd's own backward of an index is a scatter-add (index_put with accumulate), several
+    times slower on the CPU, and a cat around it costs another full copy."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        return x.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors
+        return grad.index_select(1, torch.argsort(index)), None
+
+
+def permute_tokens(x: Tensor, perm: Tensor, prefix: int = 0) -> Tensor:
+    """(B, prefix + n, C) -> the ``prefix`` tokens in front as they are, then the other n in the order ``perm``
+    (a permutation of range(n)): one gather, in the forward and in the backward."""
+    if prefix:
+        perm = torch.cat([torch.arange(prefix, device=perm.device), perm + prefix])
+    return _PermuteTokens.apply(x, perm)
+
+
+def inverse_permutation(perm: Tensor) -> Tensor:
+    """The permutation that undoes ``perm``: ``permute_tokens(permute_tokens(x, p), inverse_permutation(p))``
+    is x."""
+    return torch.argsort(perm)
+
+
 def to_scan_order(x: Tensor, h: int, w: int, order: str) -> Tensor:
     """(B, h*w, C) row-major tokens -> the same tokens in ``order``.
 

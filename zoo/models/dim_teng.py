@@ -60,7 +60,7 @@ from zoo.layers.mamba import Mamba
 from zoo.layers.padding import EndOfLinePadding
 from zoo.layers.patch import PatchEmbed, token_grid, unpatchify
 from zoo.layers.pos_embed import resize_learned
-from zoo.layers.scan_order import scan_permutation
+from zoo.layers.scan_order import inverse_permutation, permute_tokens, scan_permutation
 from zoo.models.base import Backbone, noise_only
 
 SCAN_PATTERNS = {"1": "row", "2": "row_reversed", "3": "col", "4": "col_reversed"}  # paper Fig. 2 numbering
@@ -122,10 +122,10 @@ class DiMBlock(nn.Module):
         shift, scale, gate = (self.scale_shift_table[None] + adaln.view(-1, 3, x.shape[-1])).unbind(1)
         h = modulate(self.norm(x), shift, scale)
         if perm is not None:  # prefix tokens stay in front in every order
-            h = torch.cat([h[:, :prefix], h[:, prefix:][:, perm]], dim=1)
+            h = permute_tokens(h, perm, prefix)
         out = self.mixer(h)
         if perm is not None:
-            out = torch.cat([out[:, :prefix], out[:, prefix:][:, torch.argsort(perm)]], dim=1)
+            out = permute_tokens(out, inverse_permutation(perm), prefix)
         return x + (1 + gate.unsqueeze(1)) * out
 
 

@@ -90,13 +90,16 @@ def _cpp_conv_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
     """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only."""
     empty = x.new_empty(0)
     dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
-        grad.transpose(1, 2).contiguous(),
+        _token_major(grad),
         _token_major(x),
         weight.contiguous(),
         empty if bias is None else bias.contiguous(),
         silu,
     )
-    return [dx.transpose(1, 2).contiguous(), dw, db]
+    # dx in x's layout: a token-major view for a Mamba layer's activations (no transposing copy here, and none
+    # in the backward of the split that made x), contiguous otherwise
+    dx = dx.transpose(1, 2)
+    return [dx if x.stride(1) == 1 else dx.contiguous(), dw, db]
 
 
 def _fake_conv_backward(grad, x, weight, bias, silu):
