@@ -68,7 +68,7 @@ def test_ssd_kernel_gradients_through_the_op():
 
 
 @pytest.mark.parametrize("layout", ["token-major", "channel-major"])
-@pytest.mark.parametrize("width, L", [(4, 300), (4, 2), (2, 257), (3, 1)])
+@pytest.mark.parametrize("width, L", [(4, 300), (4, 2), (2, 257), (3, 1), (5, 40)])  # 5: the any-width path
 @pytest.mark.parametrize("silu, with_bias", [(True, True), (False, False)])
 def test_conv_kernel_matches_reference(layout, width, L, silu, with_bias):
     """Fused conv + SiLU, forward and backward, on a strided token-major view and on a (b, dim, L) tensor;

@@ -137,9 +137,12 @@ def _cpp_conv_scan_norm(
     )
 
 
-def _cpp_usable(zxbcdt: Tensor, *args: object) -> bool:
+def _cpp_usable(zxbcdt: Tensor, conv_weight: Tensor, *args: object) -> bool:
     return (
-        zxbcdt.dtype == torch.float32 and not kernel_choice.using_reference_kernels() and load_cpu_kernels() is not None
+        zxbcdt.dtype == torch.float32
+        and conv_weight.shape[1] <= 8  # the kernel's widest conv
+        and not kernel_choice.using_reference_kernels()
+        and load_cpu_kernels() is not None
     )
 
 

@@ -4,8 +4,8 @@
 // Token-major layout (the layout a Mamba layer's in_proj produces; causal-conv1d's "channel-last" input):
 //   x, dout: (batch, L, dim) with the channel dim contiguous, any token/batch stride
 //   weight: (dim, W)  bias: (dim,) or empty.  Outputs are contiguous (batch, L, dim).
-// Work is split over (batch, blocks of tokens) in the forward and over channel blocks in the backward (so
-// each weight gradient has one writer); the inner loops run over contiguous channels.
+// Work is split over (batch, blocks of tokens) in the forward and over columns of channels in the backward (so
+// each weight gradient has one writer); the vectors run over contiguous channels.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -24,7 +24,6 @@ using mambabench::sigmoid;
 
 constexpr int64_t kMaxWidth = 8;
 constexpr int64_t kTokenBlock = 256;
-constexpr int64_t kChannelBlock = 64;
 
 struct Conv {
   const float *x, *w, *bias;
@@ -41,40 +40,32 @@ Conv make_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias)
 
 // Output of processed tokens [t0, t1) and channels [c0, c1) of sequence b: the pre-activation, or with `silu`
 // the activation, of token t into row (t - out_t0) of out (row stride ld); with cv.reverse, token t reads
-// and writes row L - 1 - t. Each 64-channel strip is accumulated in registers and
-// written once (the output is fresh memory: every extra pass over it costs page faults and bandwidth).
-constexpr int64_t kStrip = 64;
-
+// and writes row L - 1 - t. Written on `vfloat` (simd_math.h): each vector of channels is accumulated in a
+// register over the W taps, activated with the inlined exp and stored once (the output is fresh memory:
+// every extra pass over it costs page faults and bandwidth); a scalar loop takes the last channels.
 void preact(const Conv& cv, const float* wt, int64_t b, int64_t t0, int64_t t1, int64_t c0, int64_t c1,
             float* out, int64_t out_t0, int64_t ld, bool silu = false) {
+  using mambabench::kVec;
+  using mambabench::vfloat;
+  using mambabench::vload;
+  using mambabench::vstore;
   const float* xs = cv.x + b * cv.sx_b;
   auto at = [&](int64_t t) { return cv.reverse ? cv.L - 1 - t : t; };
+  const float* rows[kMaxWidth];
   for (int64_t t = t0; t < t1; ++t) {
-    float* o = out + (at(t) - out_t0) * ld;
+    float* o = out + (at(t) - out_t0) * ld - c0;
     const int64_t kfirst = std::max<int64_t>(0, (cv.W - 1) - t);  // taps before the start are zeros
-    for (int64_t c = c0; c < c1; c += kStrip) {
-      const int64_t n = std::min(kStrip, c1 - c);
-      alignas(64) float acc[kStrip];
-      if (cv.bias) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) acc[i] = cv.bias[c + i];
-      } else {
-        std::fill(acc, acc + n, 0.f);
-      }
-      for (int64_t k = kfirst; k < cv.W; ++k) {
-        const float* xr = xs + at(t - (cv.W - 1) + k) * cv.sx_t + c;
-        const float* wk = wt + k * cv.dim + c;
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * xr[i];
-      }
-      float* oc = o + (c - c0);
-      if (silu) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) oc[i] = acc[i] * sigmoid(acc[i]);
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) oc[i] = acc[i];
-      }
+    for (int64_t k = kfirst; k < cv.W; ++k) rows[k] = xs + at(t - (cv.W - 1) + k) * cv.sx_t;
+    int64_t c = c0;
+    for (; c + kVec <= c1; c += kVec) {
+      vfloat acc = cv.bias ? vload(cv.bias + c) : vfloat{};
+      for (int64_t k = kfirst; k < cv.W; ++k) acc += vload(wt + k * cv.dim + c) * vload(rows[k] + c);
+      vstore(o + c, silu ? acc * mambabench::vsigmoid(acc) : acc);
+    }
+    for (; c < c1; ++c) {
+      float acc = cv.bias ? cv.bias[c] : 0.f;
+      for (int64_t k = kfirst; k < cv.W; ++k) acc += wt[k * cv.dim + c] * rows[k][c];
+      o[c] = silu ? acc * sigmoid(acc) : acc;
     }
   }
 }
@@ -84,6 +75,69 @@ std::vector<float> transposed_weight(const Conv& cv) {  // (W, dim): contiguous 
   for (int64_t c = 0; c < cv.dim; ++c)
     for (int64_t k = 0; k < cv.W; ++k) wt[k * cv.dim + c] = cv.w[c * cv.W + k];
   return wt;
+}
+
+// ---- Backward: one column of channels at a time ----
+// A column is kVec channels (one vector) or, past the last full vector, one channel (a float): everything
+// below is written once for both. The column walks every sequence from its end; the pre-activation of token t
+// is recomputed from the W inputs it read, the gradients of the W - 1 later tokens that dx[t] needs ride along
+// in registers, and dweight and dbias accumulate in registers over the whole batch (one writer per column),
+// so each element of dout and x is read and each of dx written once, with no pass over a buffer.
+inline mambabench::vfloat load(const float* p, mambabench::vfloat) { return mambabench::vload(p); }
+inline float load(const float* p, float) { return *p; }
+inline void store(float* p, mambabench::vfloat v) { mambabench::vstore(p, v); }
+inline void store(float* p, float v) { *p = v; }
+inline mambabench::vfloat sigmoid_of(mambabench::vfloat v) { return mambabench::vsigmoid(v); }
+inline float sigmoid_of(float v) { return sigmoid(v); }
+
+// NW > 0 fixes the width at compile time (the usual 4, 3, 2), NW == 0 reads it from cv.W.
+template <class V, int NW>
+void backward_column(const Conv& cv, const float* wt, const float* dout, bool silu, int64_t c, float* dx,
+                     float* dwt, float* db) {
+  const int64_t W = NW > 0 ? NW : cv.W;
+  V w[kMaxWidth], dw[kMaxWidth], dbias{}, later[kMaxWidth];  // later[i]: gradient at token t + 1 + i
+  for (int64_t k = 0; k < W; ++k) {
+    w[k] = load(wt + k * cv.dim + c, V{});
+    dw[k] = V{};
+  }
+  const V bias = cv.bias ? load(cv.bias + c, V{}) : V{};
+  for (int64_t b = 0; b < cv.batch; ++b) {
+    const float* xs = cv.x + b * cv.sx_b + c;
+    const float* gs = dout + b * cv.L * cv.dim + c;
+    float* dxs = dx + b * cv.L * cv.dim + c;
+    for (int64_t i = 0; i + 1 < W; ++i) later[i] = V{};  // zeros past the end
+    for (int64_t t = cv.L - 1; t >= 0; --t) {
+      const int64_t kfirst = std::max<int64_t>(0, (W - 1) - t);  // taps before the start are zeros
+      V xk[kMaxWidth], g = load(gs + t * cv.dim, V{});
+      for (int64_t k = kfirst; k < W; ++k) xk[k] = load(xs + (t - (W - 1) + k) * cv.sx_t, V{});
+      if (silu) {  // through the SiLU at the recomputed pre-activation
+        V pre = bias;
+        for (int64_t k = kfirst; k < W; ++k) pre += w[k] * xk[k];
+        const V sg = sigmoid_of(pre);
+        g = g * sg * (1.f + pre * (1.f - sg));
+      }
+      dbias += g;
+      for (int64_t k = kfirst; k < W; ++k) dw[k] += g * xk[k];
+      V acc = w[W - 1] * g;  // dx[t] = sum_k w[k] * g[t + (W - 1) - k]
+      for (int64_t k = 0; k + 1 < W; ++k) acc += w[k] * later[W - 2 - k];
+      store(dxs + t * cv.dim, acc);
+      for (int64_t i = W - 2; i > 0; --i) later[i] = later[i - 1];
+      if (W > 1) later[0] = g;
+    }
+  }
+  for (int64_t k = 0; k < W; ++k) store(dwt + k * cv.dim + c, dw[k]);
+  store(db + c, dbias);
+}
+
+template <class V>
+void backward_column_any_width(const Conv& cv, const float* wt, const float* dout, bool silu, int64_t c,
+                               float* dx, float* dwt, float* db) {
+  switch (cv.W) {
+    case 4: return backward_column<V, 4>(cv, wt, dout, silu, c, dx, dwt, db);
+    case 3: return backward_column<V, 3>(cv, wt, dout, silu, c, dx, dwt, db);
+    case 2: return backward_column<V, 2>(cv, wt, dout, silu, c, dx, dwt, db);
+    default: return backward_column<V, 0>(cv, wt, dout, silu, c, dx, dwt, db);
+  }
 }
 
 }  // namespace
@@ -107,6 +161,7 @@ at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, b
 // Returns dx (batch, L, dim), dweight (dim, W), dbias (dim,) (empty when there is no bias).
 std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight,
                                              at::Tensor bias, bool silu) {
+  using mambabench::kVec;
   const Conv cv = make_conv(x, weight, bias);
   TORCH_CHECK(dout.is_contiguous(), "causal_conv1d_bwd: dout must be contiguous (batch, L, dim)");
   const std::vector<float> wt = transposed_weight(cv);
@@ -114,66 +169,14 @@ std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Ten
   std::vector<float> dwt(cv.W * cv.dim, 0.f), db(cv.dim, 0.f);
   const float* go = dout.data_ptr<float>();
   float* dxp = dx.data_ptr<float>();
-  const int64_t cblocks = (cv.dim + kChannelBlock - 1) / kChannelBlock;
-  at::parallel_for(0, cblocks, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<float> g(kTokenBlock * kChannelBlock), pre(kTokenBlock * kChannelBlock);
-    for (int64_t cb = lo; cb < hi; ++cb) {
-      const int64_t c0 = cb * kChannelBlock, c1 = std::min(cv.dim, c0 + kChannelBlock), nc = c1 - c0;
-      for (int64_t b = 0; b < cv.batch; ++b) {
-        const float* xs = cv.x + b * cv.sx_b;
-        // Walk token blocks from the end: dx[t] needs g[t .. t + W - 1], and the W - 1 rows of g past
-        // the block are kept from the previous (later) block.
-        std::vector<float> carry((kMaxWidth - 1) * kChannelBlock, 0.f);
-        const int64_t blocks = (cv.L + kTokenBlock - 1) / kTokenBlock;
-        for (int64_t blk = blocks - 1; blk >= 0; --blk) {
-          const int64_t t0 = blk * kTokenBlock, t1 = std::min(cv.L, t0 + kTokenBlock), nt = t1 - t0;
-          const float* gob = go + (b * cv.L) * cv.dim;
-          if (silu) {
-            preact(cv, wt.data(), b, t0, t1, c0, c1, pre.data(), t0, nc);
-            for (int64_t t = 0; t < nt; ++t) {
-              const float* gr = gob + (t0 + t) * cv.dim + c0;
-              float* gt = g.data() + t * nc;
-              const float* pr = pre.data() + t * nc;
-#pragma omp simd
-              for (int64_t c = 0; c < nc; ++c) {
-                const float sg = sigmoid(pr[c]);
-                gt[c] = gr[c] * sg * (1.f + pr[c] * (1.f - sg));
-              }
-            }
-          } else {
-            for (int64_t t = 0; t < nt; ++t) std::copy(gob + (t0 + t) * cv.dim + c0, gob + (t0 + t) * cv.dim + c1,
-                                                       g.data() + t * nc);
-          }
-          for (int64_t t = 0; t < nt; ++t) {
-            const float* gt = g.data() + t * nc;
-            const float* xcur = xs + (t0 + t) * cv.sx_t;
-#pragma omp simd
-            for (int64_t c = 0; c < nc; ++c) db[c0 + c] += gt[c];
-            for (int64_t k = 0; k < cv.W; ++k) {  // dw[k] += g[t] * x[t - (W - 1) + k]
-              const int64_t src = t0 + t - (cv.W - 1) + k;
-              if (src < 0) continue;
-              const float* xr = xs + src * cv.sx_t + c0;
-              float* dw = dwt.data() + k * cv.dim + c0;
-#pragma omp simd
-              for (int64_t c = 0; c < nc; ++c) dw[c] += gt[c] * xr[c];
-            }
-            (void)xcur;
-            // dx[t] = sum_k w[k] * g[t + (W - 1) - k]
-            float* dxr = dxp + (b * cv.L + t0 + t) * cv.dim + c0;
-            std::fill(dxr, dxr + nc, 0.f);
-            for (int64_t k = 0; k < cv.W; ++k) {
-              const int64_t j = t + (cv.W - 1) - k;  // row of g, relative to t0
-              if (t0 + j >= cv.L) continue;
-              const float* gj = j < nt ? g.data() + j * nc : carry.data() + (j - nt) * kChannelBlock;
-              const float* wk = wt.data() + k * cv.dim + c0;
-#pragma omp simd
-              for (int64_t c = 0; c < nc; ++c) dxr[c] += wk[c] * gj[c];
-            }
-          }
-          for (int64_t r = 0; r < cv.W - 1 && r < nt; ++r)  // first W-1 rows of g feed the block before
-            std::copy(g.data() + r * nc, g.data() + (r + 1) * nc, carry.data() + r * kChannelBlock);
-        }
-      }
+  const int64_t vectors = cv.dim / kVec, columns = vectors + cv.dim % kVec;  // full vectors, then single channels
+  at::parallel_for(0, columns, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t col = lo; col < hi; ++col) {
+      if (col < vectors)
+        backward_column_any_width<mambabench::vfloat>(cv, wt.data(), go, silu, col * kVec, dxp, dwt.data(), db.data());
+      else
+        backward_column_any_width<float>(cv, wt.data(), go, silu, vectors * kVec + (col - vectors), dxp, dwt.data(),
+                                         db.data());
     }
   });
   auto dweight = at::empty_like(weight);

@@ -117,25 +117,33 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
     int64_t x_ld = s.sx_t, C_ld = s.sC_t, B_ld = s.sB_t;
     float* yc = y_seq + c0 * HP;
     if (fused) {
-      // conv + SiLU of the chunk's rows (tokens before the start are zeros), in processed order
+      // conv + SiLU of the chunk's rows (tokens before the start are zeros), in processed order; each vector
+      // of channels accumulated in a register over the taps and activated with the inlined exp
+      using mambabench::kVec;
+      using mambabench::vfloat;
+      using mambabench::vload;
+      using mambabench::vstore;
       const float* raw = s.xbc + b * s.sxbc_b;
       const int64_t cd = s.conv_dim;
+      const float* rows[8];
       for (int64_t t = 0; t < Tc; ++t) {
         float* o = xbuf.data() + t * cd;
-        if (s.conv_b)
-          std::copy_n(s.conv_b, cd, o);
-        else
-          std::fill_n(o, cd, 0.f);
-        for (int64_t k = 0; k < s.W; ++k) {
+        const int64_t kfirst = std::max<int64_t>(0, (s.W - 1) - (c0 + t));
+        for (int64_t k = kfirst; k < s.W; ++k) {
           const int64_t q = c0 + t - (s.W - 1) + k;  // processed index of the tap
-          if (q < 0) continue;
-          const float* xr = raw + (s.reverse ? s.L - 1 - q : q) * s.sxbc_t;
-          const float* wk = s.conv_wt + k * cd;
-#pragma omp simd
-          for (int64_t c = 0; c < cd; ++c) o[c] += wk[c] * xr[c];
+          rows[k] = raw + (s.reverse ? s.L - 1 - q : q) * s.sxbc_t;
         }
-#pragma omp simd
-        for (int64_t c = 0; c < cd; ++c) o[c] = o[c] * sigmoid(o[c]);
+        int64_t c = 0;
+        for (; c + kVec <= cd; c += kVec) {
+          vfloat acc = s.conv_b ? vload(s.conv_b + c) : vfloat{};
+          for (int64_t k = kfirst; k < s.W; ++k) acc += vload(s.conv_wt + k * cd + c) * vload(rows[k] + c);
+          vstore(o + c, acc * mambabench::vsigmoid(acc));
+        }
+        for (; c < cd; ++c) {
+          float acc = s.conv_b ? s.conv_b[c] : 0.f;
+          for (int64_t k = kfirst; k < s.W; ++k) acc += s.conv_wt[k * cd + c] * rows[k][c];
+          o[c] = acc * sigmoid(acc);
+        }
       }
       xc = xbuf.data(), Bc = xbuf.data() + HP, Cc = xbuf.data() + HP + G * N, yc = ybuf.data();
       x_ld = B_ld = C_ld = cd;
@@ -665,6 +673,7 @@ at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tens
   TORCH_CHECK(zxbcdt.size(2) == d_inner + conv_dim + H && N * 2 * ngroups + d_inner == conv_dim,
               "ssd_conv_norm: widths do not fit (z, xBC, dt)");
   TORCH_CHECK(d_inner % norm_group == 0, "ssd_conv_norm: d_inner must be divisible by the norm group");
+  TORCH_CHECK(conv_weight.size(1) <= 8, "ssd_conv_norm: conv width must be <= 8");
   Ssd s;
   float* base = zxbcdt.data_ptr<float>();
   s.z = base, s.xbc = base + d_inner, s.dt = base + d_inner + conv_dim;
