@@ -62,12 +62,15 @@ VIDEO = SweepPreset(
 )
 # ``field``: one paper-size model of every family, by token mixer (softmax attention: DiT, PixArt-alpha, U-ViT;
 # Mamba-1: DiM (Mo & Tian, Teng et al.), ZigMa, DiS, WD-Mamba; Mamba-2 hybrid: T2MD; linear attention: SANA,
-# gated linear attention: DiG),
+# gated linear attention: DiG; S4D gated bidirectional SSM with hourglass dense layers: DiffuSSM),
 # counted from 256 to 3840x2160 and 4096x4096; each non-softmax family paired with the softmax model of its
 # setting (class-conditional: DiT of the same size class; text: PixArt-alpha) so the plot marks where it becomes
 # the cheaper one. SANA's 32x DC-AE latents give it 16x fewer tokens per image pixel than the SD-VAE models, so a
 # crossover on the token axis would compare different images: it has no pair (per image pixel it costs less
 # than PixArt-alpha at every size counted), and its 4K row is 3840x2176 (sides must be multiples of 32).
+# DiffuSSM is unpaired for the same reason: no patches (one token per latent pixel, 4x DiT-XL/2's tokens per
+# image pixel), so the token axis would compare different images; per image it becomes cheaper than DiT-XL/2
+# between 1024 and 2048 px (counted: 4809 vs 2909 GMACs at 1024, 19237 vs 24624 at 2048; ~1630 px log-log).
 FIELD_MODELS = (
     "dit-xl/2",
     "dit-b/2",
@@ -80,6 +83,7 @@ FIELD_MODELS = (
     "wd-mamba",
     "t2md",
     "dig-xl/2",
+    "diffussm-xl",
 )
 FIELD = SweepPreset(
     name="field",

@@ -1,10 +1,11 @@
 """Official checkpoints into registry models: ``zoo.create_model(name, pretrained=PATH)`` (timm's pattern).
 
 A checkpoint file is read whatever its container (``read_state_dict``: a ``torch.save`` dict, the state dict
-nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's training code save it, or a
-``.safetensors`` file), then the layout of its family that it is in (``LAYOUTS``, one file per family:
-``dit``, ``latte``, ``pixart`` (also ``t2md``, official and diffusers), ``dim_teng``) maps it onto our
-parameter names. U-ViT (baofff/U-ViT ``libs/uvit.py``, ``nnet_ema.pth``) needs no layout: our names are
+nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's training code save it, also with
+the training script's pickled args beside it, read as inert stand-ins (``pickled``), or a ``.safetensors``
+file), then the layout of its family that it is in (``LAYOUTS``, one file per family: ``dit``, ``latte``,
+``pixart`` (also ``t2md``, official and diffusers), ``dim_teng``, ``zigma``, ``dis``, ``dig``) maps it onto
+our parameter names. U-ViT (baofff/U-ViT ``libs/uvit.py``, ``nnet_ema.pth``) needs no layout: our names are
 U-ViT's and its ``pos_embed`` is learned, so it must match the model's grid (``input_size``). Every other
 family, and a state dict in none of its family's layouts, loads in our own names (our ``ablations train``
 checkpoints, ``model.state_dict()`` files).
@@ -26,8 +27,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from zoo.checkpoints import dim_teng, dit, latte, pixart, sana  # noqa: F401  (each registers its family's layouts)
+from zoo.checkpoints import dig, dim_teng, dis, dit, latte, pixart, sana, zigma  # noqa: F401  (each registers a layout)
 from zoo.checkpoints.layout import LAYOUTS, Layout, StateDict, key_lists
+from zoo.checkpoints.pickled import load_with_stand_ins
 from zoo.errors import CheckpointMismatch, NotACheckpoint
 
 WRAPPERS = ("ema", "state_dict", "model", "module", "net", "nnet")  # first one holding a state dict wins
@@ -65,7 +67,10 @@ def read_state_dict(source: str | Path) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises anything (UnpicklingError, RuntimeError, EOFError, ...)
-        raise NotACheckpoint(f"{path}: not a checkpoint torch.load can read ({_first_line(error)})") from None
+        try:  # a training checkpoint with its script's pickled args (ZigMa's, DiS's, DiG's): inert stand-ins
+            obj = load_with_stand_ins(path)
+        except Exception:
+            raise NotACheckpoint(f"{path}: not a checkpoint torch.load can read ({_first_line(error)})") from None
     state = unwrap(obj)
     if state is None:
         raise NotACheckpoint(
