@@ -1,7 +1,8 @@
 """ZigMa (zoo/models/zigma.py) and DiS (zoo/models/dis.py): zigzag paths, per-block path schedule, forward
 shapes on square and non-square grids, gradients, parameter counts of the paper-size entries against closed
 forms of the official layouts (CompVis/zigma ``model_zigma.py``, feizc/DiS ``models_dis.py``), and FLOP
-counting. Parity with the official model classes is not checked here (no mamba_ssm on the CPU runners)."""
+counting. Their official checkpoint layouts and outputs against float64 references of the official forwards are
+in tests/test_official_layouts_field.py; the one-off check against the official classes is in docs/models.md."""
 
 from __future__ import annotations
 
