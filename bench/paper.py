@@ -14,6 +14,11 @@
   and DiG-XL/2 runs 1.8x faster than DiT-XL/2 with FlashAttention-2 at 2048 px (GPU). Ours: the ratio of
   counted forward MACs, and with ``measure`` the ratio of measured forward latencies (on a CPU only for the
   S/2 pair: the XL/2 forwards at 2048 px take minutes each there).
+- ``sana-claims``: SANA's cost claims (Xie et al. 2024, arXiv 2410.10629): parameters, throughput, latency and
+  speed-up over FLUX-dev of Sana-0.6B / 1.6B, PixArt-Sigma and FLUX-dev at 1024 and 4096 px on an A100 (Table 14),
+  and the MACs of its block ablation at 1024 px (Table 8). Ours: parameters and forward MACs of the registry's
+  sana and pixart entries at the same resolution, PixArt / model MAC ratios beside the paper's throughput ratios;
+  with ``measure``, on a CPU one full-width block of each model timed at that token grid and composed by depth.
 """
 
 from __future__ import annotations
@@ -182,6 +187,125 @@ def dig_claims(measure: bool = False, device: str = "cpu", dtype: str = "float32
     return rows
 
 
+# SANA (Xie et al. 2024, arXiv 2410.10629; read in its ar5iv rendering). Table 14 ("Comparison of throughput and
+# latency under different resolutions. All models tested on an A100 GPU with FP16 precision"; it does not restate
+# the batch sizes, Table 7's are throughput at batch 16, latency at batch 1 and 20 steps): paper name -> (params in
+# B, throughput /s, latency s, speed-up over FLUX-dev, a throughput ratio) per resolution. Table 14's header says
+# "Latency(ms)" but its values are seconds (FLUX-dev 23 at 1024 px = Table 7's 23.0 s). The parameters (B) are
+# Table 7's "Params (B)" column (the same for 1024 and 4096 px; Table 7 reports 512/1024 only).
+_SANA_TABLE14 = {
+    "1024": {
+        "Sana-0.6B": (0.6, 1.72, 0.9, 43.0),  # Table 14, 1024 x 1024; params: Table 7
+        "Sana-1.6B": (1.6, 1.01, 1.2, 25.2),  # Table 14, 1024 x 1024; params: Table 7
+        "PixArt-Sigma": (0.6, 0.40, 2.7, 10.0),  # Table 14, 1024 x 1024; params: Table 7
+        "FLUX-dev": (12.0, 0.04, 23.0, 1.0),  # Table 14, 1024 x 1024; params: Table 7
+    },
+    "4096": {
+        "Sana-0.6B": (0.6, 0.104, 9.6, 104.0),  # Table 14, 4096 x 4096
+        "Sana-1.6B": (1.6, 0.066, 5.9, 66.0),  # Table 14, 4096 x 4096 (as printed: 5.9 s, below Sana-0.6B's 9.6 s)
+        "PixArt-Sigma": (0.6, 0.005, 186.0, 5.0),  # Table 14, 4096 x 4096
+        "FLUX-dev": (12.0, 0.001, 1023.0, 1.0),  # Table 14, 4096 x 4096
+    },
+}
+# Table 8 ("Performance of Sana block design space", 1024 px, A100 FP16; "MACs: Multi-accumulate operations for a
+# single forward pass"), in T: "FullAttn & FFN" on AE-F8C4P2 (PixArt's DiT) and "LinearAttn & MixFFN" on
+# AE-F32C32P1 (Sana-0.6B's blocks).
+_SANA_TABLE8_TMACS = {"PixArt-Sigma": 6.48, "Sana-0.6B": 1.08}
+# The registry entry counted for each paper model at each resolution (None: no entry). PixArt-Sigma has the
+# transformer of PixArt-alpha (the 1024-MS entry); the 4K Sana-1.6B is its own entry (sin-cos positions).
+_SANA_ENTRIES = {
+    "1024": {"Sana-0.6B": "sana-600m", "Sana-1.6B": "sana-1600m", "PixArt-Sigma": "pixart-alpha-xl/2-1024-ms"},
+    "4096": {"Sana-0.6B": "sana-600m", "Sana-1.6B": "sana-1600m-4k", "PixArt-Sigma": "pixart-alpha-xl/2-1024-ms"},
+}
+_ONE_BLOCK = {"sana": dict(depth=1), "pixart": dict(depth=1, layout="SA")}  # overrides that build a single block
+
+
+def composed_block_seconds(model: str, res: str, threads: int = 1) -> dict:
+    """One full-width block of a text-to-image entry (SANA or PixArt: ``block(x, t6, caption, mask, h, w)``) timed
+    on this CPU at the token grid of a square ``res``, and composed by the entry's depth (the embeddings and final
+    layer left out)."""
+    import torch
+
+    from bench.block_timing import _time_module
+    from zoo.registry import get_entry
+
+    entry = get_entry(model)
+    with torch.device("meta"):
+        full = entry.build()
+    depth, width = len(full.blocks), full.blocks[0].norm1.normalized_shape[0]
+    side = parse_resolution(res).height // (entry.inputs.spatial_factor * full.patch_size)
+    tokens = side * side
+
+    def build():
+        return entry.build(**_ONE_BLOCK[entry.family]).blocks[0]
+
+    def inputs():
+        caption = torch.randn(1, entry.inputs.caption_tokens, width)
+        return torch.randn(1, tokens, width), torch.randn(1, 6 * width), caption, None, side, side
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        block = _time_module(f"{model} block", build, inputs, tokens, None, 1, "fast")
+    finally:
+        torch.set_num_threads(previous)
+    return {"block_s": block.seconds, "depth": depth, "composed_s": depth * block.seconds, "block_macs": block.macs}
+
+
+def sana_claims(measure: bool = False, device: str = "cpu", dtype: str = "float32", threads: int = 1) -> list[dict]:
+    from zoo.summary import count_parameters
+
+    rows = []
+    for res, papers in _SANA_TABLE14.items():
+        entries = _SANA_ENTRIES[res]
+        gmacs = {paper: _gmacs(model, res)[0] for paper, model in entries.items()}
+        pixart_tp = papers["PixArt-Sigma"][1]
+        timed = {}
+        if measure and device == "cpu":  # whole PixArt forwards take hours at 4K here: compose one block of each
+            timed = {paper: composed_block_seconds(model, res, threads) for paper, model in entries.items()}
+        elif measure:
+            timed = {
+                paper: {"latency_ms": _latency_ms(model, res, device, dtype, threads)}
+                for paper, model in entries.items()
+            }
+        for paper, (params_b, throughput, latency, speedup) in papers.items():
+            model = entries.get(paper)
+            row = {
+                "resolution": res,
+                "paper": paper,
+                "model": model or "no entry",
+                "paper_params_b": params_b,
+                "params_m": round(count_parameters(model) / 1e6, 1) if model else "no entry",
+                "paper_tp_per_s": throughput,
+                "paper_latency_s": latency,
+                "paper_x_flux": speedup,
+                "paper_tp_over_pixart": round(throughput / pixart_tp, 2),
+                "gmacs": round(gmacs[paper], 1) if model else "no entry",
+                "pixart_macs_over_model": round(gmacs["PixArt-Sigma"] / gmacs[paper], 3) if model else "no entry",
+            }
+            if res == "1024" and paper in _SANA_TABLE8_TMACS:
+                row["paper_t8_tmacs"] = _SANA_TABLE8_TMACS[paper]
+                row["paper_t8_over_ours"] = round(_SANA_TABLE8_TMACS[paper] / (gmacs[paper] / 1e3), 2)
+            if model and device == "cpu" and timed:
+                t, pixart = timed[paper], timed["PixArt-Sigma"]
+                row.update(
+                    composed_block_s=round(t["block_s"], 3),
+                    composed_s=round(t["composed_s"], 2),
+                    composed_pixart_over_model=round(pixart["composed_s"] / t["composed_s"], 3),
+                    device=f"cpu ({threads} thread{'s' if threads > 1 else ''}; blocks composed)",
+                )
+            elif model and timed:
+                t, pixart = timed[paper], timed["PixArt-Sigma"]
+                row.update(
+                    latency_ms=round(t["latency_ms"], 1),
+                    measured_pixart_over_model=round(pixart["latency_ms"] / t["latency_ms"], 3),
+                    device=device,
+                    dtype=dtype,
+                )
+            rows.append(row)
+    return rows
+
+
 def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, threads: int) -> list:
     """Our numbers of a paper table as store rows (the paper's own columns, ``paper_*``, are constants and
     stay out): model ``paper:<name>`` or the row's model, one metric per numeric column."""
@@ -212,6 +336,22 @@ def paper_measurements(name: str, rows: list[dict], device: str, dtype: str, thr
 
 
 NOTES = {
+    "sana-claims": "Paper: SANA (arXiv 2410.10629) Table 14 (A100, FP16; batch sizes as Table 7's: throughput at "
+    "16, latency at 1 and 20 steps; the header says ms, the values are seconds; its speed-up is the throughput "
+    "ratio to FLUX-dev), parameters from Table 7, block MACs from Table 8 (1024 px). Its headline claims: 106x "
+    "faster than FLUX at 4K (Fig. 2, batch 1: Table 14's latencies 1023 s / 9.6 s; its throughput ratio is 104x) "
+    "and 40x at 1K (Sec. 1, Fig. 4; Table 7: 39.5x, Table 14: 43.0x); Fig. 2 also has algorithm and system "
+    "changes take a 4K image from 469 s to 9.6 s. Table 14 prints Sana-1.6B's 4K latency (5.9 s) below "
+    "Sana-0.6B's (9.6 s) though its throughput is lower; shown as printed. Table 8's MACs are about twice our "
+    "counts for both designs (6.48 T vs our PixArt 3.25 T, 1.08 T vs our Sana-0.6B 0.56 T): the paper does not "
+    "say how it counts (a CFG batch of 2 would double them). Ours: forward MACs at batch 1 counted on the meta "
+    "device; PixArt-Sigma is counted as the registry's PixArt-alpha 1024-MS transformer (the same DiT; Sigma's "
+    "300 caption tokens and its key/value token compression at 4K are not modelled, so our 4K PixArt count is an "
+    "upper bound); Sana-0.6B at 4K is sana-600m counted at 4096 px (no 0.6B 4K model was released). FLUX-dev has "
+    "no registry entry. Not found in the paper, so not shown: MACs at 4K and MACs of FLUX; its memory and "
+    "laptop claims are not compared. --measure on a CPU times one full-width block of each model at the token "
+    "grid and multiplies by the depth (embeddings and final layer left out); at 4K the PixArt block takes about 8 "
+    "minutes a run at one thread (a warm-up and a timed run), the whole --measure about 30 on a busy 2-core VM.",
     "dig-claims": "The paper's speed-ups are GPU measurements (training speed for S/2 at 1792 px; XL/2 at 2048 px "
     "against DiT with FlashAttention-2); ours are counted forward MACs (the GLA FLOPs as the chunked algorithm does "
     "them) and, with --measure, forward latencies on the chosen device. Its memory claim is not compared here.",
@@ -231,6 +371,10 @@ NOTES = {
 }
 
 COMPARISONS: dict[str, tuple[Callable[..., list[dict]], str]] = {
+    "sana-claims": (
+        sana_claims,
+        "SANA (Xie et al.): Sana-0.6B/1.6B vs PixArt-Sigma and FLUX-dev at 1024 and 4096 px (paper: A100, Table 14)",
+    ),
     "dig-claims": (dig_claims, "DiG (Zhu et al.): DiG vs DiT at 1792 and 2048 px (paper: GPU speed-ups 2.5x, 1.8x)"),
     "t2md-table3": (t2md_table3, "T2MD Table 3: T2MD vs all-SA twin at batch 1 (paper: H100 latency)"),
     "mo-table4": (mo_table4, "DiM (Mo & Tian) Table 4: DiM-XL/2 vs DiT-XL/2 GFLOPs (paper: thop; ours: MACs)"),

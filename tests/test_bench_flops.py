@@ -56,6 +56,20 @@ def test_cli_json_rows():
     assert len(lines) == 2 and '"input_shape": [1, 3, 8, 16]' in lines[1]
 
 
+def test_table_shows_the_linear_attention_share():
+    """The printed table has a column for linear attention (SANA's and DiG's ops, one category), as for softmax
+    attention and the scans; a present category is never printed as 0%."""
+    from bench.cli.flops import SHARE_COLUMNS, _share
+
+    assert [c for _, c in SHARE_COLUMNS] == ["attention", "linear attention", "scan", "linear", "conv"]
+    sana, dig = count_flops("sana-tiny", Resolution(256, 256)), count_flops("dig-tiny", Resolution(64, 64))
+    assert sana.by_category["linear attention"] > 0 and dig.by_category["linear attention"] > 0
+    assert all(_share(c, "linear attention").rstrip("%").lstrip("<") != "0" for c in (sana, dig))
+    assert _share(count_flops("dit-tiny", Resolution(64, 64)), "linear attention") == "0%"
+    result = CliRunner().invoke(app, ["flops", "-m", "sana-tiny", "-r", "256", "--no-store"])
+    assert result.exit_code == 0 and "lin attn = linear and gated linear attention" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("name", ["dit-s/2", "dim-mo-s/2"])
 def test_fvcore_agrees_within_one_percent_at_256(name):
     from bench.fvcore_counter import fvcore_macs

@@ -15,8 +15,12 @@ from mambabench.errors import UserError
 
 @app.command("paper")
 def paper_command(
-    name: str = typer.Argument(..., help="t2md-table3 | mo-table4 | teng-table1 | teng-fig3"),
-    measure: bool = typer.Option(False, "--measure", help="Also time the forwards (t2md-table3, teng-fig3)."),
+    name: str = typer.Argument(
+        ..., help="t2md-table3 | mo-table4 | teng-table1 | teng-fig3 | dig-claims | sana-claims"
+    ),
+    measure: bool = typer.Option(
+        False, "--measure", help="Also time the forwards (t2md-table3, teng-fig3, dig-claims, sana-claims)."
+    ),
     device: str = typer.Option("cpu", help="Device for --measure."),
     dtype: str = typer.Option("float32", help="dtype for --measure."),
     threads: int = typer.Option(1, help="CPU threads for --measure."),
@@ -49,8 +53,9 @@ def paper_command(
         table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
     console.print(table)
     console.print(NOTES[name])
-    if not measure and name in ("t2md-table3", "teng-fig3"):
+    if not measure and name in ("t2md-table3", "teng-fig3", "sana-claims"):
         console.print(
-            "Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU t2md-table3 times "
-            "one full-width block of each kind and composes them, ~10 minutes at one thread)."
+            "Latency: add --measure (on a GPU: --device cuda --dtype bfloat16; on a CPU t2md-table3 and "
+            "sana-claims time one full-width block of each kind and compose them, ~10 and ~30 minutes at one "
+            "thread)."
         )

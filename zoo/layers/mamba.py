@@ -83,8 +83,11 @@ class _DtProjection(torch.autograd.Function):
 
 
 def dt_projection(dt: Tensor, weight: Tensor) -> Tensor:
-    """Mamba's low-rank dt projection (no bias: it is added inside the scan), CPU-friendly (``_DtProjection``)."""
-    return _DtProjection.apply(dt, weight) if dt.device.type == "cpu" else dt @ weight.t()
+    """Mamba's low-rank dt projection (no bias: it is added inside the scan), CPU-friendly (``_DtProjection``)
+    where a backward will run; a plain matmul otherwise, which tracers such as fvcore's see and count."""
+    if dt.device.type == "cpu" and torch.is_grad_enabled() and not torch.jit.is_tracing():
+        return _DtProjection.apply(dt, weight)
+    return dt @ weight.t()
 
 
 class Mamba(nn.Module):

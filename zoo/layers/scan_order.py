@@ -55,7 +55,9 @@ def permute_tokens(x: Tensor, perm: Tensor, prefix: int = 0) -> Tensor:
     (a permutation of range(n)): one gather, in the forward and in the backward."""
     if prefix:
         perm = torch.cat([torch.arange(prefix, device=perm.device), perm + prefix])
-    return _PermuteTokens.apply(x, perm)
+    if torch.is_grad_enabled() and not torch.jit.is_tracing():
+        return _PermuteTokens.apply(x, perm)
+    return x.index_select(1, perm)
 
 
 def inverse_permutation(perm: Tensor) -> Tensor:

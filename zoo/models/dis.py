@@ -30,9 +30,9 @@ and DiS-S/2 unconditional on 32 px pixels (the README's CelebA/CIFAR-10 runs, ``
 
 Our choices: other token grids bilinearly resize the patch part of the learned positional embedding
 (U-ViT's rule); stochastic depth (drop path 0.1 in the code) is not built; the contract's missing labels
-mean the null label (the code fails on a class model called without labels). Parameter counts: the paper's
-table could not be pinned in this session, so the entries record none; the tests check our count against a
-closed form of the official layout.
+mean the null label (the code fails on a class model called without labels). Parameter counts: the paper's own
+table could not be read here; ``dis-h/2-512`` records the 900 M that Lu & Song 2024 (sCM, Table 2) cite for it,
+the others none; the tests check every count against a closed form of the official layout.
 """
 
 from __future__ import annotations
@@ -182,7 +182,14 @@ register(
     builder=DiS,
     config=dict(input_size=64, patch_size=2, hidden_size=1536, depth=49),  # README: DiS-H/2 at 512 px
     inputs=InputSpec(in_channels=4, latent=True, image_size=512, conditioning="class", num_classes=1000),
-    paper=PaperInfo(_PAPER, "ImageNet 512 (class-conditional)", note=_NOTE.format("h", 2)),
+    paper=PaperInfo(
+        _PAPER,
+        "ImageNet 512 (class-conditional); count as cited by Lu & Song 2024 (sCM, arXiv 2410.11081) Table 2",
+        params_m=900,
+        params_tolerance=0.02,
+        note="DiS-H/2 at 512 px is 900M in sCM's Table 2 (a rounded count; DiS's own table could not be read here, "
+        "and feizc/DiS's README gives none); ours 908.1 M (+0.9%), config from feizc/DiS models_dis.py (dis_h_2)",
+    ),
 )
 register(
     "dis-s/2-32",

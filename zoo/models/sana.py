@@ -25,7 +25,7 @@ within 1e-5); the parameter names are NVlabs/Sana's (``SanaMS``: ``attn.qkv``, `
   p * p * 32 (SANA predicts the flow velocity: no learned sigma; ``learn_sigma=True``, not SANA's, doubles
   the output channels, as diffusers' ``out_channels=64`` would).
 
-Configurations (paper Table 3 / diffusers' conversion script): Sana-0.6B width 1152, depth 28, 36 heads of
+Configurations (paper Table 6 / diffusers' conversion script): Sana-0.6B width 1152, depth 28, 36 heads of
 32, cross-attention 16 heads of 72; Sana-1.6B width 2240, depth 20, 70 heads of 32, cross-attention 20 heads
 of 112; both FFN 2.5x. The 4K model is Sana-1.6B at a 128 x 128 latent with the sin-cos table
 (``interpolation_scale=2``; diffusers' ``convert_sana_to_diffusers.py``: {512: None, 1024: None, 2048: 1.0,
@@ -218,10 +218,10 @@ register(
     inputs=_inputs(1024),
     paper=PaperInfo(
         "Xie et al. 2024 (SANA), Sana-0.6B at 1024 px",
-        "Table 3",
+        "Table 6 (arXiv 2410.10629, ar5iv rendering)",
         params_m=590,
-        note="the paper's Table 3 gives 590 M (width 1152, depth 28, FFN 2880, 36 heads); ours 591.7 M, the same "
-        "as diffusers' SanaTransformer2DModel of that config",
+        note="the paper's Table 6 gives 590 M (width 1152, depth 28, FFN 2880, 36 heads; Table 7: 0.6 B); ours "
+        "591.7 M (+0.3%), the same as diffusers' SanaTransformer2DModel of that config",
     ),
     weights=(
         Published(_HUB + "Sana_600M_1024px_diffusers", "transformer/", _DIFFUSERS_NOTE),
@@ -236,10 +236,10 @@ register(
     inputs=_inputs(1024),
     paper=PaperInfo(
         "Xie et al. 2024 (SANA), Sana-1.6B at 1024 px",
-        "Table 3",
+        "Table 6 (arXiv 2410.10629, ar5iv rendering)",
         params_m=1604,
-        note="the paper's Table 3 gives 1604 M (width 2240, depth 20, FFN 5600, 70 heads); ours 1604.5 M, the "
-        "same as diffusers' SanaTransformer2DModel defaults",
+        note="the paper's Table 6 gives 1604 M (width 2240, depth 20, FFN 5600, 70 heads; Table 7: 1.6 B); ours "
+        "1604.5 M, the same as diffusers' SanaTransformer2DModel defaults",
     ),
     weights=(
         Published(_HUB + "Sana_1600M_1024px_diffusers", "transformer/", _DIFFUSERS_NOTE),
@@ -259,7 +259,7 @@ register(
     inputs=_inputs(4096),
     paper=PaperInfo(
         "Xie et al. 2024 (SANA), Sana-1.6B at 4096 px",
-        "Table 3; diffusers' convert_sana_to_diffusers.py (sample_size 128, interpolation_scale 2)",
+        "Table 6 (arXiv 2410.10629); diffusers' convert_sana_to_diffusers.py (sample_size 128, interpolation_scale 2)",
         params_m=1604,
         note="Sana-1.6B's 1604 M (the fixed sin-cos table adds no parameters)",
     ),

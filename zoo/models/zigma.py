@@ -199,9 +199,12 @@ class ZigMa(Backbone):
 _PAPER = "Hu et al. 2024 (ZigMa, ECCV)"
 _CODE = "CompVis/zigma"
 _HF = "https://huggingface.co/taohu/zigma"
+# how sample_acc.py reads them (zoo.checkpoints.zigma: the official names are ours; t is passed as 1000 * t)
+_CONTAINER = "train_acc.py's checkpoint, EMA weights under 'ema'"
 _NO_TABLE = (
-    "config from the official code (" + _CODE + " config/model/{}.yaml); the paper's parameter counts could not "
-    "be pinned in this session: our count is checked against a closed form of the official layout instead"
+    "config from the official code (" + _CODE + " config/model/{}.yaml); no parameter count of the paper "
+    "(arXiv 2403.13802) was found (CompVis/zigma's README gives none): our count is checked against a closed "
+    "form of the official layout instead"
 )
 register(
     "zigma-b/2-faceshq1024",
@@ -212,7 +215,11 @@ register(
     inputs=InputSpec(in_channels=4, latent=True, image_size=1024, conditioning="none"),
     paper=PaperInfo(_PAPER, "Sec. 4 (FacesHQ 1024, unconditional)", note=_NO_TABLE.format("s1024_zigzag8_b2_old")),
     weights=(
-        Published(_HF, "faceshq1024_0090000.pt", "CompVis/zigma README, Sampling: model=s1024_zigzag8_b2_old"),
+        Published(
+            _HF,
+            "faceshq1024_0090000.pt",
+            "CompVis/zigma README, Sampling: model=s1024_zigzag8_b2_old; " + _CONTAINER,
+        ),
         Published(_HF, "landscape1024_0210000.pt", "same README: LandscapeHQ 1024, same config"),
     ),
 )
@@ -227,7 +234,9 @@ register(
     paper=PaperInfo(
         _PAPER, "Sec. 4 (MultiModal-CelebA-HQ 256, unconditional)", note=_NO_TABLE.format("zigzag8_b1_pe2")
     ),
-    weights=(Published(_HF, "churches256_0280000.pt", "CompVis/zigma README, Sampling: model=zigzag8_b1_pe2"),),
+    weights=(
+        Published(_HF, "churches256_0280000.pt", "CompVis/zigma README, Sampling: model=zigzag8_b1_pe2; " + _CONTAINER),
+    ),
 )
 register(
     "zigma-tiny",
