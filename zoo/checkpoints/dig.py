@@ -16,26 +16,10 @@ against ours (MAE's table, which our DiG computes for whatever grid comes in) an
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from zoo.checkpoints.dit import sincos_pos_embed_table
+from zoo.checkpoints.layout import Layout, register_layouts
 
-from zoo.checkpoints.layout import FixedTable, Layout, check_fixed_table, register_layouts, square_grid
-from zoo.layers.pos_embed import sincos_2d
-
-
-def _check_pos_embed(table: Tensor, model: nn.Module) -> None:
-    grid = square_grid("pos_embed", table)
-    with torch.device("cpu"):  # also when the model is built on the meta device
-        expected = sincos_2d(table.shape[-1], grid, grid)[None]
-    check_fixed_table("pos_embed", table, expected, f"DiG's fixed sin-cos table of a {grid}x{grid} grid")
-
-
-def _build_pos_embed(model: nn.Module, **options: object) -> Tensor:
-    grid = model.input_size // model.patch_size
-    return sincos_2d(model.x_embedder.proj.out_channels, grid, grid)[None]
-
-
-POS_EMBED = FixedTable("pos_embed", _check_pos_embed, _build_pos_embed)
+POS_EMBED = sincos_pos_embed_table("DiG")
 # every other name is ours: the strict load checks them (missing, unexpected, mis-shaped keys named)
 OFFICIAL = Layout("official", "the official DiG layout (hustvl/DiG models_dig.DiG)", tables=(POS_EMBED,))
 

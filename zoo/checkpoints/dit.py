@@ -15,19 +15,24 @@ from zoo.checkpoints.layout import FixedTable, Layout, check_fixed_table, regist
 from zoo.layers.pos_embed import sincos_2d
 
 
-def _check_pos_embed(table: Tensor, model: nn.Module) -> None:
-    grid = square_grid("pos_embed", table)
-    with torch.device("cpu"):  # also when the model is built on the meta device
-        expected = sincos_2d(table.shape[-1], grid, grid)[None]
-    check_fixed_table("pos_embed", table, expected, f"DiT's fixed sin-cos table of a {grid}x{grid} grid")
+def sincos_pos_embed_table(owner: str) -> FixedTable:
+    """DiT's fixed 2-D sin-cos ``pos_embed`` of a square grid as ``owner``'s checkpoints save it (DiT's own, and
+    DiG's, which keeps DiT's table): checked against ours and dropped on import, rebuilt on export."""
+
+    def check(table: Tensor, model: nn.Module) -> None:
+        grid = square_grid("pos_embed", table)
+        with torch.device("cpu"):  # also when the model is built on the meta device
+            expected = sincos_2d(table.shape[-1], grid, grid)[None]
+        check_fixed_table("pos_embed", table, expected, f"{owner}'s fixed sin-cos table of a {grid}x{grid} grid")
+
+    def build(model: nn.Module, **options: object) -> Tensor:
+        grid = model.input_size // model.patch_size
+        return sincos_2d(model.x_embedder.proj.out_channels, grid, grid)[None]
+
+    return FixedTable("pos_embed", check, build)
 
 
-def _build_pos_embed(model: nn.Module, **options: object) -> Tensor:
-    grid = model.input_size // model.patch_size
-    return sincos_2d(model.x_embedder.proj.out_channels, grid, grid)[None]
-
-
-POS_EMBED = FixedTable("pos_embed", _check_pos_embed, _build_pos_embed)
+POS_EMBED = sincos_pos_embed_table("DiT")
 OFFICIAL = Layout("official", "the official DiT layout (facebookresearch/DiT)", tables=(POS_EMBED,))
 
 register_layouts("dit", OFFICIAL)
