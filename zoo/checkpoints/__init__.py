@@ -4,11 +4,11 @@ A checkpoint file is read whatever its container (``read_state_dict``: a ``torch
 nested under ``ema`` / ``state_dict`` / ``model`` as DiT's and PixArt-alpha's training code save it, also with
 the training script's pickled args beside it, read as inert stand-ins (``pickled``), or a ``.safetensors``
 file), then the layout of its family that it is in (``LAYOUTS``, one file per family: ``dit``, ``latte``,
-``pixart`` (also ``t2md``, official and diffusers), ``dim_teng``, ``zigma``, ``dis``, ``dig``) maps it onto
-our parameter names. U-ViT (baofff/U-ViT ``libs/uvit.py``, ``nnet_ema.pth``) needs no layout: our names are
-U-ViT's and its ``pos_embed`` is learned, so it must match the model's grid (``input_size``). Every other
-family, and a state dict in none of its family's layouts, loads in our own names (our ``ablations train``
-checkpoints, ``model.state_dict()`` files).
+``pixart`` (also ``t2md``, official and diffusers), ``sana`` (official and diffusers), ``dim_teng``, ``zigma``,
+``dis``, ``dig``) maps it onto our parameter names. U-ViT (baofff/U-ViT ``libs/uvit.py``, ``nnet_ema.pth``)
+needs no layout: our names are U-ViT's and its ``pos_embed`` is learned, so it must match the model's grid
+(``input_size``). Every other family, and a state dict in none of its family's layouts, loads in our own names
+(our ``ablations train`` checkpoints, ``model.state_dict()`` files).
 
 The load is strict: a missing, unexpected or mis-shaped tensor is a ``CheckpointMismatch`` naming the keys
 and the model; a file that is not a checkpoint is a one-line ``NotACheckpoint``. Both are
@@ -198,7 +198,10 @@ def load_pretrained(
     state = source if isinstance(source, dict) else read_state_dict(source)
     state, report = convert(state, model, family, label, name)
     check_fit(model, state, name, label)
-    meta = any(t.device.type == "meta" for t in model.state_dict().values())
+    target = model.state_dict()
+    meta = any(t.device.type == "meta" for t in target.values())
+    if meta:  # assigned as they are: in the model's dtype, as load_state_dict's copy casts them (bf16 files)
+        state = {k: v.to(target[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
     with torch.no_grad():
         model.load_state_dict(state, strict=True, assign=meta)
     if report.kept:
@@ -216,7 +219,7 @@ def load_pretrained(
 def export_state_dict(model: nn.Module, family: str, layout: str = "official", frames: int = 16) -> StateDict:
     """``model``'s weights in one of ``family``'s layouts: ``"official"`` (the original code's names, fixed
     tables included, as its checkpoints hold them; Latte: its frame table for ``frames``, 16 in its UCF-101
-    model) or ``"diffusers"`` (PixArt). A family without layouts: its official names are ours."""
+    model) or ``"diffusers"`` (PixArt, SANA). A family without layouts: its official names are ours."""
     found = {item.name: item for item in layouts(family)}
     if layout in found:
         return found[layout].from_ours(model, frames=frames)

@@ -3,8 +3,9 @@
 A ``Layout`` is a table of ``Rename`` rules (official name <-> our name, with an optional reshape each
 way), ``Fuse`` rules (several official tensors concatenated into one of ours), the fixed tables the official
 files save and our models compute (``FixedTable``: checked against ours and dropped on import, written on
-export) and the model tensors the layout does not hold (``keep``). ``to_ours`` reads a checkpoint into our
-names, ``from_ours`` writes our weights in the official names; both walk the same rules.
+export), the model tensors the layout does not hold (``keep``) and the official tensors our model has no use
+for (``ignore``: dropped on import). ``to_ours`` reads a checkpoint into our names, ``from_ours`` writes our
+weights in the official names; both walk the same rules.
 
 Rule patterns name a whole tensor (``"additional_embed"``) or, ending in ``"."``, a module prefix whose leaf
 names are kept (``"pos_embed.proj."``); ``{i}`` stands for a block index (``"transformer_blocks.{i}.attn1."``).
@@ -92,11 +93,17 @@ class Layout:
     complete: bool = False
     grid_tables: tuple[str, ...] = ()  # learned position tables (official names) that may be of another grid
     write_tables: bool = True  # export writes the fixed tables (a layout that checks them when present may not)
+    # official tensors (names, or prefixes ending in ".") our model has no counterpart for and does not use:
+    # dropped on import (``LoadReport.dropped`` names them), never written on export
+    ignore: tuple[str, ...] = ()
     _rules: list[tuple[_Pattern, _Pattern, Any]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for rule in self.renames:
             self._rules.append((_Pattern(rule.official), _Pattern(rule.ours), rule))
+
+    def ignored(self, key: str) -> bool:
+        return any(key == name or (name.endswith(".") and key.startswith(name)) for name in self.ignore)
 
     def holds(self, state: StateDict) -> bool:
         markers = self.markers or tuple(t.key for t in self.tables)
@@ -171,17 +178,19 @@ class Layout:
     # ------------------------------------------------------------ whole checkpoints
 
     def to_ours(self, state: StateDict, model: nn.Module, model_name: str) -> tuple[StateDict, list[str], list[str]]:
-        """``state`` (this layout) -> our names for ``model``: (state, fixed tables dropped, tensors kept)."""
+        """``state`` (this layout) -> our names for ``model``: (state, fixed tables and ignored tensors dropped,
+        tensors kept)."""
         if self.complete:
             self._check_names(state, model, model_name)
-        state = self.rename_to_ours(state)
+        ignored = [k for k in state if self.ignored(k)]
+        state = self.rename_to_ours({k: v for k, v in state.items() if not self.ignored(k)})
         kept = []
         target = model.state_dict() if self.keep else {}
         for key in self.keep:
             if key in target and key not in state:
                 state[key] = target[key]
                 kept.append(key)
-        dropped = []
+        dropped = ignored
         for table in self.tables:
             if table.key in state:
                 table.check(state.pop(table.key), model)
@@ -204,7 +213,7 @@ class Layout:
         expected = self.rename_from_ours(ours)
         counterpart = dict(zip(expected, ours, strict=True))
         missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
+        unexpected = [k for k in state if k not in expected and not self.ignored(k)]
         shaped = []
         for key, want in expected.items():
             have = state.get(key)
@@ -230,23 +239,29 @@ def register_layouts(family: str, *layouts: Layout) -> None:
 # ---------------------------------------------------------------- helpers of the family files
 
 
+def tolerance(saved: Tensor) -> float:
+    """How far a saved fixed table may be from ours: ``POS_TOLERANCE``, or the rounding of a half-precision
+    file (bf16: 2^-7, fp16: 2^-10, of tables whose values lie in [-1, 1])."""
+    return max(POS_TOLERANCE, torch.finfo(saved.dtype).eps) if saved.is_floating_point() else POS_TOLERANCE
+
+
 def check_fixed_table(key: str, saved: Tensor, expected: Tensor, what: str, hint: str = "") -> None:
-    """A saved fixed table equals ours within ``POS_TOLERANCE`` (on the meta device: its shape)."""
+    """A saved fixed table equals ours within its ``tolerance`` (on the meta device: its shape)."""
     if saved.numel() != expected.numel():
         raise ValueError(f"{key} {tuple(saved.shape)} is not {what} {tuple(expected.shape)}{hint}")
-    saved = saved.detach().float().reshape(expected.shape)
     if saved.device.type == "meta":
         return
-    diff = (saved - expected).abs().max().item()
-    if diff > POS_TOLERANCE:
-        raise ValueError(f"{key} differs from {what} by up to {diff:.2e} (tolerance {POS_TOLERANCE}){hint}")
+    limit = tolerance(saved)
+    diff = (saved.detach().float().reshape(expected.shape) - expected).abs().max().item()
+    if diff > limit:
+        raise ValueError(f"{key} differs from {what} by up to {diff:.2e} (tolerance {limit:g}){hint}")
 
 
 def close(saved: Tensor, expected: Tensor) -> bool:
-    """``saved`` equals ``expected`` within ``POS_TOLERANCE`` (never on the meta device)."""
+    """``saved`` equals ``expected`` within its ``tolerance`` (never on the meta device)."""
     if saved.device.type == "meta" or saved.numel() != expected.numel():
         return False
-    return (saved.detach().float().reshape(expected.shape) - expected).abs().max().item() <= POS_TOLERANCE
+    return (saved.detach().float().reshape(expected.shape) - expected).abs().max().item() <= tolerance(saved)
 
 
 def square_grid(key: str, table: Tensor) -> int:

@@ -4,7 +4,8 @@ gated convolutional "Mix-FFN", on 32-channel DC-AE latents (32x downsampling: 10
 
 The layer is diffusers' ``SanaTransformer2DModel`` (tests/test_sana.py loads its weights and checks outputs
 within 1e-5); the parameter names are NVlabs/Sana's (``SanaMS``: ``attn.qkv``, ``mlp.inverted_conv.conv``,
-``attention_y_norm`` ...), which ``zoo/checkpoints/sana.py`` maps diffusers' names onto. Top to bottom:
+``attention_y_norm`` ...), so its ``.pth`` files load as they are (``zoo/checkpoints/sana.py`` checks and
+drops their ``pos_embed`` buffer) and diffusers' names are mapped onto them. Top to bottom:
 
 - patch embedding: a p x p conv (p = 1), no positional embedding (``interpolation_scale=None``, the 512 and
   1024 px models); the 2K / 4K models add PixArt's fixed sin-cos table with ``interpolation_scale`` 1 / 2
@@ -208,7 +209,7 @@ _SANA_600M = dict(hidden_size=1152, depth=28, cross_heads=16)
 _SANA_1600M = dict(hidden_size=2240, depth=20, cross_heads=20)
 _HUB = "https://huggingface.co/Efficient-Large-Model/"
 _DIFFUSERS_NOTE = "diffusers layout: pass the folder (or its transformer/) as pretrained="
-_ORIGINAL_NOTE = "NVlabs/Sana layout, not read here: convert with diffusers' scripts/convert_sana_to_diffusers.py"
+_ORIGINAL_NOTE = "NVlabs/Sana layout (state dict under state_dict): pass the .pth file as pretrained="
 
 register(
     "sana-600m",
