@@ -120,6 +120,26 @@ TABLE2 = TableSpec(
     note=_NOTE,
 )
 
+# cpu-learn for Table 5: Teng's cpu-learn regime (issue #28; results/reports/teng-cpu-learning-preset.md) with
+# DiM-B at width 96, 6 blocks, its three patch sizes kept (16 px: 2x2, 4x4, 8x8 tokens), class-conditional with
+# CFG 1.5 as the paper; not run yet
+_LEARN_TABLE5 = cpu_preset(
+    "cpu-learn",
+    data="builtin",
+    res=16,
+    steps=2400,
+    lr=2e-3,
+    ref_n=2000,
+    cfg=1.5,
+    space="pixel",
+    model_overrides={f"dim-mo-b/{p}": {"hidden_size": 96, "depth": 6, **_SMALL} for p in (2, 4, 8)},
+    deviations="built-in shapes in pixel space at 16 px instead of ImageNet 256 latents; DiM-B at width 96, 6 "
+    "blocks (paper: 768, 12); 2.4K steps of batch 32 at lr 2e-3 (paper: 400K of 256 at 1e-4); EMA 0.999 with "
+    "warm-up; FID of 1K samples (DPM-Solver++ 25 steps) against 2K training images (paper: 50K)",
+    cost="training steps of 0.05 / 0.10 / 0.32 s for B/8, B/4, B/2 (one thread, CPU time, measured): ~2 / 4 / 13 "
+    "min of training per run plus ~7 min sampling and FID, ~40 min of one core per seed for the three rows",
+)
+
 TABLE5 = TableSpec(
     id="mo-table5",
     paper=_PAPER,
@@ -129,7 +149,7 @@ TABLE5 = TableSpec(
         Variant("b4", "DiM-B/4", "dim-mo-b/4", reference=True, paper={"final": _row(37.62, 10.20, 43.93, 0.52, 0.53)}),
         Variant("b2", "DiM-B/2", "dim-mo-b/2", paper={"final": _row(15.39, 5.76, 88.25, 0.69, 0.52)}),
     ),
-    presets=_presets("mo-table5"),
+    presets={**_presets("mo-table5"), "cpu-learn": _LEARN_TABLE5},
     paper_metrics=_METRICS,
     note=_NOTE,
 )
