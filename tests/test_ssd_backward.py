@@ -160,8 +160,8 @@ def test_t2md_training_shape_in_float32():
 
 
 def test_mamba2_layer_backward_runs_the_cpp_ssd_backward():
-    """The fused conv_scan_norm op's backward recomputes the composed ops, whose ssd_scan now differentiates
-    through ssd_bwd; the layer's gradients equal the reference path's."""
+    """The fused conv_scan_norm op's C++ backward runs the SSD's C++ backward (``ssd_bwd_xbc``, the kernel of
+    ``ssd_bwd`` writing into the zxbcdt gradient); the layer's gradients equal the reference path's."""
     torch.manual_seed(0)
     layer = Mamba2(32, d_state=16, headdim=8)
     u = torch.randn(2, 90, 32)

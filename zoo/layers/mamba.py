@@ -8,7 +8,9 @@ CPU kernels and the CUDA ones (the ops in ``zoo.ops`` pick the backend by device
   On CUDA, with the ``[cuda]`` extra, the mixer runs as the papers' code runs it: mamba_ssm's fused
   ``mamba_inner_fn`` (unidirectional: DiM of Teng et al., WD-Mamba) or, for the bidirectional form, Vim's
   ``mamba_inner_fn_no_out_proj`` once per direction when that fork is installed (upstream mamba_ssm lacks it:
-  the separate CUDA ops run instead). Counting on the meta device never takes this path.
+  the separate CUDA ops run instead). Counting on the meta device never takes this path. Training on the
+  CPU takes our equivalent, ``ops.mamba1_inner`` (one autograd node per direction, without the backward's
+  concatenation and gradient sum); without gradients the separate ops run, as tracers count them.
   ``share_dt_proj=True`` keeps one x_proj and dt_proj for both directions (the backward direction still has
   its own conv1d_b, A_b_log and D_b): the smallest bidirectional form, used where a paper's parameter
   counts rule out Vim's separate projections (DiM of Mo & Tian).
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 
 from zoo import ops
 from zoo.errors import BadOption
-from zoo.ops import _cuda, kernel_choice
+from zoo.ops import _cuda, kernel_choice, mamba1_inner
 from zoo.ops.dispatch import device_type
 
 
@@ -151,6 +153,34 @@ class Mamba(nn.Module):
         )
         return y.transpose(1, 2)
 
+    def _fused_cpu(self, xz: Tensor) -> Tensor:
+        """The directions through ``ops.mamba1_inner`` (CPU training: one autograd node per direction, no
+        concatenation or gradient sum in its backward); the same values as ``_scan``."""
+        y = mamba1_inner.mamba_inner(
+            xz,
+            self.conv1d.weight,
+            self.conv1d.bias,
+            self.x_proj.weight,
+            self.dt_proj.weight,
+            self.dt_proj.bias,
+            -torch.exp(self.A_log.float()),
+            self.D.float(),
+        )
+        if not self.bimamba:
+            return y
+        x_proj, dt_proj = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)
+        yb = mamba1_inner.mamba_inner(
+            xz.flip(1),
+            self.conv1d_b.weight,
+            self.conv1d_b.bias,
+            x_proj.weight,
+            dt_proj.weight,
+            dt_proj.bias,
+            -torch.exp(self.A_b_log.float()),
+            self.D_b.float(),
+        ).flip(1)
+        return (y + yb) / 2 if self.divide_out else y + yb
+
     def fused_kernel(self):
         """mamba_ssm's fused mixer function for this layer, or None (not on CUDA, or not installed). It needs
         causal-conv1d too: mamba_inner_fn calls its kernel for the convolution and, without it, fails at the
@@ -219,7 +249,11 @@ class Mamba(nn.Module):
         if device_type(hidden) == "cuda" and (fused := self.fused_kernel()) is not None:
             kernel_choice.record("mamba1_mixer", "mamba_ssm-fused")
             return self.fused_forward(hidden, fused)
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) views, token-major
+        xz = self.in_proj(hidden)
+        if torch.is_grad_enabled() and mamba1_inner.usable(xz, self.conv1d.weight, self.A_log, *self.parameters()):
+            return self.out_proj(self._fused_cpu(xz))
+        kernel_choice.record("mamba1_mixer", "composed")
+        x, z = xz.chunk(2, dim=-1)  # (b, L, d_inner) views, token-major
         y = self._scan(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         if self.bimamba:  # Vim v2: the shared in_proj output scanned backwards (the projection runs once)
             x_proj, dt_proj = (self.x_proj, self.dt_proj) if self.share_dt_proj else (self.x_proj_b, self.dt_proj_b)

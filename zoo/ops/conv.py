@@ -86,8 +86,11 @@ def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
     return [dx, dw, db if bias is not None else None, None, None]
 
 
-def _cpp_conv_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool) -> list[Tensor]:
-    """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only."""
+def _cpp_conv_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool, dx_out: Tensor | None = None
+) -> list[Tensor]:
+    """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only. ``dx_out``, a
+    (batch, L, dim) float32 tensor with contiguous channels (any row stride), receives dx (token-major)."""
     empty = x.new_empty(0)
     dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
         _token_major(grad),
@@ -95,6 +98,7 @@ def _cpp_conv_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
         weight.contiguous(),
         empty if bias is None else bias.contiguous(),
         silu,
+        empty if dx_out is None else dx_out,
     )
     # dx in x's layout: a token-major view for a Mamba layer's activations (no transposing copy here, and none
     # in the backward of the split that made x), contiguous otherwise

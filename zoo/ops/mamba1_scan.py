@@ -138,6 +138,7 @@ def _cpp_scan_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus
         u.new_empty(0, dtype=torch.float32) if z is None else z.float(),
         _f32(delta_bias, u),
         delta_softplus,
+        u.new_empty(0, dtype=torch.float32),  # dz_out: a new tensor
     )
     return [
         du.to(u.dtype),

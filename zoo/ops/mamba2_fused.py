@@ -9,10 +9,12 @@ with dt = softplus(dt + dt_bias); out = rmsnorm(y * silu(z)) * rmsnorm_weight ov
 
 On the CPU one C++ pass per chunk of 64 tokens does all of it (``ssd_conv_norm_fwd`` in ``csrc/ssd_cpu.cpp``):
 the conv output and the un-normed y never reach memory, which on a memory-bound CPU is a fifth of the
-layer's non-GEMM time. Elsewhere, and for the backward (by recomputation), it is ``conv_scan_norm_reference``:
-the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``; on the CPU that recomputation runs
-the C++ kernels of its parts and differentiates them with their own C++ backwards (``ssd_bwd`` for the scan,
-``causal_conv1d_bwd`` for the conv), not PyTorch autograd. FLOPs: the conv's plus the scan's.
+layer's non-GEMM time. Its backward (``_cpp_backward``) runs no autograd: one C++ pass recomputes the conv
+output and y (``ssd_conv_fwd``; nothing but the inputs is kept from the forward, as before), then the C++
+backwards of the gated norm (``gated_rmsnorm_bwd``), the scan (``ssd_bwd_xbc``) and the conv
+(``causal_conv1d_bwd``) write the gradient of zxbcdt into one buffer. Elsewhere it is
+``conv_scan_norm_reference``, the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``,
+differentiated by recomputation through those ops. FLOPs: the conv's plus the scan's.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from torch import Tensor
 
 from . import _cuda, kernel_choice
 from ._extension import load_cpu_kernels
-from .conv import causal_conv1d
+from .conv import _cpp_conv_backward, causal_conv1d
 from .dispatch import Backend, define_op
-from .norm import gated_rmsnorm
+from .norm import _cpp_norm_grads, gated_rmsnorm
 from .ssd import ssd_scan
 
 
@@ -114,12 +116,20 @@ def _cuda_conv_scan_norm(
     return out.flip(1) if reverse else out
 
 
+def _per_channel_D(D: Tensor | None, like: Tensor, nheads: int, headdim: int) -> Tensor:
+    """D as the C++ kernels take it: (nheads, headdim) float32 contiguous (a per-head D repeated over its
+    channels), or an empty tensor without D."""
+    if D is None:
+        return like.new_empty(0)
+    Df = D.float()
+    return (Df[:, None] if Df.dim() == 1 else Df).expand(nheads, headdim).contiguous()
+
+
 def _cpp_conv_scan_norm(
     zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse, chunk_size
 ) -> Tensor:
     """One C++ pass per chunk of 64 tokens (its own chunk length: the result does not depend on it)."""
     empty = zxbcdt.new_empty(0)
-    Df = empty if D is None else (D.float()[:, None] if D.dim() == 1 else D.float()).expand(A.shape[0], headdim)
     x = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
     return load_cpu_kernels().ssd_conv_norm_fwd(
         x,
@@ -127,7 +137,7 @@ def _cpp_conv_scan_norm(
         empty if conv_bias is None else conv_bias.float().contiguous(),
         empty if dt_bias is None else dt_bias.float().contiguous(),
         A.float().contiguous(),
-        Df.contiguous(),
+        _per_channel_D(D, x, A.shape[0], headdim),
         headdim,
         ngroups,
         norm_weight.float().contiguous(),
@@ -135,6 +145,93 @@ def _cpp_conv_scan_norm(
         norm_group,
         reverse,
     )
+
+
+def _recompute(
+    zx: Tensor, conv_weight, conv_bias, dt_bias, A, Df: Tensor, headdim: int, ngroups: int, reverse: bool
+) -> list[Tensor]:
+    """(xBC, y): the conv + SiLU output (b, L, conv_dim) and the un-normed scan output (b, L, d_inner), what the
+    backward needs of the forward, recomputed by one C++ pass over zxbcdt (``ssd_conv_fwd``)."""
+    empty = zx.new_empty(0)
+    return load_cpu_kernels().ssd_conv_fwd(
+        zx,
+        conv_weight.float().contiguous(),
+        empty if conv_bias is None else conv_bias.float().contiguous(),
+        empty if dt_bias is None else dt_bias.float().contiguous(),
+        A.float().contiguous(),
+        Df,
+        headdim,
+        ngroups,
+        reverse,
+    )
+
+
+def _conv_grads(dact: Tensor, xBC: Tensor, conv_weight, conv_bias, reverse: bool, dx_out: Tensor) -> list[Tensor]:
+    """[dweight, dbias] of silu(conv(xBC)) given the gradient ``dact`` of its output (both (b, L, conv_dim)),
+    by the conv's C++ backward, which writes dxBC into ``dx_out`` (its slice of the zxbcdt gradient). It has no
+    reverse mode, so a reverse conv is differentiated as the flipped problem and its dxBC copied in."""
+    w = conv_weight.float().contiguous()
+    b = None if conv_bias is None else conv_bias.float().contiguous()
+    if reverse:
+        dx, dw, db = _cpp_conv_backward(dact.flip(1).transpose(1, 2), xBC.flip(1).transpose(1, 2), w, b, True)
+        dx_out.copy_(dx.transpose(1, 2).flip(1))
+        return [dw, db]
+    _, dw, db = _cpp_conv_backward(dact.transpose(1, 2), xBC.transpose(1, 2), w, b, True, dx_out)
+    return [dw, db]
+
+
+def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
+    """The "cpu-cpp" row's backward, without autograd: recompute the conv output and the un-normed y (one C++
+    pass, ``ssd_conv_fwd``), then the gated norm's backward (dy, dz, dnorm_weight), the scan's (``ssd_bwd_xbc``:
+    dx, dB, dC side by side, ddt and the parameters') and the conv's (dxBC, its weight and bias). dz, dxBC and
+    ddt land in one (b, L, width) buffer, the gradient of zxbcdt, written there by the kernels (dxBC copied in
+    for a reverse conv). Gradients of absent inputs are None."""
+    zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse, _ = args
+    nheads, d_inner, conv_dim, _ = _sizes(zxbcdt, conv_weight, A, headdim, ngroups)
+    b, L, width = zxbcdt.shape
+    zx = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
+    Df = _per_channel_D(D, zx, nheads, headdim)
+    xBC, y = _recompute(zx, conv_weight, conv_bias, dt_bias, A, Df, headdim, ngroups, reverse)
+    z, xBC_raw, dt = torch.split(zx, [d_inner, conv_dim, nheads], dim=-1)
+    dzx = zx.new_empty(b, L, width)  # the gradient of zxbcdt: [dz | dxBC | ddt]
+    dz, dxBC, ddt = torch.split(dzx, [d_inner, conv_dim, nheads], dim=-1)
+    # gated RMSNorm of y * silu(z): dy, dz (into its slice of dzx), dnorm_weight
+    dy, _, dnorm_w = _cpp_norm_grads(grad, y, z, norm_weight, eps, norm_group, dz_out=dz)
+    # SSD scan: dx, dB, dC into dact (the gradient of the conv's output), d raw dt into its slice, dA, dD, ddt_bias
+    dact = torch.empty_like(xBC)
+    dA, dD, ddt_bias = load_cpu_kernels().ssd_bwd_xbc(
+        dy.view(b, L, nheads, headdim),
+        xBC,
+        dt,
+        A.float().contiguous(),
+        Df,
+        zx.new_empty(0) if dt_bias is None else dt_bias.float().contiguous(),
+        headdim,
+        ngroups,
+        reverse,
+        dact,
+        ddt,
+    )
+    kernel_choice.record("ssd_scan_backward", "cpu-cpp")  # the SSD's C++ backward ran (what reports list)
+    # causal conv + SiLU: dxBC (into its slice), dconv_weight, dconv_bias
+    dconv_w, dconv_b = _conv_grads(dact, xBC_raw, conv_weight, conv_bias, reverse, dxBC)
+    if D is not None and D.dim() == 1:
+        dD = dD.sum(-1)  # D (nheads,): summed over each head's channels
+    return [
+        dzx.to(zxbcdt.dtype),
+        dconv_w.to(conv_weight.dtype),
+        None if conv_bias is None else dconv_b.to(conv_bias.dtype),
+        None if dt_bias is None else ddt_bias.to(dt_bias.dtype),
+        dA.to(A.dtype),
+        None if D is None else dD.to(D.dtype),
+        None,
+        None,
+        dnorm_w.to(norm_weight.dtype),
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def _cpp_usable(zxbcdt: Tensor, conv_weight: Tensor, *args: object) -> bool:
@@ -178,7 +275,7 @@ _OP = define_op(
     [
         Backend("mamba_ssm-fused", "cuda", _cuda_fused, usable=_fused_usable, native_autograd=True),
         Backend("composed", "cuda", _composed, differentiable=conv_scan_norm_reference),
-        Backend("cpu-cpp", "cpu", _cpp_conv_scan_norm, usable=_cpp_usable, differentiable=conv_scan_norm_reference),
+        Backend("cpu-cpp", "cpu", _cpp_conv_scan_norm, usable=_cpp_usable, backward=_cpp_backward),
         Backend("composed", "cpu", _composed, differentiable=conv_scan_norm_reference),
     ],
     _fake,

@@ -3,8 +3,9 @@
 ``gated_rmsnorm(x, z, weight, eps, group_size)``: g = x * silu(z), normalised by the root mean square of
 each group of ``group_size`` channels, times ``weight``; x, z (..., D). Computed in float32, returned in
 x's dtype. The CPU forward is one fused C++ pass per row (``csrc/gated_rmsnorm_cpu.cpp``) that reads z as
-a strided view of the projection it comes from; other devices, other dtypes and the backward use the
-PyTorch expression below. Elementwise work: no FLOPs are counted for it (as for every norm here).
+a strided view of the projection it comes from, and so is its backward (``gated_rmsnorm_bwd``: every gradient
+in two passes per row, formulas in ``csrc/simd_math.h``); other devices use the PyTorch expression below and
+differentiate it by autograd. Elementwise work: no FLOPs are counted for it (as for every norm here).
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ def _cpp_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int)
     return out.view(x.shape).to(x.dtype)
 
 
+def _cpp_norm_grads(
+    grad: Tensor, x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int, dz_out: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dz, dweight) in float32 from the C++ backward (``gated_rmsnorm_bwd``): dx (..., D) contiguous,
+    dweight (D,); dz (..., D) contiguous, or written into ``dz_out`` (float32 like x, contiguous channels, any
+    row stride: a slice of a larger gradient) and returned as it. x, z and grad may be strided views with
+    contiguous channels (read without copies)."""
+    rows = None if dz_out is None else dz_out.view(-1, dz_out.shape[-1])
+    dx, dz, dw = load_cpu_kernels().gated_rmsnorm_bwd(
+        _rows(grad), _rows(x), _rows(z), weight.float().contiguous(), eps, group_size, rows
+    )
+    return dx.view(x.shape), dz.view(z.shape) if dz_out is None else dz_out, dw
+
+
+def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
+    """The "cpu-cpp" row's backward: the op's arguments are (x, z, weight, eps, group_size); every gradient from
+    one C++ call, each in its input's dtype and shape (the unneeded ones are dropped by ``needs``)."""
+    x, z, weight, eps, group_size = args
+    dx, dz, dw = _cpp_norm_grads(grad, x, z, weight, eps, group_size)
+    return [dx.to(x.dtype), dz.to(z.dtype), dw.to(weight.dtype), None, None]
+
+
 def _cpp_usable(*args: object) -> bool:
     return not kernel_choice.using_reference_kernels() and load_cpu_kernels() is not None
 
@@ -56,7 +79,7 @@ _OP = define_op(
     "(Tensor x, Tensor z, Tensor weight, float eps, int group_size) -> Tensor",
     [
         Backend("torch", "cuda", _torch_norm, differentiable=gated_rmsnorm_torch),
-        Backend("cpu-cpp", "cpu", _cpp_norm, usable=_cpp_usable, differentiable=gated_rmsnorm_torch),
+        Backend("cpu-cpp", "cpu", _cpp_norm, usable=_cpp_usable, backward=_cpp_backward),
         Backend("torch", "cpu", _torch_norm, differentiable=gated_rmsnorm_torch),
     ],
     lambda x, z, weight, eps, group_size: torch.empty(x.shape, dtype=x.dtype, device=x.device),

@@ -28,6 +28,7 @@ constexpr int64_t kTokenBlock = 256;
 struct Conv {
   const float *x, *w, *bias;
   int64_t batch, L, dim, W, sx_b, sx_t;
+  int64_t sdx_b = 0, sdx_t = 0;  // the backward's dx: (batch, L, dim) with these strides
   bool reverse = false;  // run over the sequence from its end (an anti-causal conv, outputs in token order)
 };
 
@@ -104,7 +105,7 @@ void backward_column(const Conv& cv, const float* wt, const float* dout, bool si
   for (int64_t b = 0; b < cv.batch; ++b) {
     const float* xs = cv.x + b * cv.sx_b + c;
     const float* gs = dout + b * cv.L * cv.dim + c;
-    float* dxs = dx + b * cv.L * cv.dim + c;
+    float* dxs = dx + b * cv.sdx_b + c;
     for (int64_t i = 0; i + 1 < W; ++i) later[i] = V{};  // zeros past the end
     for (int64_t t = cv.L - 1; t >= 0; --t) {
       const int64_t kfirst = std::max<int64_t>(0, (W - 1) - t);  // taps before the start are zeros
@@ -120,7 +121,7 @@ void backward_column(const Conv& cv, const float* wt, const float* dout, bool si
       for (int64_t k = kfirst; k < W; ++k) dw[k] += g * xk[k];
       V acc = w[W - 1] * g;  // dx[t] = sum_k w[k] * g[t + (W - 1) - k]
       for (int64_t k = 0; k + 1 < W; ++k) acc += w[k] * later[W - 2 - k];
-      store(dxs + t * cv.dim, acc);
+      store(dxs + t * cv.sdx_t, acc);
       for (int64_t i = W - 2; i > 0; --i) later[i] = later[i - 1];
       if (W > 1) later[0] = g;
     }
@@ -158,14 +159,20 @@ at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, b
   return out;
 }
 
-// Returns dx (batch, L, dim), dweight (dim, W), dbias (dim,) (empty when there is no bias).
+// Returns dx (batch, L, dim), dweight (dim, W), dbias (dim,) (empty when there is no bias). dx is written into
+// dx_out when it is given (not empty): (batch, L, dim) with contiguous channels and any row stride, e.g. the
+// x half of a Mamba mixer's (batch, L, 2 dim) input gradient, so no concatenation follows.
 std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight,
-                                             at::Tensor bias, bool silu) {
+                                             at::Tensor bias, bool silu, at::Tensor dx_out) {
   using mambabench::kVec;
-  const Conv cv = make_conv(x, weight, bias);
+  Conv cv = make_conv(x, weight, bias);
   TORCH_CHECK(dout.is_contiguous(), "causal_conv1d_bwd: dout must be contiguous (batch, L, dim)");
+  auto dx = dx_out.numel() ? dx_out : at::empty({cv.batch, cv.L, cv.dim}, x.options());
+  TORCH_CHECK(dx.dim() == 3 && dx.size(0) == cv.batch && dx.size(1) == cv.L && dx.size(2) == cv.dim &&
+                  dx.stride(2) == 1 && dx.scalar_type() == at::kFloat,
+              "causal_conv1d_bwd: dx_out must be float32 (batch, L, dim) with contiguous channels");
+  cv.sdx_b = dx.stride(0), cv.sdx_t = dx.stride(1);
   const std::vector<float> wt = transposed_weight(cv);
-  auto dx = at::empty({cv.batch, cv.L, cv.dim}, x.options());
   std::vector<float> dwt(cv.W * cv.dim, 0.f), db(cv.dim, 0.f);
   const float* go = dout.data_ptr<float>();
   float* dxp = dx.data_ptr<float>();

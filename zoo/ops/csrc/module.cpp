@@ -10,7 +10,7 @@ at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::
                               at::Tensor D, at::Tensor z, at::Tensor delta_bias, bool delta_softplus, bool portable);
 std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta, at::Tensor A,
                                            at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
-                                           at::Tensor delta_bias, bool delta_softplus);
+                                           at::Tensor delta_bias, bool delta_softplus, at::Tensor dz_out);
 at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
                    at::Tensor dt_bias, bool dt_softplus, bool reverse);
 std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B,
@@ -18,11 +18,19 @@ std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at
                                 bool reverse);
 at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, bool silu, bool reverse);
 std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight, at::Tensor bias,
-                                          bool silu);
+                                          bool silu, at::Tensor dx_out);
 at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias, at::Tensor dt_bias,
                              at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups, at::Tensor norm_weight,
                              double eps, int64_t norm_group, bool reverse);
 at::Tensor gated_rmsnorm_fwd(at::Tensor x, at::Tensor z, at::Tensor weight, double eps, int64_t group);
+std::vector<at::Tensor> gated_rmsnorm_bwd(at::Tensor dout, at::Tensor x, at::Tensor z, at::Tensor weight, double eps,
+                                          int64_t group, std::optional<at::Tensor> dz_out);
+std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias,
+                                     at::Tensor dt_bias, at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups,
+                                     bool reverse);
+std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
+                                    at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
+                                    at::Tensor ddt);
 
 // Schemas are inferred from the signatures (Tensor, bool, int, float; a vector of tensors returns Tensor[]).
 TORCH_LIBRARY(mambabench_cpu, m) {
@@ -34,4 +42,11 @@ TORCH_LIBRARY(mambabench_cpu, m) {
   m.def("causal_conv1d_fwd", &causal_conv1d_fwd);    // causal depthwise conv1d (+SiLU) forward, token-major
   m.def("causal_conv1d_bwd", &causal_conv1d_bwd);    // causal depthwise conv1d (+SiLU) backward, token-major
   m.def("gated_rmsnorm_fwd", &gated_rmsnorm_fwd);    // gated RMSNorm rmsnorm(x * silu(z)) * weight (fp32 rows)
+  m.def("gated_rmsnorm_bwd(Tensor dout, Tensor x, Tensor z, Tensor weight, float eps, int group, "
+        "Tensor(a!)? dz_out=None) -> Tensor[]",
+        &gated_rmsnorm_bwd);                         // its backward: [dx, dz, dweight] (fp32 rows; dz into dz_out)
+  m.def("ssd_conv_fwd", &ssd_conv_fwd);              // conv + SiLU and un-normed SSD of the fused op (its backward)
+  m.def("ssd_bwd_xbc(Tensor dout, Tensor xbc, Tensor dt, Tensor A, Tensor D, Tensor dt_bias, int headdim, "
+        "int ngroups, bool reverse, Tensor(a!) dxbc, Tensor(b!) ddt) -> Tensor[]",
+        &ssd_bwd_xbc);                               // SSD backward into the fused layout's dxBC and ddt
 }

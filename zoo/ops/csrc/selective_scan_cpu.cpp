@@ -302,15 +302,13 @@ void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float*
         float* dr = dt + i * W;
         float* dur = dtu + i * W;
         const float* bias = in.bias ? in.bias + c0 : nullptr;
-        if (in.softplus) {
-#pragma omp simd
-          for (int64_t c = 0; c < W; ++c) dr[c] = softplus(dl[c] + (bias ? bias[c] : 0.f));
-        } else {
-#pragma omp simd
-          for (int64_t c = 0; c < W; ++c) dr[c] = dl[c] + (bias ? bias[c] : 0.f);
+        for (int64_t c = 0; c < W; c += kVec) {  // W: whole vectors
+          vfloat v = mambabench::vload(dl + c);
+          if (bias) v += mambabench::vload(bias + c);
+          if (in.softplus) v = mambabench::vsoftplus(v);  // inline: libmvec's log1pf was ~10% of this kernel
+          mambabench::vstore(dr + c, v);
+          mambabench::vstore(dur + c, v * mambabench::vload(ul + c));
         }
-#pragma omp simd
-        for (int64_t c = 0; c < W; ++c) dur[c] = dr[c] * ul[c];
       }
     }
     for (int64_t k = 0; k < nblk; ++k) {
@@ -349,8 +347,12 @@ void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float*
         float* ol = out + b * so.sb + c0 + (t0 + i) * so.st;
         if (in.z) {
           const float* zl = in.sz.at(b, c0, t0 + i);
-#pragma omp simd
-          for (int64_t c = 0; c < W; ++c) ol[c] = (yr[c] + (D ? D[c] : 0.f) * ul[c]) * zl[c] * sigmoid(zl[c]);
+          for (int64_t c = 0; c < W; c += kVec) {  // y * silu(z), the exp inline
+            const vfloat zv = mambabench::vload(zl + c);
+            vfloat yv = mambabench::vload(yr + c);
+            if (D) yv += mambabench::vload(D + c) * mambabench::vload(ul + c);
+            mambabench::vstore(ol + c, yv * zv * mambabench::vsigmoid(zv));
+          }
         } else {
 #pragma omp simd
           for (int64_t c = 0; c < W; ++c) ol[c] = yr[c] + (D ? D[c] : 0.f) * ul[c];
@@ -564,37 +566,49 @@ void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int6
   }
   float *dt = s.dt.data(), *dtu = s.dtu.data(), *dsp = s.dsp.data();
   const float* u = s.u.data();
-  const bool sp = in.softplus;
-#pragma omp simd
-  for (int64_t k = 0; k < n; ++k) {
-    const float v = dt[k];
-    dsp[k] = sp && v <= 20.f ? sigmoid(v) : 1.f;  // d softplus / d v
-    dt[k] = sp ? softplus(v) : v;
-    dtu[k] = dt[k] * u[k];
+  using mambabench::kVec;
+  using mambabench::vfloat;
+  using mambabench::vload;
+  using mambabench::vstore;
+  for (int64_t k = 0; k < n; k += kVec) {  // n = nch * L, nch a multiple of kVec
+    const vfloat v = vload(dt + k);
+    // d softplus / d v = sigmoid(v) (1 above the threshold 20, where sigmoid rounds to 1 in float32)
+    const vfloat d = in.softplus ? mambabench::vsoftplus(v) : v;
+    vstore(dsp + k, in.softplus ? mambabench::vsigmoid(v) : mambabench::vsplat(1.f));
+    vstore(dt + k, d);
+    vstore(dtu + k, d * vload(u + k));
   }
 }
 
 // Writes du, ddelta (and dz) of the chunk into tensors with u's strides `so`.
-void store_tiles(const Inputs& in, const Strided& so, int64_t b, int64_t c0, int64_t nch, const Tiles& s,
-                 float* du, float* ddelta, float* dz) {
+void store_tiles(const Inputs& in, const Strided& so, const Strided& sdz, int64_t b, int64_t c0, int64_t nch,
+                 const Tiles& s, float* du, float* ddelta, float* dz) {
+  using mambabench::kVec;
+  using mambabench::vload;
+  using mambabench::vstore;
   if (so.sd == 1) {  // token-major
-    using mambabench::kVec;
-    using mambabench::vload;
-    using mambabench::vstore;
     for (int64_t t = 0; t < in.L; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec) {
         const int64_t k = ((ch / kVec) * in.L + t) * kVec, o = b * so.sb + (c0 + ch) + t * so.st;
         vstore(du + o, vload(&s.du[k]));
         vstore(ddelta + o, vload(&s.ddelta[k]));
-        if (dz) vstore(dz + o, vload(&s.dz[k]));
       }
+  } else {
+    for_tile_elements(so, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+      const int64_t o = b * so.sb + (c0 + ch) * so.sd + t * so.st;
+      du[o] = s.du[k];
+      ddelta[o] = s.ddelta[k];
+    });
+  }
+  if (!dz) return;
+  if (sdz.sd == 1) {  // dz has its own strides: u's layout, or a slice of the caller's buffer
+    for (int64_t t = 0; t < in.L; ++t)
+      for (int64_t ch = 0; ch < nch; ch += kVec)
+        vstore(dz + b * sdz.sb + (c0 + ch) + t * sdz.st, vload(&s.dz[((ch / kVec) * in.L + t) * kVec]));
     return;
   }
-  for_tile_elements(so, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
-    const int64_t o = b * so.sb + (c0 + ch) * so.sd + t * so.st;
-    du[o] = s.du[k];
-    ddelta[o] = s.ddelta[k];
-    if (dz) dz[o] = s.dz[k];
+  for_tile_elements(sdz, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+    dz[b * sdz.sb + (c0 + ch) * sdz.sd + t * sdz.st] = s.dz[k];
   });
 }
 
@@ -762,10 +776,12 @@ at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::
 }
 
 // Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias (dB, dC in the kernel's (batch, G, L, N) layout).
+// dz is written into dz_out when it is given (not empty; the vector kernel only): (batch, dim, L) float32 with
+// any strides, e.g. the z half of a Mamba mixer's (batch, L, 2 dim) input gradient, so no concatenation follows.
 std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta,
                                               at::Tensor A, at::Tensor B, at::Tensor C,
                                               at::Tensor D, at::Tensor z, at::Tensor delta_bias,
-                                              bool delta_softplus) {
+                                              bool delta_softplus, at::Tensor dz_out) {
   // The vector kernel reads u, delta, z and dout with any strides (token-major views of a layer's
   // activations: no transposing copies) and writes du, ddelta, dz in u's layout; the one-channel kernel
   // (other d_state or group sizes) works on channel-major copies.
@@ -782,9 +798,13 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
   };
   auto du = like_u();
   auto ddelta = like_u();
-  auto dz = in.z ? like_u() : at::empty({0}, u.options());
+  TORCH_CHECK(!dz_out.numel() || (vec && in.z && dz_out.scalar_type() == at::kFloat &&
+                                  dz_out.sizes() == u.sizes()),
+              "selective_scan_bwd: dz_out needs z, d_state 16 and u's shape in float32");
+  auto dz = !in.z ? at::empty({0}, u.options()) : dz_out.numel() ? dz_out : like_u();
   const Strided so{nullptr, du.stride(0), du.stride(1), du.stride(2)};
   const Strided sgo = strided(dout);
+  const Strided sdz = in.z ? strided(dz) : so;
   const int64_t nthreads = at::get_num_threads();
   // Channels of one group share B and C, and a channel's dA, dD, dbias sum over the batch: every thread
   // accumulates into its own copies, summed at the end.
@@ -797,6 +817,9 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
   float* dz_ptr = in.z ? dz.data_ptr<float>() : nullptr;
   float *du_p = du.data_ptr<float>(), *ddelta_p = ddelta.data_ptr<float>();
   const int64_t per_group = in.dim / in.G;
+  float *dB_all = dB_parts.data_ptr<float>(), *dC_all = dC_parts.data_ptr<float>();
+  float *dA_all = dA_parts.data_ptr<float>(), *dD_all = dD_parts.data_ptr<float>();
+  float* dbias_all = dbias_parts.data_ptr<float>();
   if (vec) {
     using mambabench::kVec;
     using mambabench::vfloat;
@@ -808,8 +831,9 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
       std::vector<vfloat> dBl(in.L * in.N), dCl(in.L * in.N);
       // sums a (sequence, group) run's lane accumulators into this thread's dB, dC
       auto flush = [&](int64_t b, int64_t g) {
-        float* dBp = dB_parts[tid][b][g].data_ptr<float>();
-        float* dCp = dC_parts[tid][b][g].data_ptr<float>();
+        const int64_t part = ((tid * in.batch + b) * in.G + g) * in.L * in.N;  // raw offsets: no tensor indexing
+        float* dBp = dB_all + part;
+        float* dCp = dC_all + part;
         for (int64_t k = 0; k < in.L * in.N; ++k) {
           dBp[k] += mambabench::vsum(dBl[k]);
           dCp[k] += mambabench::vsum(dCl[k]);
@@ -817,8 +841,7 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
         std::fill(dBl.begin(), dBl.end(), vfloat{});
         std::fill(dCl.begin(), dCl.end(), vfloat{});
       };
-      float *dAp = dA_parts[tid].data_ptr<float>(), *dDp = dD_parts[tid].data_ptr<float>();
-      float* dbp = dbias_parts[tid].data_ptr<float>();
+      float *dAp = dA_all + tid * in.dim * in.N, *dDp = dD_all + tid * in.dim, *dbp = dbias_all + tid * in.dim;
       const int64_t chunk = std::max<int64_t>(1, std::min(kChunkItems, kChunkFloats / (in.L * kVec)));
       int64_t run_b = -1, run_g = -1;
       for (int64_t first = lo; first < hi;) {
@@ -835,7 +858,7 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
           backward_vec(in, b, d0, tiles, (item - first) * in.L * kVec, starts, hs, es, dBl.data(), dCl.data(),
                        dAp, dDp, dbp);
         }
-        store_tiles(in, so, b, c0, nch, tiles, du_p, ddelta_p, dz_ptr);
+        store_tiles(in, so, sdz, b, c0, nch, tiles, du_p, ddelta_p, dz_ptr);
         first = last;
       }
       if (run_b >= 0) flush(run_b, run_g);
@@ -857,5 +880,7 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
         }
     });
   }
-  return {du, ddelta, dA_parts.sum(0), dB_parts.sum(0), dC_parts.sum(0), dD_parts.sum(0), dz, dbias_parts.sum(0)};
+  // the threads' partial sums (one thread: its part as it is)
+  auto total = [&](const at::Tensor& parts) { return nthreads == 1 ? parts[0] : parts.sum(0); };
+  return {du, ddelta, total(dA_parts), total(dB_parts), total(dC_parts), total(dD_parts), dz, total(dbias_parts)};
 }

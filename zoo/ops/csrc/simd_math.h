@@ -53,6 +53,40 @@ inline void gated_rmsnorm_row(const float* x, const float* z, const float* w, fl
   }
 }
 
+// Backward of gated_rmsnorm_row for one row, per group of `group` channels. With s = sigmoid(z),
+// g = x z s, r = 1 / sqrt(mean(g^2) + eps) and n = g r:
+//   dw += dout n                                  (weight: out = n w)
+//   dg  = r (dout w) - g r^3 mean(dout w g)       (rmsnorm: through n = g r and r's dependence on g)
+//   dx  = dg z s                                  (g = x silu(z))
+//   dz  = dg x s (1 + z (1 - s))                  (silu'(z) = s (1 + z (1 - s)))
+// Two passes over the group: the first keeps g in dx and s in dz (the second overwrites them), so sigmoid is
+// evaluated once per channel. dx and dz may not alias the inputs; dw is accumulated into (+=).
+inline void gated_rmsnorm_row_bwd(const float* dout, const float* x, const float* z, const float* w, float* dx,
+                                  float* dz, float* dw, int64_t D, int64_t group, float eps) {
+  const float inv_group = 1.f / static_cast<float>(group);
+  for (int64_t g0 = 0; g0 < D; g0 += group) {
+    float ss = 0.f, sdg = 0.f;
+#pragma omp simd reduction(+ : ss, sdg)
+    for (int64_t i = g0; i < g0 + group; ++i) {
+      const float s = sigmoid(z[i]), g = x[i] * z[i] * s;
+      dx[i] = g;
+      dz[i] = s;
+      ss += g * g;
+      sdg += dout[i] * w[i] * g;
+    }
+    const float r = 1.f / std::sqrt(ss * inv_group + eps);
+    const float c = r * r * r * sdg * inv_group;  // r^3 mean(dout w g)
+#pragma omp simd
+    for (int64_t i = g0; i < g0 + group; ++i) {
+      const float g = dx[i], s = dz[i];
+      const float dg = r * dout[i] * w[i] - c * g;
+      dw[i] += dout[i] * g * r;
+      dx[i] = dg * z[i] * s;
+      dz[i] = dg * x[i] * s * (1.f + z[i] * (1.f - s));
+    }
+  }
+}
+
 #if defined(__AVX512F__)
 // 2^x for 16 lanes: x = k + f with k = round(x), |f| <= 1/2; 2^f from Cephes' exp2f polynomial (relative
 // error ~1e-7), then vscalefps multiplies by 2^k, which also flushes very negative x to 0 without a clamp.
@@ -117,6 +151,24 @@ inline vfloat vexp2(vfloat x) {
 }
 
 inline vfloat vsigmoid(vfloat x) { return 1.f / (1.f + vexp2(x * -1.44269504088896341f)); }
+
+// softplus(x) = log(1 + e^x) lane-wise, as max(x, 0) + log1p(e^-|x|); log1p(y) for y in (0, 1] by its atanh
+// series 2 s (1 + s^2/3 + ... + s^14/15) in s = y / (2 + y) <= 1/3 (truncation < 1e-8 relative). Inline, so a
+// pass over dt stays in registers: libmvec's log1pf and expf took ~20% of the Mamba-1 forward scan at the
+// ablation shapes. Above 20 the result rounds to x itself, mamba_ssm's threshold.
+inline vfloat vsoftplus(vfloat x) {
+  const vfloat ax = x < 0.f ? -x : x;
+  const vfloat y = vexp2(ax * -1.44269504088896341f);
+  const vfloat s = y / (2.f + y), s2 = s * s;
+  vfloat p = s2 * (1.f / 15.f) + 1.f / 13.f;
+  p = p * s2 + 1.f / 11.f;
+  p = p * s2 + 1.f / 9.f;
+  p = p * s2 + 1.f / 7.f;
+  p = p * s2 + 1.f / 5.f;
+  p = p * s2 + 1.f / 3.f;
+  p = p * s2 + 1.f;
+  return (x > 0.f ? x : vfloat{}) + 2.f * s * p;
+}
 
 inline float vsum(vfloat v) {
   float s = 0.f;

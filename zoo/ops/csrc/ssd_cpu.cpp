@@ -10,6 +10,11 @@
 // reverse = true scans the sequence from its end (the output stays in the input's token order): the
 // backward direction of a bidirectional layer without flipped copies.
 //
+// The fused Mamba-2 mixer (zoo/ops/mamba2_fused.py) has three entries here: ssd_conv_norm_fwd (conv + SiLU,
+// scan and gated RMSNorm per chunk), and for its backward ssd_conv_fwd (the conv output and the un-normed y
+// it needs, recomputed in one pass) and ssd_bwd_xbc (ssd_bwd reading x, B, C from the conv output and
+// writing their gradients side by side into one tensor, ddt into a slice of the op's input gradient).
+//
 // Per chunk of T tokens and group g (head h in group g = h / (H/G)), with a = cumsum(dt * A):
 //   y_t  = exp(a_t) C_t . S  +  sum_{s<=t} (C_t . B_s) exp(a_t - a_s) dt_s x_s  +  D x_t
 //   S   <- exp(a_end) S + sum_s B_s (exp(a_end - a_s) dt_s x_s)^T          (S: N x (heads of g * P))
@@ -85,8 +90,11 @@ struct Ssd {
   bool softplus, reverse;
   // Fused mode (mamba_split_conv1d_scan_combined's layout): x, B, C are computed chunk by chunk as
   // silu(causal depthwise conv of the raw xBC rows), and z gates a grouped RMSNorm of the output instead of
-  // multiplying it: no conv output and no un-normed y are ever written to memory.
+  // multiplying it: no conv output and no un-normed y are ever written to memory. Without norm_w and z
+  // (ssd_conv_fwd, the fused backward's recomputation) the un-normed y is written instead, and with conv_out
+  // the conv + SiLU rows too, (batch, L, conv_dim) contiguous, in token order.
   const float *xbc = nullptr, *conv_wt = nullptr, *conv_b = nullptr, *norm_w = nullptr;
+  float* conv_out = nullptr;
   int64_t conv_dim = 0, W = 0, sxbc_b = 0, sxbc_t = 0, norm_group = 0;
   float eps = 0.f;
 };
@@ -144,6 +152,7 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
           for (int64_t k = kfirst; k < s.W; ++k) acc += s.conv_wt[k * cd + c] * rows[k][c];
           o[c] = acc * sigmoid(acc);
         }
+        if (s.conv_out) std::copy_n(o, cd, s.conv_out + (b * s.L + src_row(t)) * cd);
       }
       xc = xbuf.data(), Bc = xbuf.data() + HP, Cc = xbuf.data() + HP + G * N, yc = ybuf.data();
       x_ld = B_ld = C_ld = cd;
@@ -408,8 +417,10 @@ void decay_matrices(const float* ah, const float* cb, int64_t Tc, float* K, floa
 
 struct SsdGrads {
   const float* dout;                 // (batch, L, H, P) contiguous
-  float *dx, *ddt, *dB, *dC, *dz;    // like x, (batch, L, H), like B, like C, like x (or null)
+  float *dx, *ddt, *dB, *dC, *dz;    // (batch, L, H, P), (batch, L, H), (batch, L, G, N) x2, like dx (or null)
   float *dA, *dD, *dbias;            // per task partials: [task][H], [task][H * P], [task][H]
+  // batch and token strides of the outputs (their inner dims contiguous): dx and dz, ddt, dB and dC
+  int64_t sdx_b, sdx_t, sdt_b, sdt_t, sbc_b, sbc_t;
 };
 
 // Backward of sequence b, group g (see the comment above): chunks from last to first, carrying dS.
@@ -469,7 +480,7 @@ void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float
       }
       for (int64_t t = 0; t < Tc; ++t) {
         const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
-        float* dzr = o.dz + (b * s.L + row) * HP + g * hgP;
+        float* dzr = o.dz + b * o.sdx_b + row * o.sdx_t + g * hgP;
         const float *zr = zb.data() + t * hgP, *gr = gb.data() + t * hgP, *xr = xb.data() + t * hgP;
         const float* Dr = s.D ? s.D + h0 * P : nullptr;
         float *yr = yb.data() + t * hgP, *dyr = dyb.data() + t * hgP;
@@ -581,7 +592,7 @@ void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float
         const float* xr = xb.data() + t * hgP + hl * P;
         const float* q = dxdt.data() + t * hgP + hl * P;
         const float* dyr = dy + t * hgP + hl * P;
-        float* dxr = o.dx + (b * s.L + row) * HP + h * P;
+        float* dxr = o.dx + b * o.sdx_b + row * o.sdx_t + h * P;
         const float d = dte[hl * T + t];
         float ddt = 0.f;
         if (Dr) {
@@ -602,14 +613,14 @@ void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float
         ddt += s.A[h] * run;
         dA[h] += d * run;
         const float draw = ddt * dsp[hl * T + t];
-        o.ddt[(b * s.L + row) * H + h] = draw;
+        o.ddt[b * o.sdt_b + row * o.sdt_t + h] = draw;
         dbias[h] += draw;
       }
     }
     for (int64_t t = 0; t < Tc; ++t) {
       const int64_t row = s.reverse ? s.L - 1 - (c0 + t) : c0 + t;
-      std::copy_n(dBb.data() + t * N, N, o.dB + ((b * s.L + row) * G + g) * N);
-      std::copy_n(dCb.data() + t * N, N, o.dC + ((b * s.L + row) * G + g) * N);
+      std::copy_n(dBb.data() + t * N, N, o.dB + b * o.sbc_b + row * o.sbc_t + g * N);
+      std::copy_n(dCb.data() + t * N, N, o.dC + b * o.sbc_b + row * o.sbc_t + g * N);
     }
   }
 }
@@ -658,22 +669,20 @@ at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::
   return y;
 }
 
-// Fused Mamba-2 mixer core with mamba_split_conv1d_scan_combined's layout, without the out projection:
-// zxbcdt (batch, L, d_inner + conv_dim + H) with z, xBC, dt side by side (channels contiguous, any token
-// stride); conv_weight (conv_dim, W); conv_bias (conv_dim,) or empty; A, dt_bias (H,); D (H, P) or empty;
-// norm_weight (d_inner,). Returns rmsnorm(ssd(silu(conv(xBC))) * silu(z)) * norm_weight, (batch, L, d_inner),
-// with dt = softplus(dt + dt_bias); reverse scans from the end (outputs in token order).
-at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias, at::Tensor dt_bias,
-                             at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups, at::Tensor norm_weight,
-                             double eps, int64_t norm_group, bool reverse) {
-  TORCH_CHECK(zxbcdt.dim() == 3 && zxbcdt.stride(2) == 1, "ssd_conv_norm: zxbcdt must be (b, L, width), "
-              "channels contiguous");
+namespace {
+
+// The fused mode's view of zxbcdt (batch, L, d_inner + conv_dim + H: z, xBC, dt side by side, channels
+// contiguous, any token stride) and its parameters, checked; conv_wt receives the conv weight transposed to
+// (W, conv_dim), contiguous over channels, and must outlive the returned view. `op` names the caller.
+Ssd make_fused(const char* op, const at::Tensor& zxbcdt, const at::Tensor& conv_weight, const at::Tensor& conv_bias,
+               const at::Tensor& dt_bias, const at::Tensor& A, const at::Tensor& D, int64_t headdim, int64_t ngroups,
+               bool reverse, std::vector<float>& conv_wt) {
+  TORCH_CHECK(zxbcdt.dim() == 3 && zxbcdt.stride(2) == 1, op, ": zxbcdt must be (b, L, width), channels contiguous");
   const int64_t H = A.size(0), P = headdim, d_inner = H * P, conv_dim = conv_weight.size(0);
   const int64_t N = (conv_dim - d_inner) / (2 * ngroups);
-  TORCH_CHECK(zxbcdt.size(2) == d_inner + conv_dim + H && N * 2 * ngroups + d_inner == conv_dim,
-              "ssd_conv_norm: widths do not fit (z, xBC, dt)");
-  TORCH_CHECK(d_inner % norm_group == 0, "ssd_conv_norm: d_inner must be divisible by the norm group");
-  TORCH_CHECK(conv_weight.size(1) <= 8, "ssd_conv_norm: conv width must be <= 8");
+  TORCH_CHECK(zxbcdt.size(2) == d_inner + conv_dim + H && N * 2 * ngroups + d_inner == conv_dim, op,
+              ": widths do not fit (z, xBC, dt)");
+  TORCH_CHECK(conv_weight.size(1) <= 8, op, ": conv width must be <= 8");
   Ssd s;
   float* base = zxbcdt.data_ptr<float>();
   s.z = base, s.xbc = base + d_inner, s.dt = base + d_inner + conv_dim;
@@ -685,21 +694,77 @@ at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tens
   s.bias = dt_bias.numel() ? dt_bias.data_ptr<float>() : nullptr;
   s.L = zxbcdt.size(1), s.H = H, s.P = P, s.G = ngroups, s.N = N;
   s.softplus = true, s.reverse = reverse;
-  std::vector<float> wt(conv_weight.size(1) * conv_dim);  // (W, conv_dim): contiguous over channels
+  conv_wt.resize(conv_weight.size(1) * conv_dim);
   const float* w = conv_weight.data_ptr<float>();
   s.W = conv_weight.size(1), s.conv_dim = conv_dim;
   for (int64_t c = 0; c < conv_dim; ++c)
-    for (int64_t k = 0; k < s.W; ++k) wt[k * conv_dim + c] = w[c * s.W + k];
-  s.conv_wt = wt.data();
+    for (int64_t k = 0; k < s.W; ++k) conv_wt[k * conv_dim + c] = w[c * s.W + k];
+  s.conv_wt = conv_wt.data();
   s.conv_b = conv_bias.numel() ? conv_bias.data_ptr<float>() : nullptr;
-  s.norm_w = norm_weight.data_ptr<float>(), s.eps = static_cast<float>(eps), s.norm_group = norm_group;
-  auto y = at::empty({zxbcdt.size(0), s.L, d_inner}, zxbcdt.options());
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, zxbcdt.size(0), 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) forward_sequence(s, b, yp + b * s.L * d_inner);
+  return s;
+}
+
+// forward_sequence of every sequence into y (batch, L, H * P), one sequence per task.
+void forward_all(const Ssd& s, int64_t batch, float* y) {
+  at::parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) forward_sequence(s, b, y + b * s.L * s.H * s.P);
   });
+}
+
+}  // namespace
+
+// Fused Mamba-2 mixer core with mamba_split_conv1d_scan_combined's layout, without the out projection:
+// zxbcdt (batch, L, d_inner + conv_dim + H) with z, xBC, dt side by side (channels contiguous, any token
+// stride); conv_weight (conv_dim, W); conv_bias (conv_dim,) or empty; A, dt_bias (H,); D (H, P) or empty;
+// norm_weight (d_inner,). Returns rmsnorm(ssd(silu(conv(xBC))) * silu(z)) * norm_weight, (batch, L, d_inner),
+// with dt = softplus(dt + dt_bias); reverse scans from the end (outputs in token order).
+at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias, at::Tensor dt_bias,
+                             at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups, at::Tensor norm_weight,
+                             double eps, int64_t norm_group, bool reverse) {
+  std::vector<float> wt;
+  Ssd s = make_fused("ssd_conv_norm", zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, reverse, wt);
+  TORCH_CHECK((s.H * s.P) % norm_group == 0, "ssd_conv_norm: d_inner must be divisible by the norm group");
+  s.norm_w = norm_weight.data_ptr<float>(), s.eps = static_cast<float>(eps), s.norm_group = norm_group;
+  auto y = at::empty({zxbcdt.size(0), s.L, s.H * s.P}, zxbcdt.options());
+  forward_all(s, zxbcdt.size(0), y.data_ptr<float>());
   return y;
 }
+
+// What the fused op's backward needs of its forward, from the same arguments (without the norm's): [xBC, y],
+// xBC = silu(causal conv(xBC raw)) (batch, L, conv_dim) and y = ssd(x, dt, A, B, C, D) the un-normed, ungated
+// scan output (batch, L, d_inner), both contiguous float32, in one pass (the conv computed once for both).
+std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias,
+                                     at::Tensor dt_bias, at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups,
+                                     bool reverse) {
+  std::vector<float> wt;
+  Ssd s = make_fused("ssd_conv_fwd", zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, reverse, wt);
+  s.z = nullptr;  // no gate: y is the scan's output
+  auto xbc = at::empty({zxbcdt.size(0), s.L, s.conv_dim}, zxbcdt.options());
+  auto y = at::empty({zxbcdt.size(0), s.L, s.H * s.P}, zxbcdt.options());
+  s.conv_out = xbc.data_ptr<float>();
+  forward_all(s, zxbcdt.size(0), y.data_ptr<float>());
+  return {xbc, y};
+}
+
+namespace {
+
+// backward_group over every (sequence, group) pair into o's gradient pointers; returns [dA, dD (H, P) or
+// empty, ddt_bias or empty], summed from per-task partials (deterministic whatever the thread count).
+std::vector<at::Tensor> backward_all(const Ssd& s, SsdGrads o, int64_t batch, const at::TensorOptions& opts) {
+  const int64_t tasks = batch * s.G, H = s.H, P = s.P;
+  auto dA_parts = at::zeros({tasks, H}, opts), dD_parts = at::zeros({tasks, H * P}, opts);
+  auto dbias_parts = at::zeros({tasks, H}, opts);
+  o.dA = dA_parts.data_ptr<float>(), o.dD = dD_parts.data_ptr<float>(), o.dbias = dbias_parts.data_ptr<float>();
+  if (s.L > 0)
+    at::parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        backward_group(s, o, i / s.G, i % s.G, o.dA + i * H, o.dD + i * H * P, o.dbias + i * H);
+    });
+  auto empty = at::empty({0}, opts);
+  return {dA_parts.sum(0), s.D ? dD_parts.sum(0).view({H, P}) : empty, s.bias ? dbias_parts.sum(0) : empty};
+}
+
+}  // namespace
 
 // Gradients of ssd_fwd (same arguments, dout: (batch, L, H, P) contiguous): [dx, ddt (raw dt), dA, dB, dC, dD
 // (H, P), dz, ddt_bias], empty where the input is absent. Parallel over (sequence, group) pairs; dA, dD and
@@ -709,30 +774,43 @@ std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at
                                 bool reverse) {
   TORCH_CHECK(dout.is_contiguous() && dout.sizes() == x.sizes(), "ssd_bwd: dout must be contiguous, like x");
   const Ssd s = make_ssd("ssd_bwd", x, dt, A, B, C, D, z, dt_bias, dt_softplus, reverse);
-  const int64_t batch = x.size(0), tasks = batch * s.G, H = s.H, P = s.P;
+  const int64_t batch = x.size(0), H = s.H, P = s.P, GN = s.G * s.N;
   const auto opts = x.options().dtype(at::kFloat);
   auto dx = at::empty({batch, s.L, H, P}, opts);
   auto ddt = at::empty({batch, s.L, H}, opts);
   auto dB = at::empty({batch, s.L, s.G, s.N}, opts);
   auto dC = at::empty({batch, s.L, s.G, s.N}, opts);
   auto dz = s.z ? at::empty({batch, s.L, H, P}, opts) : at::empty({0}, opts);
-  auto dA_parts = at::zeros({tasks, H}, opts), dD_parts = at::zeros({tasks, H * P}, opts);
-  auto dbias_parts = at::zeros({tasks, H}, opts);
   SsdGrads o{dout.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dB.data_ptr<float>(),
-             dC.data_ptr<float>(), s.z ? dz.data_ptr<float>() : nullptr, dA_parts.data_ptr<float>(),
-             dD_parts.data_ptr<float>(), dbias_parts.data_ptr<float>()};
-  if (s.L > 0)
-    at::parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i)
-        backward_group(s, o, i / s.G, i % s.G, o.dA + i * H, o.dD + i * H * P, o.dbias + i * H);
-    });
-  auto empty = at::empty({0}, opts);
-  return {dx,
-          ddt,
-          dA_parts.sum(0),
-          dB,
-          dC,
-          s.D ? dD_parts.sum(0).view({H, P}) : empty,
-          dz,
-          s.bias ? dbias_parts.sum(0) : empty};
+             dC.data_ptr<float>(), s.z ? dz.data_ptr<float>() : nullptr, nullptr, nullptr, nullptr,
+             s.L * H * P, H * P, s.L * H, H, s.L * GN, GN};
+  auto params = backward_all(s, o, batch, opts);
+  return {dx, ddt, params[0], dB, dC, params[1], dz, params[2]};
+}
+
+// The SSD backward in the fused op's layout (its backward, zoo/ops/mamba2_fused.py): xBC (batch, L, conv_dim =
+// H * P + 2 * G * N) holds x, B, C side by side (channels contiguous, any token stride), dt is the raw dt
+// (softplus(dt + dt_bias) is applied, as the fused forward does), dout (batch, L, H, P) contiguous. dx, dB, dC
+// are written side by side into dxBC (like xBC) and the raw dt's gradient into ddt ((batch, L, H), channels
+// contiguous, any token stride: a slice of the fused op's input gradient), without intermediate tensors.
+// Returns [dA, dD (H, P) or empty, ddt_bias or empty].
+std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
+                                    at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
+                                    at::Tensor ddt) {
+  const int64_t batch = xbc.size(0), L = xbc.size(1), H = A.size(0), P = headdim, HP = H * P;
+  const int64_t GN = (xbc.size(2) - HP) / 2, N = GN / ngroups;
+  TORCH_CHECK(xbc.dim() == 3 && xbc.stride(2) == 1 && HP + 2 * ngroups * N == xbc.size(2) &&
+                  dxbc.sizes() == xbc.sizes() && dxbc.stride(2) == 1 && ddt.sizes() == dt.sizes() &&
+                  ddt.stride(2) == 1 && dout.is_contiguous() && dout.numel() == batch * L * HP,
+              "ssd_bwd_xbc: xBC, dxBC (b, L, H*P + 2*G*N), dt, ddt (b, L, H) with contiguous channels and a "
+              "contiguous dout (b, L, H, P) expected");
+  auto x = xbc.narrow(2, 0, HP).view({batch, L, H, P});
+  auto B = xbc.narrow(2, HP, GN).view({batch, L, ngroups, N});
+  auto C = xbc.narrow(2, HP + GN, GN).view({batch, L, ngroups, N});
+  const Ssd s = make_ssd("ssd_bwd_xbc", x, dt, A, B, C, D, at::empty({0}, xbc.options()), dt_bias, true, reverse);
+  float* base = dxbc.data_ptr<float>();
+  SsdGrads o{dout.data_ptr<float>(), base, ddt.data_ptr<float>(), base + HP, base + HP + GN, nullptr, nullptr,
+             nullptr, nullptr, dxbc.stride(0), dxbc.stride(1), ddt.stride(0), ddt.stride(1), dxbc.stride(0),
+             dxbc.stride(1)};
+  return backward_all(s, o, batch, xbc.options().dtype(at::kFloat));
 }
