@@ -28,7 +28,11 @@ def test_three_seeds_by_hand():
     assert verdict(paired, "worse", higher_is_better=False) == "reproduced"  # FID up = worse, as the paper
     assert verdict(paired, "better", higher_is_better=False) == "opposite"
     assert verdict(paired, "worse", higher_is_better=True) == "opposite"  # GenEval up = better: against it
-    assert verdict(paired, "same", higher_is_better=False) == "paper: no effect"
+    # the paper claims no effect: the interval (excluding 0 here) decides, against the claim
+    assert verdict(paired, "same", higher_is_better=False) == "worse, where the paper has none"
+    assert verdict(pair({0: 10.0, 1: 11.0, 2: 9.5}, {0: 10.0, 1: 10.0, 2: 10.0}), "same", False) == (
+        "reproduced (no effect)"
+    )
 
 
 def test_t_quantiles_and_sign_flips():
@@ -99,7 +103,9 @@ def test_report_verdicts_diverged_and_unpaired_rows(tmp_path):
     assert rows["no-lfe"]["p_sign_flip"] == pytest.approx(0.25)
     assert rows["no-ms"]["verdict"] == "opposite" and rows["no-ms"]["ours_effect"] == "better"
     assert rows["no-ms"]["agrees"] == "no" and rows["no-ms"]["ci_high"] < 0
-    assert rows["no-pt"]["verdict"] == "paper: no effect" and rows["no-pt"]["ci_low"] is not None
+    assert (
+        rows["no-pt"]["verdict"] == "reproduced (no effect)" and rows["no-pt"]["ci_low"] < 0 < rows["no-pt"]["ci_high"]
+    )
     diverged = rows["no-lsc"]
     assert diverged["status"] == "diverged (seed 1)" and diverged["diverged_seeds"] == "1"
     assert diverged["seeds"] == 4 and diverged["ours_fid_seeds"] == "51 nan 50.5 70"  # listed, not dropped

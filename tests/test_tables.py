@@ -248,7 +248,7 @@ def test_report_over_seeds(tmp_path):
     assert rows["1234"]["seeds"] == 3 and rows["1234"]["ours_fid"] == pytest.approx(51.0)
     assert rows["1234"]["ours_fid_std"] == pytest.approx(1.0) and rows["1234"]["ours_fid_seeds"] == "50 52 51"
     assert rows["12"]["ours_effect"] == "within spread" and rows["12"]["paper_effect"] == "same"
-    assert rows["12"]["agrees"] == "yes" and rows["12"]["verdict"] == "paper: no effect"
+    assert rows["12"]["agrees"] == "yes" and rows["12"]["verdict"] == "reproduced (no effect)"
     assert rows["1"]["ours_effect"] == "worse" and rows["1"]["agrees"] == "yes"
     assert rows["1"]["verdict"] == "reproduced" and rows["1"]["n_pairs"] == 3  # differences 10, 9, 8.5
     assert rows["1234"]["verdict"] == "reference" and rows["1"]["diff_seeds"] == "0:+10 1:+9 2:+8.5"

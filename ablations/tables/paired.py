@@ -136,15 +136,17 @@ def our_effect(paired: Paired, higher_is_better: bool) -> str:
 
 def verdict(paired: Paired, paper_effect: str, higher_is_better: bool) -> str:
     """Reproduced / opposite / within spread, from the interval against the paper's direction ("better", "worse",
-    "same" within its 1%, or "-" without a number); "paper: no effect" where the paper claims none; with fewer
-    than 2 pairs no interval, the bare direction."""
+    "same" within its 1%, or "-" without a number). Where the paper claims no effect, the interval decides too:
+    "reproduced (no effect)" when it contains 0, "<better|worse>, where the paper has none" when it excludes 0
+    (a finding against the paper's claim, reported as such). With fewer than 2 pairs no interval, the bare
+    direction."""
     ours = our_effect(paired, higher_is_better)
     if paired.n == 0:
         return "no paired seeds"
     if paired.n == 1:
         return f"one seed (no interval): {ours}"
     if paper_effect == "same":
-        return "paper: no effect"
+        return "reproduced (no effect)" if ours == "within spread" else f"{ours}, where the paper has none"
     if ours == "within spread":
         return "within spread"
     if paper_effect not in ("better", "worse"):

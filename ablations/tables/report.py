@@ -9,8 +9,9 @@ paper's own metric (FID, or GenEval where higher is better). Our metric's direct
 - ours: paired over training seeds (seed s of a variant and of the reference share initialisation and data
   order; ``ablations.tables.paired``): per seed the difference row - reference, their mean, a 95% t interval
   and an exact sign-flip p-value. ``verdict`` follows from the interval: "reproduced" (it excludes 0 on the
-  paper's side), "opposite" (on the other side), "within spread" (it contains 0), "paper: no effect" (the
-  paper's own numbers are within 1%), "one seed (no interval): <direction>" below 2 pairs;
+  paper's side), "opposite" (on the other side), "within spread" (it contains 0); where the paper's own numbers
+  are within 1% (no claimed effect), "reproduced (no effect)" (it contains 0) or "<better|worse>, where the paper
+  has none" (it excludes 0); "one seed (no interval): <direction>" below 2 pairs;
 - the paper's: "same" when within 1% of its reference (the papers give no spreads; 2.91 vs 2.92 is no claim).
 
 A run that diverged (NaN/inf metric, or a result marked ``diverged`` or with a non-finite loss) stays in the
@@ -265,8 +266,9 @@ def header(table: TableSpec, preset: str, rows: list[dict]) -> list[str]:
             "with the mean difference, its 95% Student-t interval over the seeds and an exact sign-flip p-value "
             "(a second, distribution-free check: with n seeds it cannot fall below 2/2^n). The verdict follows from "
             "the interval alone: 'reproduced' when it excludes 0 on the side of the paper's effect, 'opposite' when "
-            "on the other side, 'within spread' when it contains 0, 'paper: no effect' when the paper's numbers are "
-            f"within {PAPER_SAME:.0%} of its reference, 'one seed (no interval)' below 2 paired seeds"
+            "on the other side, 'within spread' when it contains 0; where the paper's numbers are within "
+            f"{PAPER_SAME:.0%} of its reference (no claimed effect), 'reproduced (no effect)' when it contains 0 and "
+            "'better/worse, where the paper has none' when it excludes 0; 'one seed (no interval)' below 2 paired seeds"
         )
     diverged = [f"{r['label']} @{r['checkpoint']} seed {r['diverged_seeds']}" for r in rows if r["diverged_seeds"]]
     if diverged:
