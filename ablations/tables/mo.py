@@ -122,7 +122,7 @@ TABLE2 = TableSpec(
 
 # cpu-learn for Table 5: Teng's cpu-learn regime (issue #28; results/reports/teng-cpu-learning-preset.md) with
 # DiM-B at width 96, 6 blocks, its three patch sizes kept (16 px: 2x2, 4x4, 8x8 tokens), class-conditional with
-# CFG 1.5 as the paper; not run yet
+# CFG 1.5 as the paper; 3 seeds run: results/reports/mo-table5-cpu-learn.md
 _LEARN_TABLE5 = cpu_preset(
     "cpu-learn",
     data="builtin",
