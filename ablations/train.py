@@ -58,6 +58,7 @@ from ablations.run_folder import (
 )
 from ablations.stages import Stage, StageSchedule
 from ablations.video_train import append_image_frames, image_joint_kwargs
+from mambabench.allocator import retain_freed_memory
 from mambabench.device import resolve_device
 from mambabench.errors import UserError
 from mambabench.files import atomic_write_json
@@ -436,6 +437,7 @@ class Trainer:
         if self.start >= config.steps and is_finished(self.out):  # resumed after the end: nothing to do
             return json.loads((self.out / "done.json").read_text())
         end = min(config.steps, stop_after) if stop_after is not None else config.steps
+        retain_freed_memory()  # each step reuses the last one's memory instead of faulting it in again
         sampler = StepBatches(len(self.dataset), config.batch, self.start, end, config.seed, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=_collate)
         shape = self.setup.sample_shape(extra_frames=config.image_joint)  # (C, h, w) or (C, T [+ images], h, w)

@@ -7,6 +7,8 @@ import time
 
 import torch
 
+from mambabench.allocator import retain_freed_memory
+
 
 def synchronise(device: torch.device) -> None:
     if device.type == "cuda":
@@ -15,7 +17,10 @@ def synchronise(device: torch.device) -> None:
 
 def time_unit(unit, device: torch.device, min_time: float = 1.0, min_runs: int = 5, max_runs: int = 200) -> list[float]:
     """Seconds of each call of ``unit()`` after one warm-up call (kernel builds, compilation, allocator),
-    synchronising the device after each; repeats until ``min_time`` seconds and ``min_runs`` calls."""
+    synchronising the device after each; repeats until ``min_time`` seconds and ``min_runs`` calls. Every model
+    is timed under the same malloc settings (``retain_freed_memory``: no page faults from a heap that shrinks
+    between calls)."""
+    retain_freed_memory()
     unit()
     synchronise(device)
     times: list[float] = []

@@ -16,6 +16,7 @@ test or a job can set it at any time.
 | ``MAMBABENCH_GENEVAL_DETECTOR`` | under ``$MAMBABENCH_CACHE/geneval/`` | GenEval's detector (``--detector`` wins) |
 | ``MAMBABENCH_GENEVAL_CLIP`` | under ``$MAMBABENCH_CACHE/geneval/`` | GenEval's CLIP file or folder (``--clip`` wins) |
 | ``MAMBABENCH_DEBUG`` | unset | ``1``: a failing command shows its traceback instead of one line |
+| ``MAMBABENCH_MALLOC_DEFAULTS`` | unset | ``1``: leave glibc malloc's thresholds alone (``mambabench.allocator``) |
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def cache_dir() -> Path:
 
 def cpp_kernels_disabled() -> bool:
     return os.environ.get("MAMBABENCH_NO_CPP") == "1"
+
+
+def malloc_defaults() -> bool:
+    return _flag("MAMBABENCH_MALLOC_DEFAULTS")
 
 
 def cpu_arch() -> str:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.timer import gemm_rate
+from mambabench.allocator import retain_freed_memory
 from zoo import ops
 from zoo.ops._extension import vector_isa
 from zoo.ops.kernel_choice import reference_kernels
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--loop-bwd-max", type=int, default=1024, help="longest L for autograd through a loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as bench's timer: no page faults from a heap that shrinks between calls
     lengths = [1024, 4096] if args.quick else [1024, 4096, 16384, 32400]
     rows = []
 
