@@ -122,12 +122,13 @@ def test_mamba1_kernel_token_major_and_portable_agree(L):
 
 @pytest.mark.parametrize(
     "dim, groups, L, gated",
-    [(32, 1, 1, True), (32, 2, 77, True), (16, 1, 600, False), (48, 1, 1030, True)],
+    [(32, 1, 1, True), (32, 2, 77, True), (16, 1, 600, False), (48, 1, 1030, True), (32, 1, 2100, True)],
 )
 def test_mamba1_vector_backward_matches_the_loop(dim, groups, L, gated):
     """The lane-blocked backward (d_state 16, channels in SIMD lanes): every gradient equals autograd through
     the float64 step loop, for one step, one block, and sequences of two and three recompute blocks (512
-    steps each), with and without the gate, D and the bias; dB and dC summed over the channels of a group."""
+    steps each) in the item order, and a sequence in the block order (L >= 2048: blocks of 64 outermost, a
+    partial last block), with and without the gate, D and the bias; dB and dC summed over a group's channels."""
     torch.manual_seed(dim + L)
     batch, n = 2, 16
     u = torch.randn(batch, L, dim).transpose(1, 2)  # token-major view, as the models pass it

@@ -499,102 +499,114 @@ void backward_channel(const Inputs& in, const float* dout, int64_t b, int64_t d,
 
 // ---- Backward on vectors of channels (the forward's blocking) ----
 // One item = kVec channels of one sequence, one channel per lane, d_state 16 (state n is vector h[n]).
-// Per item: (1) (time, lane) tiles of dt, dt*u, u, softplus' and the incoming gradient for the whole
-// sequence; (2) a states-only forward pass keeping the state entering every block of kBwdBlock steps
-// (skipped when the sequence is one block: the training shapes); (3) blocks in reverse: recompute the
-// block's states and decays exp(dt A) into a buffer (one exp per update in the whole backward), then walk
-// it backwards. Gradients of B and C are sums over channels: they accumulate lane-wise into a (L, N, kVec)
-// buffer shared by all items of one (sequence, group) a thread runs in a row, and are summed over lanes
-// once at the end of the run, so no step needs a horizontal reduction.
-constexpr int64_t kBwdBlock = 512;  // hs + es buffers: 2 * 512 * 16 * kVec floats (0.5-1 MB) per thread
+// Per item: (1) (time, lane) tiles of dt, dt*u, u, softplus' and the incoming gradient; (2) the state
+// entering every recompute block, from a states-only forward pass (skipped when the sequence is one block:
+// the training shapes); (3) blocks in reverse: recompute the block's states and decays exp(dt A) into a
+// buffer (one exp per update in the whole backward), then walk it backwards. Gradients of B and C are sums
+// over channels: they accumulate lane-wise into an (L, N, kVec) buffer shared by the items of one (sequence,
+// group) that a thread runs, and are summed over lanes once per run, so no step needs a horizontal reduction.
+//
+// Two orders. Sequences shorter than kLongFrom run item by item over the whole sequence. Longer ones (one
+// group) run time blocks of kLongBlock steps outermost and all the thread's items of the sequence
+// inside (as the forward does): the block's tiles are read from whole token-major rows, and the lane-wise
+// dB/dC buffers, the recomputed states and decays stay block-sized (4 x 128 KB with AVX-512), in L2. Item by
+// item they were (L, N, kVec) floats each, 4 MB at L 4096, read and written back once per item from L3: 60% of
+// the backward there (1.9x faster with AVX-512, 1.3x with AVX2). Below L 2048 the item order is as fast or
+// faster: its states pass skips the first 512 steps' block where the block order needs the states of every
+// block of 64 (L 1024: 10% faster item by item).
+constexpr int64_t kBwdBlock = 512;   // item order: hs + es = 2 * 512 * 16 * kVec floats per thread
+constexpr int64_t kLongBlock = 64;   // block order (64, 128, 256, 512 measured at L 4096: 126, 130, 137, 158 ms)
+constexpr int64_t kLongFrom = 2048;  // the shortest sequence run in block order
 
-// (time, lane) tiles of a chunk of consecutive items of one sequence: array k holds item k's (L, kVec)
-// tile at offset k * L * kVec. Loading a chunk at once reads each token-major row as one contiguous run of
-// chunk * kVec channels: per item, the L rows of 16 floats lie a whole row apart (8 KB at d_inner 2048), one
-// page each, and the page walks cost as much as the scan.
+// (time, lane) tiles of a chunk of consecutive items of one sequence over the steps [t0, t0 + T): array k
+// holds item k's (T, kVec) tile at offset k * T * kVec. Loading a chunk at once reads each token-major row as
+// one contiguous run of chunk * kVec channels: per item, the rows of 16 floats lie a whole row apart (8 KB at
+// d_inner 2048), one page each, and the page walks cost as much as the scan.
 struct Tiles {
   std::vector<float> dt, dtu, u, dsp, go, z, gy, du, ddelta, dz;
   void resize(int64_t n) {
     for (auto* v : {&dt, &dtu, &u, &dsp, &go, &z, &gy, &du, &ddelta, &dz}) v->resize(n);
   }
 };
-constexpr int64_t kChunkItems = 8;           // items loaded together (at most)
+constexpr int64_t kChunkItems = 8;           // items loaded together (at most; one-block sequences)
 constexpr int64_t kChunkFloats = 1 << 18;    // and at most this many floats per tile array (1 MB)
 
-// Visits (t, lane offset ch in [0, nch), tile index) in the order that walks a (b, d, t) tensor with
-// strides `st` contiguously: time outer for token-major tensors, channels outer for channel-major ones.
+// Visits (t in [t0, t0 + T), lane offset ch in [0, nch), tile index) in the order that walks a (b, d, t)
+// tensor with strides `st` contiguously: time outer for token-major tensors, channels outer for channel-major.
 template <class F>
-inline void for_tile_elements(const Strided& st, int64_t L, int64_t nch, F&& f) {
+inline void for_tile_elements(const Strided& st, int64_t t0, int64_t T, int64_t nch, F&& f) {
   using mambabench::kVec;
-  auto index = [&](int64_t t, int64_t ch) { return ((ch / kVec) * L + t) * kVec + ch % kVec; };
+  auto index = [&](int64_t t, int64_t ch) { return ((ch / kVec) * T + (t - t0)) * kVec + ch % kVec; };
   if (st.sd == 1) {
-    for (int64_t t = 0; t < L; ++t)
+    for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ++ch) f(t, ch, index(t, ch));
   } else {
     for (int64_t ch = 0; ch < nch; ++ch)
-      for (int64_t t = 0; t < L; ++t) f(t, ch, index(t, ch));
+      for (int64_t t = t0; t < t0 + T; ++t) f(t, ch, index(t, ch));
   }
 }
 
-// Loads the tiles of channels [c0, c0 + nch) of sequence b: copies first, then one vectorised pass for
-// softplus and its derivative (per-element scalar transcendentals would cost more than the scan).
-void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int64_t nch, Tiles& s) {
-  const int64_t L = in.L, n = nch * L;
+// Loads the tiles of channels [c0, c0 + nch) of sequence b, steps [t0, t0 + T): copies first, then one
+// vectorised pass for softplus and its derivative (per-element scalar transcendentals would cost more than the
+// scan). `states_only`: dt and dt*u only (the states pass).
+void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int64_t nch, int64_t t0, int64_t T,
+                Tiles& s, bool states_only = false) {
+  using mambabench::kVec;
+  using mambabench::vfloat;
+  using mambabench::vload;
+  using mambabench::vstore;
+  const int64_t n = nch * T;
   s.resize(n);
   const bool rows = in.su.sd == 1 && in.sdelta.sd == 1 && go.sd == 1 && (!in.z || in.sz.sd == 1);
   if (rows) {  // token-major: kVec channels of one token are one vector
-    using mambabench::kVec;
-    using mambabench::vload;
-    using mambabench::vstore;
-    for (int64_t t = 0; t < L; ++t)
+    for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec) {
-        const int64_t k = ((ch / kVec) * L + t) * kVec, d = c0 + ch;
-        const auto bias = in.bias ? vload(in.bias + d) : mambabench::vfloat{};
+        const int64_t k = ((ch / kVec) * T + (t - t0)) * kVec, d = c0 + ch;
+        const auto bias = in.bias ? vload(in.bias + d) : vfloat{};
         vstore(&s.dt[k], vload(in.sdelta.at(b, d, t)) + bias);  // raw, finished below
         vstore(&s.u[k], vload(in.su.at(b, d, t)));
+        if (states_only) continue;
         vstore(&s.go[k], vload(go.at(b, d, t)));
-        vstore(&s.z[k], in.z ? vload(in.sz.at(b, d, t)) : mambabench::vfloat{});
+        vstore(&s.z[k], in.z ? vload(in.sz.at(b, d, t)) : vfloat{});
       }
   } else {
-    for_tile_elements(in.su, L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+    for_tile_elements(in.su, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
       const int64_t d = c0 + ch;
       s.dt[k] = *in.sdelta.at(b, d, t) + (in.bias ? in.bias[d] : 0.f);  // raw, finished below
       s.u[k] = *in.su.at(b, d, t);
+      if (states_only) return;
       s.go[k] = *go.at(b, d, t);
       s.z[k] = in.z ? *in.sz.at(b, d, t) : 0.f;
     });
   }
   float *dt = s.dt.data(), *dtu = s.dtu.data(), *dsp = s.dsp.data();
   const float* u = s.u.data();
-  using mambabench::kVec;
-  using mambabench::vfloat;
-  using mambabench::vload;
-  using mambabench::vstore;
-  for (int64_t k = 0; k < n; k += kVec) {  // n = nch * L, nch a multiple of kVec
+  for (int64_t k = 0; k < n; k += kVec) {  // n = nch * T, nch a multiple of kVec
     const vfloat v = vload(dt + k);
     // d softplus / d v = sigmoid(v) (1 above the threshold 20, where sigmoid rounds to 1 in float32)
     const vfloat d = in.softplus ? mambabench::vsoftplus(v) : v;
-    vstore(dsp + k, in.softplus ? mambabench::vsigmoid(v) : mambabench::vsplat(1.f));
+    if (!states_only) vstore(dsp + k, in.softplus ? mambabench::vsigmoid(v) : mambabench::vsplat(1.f));
     vstore(dt + k, d);
     vstore(dtu + k, d * vload(u + k));
   }
 }
 
-// Writes du, ddelta (and dz) of the chunk into tensors with u's strides `so`.
+// Writes du, ddelta (and dz) of the chunk's steps [t0, t0 + T) into tensors with u's strides `so`.
 void store_tiles(const Inputs& in, const Strided& so, const Strided& sdz, int64_t b, int64_t c0, int64_t nch,
-                 const Tiles& s, float* du, float* ddelta, float* dz) {
+                 int64_t t0, int64_t T, const Tiles& s, float* du, float* ddelta, float* dz) {
   using mambabench::kVec;
   using mambabench::vload;
   using mambabench::vstore;
+  auto tile = [&](int64_t t, int64_t ch) { return ((ch / kVec) * T + (t - t0)) * kVec; };
   if (so.sd == 1) {  // token-major
-    for (int64_t t = 0; t < in.L; ++t)
+    for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec) {
-        const int64_t k = ((ch / kVec) * in.L + t) * kVec, o = b * so.sb + (c0 + ch) + t * so.st;
+        const int64_t k = tile(t, ch), o = b * so.sb + (c0 + ch) + t * so.st;
         vstore(du + o, vload(&s.du[k]));
         vstore(ddelta + o, vload(&s.ddelta[k]));
       }
   } else {
-    for_tile_elements(so, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+    for_tile_elements(so, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
       const int64_t o = b * so.sb + (c0 + ch) * so.sd + t * so.st;
       du[o] = s.du[k];
       ddelta[o] = s.ddelta[k];
@@ -602,124 +614,224 @@ void store_tiles(const Inputs& in, const Strided& so, const Strided& sdz, int64_
   }
   if (!dz) return;
   if (sdz.sd == 1) {  // dz has its own strides: u's layout, or a slice of the caller's buffer
-    for (int64_t t = 0; t < in.L; ++t)
+    for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec)
-        vstore(dz + b * sdz.sb + (c0 + ch) + t * sdz.st, vload(&s.dz[((ch / kVec) * in.L + t) * kVec]));
+        vstore(dz + b * sdz.sb + (c0 + ch) + t * sdz.st, vload(&s.dz[tile(t, ch)]));
     return;
   }
-  for_tile_elements(sdz, in.L, nch, [&](int64_t t, int64_t ch, int64_t k) {
+  for_tile_elements(sdz, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
     dz[b * sdz.sb + (c0 + ch) * sdz.sd + t * sdz.st] = s.dz[k];
   });
 }
 
-// The scan part of one item (channels d0.. of sequence b) whose tiles start at offset `off` of `s`.
-void backward_vec(const Inputs& in, int64_t b, int64_t d0, Tiles& s, int64_t off,
-                  std::vector<mambabench::vfloat>& starts, std::vector<mambabench::vfloat>& hs,
-                  std::vector<mambabench::vfloat>& es, mambabench::vfloat* dBl, mambabench::vfloat* dCl,
-                  float* dA, float* dD, float* dbias) {
+// One item's constants (A, A log2 e, D) and what its backward carries from block to block (dh, the dA
+// accumulators, dD and dbias).
+struct ItemParams {
+  mambabench::vfloat a[16], a2[16], D{};
+  ItemParams(const Inputs& in, int64_t d0) {
+    using mambabench::kVec;
+    for (int n = 0; n < 16; ++n)
+      for (int c = 0; c < kVec; ++c) {
+        a[n][c] = in.A[(d0 + c) * 16 + n];
+        a2[n][c] = a[n][c] * 1.44269504088896341f;
+      }
+    if (in.D)
+      for (int c = 0; c < kVec; ++c) D[c] = in.D[d0 + c];
+  }
+};
+struct Carry {
+  mambabench::vfloat dh[16] = {}, dA[16] = {}, dD{}, dbias{};
+};
+
+// Adds an item's accumulated dA, dD, dbias (channels d0..) into a thread's sums.
+void finish_item(const Carry& c, int64_t d0, float* dA, float* dD, float* dbias) {
+  using mambabench::kVec;
+  for (int l = 0; l < kVec; ++l) {
+    const int64_t d = d0 + l;
+    for (int n = 0; n < 16; ++n) dA[d * 16 + n] += c.dA[n][l];
+    dD[d] += c.dD[l];
+    dbias[d] += c.dbias[l];
+  }
+}
+
+// Advances state h through T steps (states only): tiles dt, dtu at step 0 of the range, B at its step 0.
+inline void advance_states(const ItemParams& p, const float* tdt, const float* tdtu, const float* Bt, int64_t T,
+                           mambabench::vfloat* h) {
+  using mambabench::kVec;
+  using mambabench::vload;
+  for (int64_t i = 0; i < T; ++i) {
+    const mambabench::vfloat dtv = vload(tdt + i * kVec), dtuv = vload(tdtu + i * kVec);
+    const float* Bp = Bt + i * 16;
+#pragma GCC unroll 16
+    for (int n = 0; n < 16; ++n) h[n] = mambabench::vexp2(dtv * p.a2[n]) * h[n] + dtuv * Bp[n];
+  }
+}
+
+// The backward of one item over one block of T steps that starts in state `h0`: every pointer is at the
+// block's first step (tiles t*, B/C rows Bt/Ct, lane-wise dB/dC rows dBl/dCl); `c` carries dh and the sums.
+void backward_block(const Inputs& in, const ItemParams& p, const float* Bt, const float* Ct, const float* tdt,
+                    const float* tdtu, const float* tu, const float* tgo, const float* tz, const float* tdsp,
+                    float* tgy, float* tdu, float* tdd, float* tdz, int64_t T, const mambabench::vfloat* h0,
+                    Carry& c, mambabench::vfloat* hs, mambabench::vfloat* es, mambabench::vfloat* dBl,
+                    mambabench::vfloat* dCl) {
   using mambabench::kVec;
   using mambabench::vfloat;
   using mambabench::vload;
   using mambabench::vstore;
   constexpr int N = 16;
+  // recompute: hs[i + 1] = state after step i (hs[0] entering the block), es[i] = exp(dt A)
+  vfloat h[N];
+  for (int n = 0; n < N; ++n) h[n] = hs[n] = h0[n];
+  for (int64_t i = 0; i < T; ++i) {
+    const vfloat dtv = vload(tdt + i * kVec), dtuv = vload(tdtu + i * kVec);
+    const float* Bp = Bt + i * N;
+    const float* Cp = Ct + i * N;
+    vfloat acc{};
+#pragma GCC unroll 16
+    for (int n = 0; n < N; ++n) {
+      const vfloat e = mambabench::vexp2(dtv * p.a2[n]);
+      h[n] = e * h[n] + dtuv * Bp[n];
+      acc += h[n] * Cp[n];
+      es[i * N + n] = e;
+      hs[(i + 1) * N + n] = h[n];
+    }
+    // the gradient reaching y (through the silu(z) gate when present), dz and dD
+    const vfloat g_out = vload(tgo + i * kVec), u = vload(tu + i * kVec);
+    vfloat gy = g_out;
+    if (in.z) {
+      const vfloat z = vload(tz + i * kVec), sg = mambabench::vsigmoid(z), y = acc + p.D * u;
+      vstore(tdz + i * kVec, g_out * y * sg * (1.f + z * (1.f - sg)));
+      gy = g_out * z * sg;
+    }
+    vstore(tgy + i * kVec, gy);
+    c.dD += gy * u;
+    vfloat* dCp = dCl + i * N;  // dC_t[n] = sum over channels of gy * h_t[n], while h_t is in registers
+#pragma GCC unroll 16
+    for (int n = 0; n < N; ++n) dCp[n] += gy * h[n];
+  }
+  vfloat dh[N], dAacc[N];
+  for (int n = 0; n < N; ++n) dh[n] = c.dh[n], dAacc[n] = c.dA[n];
+  vfloat dbacc = c.dbias;
+  for (int64_t i = T - 1; i >= 0; --i) {
+    const vfloat gy = vload(tgy + i * kVec), dtv = vload(tdt + i * kVec), dtuv = vload(tdtu + i * kVec);
+    const float* Bp = Bt + i * N;
+    const float* Cp = Ct + i * N;
+    vfloat* dBp = dBl + i * N;
+    const vfloat* hprev = hs + i * N;
+    const vfloat* e = es + i * N;
+    vfloat sB{}, sA{};
+#pragma GCC unroll 16
+    for (int n = 0; n < N; ++n) {
+      const vfloat dhn = dh[n] + gy * Cp[n];
+      dBp[n] += dhn * dtuv;
+      sB += dhn * Bp[n];
+      const vfloat de = dhn * hprev[n] * e[n];  // d loss / d(dt * a[n])
+      sA += de * p.a[n];
+      dAacc[n] += de * dtv;
+      dh[n] = dhn * e[n];
+    }
+    const vfloat u = vload(tu + i * kVec);
+    vstore(tdu + i * kVec, gy * p.D + dtv * sB);
+    const vfloat draw = (sA + u * sB) * vload(tdsp + i * kVec);
+    vstore(tdd + i * kVec, draw);
+    dbacc += draw;
+  }
+  for (int n = 0; n < N; ++n) c.dh[n] = dh[n], c.dA[n] = dAacc[n];
+  c.dbias = dbacc;
+}
+
+// The scan part of one item (channels d0.. of sequence b) whose whole-sequence tiles start at offset `off`
+// of `s` (the item-by-item order; any L, any groups).
+void backward_vec(const Inputs& in, int64_t b, int64_t d0, Tiles& s, int64_t off,
+                  std::vector<mambabench::vfloat>& starts, std::vector<mambabench::vfloat>& hs,
+                  std::vector<mambabench::vfloat>& es, mambabench::vfloat* dBl, mambabench::vfloat* dCl,
+                  float* dA, float* dD, float* dbias) {
+  using mambabench::kVec;
+  constexpr int N = 16;
   const int64_t L = in.L;
   const int64_t g = d0 / (in.dim / in.G);
   const float* Bt = in.B + (b * in.G + g) * L * N;
   const float* Ct = in.C + (b * in.G + g) * L * N;
-  const float *tdt = s.dt.data() + off, *tdtu = s.dtu.data() + off, *tu = s.u.data() + off;
-  const float *tgo = s.go.data() + off, *tz = s.z.data() + off, *tdsp = s.dsp.data() + off;
-  float *tgy = s.gy.data() + off, *tdu = s.du.data() + off, *tdd = s.ddelta.data() + off, *tdz = s.dz.data() + off;
-  vfloat a[N], a2[N], Dv{};
-  for (int n = 0; n < N; ++n)
-    for (int c = 0; c < kVec; ++c) {
-      a[n][c] = in.A[(d0 + c) * N + n];
-      a2[n][c] = a[n][c] * 1.44269504088896341f;
-    }
-  if (in.D)
-    for (int c = 0; c < kVec; ++c) Dv[c] = in.D[d0 + c];
+  const ItemParams p(in, d0);
+  const float *tdt = s.dt.data() + off, *tdtu = s.dtu.data() + off;
   // (2) the state entering each block
   const int64_t nblocks = (L + kBwdBlock - 1) / kBwdBlock;
-  starts.resize(nblocks * N);
-  vfloat h[N] = {};
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
-    for (int n = 0; n < N; ++n) starts[blk * N + n] = h[n];
-    if (blk == nblocks - 1) break;
-    for (int64_t t = blk * kBwdBlock; t < (blk + 1) * kBwdBlock; ++t) {
-      const vfloat dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
-      const float* Bp = Bt + t * N;
-#pragma GCC unroll 16
-      for (int n = 0; n < N; ++n) h[n] = mambabench::vexp2(dtv * a2[n]) * h[n] + dtuv * Bp[n];
-    }
+  starts.assign(nblocks * N, mambabench::vfloat{});
+  for (int64_t blk = 0; blk + 1 < nblocks; ++blk) {
+    std::copy(starts.begin() + blk * N, starts.begin() + (blk + 1) * N, starts.begin() + (blk + 1) * N);
+    const int64_t t0 = blk * kBwdBlock;
+    advance_states(p, tdt + t0 * kVec, tdtu + t0 * kVec, Bt + t0 * N, kBwdBlock, starts.data() + (blk + 1) * N);
   }
   // (3) blocks in reverse
   const int64_t Tb = std::min(kBwdBlock, L);
   hs.resize((Tb + 1) * N);
   es.resize(Tb * N);
-  vfloat dh[N] = {}, dAacc[N] = {}, dDacc{}, dbacc{};
+  Carry c;
   for (int64_t blk = nblocks - 1; blk >= 0; --blk) {
-    const int64_t t0 = blk * kBwdBlock, T = std::min(kBwdBlock, L - t0);
-    // recompute: hs[i + 1] = state after step t0 + i (hs[0] entering the block), es[i] = exp(dt A)
-    for (int n = 0; n < N; ++n) h[n] = hs[n] = starts[blk * N + n];
-    for (int64_t i = 0; i < T; ++i) {
-      const int64_t t = t0 + i;
-      const vfloat dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
-      const float* Bp = Bt + t * N;
-      const float* Cp = Ct + t * N;
-      vfloat acc{};
-#pragma GCC unroll 16
-      for (int n = 0; n < N; ++n) {
-        const vfloat e = mambabench::vexp2(dtv * a2[n]);
-        h[n] = e * h[n] + dtuv * Bp[n];
-        acc += h[n] * Cp[n];
-        es[i * N + n] = e;
-        hs[(i + 1) * N + n] = h[n];
-      }
-      // the gradient reaching y (through the silu(z) gate when present), dz and dD
-      const vfloat g_out = vload(tgo + t * kVec), u = vload(tu + t * kVec);
-      vfloat gy = g_out;
-      if (in.z) {
-        const vfloat z = vload(tz + t * kVec), sg = mambabench::vsigmoid(z), y = acc + Dv * u;
-        vstore(tdz + t * kVec, g_out * y * sg * (1.f + z * (1.f - sg)));
-        gy = g_out * z * sg;
-      }
-      vstore(tgy + t * kVec, gy);
-      dDacc += gy * u;
-      vfloat* dCp = dCl + t * N;  // dC_t[n] = sum over channels of gy * h_t[n], while h_t is in registers
-#pragma GCC unroll 16
-      for (int n = 0; n < N; ++n) dCp[n] += gy * h[n];
-    }
-    for (int64_t i = T - 1; i >= 0; --i) {
-      const int64_t t = t0 + i;
-      const vfloat gy = vload(tgy + t * kVec), dtv = vload(tdt + t * kVec), dtuv = vload(tdtu + t * kVec);
-      const float* Bp = Bt + t * N;
-      const float* Cp = Ct + t * N;
-      vfloat* dBp = dBl + t * N;
-      const vfloat* hprev = &hs[i * N];
-      const vfloat* e = &es[i * N];
-      vfloat sB{}, sA{};
-#pragma GCC unroll 16
-      for (int n = 0; n < N; ++n) {
-        const vfloat dhn = dh[n] + gy * Cp[n];
-        dBp[n] += dhn * dtuv;
-        sB += dhn * Bp[n];
-        const vfloat de = dhn * hprev[n] * e[n];  // d loss / d(dt * a[n])
-        sA += de * a[n];
-        dAacc[n] += de * dtv;
-        dh[n] = dhn * e[n];
-      }
-      const vfloat u = vload(tu + t * kVec);
-      vstore(tdu + t * kVec, gy * Dv + dtv * sB);
-      const vfloat draw = (sA + u * sB) * vload(tdsp + t * kVec);
-      vstore(tdd + t * kVec, draw);
-      dbacc += draw;
+    const int64_t t0 = blk * kBwdBlock, T = std::min(kBwdBlock, L - t0), o = off + t0 * kVec;
+    backward_block(in, p, Bt + t0 * N, Ct + t0 * N, s.dt.data() + o, s.dtu.data() + o, s.u.data() + o,
+                   s.go.data() + o, s.z.data() + o, s.dsp.data() + o, s.gy.data() + o, s.du.data() + o,
+                   s.ddelta.data() + o, s.dz.data() + o, T, starts.data() + blk * N, c, hs.data(), es.data(),
+                   dBl + t0 * N, dCl + t0 * N);
+  }
+  finish_item(c, d0, dA, dD, dbias);
+}
+
+// The long-sequence order (see above) for the channel blocks [blk0, blk1) of sequence b, one group: dB, dC
+// are this thread's (L, N) sums for the sequence.
+void backward_long(const Inputs& in, const Strided& go, const Strided& so, const Strided& sdz, int64_t b,
+                   int64_t blk0, int64_t blk1, float* du, float* ddelta, float* dz, float* dB, float* dC, float* dA,
+                   float* dD, float* dbias) {
+  using mambabench::kVec;
+  using mambabench::vfloat;
+  constexpr int N = 16;
+  const int64_t L = in.L, items = blk1 - blk0, c0 = blk0 * kVec, nch = items * kVec;
+  const int64_t nblocks = (L + kLongBlock - 1) / kLongBlock;
+  const float* Bt = in.B + b * L * N;
+  const float* Ct = in.C + b * L * N;
+  std::vector<ItemParams> params;
+  params.reserve(items);
+  for (int64_t k = 0; k < items; ++k) params.emplace_back(in, c0 + k * kVec);
+  thread_local Tiles s;
+  thread_local std::vector<vfloat> starts, hs, es, dBl, dCl;
+  // the state entering every block, per item: a states-only pass, blocks outer
+  starts.assign(items * nblocks * N, vfloat{});
+  for (int64_t blk = 0; blk + 1 < nblocks; ++blk) {
+    const int64_t t0 = blk * kLongBlock;
+    load_tiles(in, go, b, c0, nch, t0, kLongBlock, s, /*states_only=*/true);
+    for (int64_t k = 0; k < items; ++k) {
+      vfloat* h = starts.data() + (k * nblocks + blk + 1) * N;
+      std::copy(h - N, h, h);
+      advance_states(params[k], s.dt.data() + k * kLongBlock * kVec, s.dtu.data() + k * kLongBlock * kVec,
+                     Bt + t0 * N, kLongBlock, h);
     }
   }
-  for (int c = 0; c < kVec; ++c) {
-    const int64_t d = d0 + c;
-    for (int n = 0; n < N; ++n) dA[d * N + n] += dAacc[n][c];
-    dD[d] += dDacc[c];
-    dbias[d] += dbacc[c];
+  hs.resize((kLongBlock + 1) * N);
+  es.resize(kLongBlock * N);
+  dBl.resize(kLongBlock * N);
+  dCl.resize(kLongBlock * N);
+  std::vector<Carry> carry(items);
+  for (int64_t blk = nblocks - 1; blk >= 0; --blk) {
+    const int64_t t0 = blk * kLongBlock, T = std::min(kLongBlock, L - t0);
+    load_tiles(in, go, b, c0, nch, t0, T, s);
+    std::fill(dBl.begin(), dBl.begin() + T * N, vfloat{});
+    std::fill(dCl.begin(), dCl.begin() + T * N, vfloat{});
+    for (int64_t k = 0; k < items; ++k) {
+      const int64_t o = k * T * kVec;
+      backward_block(in, params[k], Bt + t0 * N, Ct + t0 * N, s.dt.data() + o, s.dtu.data() + o, s.u.data() + o,
+                     s.go.data() + o, s.z.data() + o, s.dsp.data() + o, s.gy.data() + o, s.du.data() + o,
+                     s.ddelta.data() + o, s.dz.data() + o, T, starts.data() + (k * nblocks + blk) * N, carry[k],
+                     hs.data(), es.data(), dBl.data(), dCl.data());
+    }
+    float* dBp = dB + t0 * N;
+    float* dCp = dC + t0 * N;
+    for (int64_t k = 0; k < T * N; ++k) {
+      dBp[k] += mambabench::vsum(dBl[k]);
+      dCp[k] += mambabench::vsum(dCl[k]);
+    }
+    store_tiles(in, so, sdz, b, c0, nch, t0, T, s, du, ddelta, dz);
   }
+  for (int64_t k = 0; k < items; ++k) finish_item(carry[k], c0 + k * kVec, dA, dD, dbias);
 }
 
 }  // namespace
@@ -826,14 +938,27 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
     const int64_t per_batch = in.dim / kVec;
     at::parallel_for(0, in.batch * per_batch, 1, [&](int64_t lo, int64_t hi) {
       const int64_t tid = at::get_thread_num();
-      Tiles tiles;
-      std::vector<vfloat> starts, hs, es;
-      std::vector<vfloat> dBl(in.L * in.N), dCl(in.L * in.N);
+      float *dAp = dA_all + tid * in.dim * in.N, *dDp = dD_all + tid * in.dim, *dbp = dbias_all + tid * in.dim;
+      auto part = [&](float* all, int64_t b, int64_t g) {  // this thread's (L, N) sums of (b, g): raw offsets
+        return all + ((tid * in.batch + b) * in.G + g) * in.L * in.N;
+      };
+      if (in.L >= kLongFrom && in.G == 1) {  // long sequences: time blocks outermost, per run of one sequence
+        for (int64_t item = lo; item < hi;) {
+          const int64_t b = item / per_batch, end = std::min(hi, (b + 1) * per_batch);
+          backward_long(in, sgo, so, sdz, b, item % per_batch, item % per_batch + (end - item), du_p, ddelta_p,
+                        dz_ptr, part(dB_all, b, 0), part(dC_all, b, 0), dAp, dDp, dbp);
+          item = end;
+        }
+        return;
+      }
+      thread_local Tiles tiles;
+      thread_local std::vector<vfloat> starts, hs, es, dBl, dCl;
+      dBl.assign(in.L * in.N, vfloat{});
+      dCl.assign(in.L * in.N, vfloat{});
       // sums a (sequence, group) run's lane accumulators into this thread's dB, dC
       auto flush = [&](int64_t b, int64_t g) {
-        const int64_t part = ((tid * in.batch + b) * in.G + g) * in.L * in.N;  // raw offsets: no tensor indexing
-        float* dBp = dB_all + part;
-        float* dCp = dC_all + part;
+        float* dBp = part(dB_all, b, g);
+        float* dCp = part(dC_all, b, g);
         for (int64_t k = 0; k < in.L * in.N; ++k) {
           dBp[k] += mambabench::vsum(dBl[k]);
           dCp[k] += mambabench::vsum(dCl[k]);
@@ -841,14 +966,13 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
         std::fill(dBl.begin(), dBl.end(), vfloat{});
         std::fill(dCl.begin(), dCl.end(), vfloat{});
       };
-      float *dAp = dA_all + tid * in.dim * in.N, *dDp = dD_all + tid * in.dim, *dbp = dbias_all + tid * in.dim;
       const int64_t chunk = std::max<int64_t>(1, std::min(kChunkItems, kChunkFloats / (in.L * kVec)));
       int64_t run_b = -1, run_g = -1;
       for (int64_t first = lo; first < hi;) {
         const int64_t b = first / per_batch;
         const int64_t last = std::min({hi, first + chunk, (b + 1) * per_batch});  // one sequence per chunk
         const int64_t c0 = (first % per_batch) * kVec, nch = (last - first) * kVec;
-        load_tiles(in, sgo, b, c0, nch, tiles);
+        load_tiles(in, sgo, b, c0, nch, 0, in.L, tiles);
         for (int64_t item = first; item < last; ++item) {
           const int64_t d0 = (item % per_batch) * kVec, g = d0 / per_group;
           if (b != run_b || g != run_g) {
@@ -858,7 +982,7 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
           backward_vec(in, b, d0, tiles, (item - first) * in.L * kVec, starts, hs, es, dBl.data(), dCl.data(),
                        dAp, dDp, dbp);
         }
-        store_tiles(in, so, sdz, b, c0, nch, tiles, du_p, ddelta_p, dz_ptr);
+        store_tiles(in, so, sdz, b, c0, nch, 0, in.L, tiles, du_p, ddelta_p, dz_ptr);
         first = last;
       }
       if (run_b >= 0) flush(run_b, run_g);
