@@ -130,10 +130,16 @@ inline vfloat vexp2(vfloat x) {
 #if defined(__AVX512F__)
   return reinterpret_cast<vfloat>(exp2_ps(reinterpret_cast<__m512>(x)));
 #elif defined(__AVX2__) && defined(__FMA__)
-  // no vscalefps on AVX2: 2^k is built from k's bits (k clamped to the normal range first)
-  __m256 v = _mm256_min_ps(_mm256_max_ps(reinterpret_cast<__m256>(x), _mm256_set1_ps(-126.f)), _mm256_set1_ps(127.f));
-  const __m256i k = _mm256_cvtps_epi32(v);  // round to nearest
-  const __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(k));
+  // no vscalefps on AVX2: x is clamped to the normal range, rounded by adding and subtracting 1.5 * 2^23 (two
+  // additions, off the FMA ports), and 2^k is added to the polynomial's exponent bits (an integer addition
+  // where a multiplication by 2^k would take an FMA port: 10 instead of 11 FMA-port operations per update)
+  __m256 v = _mm256_min_ps(_mm256_max_ps(reinterpret_cast<__m256>(x), _mm256_set1_ps(-125.f)), _mm256_set1_ps(127.f));
+  const __m256 magic = _mm256_set1_ps(12582912.f);  // 1.5 * 2^23: the sum keeps round(v) in its low mantissa bits
+  __m256 shifted = _mm256_add_ps(v, magic);
+  __asm__("" : "+x"(shifted));  // opaque to -ffast-math, which would fold (v + magic) - magic back into v
+  __m256 k = _mm256_sub_ps(shifted, magic);
+  __asm__("" : "+x"(k));  // and v - k into (v + magic) - shifted = 0
+  const __m256 f = _mm256_sub_ps(v, k);
   __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
@@ -141,8 +147,8 @@ inline vfloat vexp2(vfloat x) {
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23);
-  return reinterpret_cast<vfloat>(_mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
+  const __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(shifted), 23);  // k << 23: the magic's bits shift out
+  return reinterpret_cast<vfloat>(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale)));
 #else
   vfloat r;
   for (int i = 0; i < kVec; ++i) r[i] = fast_exp(x[i] * 0.693147180559945309f);
