@@ -24,6 +24,7 @@ from ablations.diffusion import GaussianDiffusion
 from ablations.latents import decode, load_vae
 from ablations.run_folder import load_run_model
 from ablations.samplers import guided, sample, with_upsample_guidance
+from mambabench.allocator import retain_freed_memory
 from mambabench.errors import UserError
 from mambabench.files import atomic_write_json
 
@@ -150,6 +151,7 @@ def generate(
 ) -> Path:
     """Write ``n`` samples of a run's EMA model to ``out/images/*.png`` and ``out/grid.png``; returns ``out``."""
     config, setup, model = load_run_model(run, ema=True, device=device, step=step)
+    retain_freed_memory()  # each denoising step reuses the last one's memory instead of faulting it in
     diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
     res = res or setup.image_size
     size, m = _sample_size(res, setup, upsample_guidance)

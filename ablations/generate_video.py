@@ -15,6 +15,7 @@ from ablations.generate import class_count, sample_batch, sample_folder_name, to
 from ablations.latents import decode, load_vae
 from ablations.run_folder import load_run_model
 from ablations.video_io import load_clip_folder, save_clip, save_previews
+from mambabench.allocator import retain_freed_memory
 from mambabench.errors import UserError
 from mambabench.files import atomic_write_json
 
@@ -37,6 +38,7 @@ def generate_video(
     config, setup, model = load_run_model(run, ema=True, device=device, step=step)
     if not setup.frames:
         raise UserError(f"{run} trained the image model {config.model}: sample it with images (ablations.generate)")
+    retain_freed_memory()  # each denoising step reuses the last one's memory instead of faulting it in
     diffusion = GaussianDiffusion.from_name(config.schedule, config.num_timesteps)
     res = res or setup.image_size
     factor = 8 if setup.latent else 1
