@@ -24,29 +24,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from bench.timer import gemm_rate
-from mambabench.allocator import retain_freed_memory
+from bench.timer import gemm_rate, time_unit
 from zoo import ops
 from zoo.ops._extension import vector_isa
 from zoo.ops.kernel_choice import reference_kernels
 
 
 def median_seconds(fn: Callable[[], object], min_time: float = 1.0, min_runs: int = 3, max_runs: int = 20) -> float:
-    """Median wall time of ``fn`` after one warm-up call, repeated until ``min_time`` and ``min_runs``."""
-    fn()
-    times: list[float] = []
-    while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_time):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of ``fn`` after one warm-up call, repeated until ``min_time`` and ``min_runs`` (bench's
+    timer, with its malloc settings)."""
+    return statistics.median(time_unit(fn, torch.device("cpu"), min_time, min_runs, max_runs))
 
 
 def mamba1_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
@@ -152,7 +145,6 @@ def main() -> None:
     parser.add_argument("--loop-bwd-max", type=int, default=1024, help="longest L for autograd through a loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    retain_freed_memory()  # as bench's timer: no page faults from a heap that shrinks between calls
     lengths = [1024, 4096] if args.quick else [1024, 4096, 16384, 32400]
     rows = []
 

@@ -624,8 +624,12 @@ void store_tiles(const Inputs& in, const Strided& so, const Strided& sdz, int64_
   });
 }
 
-// One item's constants (A, A log2 e, D) and what its backward carries from block to block (dh, the dA
-// accumulators, dD and dbias).
+// dst[k] += the sum over lanes of src[k], k < n: lane-wise dB/dC accumulators into a thread's (L, N) sums.
+inline void add_lane_sums(const mambabench::vfloat* src, float* dst, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) dst[k] += mambabench::vsum(src[k]);
+}
+
+// One item's constants: A, A log2 e, D.
 struct ItemParams {
   mambabench::vfloat a[16], a2[16], D{};
   ItemParams(const Inputs& in, int64_t d0) {
@@ -639,6 +643,7 @@ struct ItemParams {
       for (int c = 0; c < kVec; ++c) D[c] = in.D[d0 + c];
   }
 };
+// What an item's backward carries from block to block: dh, the dA accumulators, dD and dbias.
 struct Carry {
   mambabench::vfloat dh[16] = {}, dA[16] = {}, dD{}, dbias{};
 };
@@ -823,12 +828,8 @@ void backward_long(const Inputs& in, const Strided& go, const Strided& so, const
                      s.ddelta.data() + o, s.dz.data() + o, T, starts.data() + (k * nblocks + blk) * N, carry[k],
                      hs.data(), es.data(), dBl.data(), dCl.data());
     }
-    float* dBp = dB + t0 * N;
-    float* dCp = dC + t0 * N;
-    for (int64_t k = 0; k < T * N; ++k) {
-      dBp[k] += mambabench::vsum(dBl[k]);
-      dCp[k] += mambabench::vsum(dCl[k]);
-    }
+    add_lane_sums(dBl.data(), dB + t0 * N, T * N);
+    add_lane_sums(dCl.data(), dC + t0 * N, T * N);
     store_tiles(in, so, sdz, b, c0, nch, t0, T, s, du, ddelta, dz);
   }
   for (int64_t k = 0; k < items; ++k) finish_item(carry[k], c0 + k * kVec, dA, dD, dbias);
@@ -957,12 +958,8 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
       dCl.assign(in.L * in.N, vfloat{});
       // sums a (sequence, group) run's lane accumulators into this thread's dB, dC
       auto flush = [&](int64_t b, int64_t g) {
-        float* dBp = part(dB_all, b, g);
-        float* dCp = part(dC_all, b, g);
-        for (int64_t k = 0; k < in.L * in.N; ++k) {
-          dBp[k] += mambabench::vsum(dBl[k]);
-          dCp[k] += mambabench::vsum(dCl[k]);
-        }
+        add_lane_sums(dBl.data(), part(dB_all, b, g), in.L * in.N);
+        add_lane_sums(dCl.data(), part(dC_all, b, g), in.L * in.N);
         std::fill(dBl.begin(), dBl.end(), vfloat{});
         std::fill(dCl.begin(), dCl.end(), vfloat{});
       };
