@@ -16,11 +16,21 @@ without a preload. Called by the trainer, the samplers (``ablations.generate``, 
 forward at batch 64 took ~17,000 faults a call, 5% of its time) and the benchmark timer, so both sides of a
 comparison run under the same allocator settings; ``MAMBABENCH_MALLOC_DEFAULTS=1`` leaves malloc alone. A no-op
 off glibc.
+
+Blocks of 32 MiB and more still come from ``mmap`` and go back at their free (glibc caps the mmap threshold
+there), so a tensor that size is faulted in 4 KiB page by page every time it is made: ~8,200 faults and
+~15 ms of kernel time per 32 MiB here, 25% of a Mamba-1 scan's forward at b64 L366 d_inner 1024 (96 MB
+activations). ``request_huge_pages()`` asks PyTorch's CPU allocator for transparent huge pages for tensors of
+2 MB and more (``THP_MEM_ALLOC_ENABLE=1``: 2 MB-aligned and ``madvise(MADV_HUGEPAGE)``), one fault per 2 MB. It
+runs when ``mambabench`` is imported, because PyTorch reads the variable once, at its first such allocation;
+the user's own ``THP_MEM_ALLOC_ENABLE`` wins, ``MAMBABENCH_MALLOC_DEFAULTS=1`` skips it, and the kernel's
+``/sys/kernel/mm/transparent_hugepage/enabled`` must say ``madvise`` or ``always`` for it to take effect.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 
@@ -51,3 +61,11 @@ def _set_thresholds() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def request_huge_pages() -> bool:
+    """Ask PyTorch's CPU allocator for huge pages for large tensors (see module doc); whether it was asked."""
+    if settings.malloc_defaults() or not sys.platform.startswith("linux"):
+        return False
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    return os.environ["THP_MEM_ALLOC_ENABLE"] == "1"

@@ -101,10 +101,17 @@ def mamba2_inputs(length: int, heads: int = 36, headdim: int = 64, n: int = 256,
 
 
 def forward_backward(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], *extra) -> Callable[[], None]:
+    """One forward and backward, the output's gradient a dense random tensor in the output's layout, as a
+    training step's next layer hands it back (``.sum().backward()`` would hand the kernel a stride-0 view)."""
+    upstream: list[torch.Tensor] = []
+
     def run() -> None:
         for t in inputs:
             t.grad = None
-        fn(*inputs, *extra).sum().backward()
+        out = fn(*inputs, *extra)
+        if not upstream:
+            upstream.append(torch.randn_like(out))
+        out.backward(upstream[0])
 
     return run
 

@@ -51,3 +51,39 @@ def test_freed_memory_stays_in_the_heap_and_the_setting_can_be_turned_off():
     assert applied and heap_mib >= 100
     applied, heap_mib = _probe(MAMBABENCH_MALLOC_DEFAULTS="1")
     assert not applied and heap_mib < 50
+
+
+_LARGE_TENSOR = """
+import resource
+import mambabench
+import torch
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.empty(2**24).fill_(1.0)  # 64 MiB: above glibc's largest mmap threshold, a fresh mapping every time
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _thp_mode() -> str:
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return "absent"
+    return text.split("[")[1].split("]")[0] if "[" in text else "absent"
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="the kernel gives no transparent huge pages")
+def test_large_tensors_fault_in_huge_pages_and_the_setting_can_be_turned_off():
+    """Importing mambabench asks PyTorch for huge pages: a 64 MiB tensor takes far fewer than its 16,384 page
+    faults of 4 KiB; with MAMBABENCH_MALLOC_DEFAULTS=1 (and huge pages only on request) it takes them all."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+
+    def faults(**extra: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", _LARGE_TENSOR], env={**env, **extra}, capture_output=True, text=True
+        )
+        return int(run.stdout.split()[-1])
+
+    assert faults(MAMBABENCH_MALLOC_DEFAULTS="0") < 4096
+    if _thp_mode() == "madvise":
+        assert faults(MAMBABENCH_MALLOC_DEFAULTS="1") > 12000

@@ -13,7 +13,7 @@ from references import causal_conv1d_reference, selective_scan_reference, ssd_re
 from zoo import ops
 from zoo.layers.mamba import Mamba, Mamba2
 from zoo.models.t2md import BidirectionalMamba2
-from zoo.ops import _extension, kernel_choice
+from zoo.ops import _extension, kernel_choice, mamba1_scan
 from zoo.ops.mamba1_scan import selective_scan_loop
 
 ssd_module = sys.modules["zoo.ops.ssd"]
@@ -126,9 +126,11 @@ def test_mamba1_kernel_token_major_and_portable_agree(L):
 )
 def test_mamba1_vector_backward_matches_the_loop(dim, groups, L, gated):
     """The lane-blocked backward (d_state 16, channels in SIMD lanes): every gradient equals autograd through
-    the float64 step loop, for one step, one block, and sequences of two and three recompute blocks (512
-    steps each) in the item order, and a sequence in the block order (L >= 2048: blocks of 64 outermost, a
-    partial last block), with and without the gate, D and the bias; dB and dC summed over a group's channels."""
+    the float64 step loop, with and without the gate, D and the bias; dB and dC summed over a group's channels.
+    Three paths: the op's (one group: the forward keeps the state entering every 64 steps and the backward runs
+    blocks of 64 outermost from them, a partial last block included), and the kernel called without kept
+    states: item by item (sequences of one, two and three recompute blocks of 512 steps; two groups) and, from
+    L 2048, the block order after its own states pass."""
     torch.manual_seed(dim + L)
     batch, n = 2, 16
     u = torch.randn(batch, L, dim).transpose(1, 2)  # token-major view, as the models pass it
@@ -150,6 +152,14 @@ def test_mamba1_vector_backward_matches_the_loop(dim, groups, L, gated):
     want = torch.autograd.grad(selective_scan_loop(*ref_inputs, True), ref_leaves, grad.double())
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert _rel_err(g, w) < 5e-5, f"gradient {i}"
+    _, states = mamba1_scan.scan_keeping_states(*inputs, True)
+    assert states.numel() == (batch * dim * -(-L // 64) * 16 if groups == 1 else 0)
+    unkept = mamba1_scan._cpp_scan_backward(
+        grad, *[t.detach() if t is not None else None for t in inputs], True, states.new_empty(0)
+    )
+    unkept = [g for g, t in zip(unkept, inputs, strict=True) if t is not None]
+    for i, (g, w) in enumerate(zip(unkept, want, strict=True)):
+        assert _rel_err(g, w) < 5e-5, f"gradient {i} without kept states"
 
 
 _ISA_SCRIPT = """

@@ -12,6 +12,11 @@ backend table keyed by device type.
   autograd of a recomputation through its ``differentiable`` function (default: its forward), which for a
   CUDA package's function is that package's own autograd.
 
+An op defined with ``residual=True`` returns ``(output, residual)`` from the custom op: the residual is a
+tensor a backend's forward keeps for its own backward (the Mamba-1 scan's states at block boundaries, which
+spare the backward a recomputation pass), passed to that backward as ``residual=``, empty for backends that keep
+none. The op's Python call returns the output alone.
+
 A backend with ``native_autograd`` (mamba_ssm's fused Mamba-2 kernel) is called *outside* the custom op,
 so its autograd function is used as it is, without the extra forward a recomputation costs; such a
 backend never runs on the meta device, where counting happens. Tests select the CUDA rows on CPU tensors
@@ -48,6 +53,7 @@ class Backend:
     backward: Callable[[Tensor, Sequence[object], Sequence[bool]], Sequence[Tensor | None]] | None = None
     differentiable: Callable[..., Tensor] | None = None  # what the recomputation differentiates (default: run)
     native_autograd: bool = False  # called outside the custom op, differentiated by its own autograd
+    keeps_residual: bool = False  # run returns (output, residual); backward takes residual= (ops with residual=True)
 
 
 _SIMULATED: list[str | None] = [None]
@@ -76,9 +82,18 @@ def _device_of(args: Sequence[object]) -> str:
 class Op:
     """A custom op with its backend table; call it with the schema's arguments."""
 
-    def __init__(self, name: str, schema: str, table: Sequence[Backend], fake: Callable[..., Tensor | list[Tensor]]):
-        self.name, self.table = name, tuple(table)
+    def __init__(
+        self,
+        name: str,
+        schema: str,
+        table: Sequence[Backend],
+        fake: Callable[..., Tensor | list[Tensor] | tuple[Tensor, Tensor]],
+        residual: bool = False,
+    ):
+        self.name, self.table, self.residual = name, tuple(table), residual
         self.has_native = any(b.native_autograd for b in self.table)
+        if residual and (self.has_native or not schema.endswith("-> (Tensor, Tensor)")):
+            raise ValueError(f"zoo.ops.{name}: an op with a residual returns (Tensor, Tensor) and has no native rows")
         self.custom_op = torch.library.custom_op(f"zoo::{name}", self._forward, mutates_args=(), schema=schema)
         self.custom_op.register_fake(fake)
         self.custom_op.register_autograd(self._backward, setup_context=self._setup_context)
@@ -98,6 +113,8 @@ class Op:
         return [b.name for b in self.table if b.device == device]
 
     def __call__(self, *args: object) -> Tensor:
+        if self.residual:
+            return self.with_residual(*args)[0]
         if self.has_native and not any(isinstance(a, Tensor) and a.device.type == "meta" for a in args):
             backend = self.select(args)
             if backend.native_autograd:
@@ -105,38 +122,64 @@ class Op:
                 return backend.run(*args)
         return self.custom_op(*args)
 
-    def _forward(self, *args: object) -> Tensor | list[Tensor]:
+    def with_residual(self, *args: object) -> tuple[Tensor, Tensor]:
+        """(output, residual) of an op defined with ``residual=True`` (see module doc)."""
+        return self.custom_op(*args)
+
+    def _forward(self, *args: object) -> Tensor | list[Tensor] | tuple[Tensor, Tensor]:
         backend = self.select(args)
         kernel_choice.record(self.name, backend.name)
         with torch.no_grad():
-            return backend.run(*args)  # each backend returns its layout (a token-major view where it pays)
+            out = backend.run(*args)  # each backend returns its layout (a token-major view where it pays)
+        if self.residual and not backend.keeps_residual:
+            return out, no_residual(out)
+        return out
 
     def _setup_context(self, ctx, inputs, output) -> None:
         ctx.backend = self.select(inputs)  # the backward belongs to the backend that ran the forward
         ctx.tensor_positions = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
-        ctx.save_for_backward(*(inputs[i] for i in ctx.tensor_positions))
+        kept = [inputs[i] for i in ctx.tensor_positions]
+        if self.residual:
+            ctx.mark_non_differentiable(output[1])
+            kept.append(output[1])
+        ctx.save_for_backward(*kept)
         ctx.others = [None if isinstance(a, Tensor) else a for a in inputs]
 
-    def _backward(self, ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        args = list(ctx.others)
-        for i, tensor in zip(ctx.tensor_positions, ctx.saved_tensors, strict=True):
+    def _backward(self, ctx, grad: Tensor, *residual_grad: Tensor) -> tuple[Tensor | None, ...]:
+        args, saved = list(ctx.others), list(ctx.saved_tensors)
+        for i, tensor in zip(ctx.tensor_positions, saved, strict=False):
             args[i] = tensor
-        needs = [isinstance(a, Tensor) and need for a, need in zip(args, ctx.needs_input_grad, strict=True)]
+        # arguments left at their schema default have no needs_input_grad flag (the dispatcher drops them)
+        flags = [*ctx.needs_input_grad, *[False] * (len(args) - len(ctx.needs_input_grad))]
+        needs = [isinstance(a, Tensor) and need for a, need in zip(args, flags, strict=True)]
         backend = ctx.backend
-        if backend.backward is not None:
+        if backend.keeps_residual:
+            grads = backend.backward(grad, args, needs, residual=saved[-1])
+        elif backend.backward is not None:
             grads = backend.backward(grad, args, needs)
         else:
             grads = grads_by_recompute(backend.differentiable or backend.run, args, needs, grad)
         return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
 
 
+def no_residual(like: Tensor) -> Tensor:
+    """The residual of a backend that keeps none (what the fake kernels return for it too)."""
+    return like.new_empty(0, dtype=torch.float32)
+
+
 _OPS: dict[str, Op] = {}
 
 
-def define_op(name: str, schema: str, table: Sequence[Backend], fake: Callable[..., Tensor | list[Tensor]]) -> Op:
+def define_op(
+    name: str,
+    schema: str,
+    table: Sequence[Backend],
+    fake: Callable[..., Tensor | list[Tensor] | tuple[Tensor, Tensor]],
+    residual: bool = False,
+) -> Op:
     """Register ``torch.ops.zoo.<name>`` (see module doc); ``schema`` in torch's syntax without the name, e.g.
-    ``"(Tensor x, Tensor? bias, bool silu) -> Tensor"``."""
-    op = Op(name, schema, table, fake)
+    ``"(Tensor x, Tensor? bias, bool silu) -> Tensor"``; ``residual``: it returns ``(output, residual)``."""
+    op = Op(name, schema, table, fake, residual)
     _OPS[name] = op
     return op
 

@@ -28,7 +28,7 @@ from . import kernel_choice
 from ._extension import load_cpu_kernels
 from .conv import _cpp_conv_backward, causal_conv1d
 from .dispatch import device_type
-from .mamba1_scan import selective_scan
+from .mamba1_scan import scan_keeping_states
 
 
 def usable(xz: Tensor, conv_weight: Tensor, A: Tensor, *params: Tensor | None) -> bool:
@@ -63,18 +63,21 @@ class _MambaInner(torch.autograd.Function):
         C = xdbl[:, dt_rank + d_state :].reshape(batch, 1, length, d_state).contiguous()
         dt_t = dt.view(batch, length, d_inner).transpose(1, 2)
         u = xc.transpose(1, 2)
-        y = selective_scan(
+        # the scan keeps its block states, so its backward skips their recomputation
+        y, states = scan_keeping_states(
             u, dt_t, A, B.transpose(-1, -2), C.transpose(-1, -2), D, z.transpose(1, 2), dt_proj_bias, True
         )
         ctx.save_for_backward(
-            xz, conv_w, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, xc, xdbl, dt, B, C
+            xz, conv_w, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, xc, xdbl, dt, B, C, states
         )
         ctx.conv_shape = conv_weight.shape
         return y.transpose(1, 2)  # (b, L, d_inner): the scan writes u's (token-major) layout
 
     @staticmethod
     def backward(ctx, dy):
-        xz, conv_w, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, xc, xdbl, dt, B, C = ctx.saved_tensors
+        xz, conv_w, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, xc, xdbl, dt, B, C, states = (
+            ctx.saved_tensors
+        )
         batch, length, width = xz.shape
         d_inner, dt_rank, d_state = width // 2, dt_proj_weight.shape[1], A.shape[1]
         x, z = xz[..., :d_inner], xz[..., d_inner:]
@@ -92,6 +95,7 @@ class _MambaInner(torch.autograd.Function):
             dt_proj_bias.contiguous(),
             True,
             dxz[..., d_inner:].transpose(1, 2),  # dz straight into the z half
+            states,
         )
         ddt = ddt.transpose(1, 2).reshape(-1, d_inner)  # (b L, d_inner), a view: the kernel wrote u's layout
         dxdbl = torch.empty_like(xdbl)

@@ -6,11 +6,13 @@
 
 #include <vector>
 
-at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B, at::Tensor C,
-                              at::Tensor D, at::Tensor z, at::Tensor delta_bias, bool delta_softplus, bool portable);
+std::vector<at::Tensor> selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B, at::Tensor C,
+                                           at::Tensor D, at::Tensor z, at::Tensor delta_bias, bool delta_softplus,
+                                           bool portable, bool save_states);
 std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta, at::Tensor A,
                                            at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
-                                           at::Tensor delta_bias, bool delta_softplus, at::Tensor dz_out);
+                                           at::Tensor delta_bias, bool delta_softplus, at::Tensor dz_out,
+                                           at::Tensor states);
 at::Tensor ssd_fwd(at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
                    at::Tensor dt_bias, bool dt_softplus, bool reverse);
 std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at::Tensor A, at::Tensor B,
@@ -34,8 +36,8 @@ std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor 
 
 // Schemas are inferred from the signatures (Tensor, bool, int, float; a vector of tensors returns Tensor[]).
 TORCH_LIBRARY(mambabench_cpu, m) {
-  m.def("selective_scan_fwd", &selective_scan_fwd);  // Mamba-1 scan forward (fp32); portable: no AVX-512 kernel
-  m.def("selective_scan_bwd", &selective_scan_bwd);  // Mamba-1 scan backward (fp32, contiguous inputs)
+  m.def("selective_scan_fwd", &selective_scan_fwd);  // Mamba-1 scan forward (fp32) -> [out, kept states]
+  m.def("selective_scan_bwd", &selective_scan_bwd);  // Mamba-1 scan backward (fp32), from the kept states if given
   m.def("ssd_fwd", &ssd_fwd);                        // Mamba-2 SSD scan forward (fp32, token-major)
   m.def("ssd_bwd", &ssd_bwd);                        // Mamba-2 SSD scan backward (fp32, token-major)
   m.def("ssd_conv_norm_fwd", &ssd_conv_norm_fwd);    // fused Mamba-2 conv + SiLU + SSD + gated RMSNorm (fp32)

@@ -36,6 +36,11 @@ using mambabench::softplus;
 constexpr int64_t kBlock = 64;   // time tile (forward) and recompute block (backward)
 constexpr int64_t kMaxN = 256;   // mamba_ssm's kernels also cap d_state at 256
 constexpr int kLanes = 16;
+// The backward's block order walks blocks of kLongBlock steps; the forward can keep the state entering each
+// (`states`: (batch, dim / kVec, blocks, 16, kVec) floats, a quarter of u's size), so that order needs no
+// states pass of its own. 64, 128, 256, 512 measured at L 4096 (states pass included): 126, 130, 137, 158 ms.
+constexpr int64_t kLongBlock = 64;
+inline int64_t long_blocks(int64_t L) { return (L + kLongBlock - 1) / kLongBlock; }
 
 // Element (b, d, t) of a (batch, dim, L) tensor given by its strides: the forward accepts channel-major
 // tensors and token-major views (the transpose of a Mamba layer's (batch, L, dim) activations) alike.
@@ -276,7 +281,8 @@ void forward_lanes(const Inputs& in, int64_t b, int64_t d0, float* out, const St
 // over whole rows, which the hardware prefetcher streams; other layouts go through gather_lanes/store_lanes.
 constexpr int64_t kLaneTile = 16;
 
-void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float* out, const Strided& so) {
+void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float* out, const Strided& so,
+                 float* states) {
   using mambabench::kVec;
   using mambabench::vfloat;
   constexpr int N = 16;
@@ -291,6 +297,10 @@ void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float*
   // (time, channel) tiles: ld = W when filled by row passes, kVec when filled per block (then longer
   // tiles, so each channel's gather reads whole cache lines of its time axis)
   const int64_t ld = rows ? W : kVec, tile = rows ? kLaneTile : kBlock;
+  static_assert(kLongBlock % kLaneTile == 0 && kLongBlock % kBlock == 0, "tiles start at every state block");
+  const int64_t nblocks = long_blocks(L);
+  // this run's first item's entering states: item k, block j at ((k * nblocks) + j) * N vectors
+  vfloat* kept = states ? reinterpret_cast<vfloat*>(states) + (b * (in.dim / kVec) + blk0) * nblocks * N : nullptr;
   std::vector<float> dt_buf(tile * ld), dtu_buf(tile * ld), y_buf(tile * ld);
   float *dt = dt_buf.data(), *dtu = dtu_buf.data(), *y = y_buf.data();
   for (int64_t t0 = 0; t0 < L; t0 += tile) {
@@ -323,6 +333,8 @@ void forward_vec(const Inputs& in, int64_t b, int64_t blk0, int64_t blk1, float*
                            reinterpret_cast<float(*)[kVec]>(dtu));
       vfloat h[N];
       for (int n = 0; n < N; ++n) h[n] = state[k * N + n];
+      if (kept && t0 % kLongBlock == 0)
+        std::copy(h, h + N, kept + (k * nblocks + t0 / kLongBlock) * N);
       for (int64_t i = 0; i < T; ++i) {
         const float* Bp = Bt + i * N;
         const float* Cp = Ct + i * N;
@@ -506,17 +518,16 @@ void backward_channel(const Inputs& in, const float* dout, int64_t b, int64_t d,
 // over channels: they accumulate lane-wise into an (L, N, kVec) buffer shared by the items of one (sequence,
 // group) that a thread runs, and are summed over lanes once per run, so no step needs a horizontal reduction.
 //
-// Two orders. Sequences shorter than kLongFrom run item by item over the whole sequence. Longer ones (one
-// group) run time blocks of kLongBlock steps outermost and all the thread's items of the sequence
-// inside (as the forward does): the block's tiles are read from whole token-major rows, and the lane-wise
-// dB/dC buffers, the recomputed states and decays stay block-sized (4 x 128 KB with AVX-512), in L2. Item by
-// item they were (L, N, kVec) floats each, 4 MB at L 4096, read and written back once per item from L3: 60% of
-// the backward there (1.9x faster with AVX-512, 1.3x with AVX2). Below L 2048 the item order is as fast or
-// faster: its states pass skips the first 512 steps' block where the block order needs the states of every
-// block of 64 (L 1024: 10% faster item by item).
+// Two orders. The block order (one group) runs time blocks of kLongBlock steps outermost and all the thread's
+// items of the sequence inside (as the forward does): the block's tiles are read from whole token-major rows,
+// and the lane-wise dB/dC buffers, the recomputed states and decays stay block-sized (4 x 128 KB with
+// AVX-512), in L2. Item by item they are (L, N, kVec) floats each, 4 MB at L 4096, read and written back once
+// per item from L3: 60% of the backward there. The block order needs the state entering every block: the
+// forward's `states` when it kept them (the op's training path: then the block order runs at every L), else a
+// states pass (a forward's worth of exps), which pays from L 2048 (1.9x faster there with AVX-512, 1.3x with
+// AVX2); shorter sequences without kept states run item by item, whose states pass skips the first 512 steps.
 constexpr int64_t kBwdBlock = 512;   // item order: hs + es = 2 * 512 * 16 * kVec floats per thread
-constexpr int64_t kLongBlock = 64;   // block order (64, 128, 256, 512 measured at L 4096: 126, 130, 137, 158 ms)
-constexpr int64_t kLongFrom = 2048;  // the shortest sequence run in block order
+constexpr int64_t kLongFrom = 2048;  // the shortest sequence run in block order without kept states
 
 // (time, lane) tiles of a chunk of consecutive items of one sequence over the steps [t0, t0 + T): array k
 // holds item k's (T, kVec) tile at offset k * T * kVec. Loading a chunk at once reads each token-major row as
@@ -785,13 +796,13 @@ void backward_vec(const Inputs& in, int64_t b, int64_t d0, Tiles& s, int64_t off
 // The long-sequence order (see above) for the channel blocks [blk0, blk1) of sequence b, one group: dB, dC
 // are this thread's (L, N) sums for the sequence.
 void backward_long(const Inputs& in, const Strided& go, const Strided& so, const Strided& sdz, int64_t b,
-                   int64_t blk0, int64_t blk1, float* du, float* ddelta, float* dz, float* dB, float* dC, float* dA,
-                   float* dD, float* dbias) {
+                   int64_t blk0, int64_t blk1, const float* kept, float* du, float* ddelta, float* dz, float* dB,
+                   float* dC, float* dA, float* dD, float* dbias) {
   using mambabench::kVec;
   using mambabench::vfloat;
   constexpr int N = 16;
   const int64_t L = in.L, items = blk1 - blk0, c0 = blk0 * kVec, nch = items * kVec;
-  const int64_t nblocks = (L + kLongBlock - 1) / kLongBlock;
+  const int64_t nblocks = long_blocks(L);
   const float* Bt = in.B + b * L * N;
   const float* Ct = in.C + b * L * N;
   std::vector<ItemParams> params;
@@ -799,9 +810,12 @@ void backward_long(const Inputs& in, const Strided& go, const Strided& so, const
   for (int64_t k = 0; k < items; ++k) params.emplace_back(in, c0 + k * kVec);
   thread_local Tiles s;
   thread_local std::vector<vfloat> starts, hs, es, dBl, dCl;
-  // the state entering every block, per item: a states-only pass, blocks outer
-  starts.assign(items * nblocks * N, vfloat{});
-  for (int64_t blk = 0; blk + 1 < nblocks; ++blk) {
+  // the state entering every block, per item (item k, block j at (k * nblocks + j) * N): the forward's, or a
+  // states-only pass, blocks outer
+  if (!kept) starts.assign(items * nblocks * N, vfloat{});
+  const vfloat* entering = kept ? reinterpret_cast<const vfloat*>(kept) + (b * (in.dim / kVec) + blk0) * nblocks * N
+                                : starts.data();
+  for (int64_t blk = 0; !kept && blk + 1 < nblocks; ++blk) {
     const int64_t t0 = blk * kLongBlock;
     load_tiles(in, go, b, c0, nch, t0, kLongBlock, s, /*states_only=*/true);
     for (int64_t k = 0; k < items; ++k) {
@@ -825,7 +839,7 @@ void backward_long(const Inputs& in, const Strided& go, const Strided& so, const
       const int64_t o = k * T * kVec;
       backward_block(in, params[k], Bt + t0 * N, Ct + t0 * N, s.dt.data() + o, s.dtu.data() + o, s.u.data() + o,
                      s.go.data() + o, s.z.data() + o, s.dsp.data() + o, s.gy.data() + o, s.du.data() + o,
-                     s.ddelta.data() + o, s.dz.data() + o, T, starts.data() + (k * nblocks + blk) * N, carry[k],
+                     s.ddelta.data() + o, s.dz.data() + o, T, entering + (k * nblocks + blk) * N, carry[k],
                      hs.data(), es.data(), dBl.data(), dCl.data());
     }
     add_lane_sums(dBl.data(), dB + t0 * N, T * N);
@@ -837,9 +851,11 @@ void backward_long(const Inputs& in, const Strided& go, const Strided& so, const
 
 }  // namespace
 
-at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B,
-                                 at::Tensor C, at::Tensor D, at::Tensor z, at::Tensor delta_bias,
-                                 bool delta_softplus, bool portable) {
+// Returns [out, states]: states (batch, dim, blocks, 16) floats hold the state entering every kLongBlock steps
+// in the backward's own layout (see kLongBlock) when `save_states` (the vector kernel, one group), else empty.
+std::vector<at::Tensor> selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B, at::Tensor C,
+                                           at::Tensor D, at::Tensor z, at::Tensor delta_bias, bool delta_softplus,
+                                           bool portable, bool save_states) {
   const int64_t batch = u.size(0), dim = u.size(1), L = u.size(2), G = B.size(1);
   // Lane-parallel blocks of 16 channels need dim/G to be a multiple of 16 (true for every model here)
   // and take u, delta, z with any strides; otherwise one contiguous channel at a time.
@@ -858,16 +874,19 @@ at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::
   // the vector kernel: d_state 16 and channel blocks of kVec (16 with AVX-512, 8 with AVX2) in every group;
   // `portable` (the reference path) takes the lane kernel below, gcc's own vectorisation
   const bool vec = !portable && in.N == 16 && (dim / G) % mambabench::kVec == 0;
+  TORCH_CHECK(!save_states || (vec && G == 1), "selective_scan_fwd: save_states needs d_state 16 and one group");
+  auto states = save_states ? at::empty({batch, dim, long_blocks(L), 16}, u.options()) : at::empty({0}, u.options());
+  float* kept = save_states ? states.data_ptr<float>() : nullptr;
   if (vec) {
     const int64_t per_batch = dim / mambabench::kVec;
     at::parallel_for(0, batch * per_batch, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t item = lo; item < hi;) {  // runs of channel blocks within one sequence
         const int64_t b = item / per_batch, end = std::min(hi, (b + 1) * per_batch);
-        forward_vec(in, b, item % per_batch, item % per_batch + (end - item), o, so);
+        forward_vec(in, b, item % per_batch, item % per_batch + (end - item), o, so, kept);
         item = end;
       }
     });
-    return out;
+    return {out, states};
   }
   at::parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
     if (lanes) {
@@ -885,16 +904,17 @@ at::Tensor selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::
       forward_range<0>(in, lo, hi, o);
     }
   });
-  return out;
+  return {out, states};
 }
 
 // Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias (dB, dC in the kernel's (batch, G, L, N) layout).
 // dz is written into dz_out when it is given (not empty; the vector kernel only): (batch, dim, L) float32 with
 // any strides, e.g. the z half of a Mamba mixer's (batch, L, 2 dim) input gradient, so no concatenation follows.
-std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta,
-                                              at::Tensor A, at::Tensor B, at::Tensor C,
-                                              at::Tensor D, at::Tensor z, at::Tensor delta_bias,
-                                              bool delta_softplus, at::Tensor dz_out) {
+// `states`: the forward's kept states (selective_scan_fwd with save_states) or empty.
+std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Tensor delta, at::Tensor A,
+                                           at::Tensor B, at::Tensor C, at::Tensor D, at::Tensor z,
+                                           at::Tensor delta_bias, bool delta_softplus, at::Tensor dz_out,
+                                           at::Tensor states) {
   // The vector kernel reads u, delta, z and dout with any strides (token-major views of a layer's
   // activations: no transposing copies) and writes du, ddelta, dz in u's layout; the one-channel kernel
   // (other d_state or group sizes) works on channel-major copies.
@@ -915,6 +935,10 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
                                   dz_out.sizes() == u.sizes()),
               "selective_scan_bwd: dz_out needs z, d_state 16 and u's shape in float32");
   auto dz = !in.z ? at::empty({0}, u.options()) : dz_out.numel() ? dz_out : like_u();
+  TORCH_CHECK(!states.numel() || (vec && G == 1 && states.is_contiguous() && states.scalar_type() == at::kFloat &&
+                                  states.numel() == in.batch * dim * long_blocks(L) * 16),
+              "selective_scan_bwd: states must be selective_scan_fwd's (save_states) for these inputs");
+  const float* kept = states.numel() ? states.data_ptr<float>() : nullptr;
   const Strided so{nullptr, du.stride(0), du.stride(1), du.stride(2)};
   const Strided sgo = strided(dout);
   const Strided sdz = in.z ? strided(dz) : so;
@@ -943,11 +967,11 @@ std::vector<at::Tensor> selective_scan_bwd(at::Tensor dout, at::Tensor u, at::Te
       auto part = [&](float* all, int64_t b, int64_t g) {  // this thread's (L, N) sums of (b, g): raw offsets
         return all + ((tid * in.batch + b) * in.G + g) * in.L * in.N;
       };
-      if (in.L >= kLongFrom && in.G == 1) {  // long sequences: time blocks outermost, per run of one sequence
+      if (kept || (in.L >= kLongFrom && in.G == 1)) {  // time blocks outermost, per run of one sequence
         for (int64_t item = lo; item < hi;) {
           const int64_t b = item / per_batch, end = std::min(hi, (b + 1) * per_batch);
-          backward_long(in, sgo, so, sdz, b, item % per_batch, item % per_batch + (end - item), du_p, ddelta_p,
-                        dz_ptr, part(dB_all, b, 0), part(dC_all, b, 0), dAp, dDp, dbp);
+          backward_long(in, sgo, so, sdz, b, item % per_batch, item % per_batch + (end - item), kept, du_p,
+                        ddelta_p, dz_ptr, part(dB_all, b, 0), part(dC_all, b, 0), dAp, dDp, dbp);
           item = end;
         }
         return;
