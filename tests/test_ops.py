@@ -5,6 +5,7 @@ grouped B/C, with and without D, z, delta_bias, softplus)."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import pytest
 import torch
@@ -205,6 +206,26 @@ def test_ops_pass_torch_library_opcheck():
     )
     q = torch.randn(1, 2, 5, 4, requires_grad=True)
     torch.library.opcheck(torch.ops.zoo.attention, (q, torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4), None))
+
+
+def test_selective_scan_op_keeps_states_only_for_a_backward_and_takes_its_default():
+    """The op's residual: our CPU kernel keeps its block states when a gradient will be needed, not in
+    inference; called with its scan arguments alone (``save_states`` at its default: the dispatcher then passes
+    nine arguments, not ten) every row still computes the scan, the CUDA fallback row included."""
+    u, delta, A, B, C, D, z, bias = _selective_scan_inputs(1, 32, 16, 70, 1, True, True, True)
+    want = selective_scan_loop(u, delta, A, B, C, D, z, bias, True)
+    u.requires_grad_(True)
+    op = torch.ops.zoo.selective_scan
+    out, states = op(u, delta, A, B, C, D, z, bias, True, True)
+    assert states.shape == (1, 32, 2, 16) and torch.allclose(out, want, atol=1e-5)
+    with torch.no_grad():
+        assert op(u, delta, A, B, C, D, z, bias, True, True)[1].shape == (1, 32, 2, 16)
+        assert ops.mamba1_scan._OP.with_residual(u, delta, A, B, C, D, z, bias, True)[1].numel() == 0
+    with ops.dispatch.simulate_device("cuda"), warnings.catch_warnings():  # no mamba_ssm: the PyTorch loop row
+        warnings.simplefilter("ignore", RuntimeWarning)  # its one-time "install the [cuda] extra"
+        out, states = op(u, delta, A, B, C, D, z, bias, True)
+        (grad,) = torch.autograd.grad(out.sum(), u)
+    assert states.numel() == 0 and torch.allclose(out, want, atol=1e-5) and grad.shape == u.shape
 
 
 def test_ops_run_on_meta_and_count_flops():

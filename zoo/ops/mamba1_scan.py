@@ -190,19 +190,24 @@ _SCAN_BACKWARD = define_op(
 )
 
 
+_SCAN_ARGS = 9  # the op's arguments up to delta_softplus; then save_states, absent when left at its default
+_STATE_BLOCK = 64  # steps between kept states (csrc kLongBlock)
+
+
 def _cpp_backward(dout: Tensor, args, needs, residual: Tensor) -> list[Tensor | None]:
-    grads = _SCAN_BACKWARD(dout, *args[:-1], residual)  # args[-1]: save_states
+    grads = _SCAN_BACKWARD(dout, *args[:_SCAN_ARGS], residual)
     return [*grads, None, None]  # absent inputs: their empty gradients are dropped by `needs`
 
 
+def _scan_args(fn):
+    """``fn`` of the scan's own arguments, called with the op's (``save_states`` dropped)."""
+    return lambda *args: fn(*args[:_SCAN_ARGS])
+
+
+@_scan_args
 def _cuda_loop(*args) -> Tensor:
     _cuda_fallback_warning()
-    return selective_scan_loop(*args[:-1])
-
-
-def _scan_args(fn):
-    """``fn`` of the scan's arguments called with the op's (the trailing ``save_states`` dropped)."""
-    return lambda *args: fn(*args[:-1])
+    return selective_scan_loop(*args)
 
 
 _SCAN_SCHEMA = (
@@ -215,7 +220,7 @@ def _fake_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states=
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states)
     if _OP.select(args).keeps_residual and _keeps_states(u, A, B, save_states):
         batch, dim, length = u.shape
-        states = u.new_empty(batch, dim, -(-length // 64), 16, dtype=torch.float32)
+        states = u.new_empty(batch, dim, -(-length // _STATE_BLOCK), 16, dtype=torch.float32)
     else:
         states = no_residual(u)
     return torch.empty_like(u), states
