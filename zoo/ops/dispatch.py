@@ -146,9 +146,9 @@ class Op:
         ctx.others = [None if isinstance(a, Tensor) else a for a in inputs]
 
     def _backward(self, ctx, grad: Tensor, *residual_grad: Tensor) -> tuple[Tensor | None, ...]:
-        args, saved = list(ctx.others), list(ctx.saved_tensors)
-        for i, tensor in zip(ctx.tensor_positions, saved, strict=False):
-            args[i] = tensor
+        args, saved = list(ctx.others), ctx.saved_tensors
+        for i, tensor in zip(ctx.tensor_positions, saved[: len(ctx.tensor_positions)], strict=True):
+            args[i] = tensor  # the inputs; a residual, when the op has one, is saved after them
         # arguments left at their schema default have no needs_input_grad flag (the dispatcher drops them)
         flags = [*ctx.needs_input_grad, *[False] * (len(args) - len(ctx.needs_input_grad))]
         needs = [isinstance(a, Tensor) and need for a, need in zip(args, flags, strict=True)]
