@@ -31,6 +31,23 @@ def test_kernels_build_into_a_cache_keyed_by_torch_and_cpu():
     assert len(_extension.cpu_signature()) == 10
 
 
+def _exp2_error() -> float:
+    """Largest relative error of the kernels' vector 2^x (simd_math.h) over [-125, 1], against float64."""
+    x = torch.linspace(-125.0, 1.0, 1_000_003)
+    exact = torch.exp2(x.double())
+    return ((_extension.load_cpu_kernels().vector_exp2(x).double() / exact - 1).abs().max()).item()
+
+
+def test_vector_exp2_is_as_accurate_as_cudas():
+    """Every scan's exp: within 2e-7 relative (CUDA's ex2.approx, what mamba_ssm uses, is within ~1.7e-7),
+    exact at integers, and no larger than 2^-125 far below the normal range (where a clamp may stop it)."""
+    assert _exp2_error() < 2e-7
+    ext = _extension.load_cpu_kernels()
+    special = ext.vector_exp2(torch.tensor([0.0, 1.0, -1.0, 5.0, -3.0, -200.0, -1e6]))
+    assert special[:5].tolist() == [1.0, 2.0, 0.5, 32.0, 0.125]
+    assert (special[5:] <= 2.0**-125).all()
+
+
 @pytest.mark.parametrize("L", [1, 63, 64, 65, 200])
 @pytest.mark.parametrize("groups", [1, 2])
 def test_ssd_kernel_reads_token_major_slices(L, groups):
@@ -174,7 +191,9 @@ B, C = torch.randn(2, 1, 16, 150, requires_grad=True), torch.randn(2, 1, 16, 150
 D, z, bias = torch.randn(64), torch.randn(2, 64, 150), 0.2 * torch.randn(64)
 out = ops.selective_scan(u, delta, A, B, C, D, z, bias, True)
 grads = torch.autograd.grad(out, [u, delta, A, B, C], torch.ones_like(out))
-torch.save({"isa": _extension.vector_isa(), "out": out.detach(), "grads": grads}, sys.argv[1])
+x = torch.linspace(-125.0, 1.0, 1_000_003)
+exp2_err = (_extension.load_cpu_kernels().vector_exp2(x).double() / torch.exp2(x.double()) - 1).abs().max().item()
+torch.save({"isa": _extension.vector_isa(), "out": out.detach(), "grads": grads, "exp2": exp2_err}, sys.argv[1])
 """
 
 
@@ -192,6 +211,7 @@ def test_avx2_build_gives_the_avx512_results(tmp_path):
         subprocess.run([sys.executable, "-c", _ISA_SCRIPT, str(path)], env=env, check=True, timeout=600)
         results[arch] = torch.load(path)
     assert results["native"]["isa"] == "avx512" and results["x86-64-v3"]["isa"] == "avx2"
+    assert results["x86-64-v3"]["exp2"] < 2e-7  # the AVX2 exp2 (its own table and polynomial)
     assert _rel_err(results["x86-64-v3"]["out"], results["native"]["out"]) < 1e-5
     for g2, g512 in zip(results["x86-64-v3"]["grads"], results["native"]["grads"], strict=True):
         assert _rel_err(g2, g512) < 1e-5

@@ -6,3 +6,4 @@
 #include "ssd_cpu.cpp"
 #include "causal_conv1d_cpu.cpp"
 #include "gated_rmsnorm_cpu.cpp"
+#include "vector_math_cpu.cpp"

@@ -33,6 +33,7 @@ std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, 
 std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
                                     at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
                                     at::Tensor ddt);
+at::Tensor vector_exp2(at::Tensor x);
 
 // Schemas are inferred from the signatures (Tensor, bool, int, float; a vector of tensors returns Tensor[]).
 TORCH_LIBRARY(mambabench_cpu, m) {
@@ -51,4 +52,5 @@ TORCH_LIBRARY(mambabench_cpu, m) {
   m.def("ssd_bwd_xbc(Tensor dout, Tensor xbc, Tensor dt, Tensor A, Tensor D, Tensor dt_bias, int headdim, "
         "int ngroups, bool reverse, Tensor(a!) dxbc, Tensor(b!) ddt) -> Tensor[]",
         &ssd_bwd_xbc);                               // SSD backward into the fused layout's dxBC and ddt
+  m.def("vector_exp2", &vector_exp2);                // the kernels' vector 2^x, lane-wise (its accuracy test)
 }

@@ -741,10 +741,10 @@ void backward_block(const Inputs& in, const ItemParams& p, const float* Bt, cons
       const vfloat dhn = dh[n] + gy * Cp[n];
       dBp[n] += dhn * dtuv;
       sB += dhn * Bp[n];
-      const vfloat de = dhn * hprev[n] * e[n];  // d loss / d(dt * a[n])
+      dh[n] = dhn * e[n];
+      const vfloat de = dh[n] * hprev[n];  // dhn e h_{t-1} = d loss / d(dt * a[n]), one multiplication
       sA += de * p.a[n];
       dAacc[n] += de * dtv;
-      dh[n] = dhn * e[n];
     }
     const vfloat u = vload(tu + i * kVec);
     vstore(tdu + i * kVec, gy * p.D + dtv * sB);
