@@ -137,3 +137,30 @@ def test_conv_scan_norm_gradients_match_finite_differences(reverse):
         numeric = (8 * near - far) / (12 * eps)
         analytic = (grads[i].double() * v.double()).sum().item()
         assert abs(analytic - numeric) <= 5e-4 * abs(numeric) + 2e-2, (name, analytic, numeric)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_ssd_backward_from_the_recomputed_states_equals_its_states_pass(reverse):
+    """``ssd_bwd_xbc`` given the chunk states that ``ssd_conv_fwd`` finds while recomputing y gives what it
+    computes with its own states-only pass (an empty ``states``), over three chunks, two groups and a partial
+    last chunk; the kept states are the ones that pass computes."""
+    zxbcdt, cw, cb, dtb, A, D, _ = [t.detach() for t in _mixer_inputs(150, 2, True, True, "2d", seed=3)]
+    ext = fused_module.load_cpu_kernels()
+    H, P, groups = A.shape[0], 8, 2
+    d_inner, conv_dim = H * P, cw.shape[0]
+    xbc, y, states = ext.ssd_conv_fwd(zxbcdt, cw, cb, dtb, A, D.contiguous(), P, groups, reverse)
+    N = (conv_dim - d_inner) // (2 * groups)
+    assert states.shape == (2, 3, groups, N, H // groups * P)
+    dt = zxbcdt[..., d_inner + conv_dim :]
+    dout = torch.randn(2, 150, H, P)
+
+    def backward(kept: torch.Tensor) -> list[torch.Tensor]:
+        dxbc, ddt = torch.empty_like(xbc), torch.empty_like(dt)
+        params = ext.ssd_bwd_xbc(dout, xbc, dt, A, D.contiguous(), dtb, P, groups, reverse, dxbc, ddt, kept)
+        return [dxbc, ddt, *params]
+
+    for got, want in zip(backward(states), backward(states.new_empty(0)), strict=True):
+        assert _rel_err(got, want) < 1e-6
+    wrong = states.clone()
+    wrong[:, 2] = 0  # the state entering the last chunk matters: dropping it changes the gradients
+    assert _rel_err(backward(wrong)[0], backward(states)[0]) > 1e-3

@@ -10,8 +10,9 @@ with dt = softplus(dt + dt_bias); out = rmsnorm(y * silu(z)) * rmsnorm_weight ov
 On the CPU one C++ pass per chunk of 64 tokens does all of it (``ssd_conv_norm_fwd`` in ``csrc/ssd_cpu.cpp``):
 the conv output and the un-normed y never reach memory, which on a memory-bound CPU is a fifth of the
 layer's non-GEMM time. Its backward (``_cpp_backward``) runs no autograd: one C++ pass recomputes the conv
-output and y (``ssd_conv_fwd``; nothing but the inputs is kept from the forward, as before), then the C++
-backwards of the gated norm (``gated_rmsnorm_bwd``), the scan (``ssd_bwd_xbc``) and the conv
+output, y and the state entering every chunk (``ssd_conv_fwd``; nothing but the inputs is kept from the
+forward, as before), then the C++ backwards of the gated norm (``gated_rmsnorm_bwd``), the scan
+(``ssd_bwd_xbc``, from those states: no states-only pass of its own) and the conv
 (``causal_conv1d_bwd``) write the gradient of zxbcdt into one buffer. Elsewhere it is
 ``conv_scan_norm_reference``, the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``,
 differentiated by recomputation through those ops. FLOPs: the conv's plus the scan's.
@@ -150,8 +151,10 @@ def _cpp_conv_scan_norm(
 def _recompute(
     zx: Tensor, conv_weight, conv_bias, dt_bias, A, Df: Tensor, headdim: int, ngroups: int, reverse: bool
 ) -> list[Tensor]:
-    """(xBC, y): the conv + SiLU output (b, L, conv_dim) and the un-normed scan output (b, L, d_inner), what the
-    backward needs of the forward, recomputed by one C++ pass over zxbcdt (``ssd_conv_fwd``)."""
+    """(xBC, y, states): the conv + SiLU output (b, L, conv_dim), the un-normed scan output (b, L, d_inner) and
+    the state entering each chunk of 64 tokens (b, chunks, ngroups, d_state, heads per group x headdim), what the
+    backward needs of the forward, recomputed by one C++ pass over zxbcdt (``ssd_conv_fwd``). The states are
+    d_state / 64 x the size of x, held only while the layer's backward runs."""
     empty = zx.new_empty(0)
     return load_cpu_kernels().ssd_conv_fwd(
         zx,
@@ -181,17 +184,17 @@ def _conv_grads(dact: Tensor, xBC: Tensor, conv_weight, conv_bias, reverse: bool
 
 
 def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
-    """The "cpu-cpp" row's backward, without autograd: recompute the conv output and the un-normed y (one C++
-    pass, ``ssd_conv_fwd``), then the gated norm's backward (dy, dz, dnorm_weight), the scan's (``ssd_bwd_xbc``:
-    dx, dB, dC side by side, ddt and the parameters') and the conv's (dxBC, its weight and bias). dz, dxBC and
-    ddt land in one (b, L, width) buffer, the gradient of zxbcdt, written there by the kernels (dxBC copied in
-    for a reverse conv). Gradients of absent inputs are None."""
+    """The "cpu-cpp" row's backward, without autograd: recompute the conv output, the un-normed y and the chunk
+    states (one C++ pass, ``ssd_conv_fwd``), then the gated norm's backward (dy, dz, dnorm_weight), the scan's
+    (``ssd_bwd_xbc``: dx, dB, dC side by side, ddt and the parameters') and the conv's (dxBC, its weight and
+    bias). dz, dxBC and ddt land in one (b, L, width) buffer, the gradient of zxbcdt, written there by the
+    kernels (dxBC copied in for a reverse conv). Gradients of absent inputs are None."""
     zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse, _ = args
     nheads, d_inner, conv_dim, _ = _sizes(zxbcdt, conv_weight, A, headdim, ngroups)
     b, L, width = zxbcdt.shape
     zx = zxbcdt if zxbcdt.stride(-1) == 1 else zxbcdt.contiguous()
     Df = _per_channel_D(D, zx, nheads, headdim)
-    xBC, y = _recompute(zx, conv_weight, conv_bias, dt_bias, A, Df, headdim, ngroups, reverse)
+    xBC, y, states = _recompute(zx, conv_weight, conv_bias, dt_bias, A, Df, headdim, ngroups, reverse)
     z, xBC_raw, dt = torch.split(zx, [d_inner, conv_dim, nheads], dim=-1)
     dzx = zx.new_empty(b, L, width)  # the gradient of zxbcdt: [dz | dxBC | ddt]
     dz, dxBC, ddt = torch.split(dzx, [d_inner, conv_dim, nheads], dim=-1)
@@ -211,6 +214,7 @@ def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
         reverse,
         dact,
         ddt,
+        states,
     )
     kernel_choice.record("ssd_scan_backward", "cpu-cpp")  # the SSD's C++ backward ran (what reports list)
     # causal conv + SiLU: dxBC (into its slice), dconv_weight, dconv_bias

@@ -32,7 +32,7 @@ std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, 
                                      bool reverse);
 std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
                                     at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
-                                    at::Tensor ddt);
+                                    at::Tensor ddt, at::Tensor states);
 at::Tensor vector_exp2(at::Tensor x);
 
 // Schemas are inferred from the signatures (Tensor, bool, int, float; a vector of tensors returns Tensor[]).
@@ -48,9 +48,9 @@ TORCH_LIBRARY(mambabench_cpu, m) {
   m.def("gated_rmsnorm_bwd(Tensor dout, Tensor x, Tensor z, Tensor weight, float eps, int group, "
         "Tensor(a!)? dz_out=None) -> Tensor[]",
         &gated_rmsnorm_bwd);                         // its backward: [dx, dz, dweight] (fp32 rows; dz into dz_out)
-  m.def("ssd_conv_fwd", &ssd_conv_fwd);              // conv + SiLU and un-normed SSD of the fused op (its backward)
+  m.def("ssd_conv_fwd", &ssd_conv_fwd);              // conv + SiLU, un-normed SSD and chunk states (fused backward)
   m.def("ssd_bwd_xbc(Tensor dout, Tensor xbc, Tensor dt, Tensor A, Tensor D, Tensor dt_bias, int headdim, "
-        "int ngroups, bool reverse, Tensor(a!) dxbc, Tensor(b!) ddt) -> Tensor[]",
+        "int ngroups, bool reverse, Tensor(a!) dxbc, Tensor(b!) ddt, Tensor states) -> Tensor[]",
         &ssd_bwd_xbc);                               // SSD backward into the fused layout's dxBC and ddt
   m.def("vector_exp2", &vector_exp2);                // the kernels' vector 2^x, lane-wise (its accuracy test)
 }

@@ -12,8 +12,9 @@
 //
 // The fused Mamba-2 mixer (zoo/ops/mamba2_fused.py) has three entries here: ssd_conv_norm_fwd (conv + SiLU,
 // scan and gated RMSNorm per chunk), and for its backward ssd_conv_fwd (the conv output and the un-normed y
-// it needs, recomputed in one pass) and ssd_bwd_xbc (ssd_bwd reading x, B, C from the conv output and
-// writing their gradients side by side into one tensor, ddt into a slice of the op's input gradient).
+// it needs, recomputed in one pass, with the chunk states) and ssd_bwd_xbc (ssd_bwd reading x, B, C from the
+// conv output and those states, writing their gradients side by side into one tensor, ddt into a slice of the
+// op's input gradient).
 //
 // Per chunk of T tokens and group g (head h in group g = h / (H/G)), with a = cumsum(dt * A):
 //   y_t  = exp(a_t) C_t . S  +  sum_{s<=t} (C_t . B_s) exp(a_t - a_s) dt_s x_s  +  D x_t
@@ -26,6 +27,8 @@
 // carrying the state's gradient. Memory O(L): those states, L/64 x N x (H/G) x P floats per (sequence,
 // group), live only during the backward. Cost: five state-sized GEMMs per chunk (the forward has two: readout
 // and update; their transposes are four, plus the recomputed update), so its time is ~2.5x the forward's.
+// ssd_bwd_xbc takes the states from the fused backward's recomputation (ssd_conv_fwd), which finds them anyway:
+// four GEMMs per chunk there.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -97,7 +100,17 @@ struct Ssd {
   float* conv_out = nullptr;
   int64_t conv_dim = 0, W = 0, sxbc_b = 0, sxbc_t = 0, norm_group = 0;
   float eps = 0.f;
+  // With states_out, the forward also writes the state entering every chunk k >= 1 of sequence b, group g at
+  // states_out + ((b * nchunks + k) * G + g) * N * (H / G) * P (kept_states below; slot k = 0 is not written):
+  // what ssd_bwd_xbc otherwise recomputes by a states-only pass.
+  float* states_out = nullptr;
 };
+
+// Offset of the state entering chunk k of sequence b, group g in a kept-states buffer (see Ssd::states_out).
+inline int64_t kept_state_offset(const Ssd& s, int64_t b, int64_t k, int64_t g) {
+  const int64_t nchunks = (s.L + kChunk - 1) / kChunk;
+  return ((b * nchunks + k) * s.G + g) * s.N * (s.H / s.G) * s.P;
+}
 
 void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
   const int64_t H = s.H, P = s.P, N = s.N, G = s.G, HP = H * P, hg = H / G, hgP = hg * P, T = kChunk;
@@ -239,6 +252,7 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
           }
       }
       gemm_rm(true, false, N, hgP, Tc, Bg, B_ld, xw.data(), hgP, c0 > 0 ? 1.f : 0.f, Sg, hgP);
+      if (s.states_out && c0 + T < s.L) std::copy_n(Sg, N * hgP, s.states_out + kept_state_offset(s, b, c0 / T + 1, g));
     }
     if (s.z && !s.norm_w) {
       for (int64_t t = 0; t < Tc; ++t) {
@@ -278,7 +292,8 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
 //
 // Memory: the states entering every chunk are recomputed by a pass of the state update alone (one GEMM per
 // chunk) and held during the backward of one (sequence, group): L/64 x N x (heads of the group x P) floats,
-// 4x the size of x at T2MD's shapes; nothing is kept between the forward and the backward.
+// 4x the size of x at T2MD's shapes; nothing is kept between the forward and the backward. (ssd_bwd_xbc reads
+// them from ssd_conv_fwd instead, all sequences' at once.)
 
 // Chunk rows of a token-major tensor, in processed order, copied contiguously: row t of dst (width w) is
 // row src_row(t) of base (stride `ld`), columns [off, off + w). Contiguous rows let the GEMMs read them
@@ -366,6 +381,7 @@ void decay_grad_state(float* dS, const float* S0, const float* acum, int64_t Tc,
 struct StateBuffer {
   float* data = nullptr;
   explicit StateBuffer(int64_t floats) {
+    if (floats == 0) return;
     constexpr size_t kHuge = size_t(2) << 20;
     const size_t bytes = (static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float) + kHuge - 1) / kHuge * kHuge;
     data = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
@@ -423,13 +439,15 @@ struct SsdGrads {
   int64_t sdx_b, sdx_t, sdt_b, sdt_t, sbc_b, sbc_t;
 };
 
-// Backward of sequence b, group g (see the comment above): chunks from last to first, carrying dS.
-void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float* dA, float* dD, float* dbias) {
+// Backward of sequence b, group g (see the comment above): chunks from last to first, carrying dS. The states
+// entering the chunks come from `kept` (a forward's Ssd::states_out) or, when it is null, a states-only pass.
+void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, const float* kept, float* dA, float* dD,
+                    float* dbias) {
   const int64_t T = kChunk, N = s.N, H = s.H, P = s.P, G = s.G, hg = H / G, hgP = hg * P, HP = H * P;
   const int64_t NS = N * hgP, nc = (s.L + T - 1) / T, h0 = g * hg;
   // the states entering chunks 1 .. nc-1 (chunk 0 starts from zero)
-  StateBuffer states(nc * NS);
-  chunk_states(s, b, g, states.data);
+  StateBuffer states(kept ? 0 : nc * NS);
+  if (!kept) chunk_states(s, b, g, states.data);
   std::vector<float> dS(NS, 0.f);
   std::vector<float> xb(T * hgP), bb(T * N), cb(T * N), gb(T * hgP), zb, yb, dyb;
   std::vector<float> xw(T * hgP), dxdt(T * hgP), edy(T * hgP), Z(T * N), dBb(T * N), dCb(T * N);
@@ -439,7 +457,7 @@ void backward_group(const Ssd& s, const SsdGrads& o, int64_t b, int64_t g, float
   const float* dt_seq = s.dt + b * s.sdt_b;
   for (int64_t k = nc - 1; k >= 0; --k) {
     const int64_t c0 = k * T, Tc = std::min(T, s.L - c0);
-    const float* S0 = states.data + k * NS;  // valid for k > 0
+    const float* S0 = kept ? kept + kept_state_offset(s, b, k, g) : states.data + k * NS;  // valid for k > 0
     const bool has_state = k > 0, has_dS = k + 1 < nc;
     gather_rows(s.x + b * s.sx_b, s.sx_t, g * hgP, hgP, s, c0, Tc, xb.data());
     gather_rows(s.B + b * s.sB_b, s.sB_t, g * N, N, s, c0, Tc, bb.data());
@@ -730,9 +748,11 @@ at::Tensor ssd_conv_norm_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tens
   return y;
 }
 
-// What the fused op's backward needs of its forward, from the same arguments (without the norm's): [xBC, y],
-// xBC = silu(causal conv(xBC raw)) (batch, L, conv_dim) and y = ssd(x, dt, A, B, C, D) the un-normed, ungated
-// scan output (batch, L, d_inner), both contiguous float32, in one pass (the conv computed once for both).
+// What the fused op's backward needs of its forward, from the same arguments (without the norm's): [xBC, y,
+// states], xBC = silu(causal conv(xBC raw)) (batch, L, conv_dim), y = ssd(x, dt, A, B, C, D) the un-normed,
+// ungated scan output (batch, L, d_inner), both contiguous float32, and the state entering every chunk (batch,
+// chunks, G, N, (H / G) * P; chunk 0's slot unset) for ssd_bwd_xbc, in one pass (the conv computed once for
+// all). The states, (N / 64) x the size of x, live only during the backward; nothing is kept from the forward.
 std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, at::Tensor conv_bias,
                                      at::Tensor dt_bias, at::Tensor A, at::Tensor D, int64_t headdim, int64_t ngroups,
                                      bool reverse) {
@@ -741,16 +761,20 @@ std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, 
   s.z = nullptr;  // no gate: y is the scan's output
   auto xbc = at::empty({zxbcdt.size(0), s.L, s.conv_dim}, zxbcdt.options());
   auto y = at::empty({zxbcdt.size(0), s.L, s.H * s.P}, zxbcdt.options());
+  const int64_t chunks = (s.L + kChunk - 1) / kChunk;
+  auto states = at::empty({zxbcdt.size(0), chunks, s.G, s.N, s.H / s.G * s.P}, zxbcdt.options());
   s.conv_out = xbc.data_ptr<float>();
+  s.states_out = states.data_ptr<float>();
   forward_all(s, zxbcdt.size(0), y.data_ptr<float>());
-  return {xbc, y};
+  return {xbc, y, states};
 }
 
 namespace {
 
 // backward_group over every (sequence, group) pair into o's gradient pointers; returns [dA, dD (H, P) or
 // empty, ddt_bias or empty], summed from per-task partials (deterministic whatever the thread count).
-std::vector<at::Tensor> backward_all(const Ssd& s, SsdGrads o, int64_t batch, const at::TensorOptions& opts) {
+std::vector<at::Tensor> backward_all(const Ssd& s, SsdGrads o, int64_t batch, const at::TensorOptions& opts,
+                                     const float* kept = nullptr) {
   const int64_t tasks = batch * s.G, H = s.H, P = s.P;
   auto dA_parts = at::zeros({tasks, H}, opts), dD_parts = at::zeros({tasks, H * P}, opts);
   auto dbias_parts = at::zeros({tasks, H}, opts);
@@ -758,7 +782,7 @@ std::vector<at::Tensor> backward_all(const Ssd& s, SsdGrads o, int64_t batch, co
   if (s.L > 0)
     at::parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i)
-        backward_group(s, o, i / s.G, i % s.G, o.dA + i * H, o.dD + i * H * P, o.dbias + i * H);
+        backward_group(s, o, i / s.G, i % s.G, kept, o.dA + i * H, o.dD + i * H * P, o.dbias + i * H);
     });
   auto empty = at::empty({0}, opts);
   return {dA_parts.sum(0), s.D ? dD_parts.sum(0).view({H, P}) : empty, s.bias ? dbias_parts.sum(0) : empty};
@@ -793,10 +817,11 @@ std::vector<at::Tensor> ssd_bwd(at::Tensor dout, at::Tensor x, at::Tensor dt, at
 // (softplus(dt + dt_bias) is applied, as the fused forward does), dout (batch, L, H, P) contiguous. dx, dB, dC
 // are written side by side into dxBC (like xBC) and the raw dt's gradient into ddt ((batch, L, H), channels
 // contiguous, any token stride: a slice of the fused op's input gradient), without intermediate tensors.
+// `states`: ssd_conv_fwd's chunk states (contiguous), or empty to recompute them here.
 // Returns [dA, dD (H, P) or empty, ddt_bias or empty].
 std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
                                     at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
-                                    at::Tensor ddt) {
+                                    at::Tensor ddt, at::Tensor states) {
   const int64_t batch = xbc.size(0), L = xbc.size(1), H = A.size(0), P = headdim, HP = H * P;
   const int64_t GN = (xbc.size(2) - HP) / 2, N = GN / ngroups;
   TORCH_CHECK(xbc.dim() == 3 && xbc.stride(2) == 1 && HP + 2 * ngroups * N == xbc.size(2) &&
@@ -812,5 +837,9 @@ std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor 
   SsdGrads o{dout.data_ptr<float>(), base, ddt.data_ptr<float>(), base + HP, base + HP + GN, nullptr, nullptr,
              nullptr, nullptr, dxbc.stride(0), dxbc.stride(1), ddt.stride(0), ddt.stride(1), dxbc.stride(0),
              dxbc.stride(1)};
-  return backward_all(s, o, batch, xbc.options().dtype(at::kFloat));
+  const int64_t chunks = (L + kChunk - 1) / kChunk;
+  TORCH_CHECK(states.numel() == 0 || (states.is_contiguous() && states.numel() == batch * chunks * HP * N),
+              "ssd_bwd_xbc: states must be ssd_conv_fwd's (batch, chunks, G, N, H/G * P) or empty");
+  return backward_all(s, o, batch, xbc.options().dtype(at::kFloat),
+                      states.numel() ? states.data_ptr<float>() : nullptr);
 }
