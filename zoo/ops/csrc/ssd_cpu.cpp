@@ -101,7 +101,7 @@ struct Ssd {
   int64_t conv_dim = 0, W = 0, sxbc_b = 0, sxbc_t = 0, norm_group = 0;
   float eps = 0.f;
   // With states_out, the forward also writes the state entering every chunk k >= 1 of sequence b, group g at
-  // states_out + ((b * nchunks + k) * G + g) * N * (H / G) * P (kept_states below; slot k = 0 is not written):
+  // states_out + ((b * nchunks + k) * G + g) * N * (H / G) * P (kept_state_offset; slot k = 0 is not written):
   // what ssd_bwd_xbc otherwise recomputes by a states-only pass.
   float* states_out = nullptr;
 };
@@ -252,7 +252,8 @@ void forward_sequence(const Ssd& s, int64_t b, float* y_seq) {
           }
       }
       gemm_rm(true, false, N, hgP, Tc, Bg, B_ld, xw.data(), hgP, c0 > 0 ? 1.f : 0.f, Sg, hgP);
-      if (s.states_out && c0 + T < s.L) std::copy_n(Sg, N * hgP, s.states_out + kept_state_offset(s, b, c0 / T + 1, g));
+      if (s.states_out && c0 + T < s.L)  // the state entering the next chunk, for ssd_bwd_xbc
+        std::copy_n(Sg, N * hgP, s.states_out + kept_state_offset(s, b, c0 / T + 1, g));
     }
     if (s.z && !s.norm_w) {
       for (int64_t t = 0; t < Tc; ++t) {
