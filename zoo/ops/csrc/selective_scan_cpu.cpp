@@ -557,9 +557,11 @@ inline void for_tile_elements(const Strided& st, int64_t t0, int64_t T, int64_t 
   }
 }
 
-// Loads the tiles of channels [c0, c0 + nch) of sequence b, steps [t0, t0 + T): copies first, then one
-// vectorised pass for softplus and its derivative (per-element scalar transcendentals would cost more than the
-// scan). `states_only`: dt and dt*u only (the states pass).
+// Loads the tiles of channels [c0, c0 + nch) of sequence b, steps [t0, t0 + T), with dt = softplus(delta +
+// bias), its derivative and dt * u (vectorised: per-element scalar transcendentals would cost more than the
+// scan). Token-major inputs in one pass, each vector finished in registers; other layouts copied first, then
+// finished by a pass over the tiles. `states_only`: dt and dt*u only (the states pass). The tiles' pointers are
+// held in locals: through s.dt[k] and the like, every store would reload them (a float store may alias them).
 void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int64_t nch, int64_t t0, int64_t T,
                 Tiles& s, bool states_only = false) {
   using mambabench::kVec;
@@ -568,38 +570,47 @@ void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int6
   using mambabench::vstore;
   const int64_t n = nch * T;
   s.resize(n);
+  float *dt = s.dt.data(), *dtu = s.dtu.data(), *dsp = s.dsp.data(), *u = s.u.data(), *g = s.go.data();
+  float* z = s.z.data();
+  const bool softplus = in.softplus;
+  // dt from the raw delta + bias, its derivative d softplus / d v = sigmoid(v) (1 above the threshold 20, where
+  // sigmoid rounds to 1 in float32), dt * u
+  auto finish = [&](int64_t k, vfloat raw, vfloat uv) {
+    const vfloat d = softplus ? mambabench::vsoftplus(raw) : raw;
+    if (!states_only) vstore(dsp + k, softplus ? mambabench::vsigmoid(raw) : mambabench::vsplat(1.f));
+    vstore(dt + k, d);
+    vstore(dtu + k, d * uv);
+  };
   const bool rows = in.su.sd == 1 && in.sdelta.sd == 1 && go.sd == 1 && (!in.z || in.sz.sd == 1);
   if (rows) {  // token-major: kVec channels of one token are one vector
-    for (int64_t t = t0; t < t0 + T; ++t)
+    const float* bias = in.bias ? in.bias + c0 : nullptr;
+    for (int64_t t = t0; t < t0 + T; ++t) {
+      // this token's rows from channel c0
+      const float *drow = in.sdelta.at(b, c0, t), *urow = in.su.at(b, c0, t);
+      const float* grow = states_only ? nullptr : go.at(b, c0, t);
+      const float* zrow = in.z && !states_only ? in.sz.at(b, c0, t) : nullptr;
       for (int64_t ch = 0; ch < nch; ch += kVec) {
-        const int64_t k = ((ch / kVec) * T + (t - t0)) * kVec, d = c0 + ch;
-        const auto bias = in.bias ? vload(in.bias + d) : vfloat{};
-        vstore(&s.dt[k], vload(in.sdelta.at(b, d, t)) + bias);  // raw, finished below
-        vstore(&s.u[k], vload(in.su.at(b, d, t)));
+        const int64_t k = ((ch / kVec) * T + (t - t0)) * kVec;
+        const vfloat raw = vload(drow + ch) + (bias ? vload(bias + ch) : vfloat{});
+        const vfloat uv = vload(urow + ch);
+        vstore(u + k, uv);
+        finish(k, raw, uv);
         if (states_only) continue;
-        vstore(&s.go[k], vload(go.at(b, d, t)));
-        vstore(&s.z[k], in.z ? vload(in.sz.at(b, d, t)) : vfloat{});
+        vstore(g + k, vload(grow + ch));
+        vstore(z + k, zrow ? vload(zrow + ch) : vfloat{});
       }
-  } else {
-    for_tile_elements(in.su, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
-      const int64_t d = c0 + ch;
-      s.dt[k] = *in.sdelta.at(b, d, t) + (in.bias ? in.bias[d] : 0.f);  // raw, finished below
-      s.u[k] = *in.su.at(b, d, t);
-      if (states_only) return;
-      s.go[k] = *go.at(b, d, t);
-      s.z[k] = in.z ? *in.sz.at(b, d, t) : 0.f;
-    });
+    }
+    return;
   }
-  float *dt = s.dt.data(), *dtu = s.dtu.data(), *dsp = s.dsp.data();
-  const float* u = s.u.data();
-  for (int64_t k = 0; k < n; k += kVec) {  // n = nch * T, nch a multiple of kVec
-    const vfloat v = vload(dt + k);
-    // d softplus / d v = sigmoid(v) (1 above the threshold 20, where sigmoid rounds to 1 in float32)
-    const vfloat d = in.softplus ? mambabench::vsoftplus(v) : v;
-    if (!states_only) vstore(dsp + k, in.softplus ? mambabench::vsigmoid(v) : mambabench::vsplat(1.f));
-    vstore(dt + k, d);
-    vstore(dtu + k, d * vload(u + k));
-  }
+  for_tile_elements(in.su, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
+    const int64_t d = c0 + ch;
+    dt[k] = *in.sdelta.at(b, d, t) + (in.bias ? in.bias[d] : 0.f);  // raw, finished below
+    u[k] = *in.su.at(b, d, t);
+    if (states_only) return;
+    g[k] = *go.at(b, d, t);
+    z[k] = in.z ? *in.sz.at(b, d, t) : 0.f;
+  });
+  for (int64_t k = 0; k < n; k += kVec) finish(k, vload(dt + k), vload(u + k));  // n: whole vectors
 }
 
 // Writes du, ddelta (and dz) of the chunk's steps [t0, t0 + T) into tensors with u's strides `so`.
@@ -609,29 +620,30 @@ void store_tiles(const Inputs& in, const Strided& so, const Strided& sdz, int64_
   using mambabench::vload;
   using mambabench::vstore;
   auto tile = [&](int64_t t, int64_t ch) { return ((ch / kVec) * T + (t - t0)) * kVec; };
+  const float *tdu = s.du.data(), *tdd = s.ddelta.data(), *tdz = s.dz.data();  // locals: see load_tiles
   if (so.sd == 1) {  // token-major
     for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec) {
         const int64_t k = tile(t, ch), o = b * so.sb + (c0 + ch) + t * so.st;
-        vstore(du + o, vload(&s.du[k]));
-        vstore(ddelta + o, vload(&s.ddelta[k]));
+        vstore(du + o, vload(tdu + k));
+        vstore(ddelta + o, vload(tdd + k));
       }
   } else {
     for_tile_elements(so, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
       const int64_t o = b * so.sb + (c0 + ch) * so.sd + t * so.st;
-      du[o] = s.du[k];
-      ddelta[o] = s.ddelta[k];
+      du[o] = tdu[k];
+      ddelta[o] = tdd[k];
     });
   }
   if (!dz) return;
   if (sdz.sd == 1) {  // dz has its own strides: u's layout, or a slice of the caller's buffer
     for (int64_t t = t0; t < t0 + T; ++t)
       for (int64_t ch = 0; ch < nch; ch += kVec)
-        vstore(dz + b * sdz.sb + (c0 + ch) + t * sdz.st, vload(&s.dz[tile(t, ch)]));
+        vstore(dz + b * sdz.sb + (c0 + ch) + t * sdz.st, vload(tdz + tile(t, ch)));
     return;
   }
   for_tile_elements(sdz, t0, T, nch, [&](int64_t t, int64_t ch, int64_t k) {
-    dz[b * sdz.sb + (c0 + ch) * sdz.sd + t * sdz.st] = s.dz[k];
+    dz[b * sdz.sb + (c0 + ch) * sdz.sd + t * sdz.st] = tdz[k];
   });
 }
 
