@@ -576,8 +576,12 @@ void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int6
   // dt from the raw delta + bias, its derivative d softplus / d v = sigmoid(v) (1 above the threshold 20, where
   // sigmoid rounds to 1 in float32), dt * u
   auto finish = [&](int64_t k, vfloat raw, vfloat uv) {
-    const vfloat d = softplus ? mambabench::vsoftplus(raw) : raw;
-    if (!states_only) vstore(dsp + k, softplus ? mambabench::vsigmoid(raw) : mambabench::vsplat(1.f));
+    vfloat d = raw, slope = mambabench::vsplat(1.f);
+    if (softplus && states_only)
+      d = mambabench::vsoftplus(raw);
+    else if (softplus)
+      mambabench::vsoftplus_sigmoid(raw, d, slope);
+    if (!states_only) vstore(dsp + k, slope);
     vstore(dt + k, d);
     vstore(dtu + k, d * uv);
   };

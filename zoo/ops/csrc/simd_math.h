@@ -179,9 +179,7 @@ inline vfloat vsigmoid(vfloat x) { return 1.f / (1.f + vexp2(x * -1.442695040888
 // series 2 s (1 + s^2/3 + ... + s^14/15) in s = y / (2 + y) <= 1/3 (truncation < 1e-8 relative). Inline, so a
 // pass over dt stays in registers: libmvec's log1pf and expf took ~20% of the Mamba-1 forward scan at the
 // ablation shapes. Above 20 the result rounds to x itself, mamba_ssm's threshold.
-inline vfloat vsoftplus(vfloat x) {
-  const vfloat ax = x < 0.f ? -x : x;
-  const vfloat y = vexp2(ax * -1.44269504088896341f);
+inline vfloat vsoftplus_given(vfloat x, vfloat y) {  // y = e^-|x|
   const vfloat s = y / (2.f + y), s2 = s * s;
   vfloat p = s2 * (1.f / 15.f) + 1.f / 13.f;
   p = p * s2 + 1.f / 11.f;
@@ -191,6 +189,19 @@ inline vfloat vsoftplus(vfloat x) {
   p = p * s2 + 1.f / 3.f;
   p = p * s2 + 1.f;
   return (x > 0.f ? x : vfloat{}) + 2.f * s * p;
+}
+inline vfloat vsoftplus(vfloat x) {
+  const vfloat ax = x < 0.f ? -x : x;
+  return vsoftplus_given(x, vexp2(ax * -1.44269504088896341f));
+}
+
+// softplus(x) and its derivative sigmoid(x) from one exp: with y = e^-|x|, sigmoid(x) = 1 / (1 + y) for x > 0
+// and y / (1 + y) below (what the Mamba-1 backward needs of dt for every channel and step).
+inline void vsoftplus_sigmoid(vfloat x, vfloat& softplus_out, vfloat& sigmoid_out) {
+  const vfloat ax = x < 0.f ? -x : x;
+  const vfloat y = vexp2(ax * -1.44269504088896341f);
+  softplus_out = vsoftplus_given(x, y);
+  sigmoid_out = (x > 0.f ? vsplat(1.f) : y) / (1.f + y);
 }
 
 inline float vsum(vfloat v) {
