@@ -577,10 +577,7 @@ void load_tiles(const Inputs& in, const Strided& go, int64_t b, int64_t c0, int6
   // sigmoid rounds to 1 in float32), dt * u
   auto finish = [&](int64_t k, vfloat raw, vfloat uv) {
     vfloat d = raw, slope = mambabench::vsplat(1.f);
-    if (softplus && states_only)
-      d = mambabench::vsoftplus(raw);
-    else if (softplus)
-      mambabench::vsoftplus_sigmoid(raw, d, slope);
+    if (softplus) mambabench::vsoftplus_sigmoid(raw, d, slope);
     if (!states_only) vstore(dsp + k, slope);
     vstore(dt + k, d);
     vstore(dtu + k, d * uv);

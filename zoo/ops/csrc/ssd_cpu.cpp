@@ -384,7 +384,7 @@ struct StateBuffer {
   explicit StateBuffer(int64_t floats) {
     if (floats == 0) return;
     constexpr size_t kHuge = size_t(2) << 20;
-    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+    const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + kHuge - 1) / kHuge * kHuge;
     data = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
     TORCH_CHECK(data, "ssd_bwd: out of memory for the chunk states");
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
