@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <string>
 #include <vector>
 
 std::vector<at::Tensor> selective_scan_fwd(at::Tensor u, at::Tensor delta, at::Tensor A, at::Tensor B, at::Tensor C,
@@ -33,7 +34,7 @@ std::vector<at::Tensor> ssd_conv_fwd(at::Tensor zxbcdt, at::Tensor conv_weight, 
 std::vector<at::Tensor> ssd_bwd_xbc(at::Tensor dout, at::Tensor xbc, at::Tensor dt, at::Tensor A, at::Tensor D,
                                     at::Tensor dt_bias, int64_t headdim, int64_t ngroups, bool reverse, at::Tensor dxbc,
                                     at::Tensor ddt, at::Tensor states);
-at::Tensor vector_exp2(at::Tensor x);
+at::Tensor vector_math(at::Tensor x, std::string function);
 
 // Schemas are inferred from the signatures (Tensor, bool, int, float; a vector of tensors returns Tensor[]).
 TORCH_LIBRARY(mambabench_cpu, m) {
@@ -52,5 +53,5 @@ TORCH_LIBRARY(mambabench_cpu, m) {
   m.def("ssd_bwd_xbc(Tensor dout, Tensor xbc, Tensor dt, Tensor A, Tensor D, Tensor dt_bias, int headdim, "
         "int ngroups, bool reverse, Tensor(a!) dxbc, Tensor(b!) ddt, Tensor states) -> Tensor[]",
         &ssd_bwd_xbc);                               // SSD backward into the fused layout's dxBC and ddt
-  m.def("vector_exp2", &vector_exp2);                // the kernels' vector 2^x, lane-wise (its accuracy test)
+  m.def("vector_math", &vector_math);                // the kernels' vector exp2, sigmoid, softplus (accuracy tests)
 }

@@ -3,13 +3,32 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
 
+#include <string>
+
 #include "simd_math.h"
 
-// 2^x of every element of a contiguous float32 tensor by mambabench::vexp2, kVec lanes at a time (the tail
-// padded with zeros).
-at::Tensor vector_exp2(at::Tensor x) {
-  TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous(), "vector_exp2: a contiguous float32 tensor expected");
+// `function` of every element of a contiguous float32 tensor, kVec lanes at a time (the tail padded with
+// zeros): "exp2" (vexp2), "sigmoid" (vsigmoid), "softplus" (vsoftplus) or "softplus_slope" (the sigmoid that
+// vsoftplus_sigmoid returns beside the softplus, what the Mamba-1 backward uses).
+at::Tensor vector_math(at::Tensor x, std::string function) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous(), "vector_math: a contiguous float32 tensor expected");
   using mambabench::kVec;
+  using mambabench::vfloat;
+  vfloat (*fn)(vfloat) = nullptr;
+  if (function == "exp2") {
+    fn = mambabench::vexp2;
+  } else if (function == "sigmoid") {
+    fn = mambabench::vsigmoid;
+  } else if (function == "softplus") {
+    fn = mambabench::vsoftplus;
+  } else if (function == "softplus_slope") {
+    fn = [](vfloat v) {
+      vfloat softplus, slope;
+      mambabench::vsoftplus_sigmoid(v, softplus, slope);
+      return slope;
+    };
+  }
+  TORCH_CHECK(fn, "vector_math: unknown function '", function, "' (exp2, sigmoid, softplus, softplus_slope)");
   auto out = at::empty_like(x);
   const float* in = x.data_ptr<float>();
   float* o = out.data_ptr<float>();
@@ -18,8 +37,7 @@ at::Tensor vector_exp2(at::Tensor x) {
     float lanes[kVec] = {};
     const int64_t w = std::min<int64_t>(kVec, n - i);
     std::copy_n(in + i, w, lanes);
-    const mambabench::vfloat r = mambabench::vexp2(mambabench::vload(lanes));
-    mambabench::vstore(lanes, r);
+    mambabench::vstore(lanes, fn(mambabench::vload(lanes)));
     std::copy_n(lanes, w, o + i);
   }
   return out;
