@@ -8,7 +8,7 @@ on float32 or, when it cannot be built or for other dtypes, a grouped ``F.conv1d
 
 ``reverse=True`` (ours, not causal-conv1d's) runs the conv over the sequence from its end, outputs in token
 order: ``flip(conv(flip(x)))``, the backward direction of a bidirectional layer. The C++ kernel does it without
-the flipped copies; other backends flip.
+the flipped copies, forward and backward; other backends flip.
 
 Like causal-conv1d, x may be a token-major view (``x.stride(1) == 1``: the transpose of a Mamba layer's
 (batch, L, dim) activations); the output then has the same layout and no copy is made.
@@ -78,19 +78,22 @@ def _cpp_usable(x: Tensor, weight: Tensor, *_: object) -> bool:
 
 def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
     x, weight, bias, silu, reverse = args
-    if reverse:  # the backward kernel has no reverse mode: differentiate the flipped problem
-        dx, dw, db = _CONV_BACKWARD(grad.flip(-1), x.flip(-1), weight, bias, silu)
-        dx = dx.flip(-1)
-    else:
-        dx, dw, db = _CONV_BACKWARD(grad, x, weight, bias, silu)
+    dx, dw, db = _CONV_BACKWARD(grad, x, weight, bias, silu, reverse)
     return [dx, dw, db if bias is not None else None, None, None]
 
 
 def _cpp_conv_backward(
-    grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool, dx_out: Tensor | None = None
+    grad: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    silu: bool,
+    reverse: bool = False,
+    dx_out: Tensor | None = None,
 ) -> list[Tensor]:
-    """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only. ``dx_out``, a
-    (batch, L, dim) float32 tensor with contiguous channels (any row stride), receives dx (token-major)."""
+    """[dx, dweight, dbias] from our C++ kernel (dbias empty without a bias); CPU float32 only. ``reverse``: of
+    the reverse conv (the kernel walks the sequence from its end; no flipped copies). ``dx_out``, a (batch, L,
+    dim) float32 tensor with contiguous channels (any row stride), receives dx (token-major)."""
     empty = x.new_empty(0)
     dx, dw, db = load_cpu_kernels().causal_conv1d_bwd(
         _token_major(grad),
@@ -99,6 +102,7 @@ def _cpp_conv_backward(
         empty if bias is None else bias.contiguous(),
         silu,
         empty if dx_out is None else dx_out,
+        reverse,
     )
     # dx in x's layout: a token-major view for a Mamba layer's activations (no transposing copy here, and none
     # in the backward of the split that made x), contiguous otherwise
@@ -106,13 +110,13 @@ def _cpp_conv_backward(
     return [dx if x.stride(1) == 1 else dx.contiguous(), dw, db]
 
 
-def _fake_conv_backward(grad, x, weight, bias, silu):
+def _fake_conv_backward(grad, x, weight, bias, silu, reverse):
     return [torch.empty_like(x), torch.empty_like(weight), x.new_empty(0) if bias is None else torch.empty_like(bias)]
 
 
 _CONV_BACKWARD = define_op(
     "causal_conv1d_backward",
-    "(Tensor grad, Tensor x, Tensor weight, Tensor? bias, bool silu) -> Tensor[]",
+    "(Tensor grad, Tensor x, Tensor weight, Tensor? bias, bool silu, bool reverse) -> Tensor[]",
     [Backend("cpu-cpp", "cpu", _cpp_conv_backward)],
     _fake_conv_backward,
 )

@@ -108,7 +108,7 @@ class _MambaInner(torch.autograd.Function):
         du = du.transpose(1, 2)  # (b, L, d_inner), dense
         du.view(-1, d_inner).addmm_(dxdbl, x_proj_weight)  # + the x_proj path's gradient, summed by the GEMM
         _, d_conv_w, d_conv_b = _cpp_conv_backward(
-            du.transpose(1, 2), x.transpose(1, 2), conv_w, conv_bias, True, dxz[..., :d_inner]
+            du.transpose(1, 2), x.transpose(1, 2), conv_w, conv_bias, True, dx_out=dxz[..., :d_inner]
         )  # dx straight into the x half
         return (
             dxz,

@@ -13,7 +13,7 @@ layer's non-GEMM time. Its backward (``_cpp_backward``) runs no autograd: one C+
 output, y and the state entering every chunk (``ssd_conv_fwd``; nothing but the inputs is kept from the
 forward, as before), then the C++ backwards of the gated norm (``gated_rmsnorm_bwd``), the scan
 (``ssd_bwd_xbc``, from those states: no states-only pass of its own) and the conv
-(``causal_conv1d_bwd``) write the gradient of zxbcdt into one buffer. Elsewhere it is
+(``causal_conv1d_bwd``, in reverse for a reverse layer) write the gradient of zxbcdt into one buffer. Elsewhere it is
 ``conv_scan_norm_reference``, the composition of ``causal_conv1d``, ``ssd_scan`` and ``gated_rmsnorm``,
 differentiated by recomputation through those ops. FLOPs: the conv's plus the scan's.
 """
@@ -171,15 +171,11 @@ def _recompute(
 
 def _conv_grads(dact: Tensor, xBC: Tensor, conv_weight, conv_bias, reverse: bool, dx_out: Tensor) -> list[Tensor]:
     """[dweight, dbias] of silu(conv(xBC)) given the gradient ``dact`` of its output (both (b, L, conv_dim)),
-    by the conv's C++ backward, which writes dxBC into ``dx_out`` (its slice of the zxbcdt gradient). It has no
-    reverse mode, so a reverse conv is differentiated as the flipped problem and its dxBC copied in."""
+    by the conv's C++ backward (in reverse for a reverse conv), which writes dxBC into ``dx_out`` (its slice of
+    the zxbcdt gradient)."""
     w = conv_weight.float().contiguous()
     b = None if conv_bias is None else conv_bias.float().contiguous()
-    if reverse:
-        dx, dw, db = _cpp_conv_backward(dact.flip(1).transpose(1, 2), xBC.flip(1).transpose(1, 2), w, b, True)
-        dx_out.copy_(dx.transpose(1, 2).flip(1))
-        return [dw, db]
-    _, dw, db = _cpp_conv_backward(dact.transpose(1, 2), xBC.transpose(1, 2), w, b, True, dx_out)
+    _, dw, db = _cpp_conv_backward(dact.transpose(1, 2), xBC.transpose(1, 2), w, b, True, reverse, dx_out)
     return [dw, db]
 
 
@@ -188,7 +184,7 @@ def _cpp_backward(grad: Tensor, args, needs) -> list[Tensor | None]:
     states (one C++ pass, ``ssd_conv_fwd``), then the gated norm's backward (dy, dz, dnorm_weight), the scan's
     (``ssd_bwd_xbc``: dx, dB, dC side by side, ddt and the parameters') and the conv's (dxBC, its weight and
     bias). dz, dxBC and ddt land in one (b, L, width) buffer, the gradient of zxbcdt, written there by the
-    kernels (dxBC copied in for a reverse conv). Gradients of absent inputs are None."""
+    kernels. Gradients of absent inputs are None."""
     zxbcdt, conv_weight, conv_bias, dt_bias, A, D, headdim, ngroups, norm_weight, eps, norm_group, reverse, _ = args
     nheads, d_inner, conv_dim, _ = _sizes(zxbcdt, conv_weight, A, headdim, ngroups)
     b, L, width = zxbcdt.shape

@@ -102,15 +102,18 @@ void backward_column(const Conv& cv, const float* wt, const float* dout, bool si
     dw[k] = V{};
   }
   const V bias = cv.bias ? load(cv.bias + c, V{}) : V{};
+  // with cv.reverse, step t is token L - 1 - t: x, dout and dx are walked from their last row, strides negated
+  const int64_t first = cv.reverse ? cv.L - 1 : 0, dir = cv.reverse ? -1 : 1;
+  const int64_t sx = dir * cv.sx_t, sg = dir * cv.dim, sdx = dir * cv.sdx_t;
   for (int64_t b = 0; b < cv.batch; ++b) {
-    const float* xs = cv.x + b * cv.sx_b + c;
-    const float* gs = dout + b * cv.L * cv.dim + c;
-    float* dxs = dx + b * cv.sdx_b + c;
+    const float* xs = cv.x + b * cv.sx_b + first * cv.sx_t + c;
+    const float* gs = dout + b * cv.L * cv.dim + first * cv.dim + c;
+    float* dxs = dx + b * cv.sdx_b + first * cv.sdx_t + c;
     for (int64_t i = 0; i + 1 < W; ++i) later[i] = V{};  // zeros past the end
     for (int64_t t = cv.L - 1; t >= 0; --t) {
       const int64_t kfirst = std::max<int64_t>(0, (W - 1) - t);  // taps before the start are zeros
-      V xk[kMaxWidth], g = load(gs + t * cv.dim, V{});
-      for (int64_t k = kfirst; k < W; ++k) xk[k] = load(xs + (t - (W - 1) + k) * cv.sx_t, V{});
+      V xk[kMaxWidth], g = load(gs + t * sg, V{});
+      for (int64_t k = kfirst; k < W; ++k) xk[k] = load(xs + (t - (W - 1) + k) * sx, V{});
       if (silu) {  // through the SiLU at the recomputed pre-activation
         V pre = bias;
         for (int64_t k = kfirst; k < W; ++k) pre += w[k] * xk[k];
@@ -121,7 +124,7 @@ void backward_column(const Conv& cv, const float* wt, const float* dout, bool si
       for (int64_t k = kfirst; k < W; ++k) dw[k] += g * xk[k];
       V acc = w[W - 1] * g;  // dx[t] = sum_k w[k] * g[t + (W - 1) - k]
       for (int64_t k = 0; k + 1 < W; ++k) acc += w[k] * later[W - 2 - k];
-      store(dxs + t * cv.sdx_t, acc);
+      store(dxs + t * sdx, acc);
       for (int64_t i = W - 2; i > 0; --i) later[i] = later[i - 1];
       if (W > 1) later[0] = g;
     }
@@ -161,11 +164,13 @@ at::Tensor causal_conv1d_fwd(at::Tensor x, at::Tensor weight, at::Tensor bias, b
 
 // Returns dx (batch, L, dim), dweight (dim, W), dbias (dim,) (empty when there is no bias). dx is written into
 // dx_out when it is given (not empty): (batch, L, dim) with contiguous channels and any row stride, e.g. the
-// x half of a Mamba mixer's (batch, L, 2 dim) input gradient, so no concatenation follows.
+// x half of a Mamba mixer's (batch, L, 2 dim) input gradient, so no concatenation follows. `reverse`: the
+// gradients of the forward's reverse conv (no flipped copies of dout, x and dx).
 std::vector<at::Tensor> causal_conv1d_bwd(at::Tensor dout, at::Tensor x, at::Tensor weight,
-                                             at::Tensor bias, bool silu, at::Tensor dx_out) {
+                                             at::Tensor bias, bool silu, at::Tensor dx_out, bool reverse) {
   using mambabench::kVec;
   Conv cv = make_conv(x, weight, bias);
+  cv.reverse = reverse;
   TORCH_CHECK(dout.is_contiguous(), "causal_conv1d_bwd: dout must be contiguous (batch, L, dim)");
   auto dx = dx_out.numel() ? dx_out : at::empty({cv.batch, cv.L, cv.dim}, x.options());
   TORCH_CHECK(dx.dim() == 3 && dx.size(0) == cv.batch && dx.size(1) == cv.L && dx.size(2) == cv.dim &&
