@@ -234,8 +234,8 @@ inline void store_lanes(const Inputs& in, int64_t b, int64_t d0, int64_t t0, int
 // Prefetches part `part` of `parts` of the token rows t1..t1+T-1, channels c0..c0+W-1, of sequence b of the
 // tensors `rows` (null: skipped) into L2 (prefetcht2). The forward's row passes read whole rows of delta, u and
 // z once per time tile, after the tile's recurrence, which reads no memory beyond L2: issuing the next tile's
-// rows a part after each channel block's recurrence keeps the memory busy while the recurrence runs (6-7% of
-// the forward at L 4096 and at b64 L366 d1024, none at L 1024; prefetching into L1 evicted the recurrence's
+// rows a part after each channel block's recurrence keeps the memory busy while the recurrence runs (4-9% of
+// the forward at L 4096, 0-4% at b64 L366 d1024, none at L 1024; prefetching into L1 evicted the recurrence's
 // tiles and was 7-12% slower, and prefetching the output rows for writing did not help). Always inlined: gcc's
 // IPA takes a function that only prefetches for one without effects and deletes the calls.
 __attribute__((always_inline)) inline void prefetch_rows_part(const Strided* const rows[3], int64_t b, int64_t c0,
